@@ -1,0 +1,48 @@
+//! flux-recv: a webhook receiver for Flux v1.
+//!
+//! Providers (GitHub, Docker Hub, …) POST a webhook to `/hook/<fingerprint>`.
+//! flux-recv finds the endpoint in the current [`table::Table`], lets the
+//! endpoint's [`source::Source`] verify and parse the delivery, and relays the
+//! resulting [`notification::Change`]s to fluxd's `POST /v11/notify`.
+//!
+//! The binary in `main.rs` only parses flags and calls into this library, so
+//! the tests drive exactly what runs in production.
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod cli;
+pub mod config;
+pub mod hook;
+pub mod image;
+pub mod logging;
+pub mod notification;
+pub mod relay;
+pub mod server;
+pub mod signals;
+pub mod source;
+pub mod table;
+
+/// Make untrusted text safe for a log line or a reply: at most 100
+/// characters, with control characters and non-ASCII shown escaped.
+pub fn printable(s: &str) -> String {
+    const MAX: usize = 100;
+    let mut out: String = s.chars().take(MAX).flat_map(char::escape_default).collect();
+    if s.chars().nth(MAX).is_some() {
+        out.push('…');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::printable;
+
+    #[test]
+    fn printable_escapes_and_truncates() {
+        assert_eq!(printable("push"), "push");
+        assert_eq!(printable("a\nb"), "a\\nb");
+        let long = "x".repeat(500);
+        assert_eq!(printable(&long).chars().count(), 101);
+    }
+}

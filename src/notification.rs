@@ -1,0 +1,121 @@
+//! The notification fluxd's `POST /v11/notify` understands.
+//!
+//! fluxd treats a notification as a trigger to look again at a git repo or an
+//! image repository, never as data, so sending one twice is harmless. The
+//! JSON shape (field names, their order and the `Kind` tag) is fluxd's
+//! `v9.Change`; it must stay byte-for-byte what the Go flux-recv sent.
+
+use serde::Serialize;
+
+/// One thing fluxd should look at again.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(tag = "Kind", content = "Source")]
+pub enum Change {
+    /// A push to a branch (or tag) of a git repository.
+    #[serde(rename = "git")]
+    Git(GitUpdate),
+    /// A push of an image to a registry.
+    #[serde(rename = "image")]
+    Image(ImageUpdate),
+}
+
+/// `{"URL": …, "Branch": …}`
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct GitUpdate {
+    /// The repository's URL as fluxd is configured with it: the SSH clone URL.
+    #[serde(rename = "URL")]
+    pub url: String,
+    /// The branch without `refs/heads/`; other refs (tags) are kept whole.
+    #[serde(rename = "Branch")]
+    pub branch: String,
+}
+
+/// `{"Name": {"Domain": …, "Image": …}}`
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct ImageUpdate {
+    /// The image repository that changed, without a tag.
+    #[serde(rename = "Name")]
+    pub name: ImageName,
+}
+
+/// An image repository name split the way fluxd splits it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct ImageName {
+    /// Registry host (with optional port); empty for Docker Hub.
+    #[serde(rename = "Domain")]
+    pub domain: String,
+    /// Path within the registry, e.g. `library/nginx`.
+    #[serde(rename = "Image")]
+    pub image: String,
+}
+
+impl Change {
+    /// A git change, with `refs/heads/` taken off the ref.
+    pub fn git(url: impl Into<String>, git_ref: &str) -> Change {
+        Change::Git(GitUpdate {
+            url: url.into(),
+            branch: git_ref
+                .strip_prefix("refs/heads/")
+                .unwrap_or(git_ref)
+                .to_string(),
+        })
+    }
+
+    /// An image change.
+    pub fn image(name: ImageName) -> Change {
+        Change::Image(ImageUpdate { name })
+    }
+
+    /// The request body for `POST {api}/v11/notify`.
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("a Change always serialises")
+    }
+}
+
+impl std::fmt::Display for Change {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Change::Git(g) => write!(f, "git {} {}", g.url, g.branch),
+            Change::Image(i) if i.name.domain.is_empty() => write!(f, "image {}", i.name.image),
+            Change::Image(i) => write!(f, "image {}/{}", i.name.domain, i.name.image),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn git_json_matches_fluxd() {
+        let c = Change::git("git@github.com:a/b.git", "refs/heads/main");
+        assert_eq!(
+            String::from_utf8(c.to_json()).unwrap(),
+            r#"{"Kind":"git","Source":{"URL":"git@github.com:a/b.git","Branch":"main"}}"#
+        );
+    }
+
+    #[test]
+    fn tags_keep_their_full_ref() {
+        let c = Change::git("u", "refs/tags/v1");
+        assert_eq!(
+            c,
+            Change::Git(GitUpdate {
+                url: "u".into(),
+                branch: "refs/tags/v1".into()
+            })
+        );
+    }
+
+    #[test]
+    fn image_json_matches_fluxd() {
+        let c = Change::image(ImageName {
+            domain: "quay.io".into(),
+            image: "a/b".into(),
+        });
+        assert_eq!(
+            String::from_utf8(c.to_json()).unwrap(),
+            r#"{"Kind":"image","Source":{"Name":{"Domain":"quay.io","Image":"a/b"}}}"#
+        );
+    }
+}

@@ -1,0 +1,210 @@
+//! Bitbucket Cloud (bitbucket.org) push webhooks.
+//!
+//! - Verification: none. Bitbucket Cloud does not sign its webhooks, so the
+//!   unguessable hook URL is the only protection.
+//! - Event: `X-Event-Key` must be `repo:push`; any other event is refused
+//!   with 400, as the Go original did.
+//! - Body: JSON (Bitbucket sends `application/json; charset=UTF-8`).
+//! - Notification: one git change per entry of `push.changes`, in order, for
+//!   the branch or tag named in its `new.name`, with the URL
+//!   `git@bitbucket.org:<repository.full_name>.git`. A change whose `new` is
+//!   null (a deleted branch or tag) is skipped; a push that only deleted
+//!   refs is acknowledged and ignored.
+
+use http::HeaderMap;
+use serde::Deserialize;
+
+use super::{header, json, required, HookError, HookResult, Outcome, Settings};
+use crate::notification::Change;
+
+const EVENT: &str = "X-Event-Key";
+
+#[derive(Deserialize)]
+struct Payload {
+    repository: Option<Repository>,
+    push: Option<Push>,
+}
+
+#[derive(Deserialize)]
+struct Repository {
+    full_name: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Push {
+    changes: Option<Vec<RefChange>>,
+}
+
+#[derive(Deserialize)]
+struct RefChange {
+    /// The ref after the push; null when the push deleted it.
+    new: Option<NewRef>,
+}
+
+#[derive(Deserialize)]
+struct NewRef {
+    name: Option<String>,
+}
+
+/// Parse one Bitbucket Cloud delivery.
+pub fn handle(headers: &HeaderMap, body: &[u8], _settings: &Settings) -> HookResult {
+    let event = header(headers, EVENT).ok_or(HookError::MissingEvent(EVENT))?;
+    if event != "repo:push" {
+        return Err(HookError::wrong_event(EVENT, event));
+    }
+
+    let payload: Payload = json(body)?;
+    let full_name = required(
+        payload.repository.and_then(|r| r.full_name),
+        "repository.full_name",
+    )?;
+    let changes = payload
+        .push
+        .and_then(|p| p.changes)
+        .ok_or_else(|| HookError::BadPayload("push.changes is missing".into()))?;
+
+    let url = format!("git@bitbucket.org:{full_name}.git");
+    let mut notify = Vec::new();
+    for (i, change) in changes.into_iter().enumerate() {
+        let Some(new) = change.new else { continue };
+        let name = required(new.name, &format!("push.changes[{i}].new.name"))?;
+        notify.push(Change::git(url.clone(), &name));
+    }
+    if notify.is_empty() {
+        return Ok(Outcome::Ignore("no branch or tag was updated".into()));
+    }
+    Ok(Outcome::Notify(notify))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::testing::{fixture, headers, settings};
+
+    fn push(body: &[u8]) -> HookResult {
+        let h = headers(&[
+            ("Content-Type", "application/json; charset=UTF-8"),
+            (EVENT, "repo:push"),
+        ]);
+        handle(&h, body, &settings(&fixture("bitbucket_cloud_key")))
+    }
+
+    fn git(branch: &str) -> Change {
+        Change::git("git@bitbucket.org:team/repo.git", branch)
+    }
+
+    /// cases.json "bitbucket cloud push".
+    #[test]
+    fn push_notifies() {
+        let h = headers(&[("Content-Type", "application/json"), (EVENT, "repo:push")]);
+        assert_eq!(
+            handle(
+                &h,
+                &fixture("bitbucket_cloud_payload"),
+                &settings(&fixture("bitbucket_cloud_key"))
+            ),
+            Ok(Outcome::Notify(vec![Change::git(
+                "git@bitbucket.org:mbridgen/dummy.git",
+                "master"
+            )]))
+        );
+    }
+
+    #[test]
+    fn charset_parameter_and_any_key_are_fine() {
+        let expected = Ok(Outcome::Notify(vec![Change::git(
+            "git@bitbucket.org:mbridgen/dummy.git",
+            "master",
+        )]));
+        assert_eq!(push(&fixture("bitbucket_cloud_payload")), expected);
+        // No verification: the endpoint's key plays no part.
+        let h = headers(&[(EVENT, "repo:push")]);
+        assert_eq!(
+            handle(&h, &fixture("bitbucket_cloud_payload"), &settings(b"other")),
+            expected
+        );
+    }
+
+    #[test]
+    fn one_change_per_updated_ref_in_order() {
+        let body = br#"{
+            "repository": {"full_name": "team/repo"},
+            "push": {"changes": [
+                {"new": {"type": "branch", "name": "main"}},
+                {"new": null, "old": {"type": "branch", "name": "gone"}},
+                {"new": {"type": "tag", "name": "v1.0"}},
+                {"old": {"type": "branch", "name": "also-gone"}},
+                {"new": {"type": "branch", "name": "dev"}}
+            ]}
+        }"#;
+        assert_eq!(
+            push(body),
+            Ok(Outcome::Notify(vec![git("main"), git("v1.0"), git("dev")]))
+        );
+    }
+
+    #[test]
+    fn only_deletions_are_ignored() {
+        for body in [
+            br#"{"repository":{"full_name":"team/repo"},"push":{"changes":[{"new":null}]}}"#
+                .as_slice(),
+            br#"{"repository":{"full_name":"team/repo"},"push":{"changes":[]}}"#.as_slice(),
+        ] {
+            assert!(matches!(push(body), Ok(Outcome::Ignore(_))));
+        }
+    }
+
+    #[test]
+    fn event_must_be_repo_push() {
+        let body = fixture("bitbucket_cloud_payload");
+        let key = settings(&fixture("bitbucket_cloud_key"));
+        let h = headers(&[("Content-Type", "application/json")]);
+        assert_eq!(handle(&h, &body, &key), Err(HookError::MissingEvent(EVENT)));
+        // cases.json "bitbucket cloud, wrong event key", and others.
+        for event in [
+            "flurb",
+            "repo:refs_changed",
+            "pullrequest:created",
+            "Repo:Push",
+        ] {
+            let h = headers(&[("Content-Type", "application/json"), (EVENT, event)]);
+            let err = handle(&h, &body, &key).unwrap_err();
+            assert_eq!(err, HookError::wrong_event(EVENT, event));
+            assert_eq!(err.status(), 400);
+        }
+    }
+
+    #[test]
+    fn bad_payloads_are_400() {
+        let body = fixture("bitbucket_cloud_payload");
+        for bad in [
+            &body[..body.len() / 2],
+            b"".as_slice(),
+            b"\xff\xfe\xfd".as_slice(),
+            br#""repo:push""#.as_slice(),
+            br#"{"repository":{"full_name":1},"push":{"changes":[]}}"#.as_slice(),
+            br#"{"repository":{"full_name":"a/b"},"push":{"changes":{}}}"#.as_slice(),
+            br#"{"repository":{"full_name":"a/b"},"push":{"changes":[{"new":"main"}]}}"#.as_slice(),
+            br#"{"repository":{"full_name":"a/b"},"push":{"changes":[{"new":{"name":2}}]}}"#
+                .as_slice(),
+            b"{\"repository\":{\"full_name\":\"a/\xff\"},\"push\":{\"changes\":[]}}".as_slice(),
+            // Missing or empty repository.full_name.
+            br#"{"push":{"changes":[{"new":{"name":"main"}}]}}"#.as_slice(),
+            br#"{"repository":{},"push":{"changes":[{"new":{"name":"main"}}]}}"#.as_slice(),
+            br#"{"repository":{"full_name":""},"push":{"changes":[{"new":{"name":"m"}}]}}"#
+                .as_slice(),
+            // Missing push.changes.
+            br#"{"repository":{"full_name":"a/b"}}"#.as_slice(),
+            br#"{"repository":{"full_name":"a/b"},"push":{}}"#.as_slice(),
+            br#"{"repository":{"full_name":"a/b"},"push":{"changes":null}}"#.as_slice(),
+            // An updated ref without a name.
+            br#"{"repository":{"full_name":"a/b"},"push":{"changes":[{"new":{}}]}}"#.as_slice(),
+            br#"{"repository":{"full_name":"a/b"},"push":{"changes":[{"new":{"name":""}}]}}"#
+                .as_slice(),
+        ] {
+            let err = push(bad).unwrap_err();
+            assert!(matches!(err, HookError::BadPayload(_)), "{bad:?}: {err:?}");
+            assert_eq!(err.status(), 400);
+        }
+    }
+}

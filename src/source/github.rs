@@ -1,0 +1,228 @@
+//! GitHub push webhooks.
+//!
+//! - Verification: HMAC of the raw body with the webhook secret, in
+//!   `X-Hub-Signature-256` (`sha256=<hex>`, preferred) or the legacy
+//!   `X-Hub-Signature` (`sha1=`; `sha256=` and `sha512=` are accepted too).
+//! - Event: `X-GitHub-Event`. `push` notifies; `ping` (sent when a hook is
+//!   created) and any other event are acknowledged and ignored.
+//! - Body: JSON, or with content type `application/x-www-form-urlencoded`
+//!   the JSON in the form field `payload`. The signature covers the raw body
+//!   as sent, form encoding included.
+//! - Notification: git, `repository.ssh_url`, `ref` without `refs/heads/`.
+
+use http::HeaderMap;
+use serde::Deserialize;
+
+use super::{header, json, media_type, required, verify, HookError, HookResult, Outcome, Settings};
+use crate::notification::Change;
+
+const SIGNATURE_256: &str = "X-Hub-Signature-256";
+const SIGNATURE: &str = "X-Hub-Signature";
+const EVENT: &str = "X-GitHub-Event";
+
+#[derive(Deserialize)]
+struct Push {
+    #[serde(rename = "ref")]
+    git_ref: Option<String>,
+    repository: Option<Repository>,
+}
+
+#[derive(Deserialize)]
+struct Repository {
+    ssh_url: Option<String>,
+}
+
+/// Verify and parse one GitHub delivery.
+pub fn handle(headers: &HeaderMap, body: &[u8], settings: &Settings) -> HookResult {
+    let key = settings.key.expose();
+    match (header(headers, SIGNATURE_256), header(headers, SIGNATURE)) {
+        (Some(sig), _) => verify::prefixed_hmac(SIGNATURE_256, sig, key, body)?,
+        (None, Some(sig)) => verify::prefixed_hmac(SIGNATURE, sig, key, body)?,
+        (None, None) => return Err(HookError::Unsigned(SIGNATURE_256)),
+    }
+
+    let event = header(headers, EVENT).ok_or(HookError::MissingEvent(EVENT))?;
+    match event {
+        "push" => {}
+        "ping" => return Ok(Outcome::Ignore("ping".into())),
+        other => {
+            return Ok(Outcome::Ignore(format!(
+                "{} event",
+                crate::printable(other)
+            )))
+        }
+    }
+
+    let push: Push = if media_type(headers).as_deref() == Some("application/x-www-form-urlencoded")
+    {
+        let payload = form_urlencoded::parse(body)
+            .find(|(name, _)| name == "payload")
+            .map(|(_, value)| value.into_owned())
+            .ok_or_else(|| HookError::BadPayload("form field payload is missing".into()))?;
+        json(payload.as_bytes())?
+    } else {
+        json(body)?
+    };
+
+    let url = required(
+        push.repository.and_then(|r| r.ssh_url),
+        "repository.ssh_url",
+    )?;
+    let git_ref = required(push.git_ref, "ref")?;
+    Ok(Outcome::Notify(vec![Change::git(url, &git_ref)]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::testing::{fixture, headers, settings};
+    use crate::source::verify::{sign, Algorithm};
+
+    const KEY: &[u8] = b"423be8373b98a9ffccc10402cc033e77263e1cdf\n";
+
+    fn push(sig_header: &str, sig: &str, body: &[u8]) -> HookResult {
+        let h = headers(&[(sig_header, sig), (EVENT, "push")]);
+        handle(&h, body, &settings(KEY))
+    }
+
+    fn expected() -> Outcome {
+        Outcome::Notify(vec![Change::git(
+            "git@github.com:Codertocat/Hello-World.git",
+            "refs/tags/simple-tag",
+        )])
+    }
+
+    #[test]
+    fn push_with_each_signature_algorithm() {
+        let body = fixture("github_payload");
+        for algo in [Algorithm::Sha1, Algorithm::Sha256, Algorithm::Sha512] {
+            let sig = sign(algo, KEY, &body);
+            assert_eq!(push(SIGNATURE, &sig, &body), Ok(expected()), "{algo:?}");
+            assert_eq!(push(SIGNATURE_256, &sig, &body), Ok(expected()), "{algo:?}");
+        }
+    }
+
+    #[test]
+    fn branch_loses_refs_heads() {
+        let body =
+            br#"{"ref":"refs/heads/main","repository":{"ssh_url":"git@github.com:a/b.git"}}"#;
+        let sig = sign(Algorithm::Sha256, KEY, body);
+        assert_eq!(
+            push(SIGNATURE_256, &sig, body),
+            Ok(Outcome::Notify(vec![Change::git(
+                "git@github.com:a/b.git",
+                "main"
+            )]))
+        );
+    }
+
+    #[test]
+    fn sha256_header_is_preferred() {
+        let body = fixture("github_payload");
+        let good = sign(Algorithm::Sha256, KEY, &body);
+        let h = headers(&[
+            (SIGNATURE_256, &good),
+            (SIGNATURE, "sha1=00"),
+            (EVENT, "push"),
+        ]);
+        assert_eq!(handle(&h, &body, &settings(KEY)), Ok(expected()));
+        let h = headers(&[
+            (SIGNATURE_256, "sha256=00"),
+            (SIGNATURE, &good),
+            (EVENT, "push"),
+        ]);
+        assert_eq!(
+            handle(&h, &body, &settings(KEY)),
+            Err(HookError::BadSignature(SIGNATURE_256))
+        );
+    }
+
+    #[test]
+    fn form_encoded_payload() {
+        let json = fixture("github_payload");
+        let body: String = form_urlencoded::Serializer::new(String::new())
+            .append_pair("payload", std::str::from_utf8(&json).unwrap())
+            .finish();
+        let sig = sign(Algorithm::Sha512, KEY, body.as_bytes());
+        let h = headers(&[
+            (SIGNATURE, &sig),
+            (EVENT, "push"),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+        ]);
+        assert_eq!(handle(&h, body.as_bytes(), &settings(KEY)), Ok(expected()));
+        // The signature is over the form body, not the JSON inside it.
+        let sig = sign(Algorithm::Sha512, KEY, &json);
+        let h = headers(&[
+            (SIGNATURE, &sig),
+            (EVENT, "push"),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+        ]);
+        assert!(handle(&h, body.as_bytes(), &settings(KEY)).is_err());
+    }
+
+    #[test]
+    fn form_without_payload_field_is_400() {
+        let body = b"other=1";
+        let sig = sign(Algorithm::Sha256, KEY, body);
+        let h = headers(&[
+            (SIGNATURE_256, &sig),
+            (EVENT, "push"),
+            (
+                "Content-Type",
+                "application/x-www-form-urlencoded; charset=utf-8",
+            ),
+        ]);
+        assert_eq!(handle(&h, body, &settings(KEY)).unwrap_err().status(), 400);
+    }
+
+    #[test]
+    fn ping_and_other_events_are_acknowledged() {
+        let body = br#"{"zen":"Keep it logically awesome."}"#;
+        let sig = sign(Algorithm::Sha256, KEY, body);
+        for event in ["ping", "issues", "pull_request"] {
+            let h = headers(&[(SIGNATURE_256, &sig), (EVENT, event)]);
+            assert!(
+                matches!(handle(&h, body, &settings(KEY)), Ok(Outcome::Ignore(_))),
+                "{event}"
+            );
+        }
+    }
+
+    #[test]
+    fn ping_with_a_bad_signature_is_still_401() {
+        let h = headers(&[(SIGNATURE_256, "sha256=00"), (EVENT, "ping")]);
+        assert_eq!(handle(&h, b"{}", &settings(KEY)).unwrap_err().status(), 401);
+    }
+
+    #[test]
+    fn refusals() {
+        let body = fixture("github_payload");
+        let good = sign(Algorithm::Sha256, KEY, &body);
+        // No signature at all.
+        let h = headers(&[(EVENT, "push")]);
+        assert_eq!(
+            handle(&h, &body, &settings(KEY)),
+            Err(HookError::Unsigned(SIGNATURE_256))
+        );
+        // Signed with the key minus its trailing newline.
+        let sig = sign(Algorithm::Sha256, &KEY[..KEY.len() - 1], &body);
+        assert_eq!(push(SIGNATURE_256, &sig, &body).unwrap_err().status(), 401);
+        // Missing event header.
+        let h = headers(&[(SIGNATURE_256, &good)]);
+        assert_eq!(
+            handle(&h, &body, &settings(KEY)),
+            Err(HookError::MissingEvent(EVENT))
+        );
+        // Truncated JSON, wrong types, missing fields: 400.
+        for bad in [
+            &body[..100],
+            br#"{"ref":1,"repository":{"ssh_url":"u"}}"#.as_slice(),
+            br#"{"ref":"refs/heads/x"}"#.as_slice(),
+            br#"{"ref":"refs/heads/x","repository":{"ssh_url":""}}"#.as_slice(),
+            b"".as_slice(),
+        ] {
+            let sig = sign(Algorithm::Sha256, KEY, bad);
+            assert_eq!(push(SIGNATURE_256, &sig, bad).unwrap_err().status(), 400);
+        }
+    }
+}

@@ -1,0 +1,205 @@
+//! GitLab push hooks.
+//!
+//! - Verification: the hook's "Secret token", sent verbatim in
+//!   `X-Gitlab-Token`, must equal the key (compared in constant time). GitLab
+//!   does not sign the body.
+//! - Event: `X-Gitlab-Event` must be `Push Hook`; any other event is refused
+//!   with 400, as the Go original did. Configure the hook for push events
+//!   only.
+//! - Body: JSON.
+//! - Notification: git, `project.git_ssh_url`, `ref` without `refs/heads/`
+//!   (tags keep their full `refs/tags/…`).
+
+use http::HeaderMap;
+use serde::Deserialize;
+
+use super::{header, json, required, verify, HookError, HookResult, Outcome, Settings};
+use crate::notification::Change;
+
+const TOKEN: &str = "X-Gitlab-Token";
+const EVENT: &str = "X-Gitlab-Event";
+
+#[derive(Deserialize)]
+struct Push {
+    #[serde(rename = "ref")]
+    git_ref: Option<String>,
+    project: Option<Project>,
+}
+
+#[derive(Deserialize)]
+struct Project {
+    git_ssh_url: Option<String>,
+}
+
+/// Verify and parse one GitLab delivery.
+pub fn handle(headers: &HeaderMap, body: &[u8], settings: &Settings) -> HookResult {
+    let token = header(headers, TOKEN).ok_or(HookError::Unsigned(TOKEN))?;
+    verify::token(TOKEN, token, settings.key.expose())?;
+
+    let event = header(headers, EVENT).ok_or(HookError::MissingEvent(EVENT))?;
+    if event != "Push Hook" {
+        return Err(HookError::wrong_event(EVENT, event));
+    }
+
+    let push: Push = json(body)?;
+    let url = required(
+        push.project.and_then(|p| p.git_ssh_url),
+        "project.git_ssh_url",
+    )?;
+    let git_ref = required(push.git_ref, "ref")?;
+    Ok(Outcome::Notify(vec![Change::git(url, &git_ref)]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::testing::{fixture, headers, settings};
+
+    /// testdata/gitlab_key, which has no trailing newline.
+    const KEY: &[u8] = b"af82965fd1338596c801a04059c652d333044768";
+
+    fn push(token: &str, body: &[u8]) -> HookResult {
+        let h = headers(&[(TOKEN, token), (EVENT, "Push Hook")]);
+        handle(&h, body, &settings(&fixture("gitlab_key")))
+    }
+
+    #[test]
+    fn fixture_key_is_the_one_the_tests_use() {
+        assert_eq!(fixture("gitlab_key"), KEY);
+    }
+
+    /// cases.json "gitlab push".
+    #[test]
+    fn push_hook_notifies() {
+        let h = headers(&[
+            ("Content-Type", "application/json"),
+            (EVENT, "Push Hook"),
+            (TOKEN, "af82965fd1338596c801a04059c652d333044768"),
+        ]);
+        assert_eq!(
+            handle(&h, &fixture("gitlab_payload"), &settings(KEY)),
+            Ok(Outcome::Notify(vec![Change::git(
+                "git@example.com:mike/diaspora.git",
+                "master"
+            )]))
+        );
+    }
+
+    #[test]
+    fn tags_keep_their_full_ref() {
+        let body = br#"{"ref":"refs/tags/v1","project":{"git_ssh_url":"git@gitlab.com:a/b.git"}}"#;
+        assert_eq!(
+            push(std::str::from_utf8(KEY).unwrap(), body),
+            Ok(Outcome::Notify(vec![Change::git(
+                "git@gitlab.com:a/b.git",
+                "refs/tags/v1"
+            )]))
+        );
+    }
+
+    /// cases.json "gitlab push, bogus token", and other wrong tokens.
+    #[test]
+    fn wrong_token_is_401() {
+        let body = fixture("gitlab_payload");
+        for bad in [
+            "BOGUSaf82965fd1338596c801a04059c652d333044768",
+            "af82965fd1338596c801a04059c652d33304476",
+            "AF82965FD1338596C801A04059C652D333044768",
+            "",
+        ] {
+            assert_eq!(
+                push(bad, &body),
+                Err(HookError::BadSignature(TOKEN)),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn key_with_trailing_newline_must_be_sent_whole() {
+        let h = headers(&[(TOKEN, "secret"), (EVENT, "Push Hook")]);
+        let body = fixture("gitlab_payload");
+        assert_eq!(
+            handle(&h, &body, &settings(b"secret\n")),
+            Err(HookError::BadSignature(TOKEN))
+        );
+    }
+
+    #[test]
+    fn missing_token_is_401() {
+        let h = headers(&[(EVENT, "Push Hook")]);
+        assert_eq!(
+            handle(&h, &fixture("gitlab_payload"), &settings(KEY)),
+            Err(HookError::Unsigned(TOKEN))
+        );
+    }
+
+    #[test]
+    fn non_utf8_token_is_401() {
+        let mut h = headers(&[(EVENT, "Push Hook")]);
+        h.insert(TOKEN, http::HeaderValue::from_bytes(b"\xffkey").unwrap());
+        assert_eq!(
+            handle(&h, &fixture("gitlab_payload"), &settings(KEY))
+                .unwrap_err()
+                .status(),
+            401
+        );
+    }
+
+    #[test]
+    fn bad_token_is_401_even_for_the_wrong_event() {
+        let h = headers(&[(TOKEN, "nope"), (EVENT, "Tag Push Hook")]);
+        assert_eq!(
+            handle(&h, b"{}", &settings(KEY)),
+            Err(HookError::BadSignature(TOKEN))
+        );
+        let h = headers(&[]);
+        assert_eq!(
+            handle(&h, b"{}", &settings(KEY)),
+            Err(HookError::Unsigned(TOKEN))
+        );
+    }
+
+    #[test]
+    fn event_must_be_push_hook() {
+        let body = fixture("gitlab_payload");
+        let token = std::str::from_utf8(KEY).unwrap();
+        let h = headers(&[(TOKEN, token)]);
+        assert_eq!(
+            handle(&h, &body, &settings(KEY)),
+            Err(HookError::MissingEvent(EVENT))
+        );
+        for event in ["Tag Push Hook", "push hook", "Merge Request Hook", ""] {
+            let h = headers(&[(TOKEN, token), (EVENT, event)]);
+            let err = handle(&h, &body, &settings(KEY)).unwrap_err();
+            assert_eq!(err, HookError::wrong_event(EVENT, event));
+            assert_eq!(err.status(), 400);
+        }
+    }
+
+    #[test]
+    fn bad_payloads_are_400() {
+        let token = std::str::from_utf8(KEY).unwrap();
+        let body = fixture("gitlab_payload");
+        for bad in [
+            &body[..body.len() / 2],
+            b"".as_slice(),
+            b"\xff\xfe\xfd".as_slice(),
+            b"{\"ref\":\"refs/heads/\xff\",\"project\":{\"git_ssh_url\":\"u\"}}".as_slice(),
+            br#"[]"#.as_slice(),
+            br#"{"ref":1,"project":{"git_ssh_url":"u"}}"#.as_slice(),
+            br#"{"ref":"refs/heads/x","project":{"git_ssh_url":7}}"#.as_slice(),
+            br#"{"ref":"refs/heads/x","project":"u"}"#.as_slice(),
+            br#"{"ref":"refs/heads/x"}"#.as_slice(),
+            br#"{"ref":"refs/heads/x","project":{}}"#.as_slice(),
+            br#"{"ref":"refs/heads/x","project":{"git_ssh_url":""}}"#.as_slice(),
+            br#"{"project":{"git_ssh_url":"u"}}"#.as_slice(),
+            br#"{"ref":"","project":{"git_ssh_url":"u"}}"#.as_slice(),
+            br#"{"ref":null,"project":{"git_ssh_url":"u"}}"#.as_slice(),
+        ] {
+            let err = push(token, bad).unwrap_err();
+            assert!(matches!(err, HookError::BadPayload(_)), "{bad:?}: {err:?}");
+            assert_eq!(err.status(), 400);
+        }
+    }
+}

@@ -1,0 +1,352 @@
+//! Sonatype Nexus Repository Manager webhooks (repository component events).
+//!
+//! - Verification: `X-Nexus-Webhook-Signature` is the lowercase hex
+//!   HMAC-SHA1 of the raw body, keyed with the webhook's secret key.
+//! - Event: `X-Nexus-Webhook-Id` must be `rm:repository:component` (a
+//!   repository webhook for the "component" event type); any other is
+//!   refused with 400.
+//! - Body: JSON. Only a docker component being created is relayed: `action`
+//!   must be `CREATED` and `component.format` must be `docker`, else the
+//!   delivery is refused with 400, as the Go original did.
+//! - Notification: image, `component.name`. Nexus does not say which host
+//!   its docker connector listens on, so the endpoint's `registryHost` (if
+//!   set; trailing `/` removed) is put in front: with `registryHost:
+//!   container.example.com` and component `app1/alpine` the image is
+//!   `container.example.com/app1/alpine`. The result is split the way fluxd
+//!   splits image names.
+
+use http::HeaderMap;
+use serde::Deserialize;
+
+use super::verify::{self, Algorithm};
+use super::{header, json, required, HookError, HookResult, Outcome, Settings};
+use crate::image;
+use crate::notification::Change;
+
+const SIGNATURE: &str = "X-Nexus-Webhook-Signature";
+const EVENT: &str = "X-Nexus-Webhook-Id";
+
+#[derive(Deserialize)]
+struct Payload {
+    action: Option<String>,
+    component: Option<Component>,
+}
+
+#[derive(Deserialize)]
+struct Component {
+    format: Option<String>,
+    name: Option<String>,
+}
+
+/// Verify and parse one Nexus delivery.
+pub fn handle(headers: &HeaderMap, body: &[u8], settings: &Settings) -> HookResult {
+    let sig = header(headers, SIGNATURE).ok_or(HookError::Unsigned(SIGNATURE))?;
+    verify::hex_hmac(SIGNATURE, Algorithm::Sha1, sig, settings.key.expose(), body)?;
+
+    let event = header(headers, EVENT).ok_or(HookError::MissingEvent(EVENT))?;
+    if event != "rm:repository:component" {
+        return Err(HookError::wrong_event(EVENT, event));
+    }
+
+    let payload: Payload = json(body)?;
+    let action = payload.action.unwrap_or_default();
+    if action != "CREATED" {
+        return Err(HookError::wrong_event("action", &action));
+    }
+    let component = payload
+        .component
+        .ok_or_else(|| HookError::BadPayload("component is missing".into()))?;
+    let format = component.format.unwrap_or_default();
+    if format != "docker" {
+        return Err(HookError::wrong_event("component.format", &format));
+    }
+    let name = required(component.name, "component.name")?;
+
+    let reference = match settings.registry_host.as_deref() {
+        Some(host) if !host.is_empty() => format!("{}/{name}", host.trim_end_matches('/')),
+        _ => name,
+    };
+    Ok(Outcome::Notify(vec![Change::image(image::parse(
+        &reference,
+    )?)]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::notification::ImageName;
+    use crate::source::testing::{fixture, headers, settings};
+
+    /// testdata/nexus_key, which has no trailing newline.
+    const KEY: &[u8] = b"gk0qp4u98xy0vntojv81i8zcjr4zw7xd6c4ugzad";
+    const COMPONENT: &str = "rm:repository:component";
+    /// The signature cases.json gives for testdata/nexus_payload.
+    const FIXTURE_SIG: &str = "d06eea380d4631e8c1180b689d10d9ba83ab68f6";
+
+    fn with_host(host: Option<&str>) -> Settings {
+        Settings {
+            registry_host: host.map(str::to_string),
+            ..settings(KEY)
+        }
+    }
+
+    /// Bare hex HMAC-SHA1, as Nexus sends it.
+    fn nexus_sign(key: &[u8], body: &[u8]) -> String {
+        verify::sign(Algorithm::Sha1, key, body)
+            .trim_start_matches("sha1=")
+            .to_string()
+    }
+
+    fn deliver(body: &[u8], host: Option<&str>) -> HookResult {
+        let sig = nexus_sign(KEY, body);
+        let h = headers(&[(SIGNATURE, &sig), (EVENT, COMPONENT)]);
+        handle(&h, body, &with_host(host))
+    }
+
+    fn image(domain: &str, image: &str) -> Outcome {
+        Outcome::Notify(vec![Change::image(ImageName {
+            domain: domain.into(),
+            image: image.into(),
+        })])
+    }
+
+    fn created(name: &str) -> Vec<u8> {
+        format!(r#"{{"action":"CREATED","component":{{"format":"docker","name":"{name}","version":"1"}}}}"#)
+            .into_bytes()
+    }
+
+    #[test]
+    fn fixture_key_is_the_one_the_tests_use() {
+        assert_eq!(fixture("nexus_key"), KEY);
+        assert_eq!(nexus_sign(KEY, &fixture("nexus_payload")), FIXTURE_SIG);
+    }
+
+    /// cases.json "nexus component created".
+    #[test]
+    fn component_created_notifies() {
+        let h = headers(&[
+            (EVENT, COMPONENT),
+            (
+                "X-Nexus-Webhook-Delivery",
+                "bd9e6aef-0e27-4570-980d-f639c49ab5ed",
+            ),
+            (SIGNATURE, FIXTURE_SIG),
+        ]);
+        let s = Settings {
+            registry_host: Some("container.example.com".into()),
+            ..settings(&fixture("nexus_key"))
+        };
+        assert_eq!(
+            handle(&h, &fixture("nexus_payload"), &s),
+            Ok(image("container.example.com", "app1/alpine"))
+        );
+    }
+
+    #[test]
+    fn uppercase_hex_is_accepted() {
+        let h = headers(&[(SIGNATURE, &FIXTURE_SIG.to_uppercase()), (EVENT, COMPONENT)]);
+        assert_eq!(
+            handle(
+                &h,
+                &fixture("nexus_payload"),
+                &with_host(Some("container.example.com"))
+            ),
+            Ok(image("container.example.com", "app1/alpine"))
+        );
+    }
+
+    #[test]
+    fn registry_host_is_prefixed() {
+        let body = fixture("nexus_payload");
+        for (host, domain, img) in [
+            (None, "", "app1/alpine"),
+            (Some(""), "", "app1/alpine"),
+            (
+                Some("container.example.com/"),
+                "container.example.com",
+                "app1/alpine",
+            ),
+            (
+                Some("container.example.com//"),
+                "container.example.com",
+                "app1/alpine",
+            ),
+            (
+                Some("nexus.example.com:8443"),
+                "nexus.example.com:8443",
+                "app1/alpine",
+            ),
+            (Some("localhost"), "localhost", "app1/alpine"),
+        ] {
+            assert_eq!(deliver(&body, host), Ok(image(domain, img)), "{host:?}");
+        }
+        // Without a host, fluxd's rules decide whether the first element is
+        // a registry.
+        assert_eq!(
+            deliver(&created("reg.example.com/team/app"), None),
+            Ok(image("reg.example.com", "team/app"))
+        );
+        assert_eq!(deliver(&created("alpine"), None), Ok(image("", "alpine")));
+        assert_eq!(
+            deliver(&created("alpine"), Some("h.example.com")),
+            Ok(image("h.example.com", "alpine"))
+        );
+    }
+
+    /// cases.json "nexus, bogus signature", and other bad signatures.
+    #[test]
+    fn bad_signatures_are_401() {
+        let body = fixture("nexus_payload");
+        let mut extended_key = KEY.to_vec();
+        extended_key.push(b'\n');
+        for bad in [
+            "BOGUS".to_string(),
+            String::new(),
+            // Signature of a different body.
+            nexus_sign(KEY, b"{}"),
+            // The key with a newline the key file does not have.
+            nexus_sign(&extended_key, &body),
+            // GitHub-style prefix, or another algorithm.
+            format!("sha1={FIXTURE_SIG}"),
+            verify::sign(Algorithm::Sha256, KEY, &body)
+                .trim_start_matches("sha256=")
+                .to_string(),
+            FIXTURE_SIG[..38].to_string(),
+        ] {
+            let h = headers(&[(SIGNATURE, &bad), (EVENT, COMPONENT)]);
+            assert_eq!(
+                handle(&h, &body, &with_host(Some("container.example.com"))),
+                Err(HookError::BadSignature(SIGNATURE)),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn key_with_trailing_newline_must_be_used_whole() {
+        let body = fixture("nexus_payload");
+        let sig = nexus_sign(b"secret", &body);
+        let h = headers(&[(SIGNATURE, &sig), (EVENT, COMPONENT)]);
+        let s = Settings {
+            registry_host: None,
+            ..settings(b"secret\n")
+        };
+        assert_eq!(
+            handle(&h, &body, &s),
+            Err(HookError::BadSignature(SIGNATURE))
+        );
+    }
+
+    #[test]
+    fn missing_signature_is_401() {
+        let h = headers(&[(EVENT, COMPONENT)]);
+        assert_eq!(
+            handle(&h, &fixture("nexus_payload"), &with_host(None)),
+            Err(HookError::Unsigned(SIGNATURE))
+        );
+    }
+
+    #[test]
+    fn verification_comes_before_the_event() {
+        for event in [Some("rm:repository:asset"), None] {
+            let mut pairs = vec![(SIGNATURE, "00")];
+            pairs.extend(event.map(|e| (EVENT, e)));
+            assert_eq!(
+                handle(&headers(&pairs), b"{}", &with_host(None)),
+                Err(HookError::BadSignature(SIGNATURE))
+            );
+            let pairs: Vec<_> = event.map(|e| (EVENT, e)).into_iter().collect();
+            assert_eq!(
+                handle(&headers(&pairs), b"{}", &with_host(None)),
+                Err(HookError::Unsigned(SIGNATURE))
+            );
+        }
+    }
+
+    #[test]
+    fn webhook_id_must_be_component() {
+        let body = fixture("nexus_payload");
+        let h = headers(&[(SIGNATURE, FIXTURE_SIG)]);
+        assert_eq!(
+            handle(&h, &body, &with_host(None)),
+            Err(HookError::MissingEvent(EVENT))
+        );
+        for event in [
+            "rm:repository:asset",
+            "rm:global:repository",
+            "RM:REPOSITORY:COMPONENT",
+        ] {
+            let h = headers(&[(SIGNATURE, FIXTURE_SIG), (EVENT, event)]);
+            let err = handle(&h, &body, &with_host(None)).unwrap_err();
+            assert_eq!(err, HookError::wrong_event(EVENT, event));
+            assert_eq!(err.status(), 400);
+        }
+    }
+
+    #[test]
+    fn only_created_docker_components_are_relayed() {
+        for (body, field, value) in [
+            (
+                r#"{"action":"DELETED","component":{"format":"docker","name":"a/b"}}"#,
+                "action",
+                "DELETED",
+            ),
+            (
+                r#"{"action":"UPDATED","component":{"format":"docker","name":"a/b"}}"#,
+                "action",
+                "UPDATED",
+            ),
+            (
+                r#"{"action":"created","component":{"format":"docker","name":"a/b"}}"#,
+                "action",
+                "created",
+            ),
+            (
+                r#"{"component":{"format":"docker","name":"a/b"}}"#,
+                "action",
+                "",
+            ),
+            (
+                r#"{"action":"CREATED","component":{"format":"maven2","name":"a"}}"#,
+                "component.format",
+                "maven2",
+            ),
+            (
+                r#"{"action":"CREATED","component":{"name":"a/b"}}"#,
+                "component.format",
+                "",
+            ),
+        ] {
+            let err = deliver(body.as_bytes(), None).unwrap_err();
+            assert_eq!(err, HookError::wrong_event(field, value), "{body}");
+            assert_eq!(err.status(), 400);
+        }
+    }
+
+    #[test]
+    fn bad_payloads_are_400() {
+        let body = fixture("nexus_payload");
+        for bad in [
+            &body[..body.len() / 2],
+            b"".as_slice(),
+            b"\xff\xfe\xfd".as_slice(),
+            b"{\"action\":\"CREATED\",\"component\":{\"format\":\"docker\",\"name\":\"a/\xff\"}}"
+                .as_slice(),
+            br#"[]"#.as_slice(),
+            br#"{"action":1,"component":{"format":"docker","name":"a/b"}}"#.as_slice(),
+            br#"{"action":"CREATED","component":"a/b"}"#.as_slice(),
+            br#"{"action":"CREATED","component":{"format":"docker","name":["a/b"]}}"#.as_slice(),
+            br#"{"action":"CREATED"}"#.as_slice(),
+            br#"{"action":"CREATED","component":{"format":"docker"}}"#.as_slice(),
+            br#"{"action":"CREATED","component":{"format":"docker","name":""}}"#.as_slice(),
+            br#"{"action":"CREATED","component":{"format":"docker","name":"a/b:1:2"}}"#.as_slice(),
+        ] {
+            let err = deliver(bad, None).unwrap_err();
+            assert!(matches!(err, HookError::BadPayload(_)), "{bad:?}: {err:?}");
+            assert_eq!(err.status(), 400);
+        }
+        // With a registry host in front, the name is still checked.
+        let err = deliver(&created("app:1:2"), Some("h.example.com")).unwrap_err();
+        assert!(matches!(err, HookError::BadPayload(_)), "{err:?}");
+    }
+}

@@ -1,0 +1,369 @@
+//! The endpoint table: every hook URL flux-recv serves, built in one
+//! fallible step from the config file and the key files it names.
+//!
+//! A table is immutable. Reloading builds a whole new one and swaps it in
+//! (see [`crate::server::State`]), so a request that loaded a table sees one
+//! consistent set of endpoints, `api` included, from start to end.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+
+use crate::config::{ConfigFile, Problem, Severity};
+use crate::source::{Secret, Settings, Source};
+
+/// Keys shorter than this are easy to guess; `check` and start-up warn.
+pub const SHORT_KEY: usize = 16;
+
+/// One hook URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    /// 1-based position in the config's `endpoints:` list.
+    pub position: usize,
+    /// Which provider's rules apply.
+    pub source: Source,
+    /// The key file, resolved against the config file's directory.
+    pub key_path: PathBuf,
+    /// Lowercase hex sha256(key bytes ++ registryHost bytes): the last
+    /// segment of the hook URL, as in the Go original.
+    pub fingerprint: String,
+    /// What the source needs to verify and parse a delivery.
+    pub settings: Settings,
+}
+
+impl Endpoint {
+    /// `/hook/<fingerprint>`.
+    pub fn url_path(&self) -> String {
+        format!("/hook/{}", self.fingerprint)
+    }
+}
+
+/// Every endpoint, and where to relay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Table {
+    /// The config file this table was built from.
+    pub config_path: PathBuf,
+    /// Base URL of fluxd's API, without a trailing slash.
+    pub api: String,
+    endpoints: Vec<Arc<Endpoint>>,
+    by_fingerprint: HashMap<String, Arc<Endpoint>>,
+}
+
+/// The result of building a table: the table if there were no errors, and
+/// every problem found (errors and warnings) either way.
+#[derive(Debug)]
+pub struct Loaded {
+    /// `Some` when no problem is an error.
+    pub table: Option<Table>,
+    /// Everything worth telling the operator, in config order.
+    pub problems: Vec<Problem>,
+}
+
+impl Loaded {
+    /// The errors, if any.
+    pub fn errors(&self) -> impl Iterator<Item = &Problem> {
+        self.problems
+            .iter()
+            .filter(|p| p.severity == Severity::Error)
+    }
+}
+
+/// The fingerprint of a key (and registry host): the hook URL's last segment.
+pub fn fingerprint(key: &[u8], registry_host: Option<&str>) -> String {
+    let mut sha = Sha256::new();
+    sha.update(key);
+    sha.update(registry_host.unwrap_or("").as_bytes());
+    hex::encode(sha.finalize())
+}
+
+impl Table {
+    /// Read the config file and every key it names, and build a table.
+    /// Every problem is collected, so one run reports them all.
+    pub fn load(config_path: &Path) -> Loaded {
+        let fail = |problems| Loaded {
+            table: None,
+            problems,
+        };
+        let text = match std::fs::read(config_path) {
+            Ok(text) => text,
+            Err(e) => {
+                return fail(vec![Problem::error(
+                    config_path,
+                    "",
+                    format!("cannot read the config file: {e}"),
+                )])
+            }
+        };
+        let config = match ConfigFile::parse(config_path, &text) {
+            Ok(config) => config,
+            Err(problem) => return fail(vec![problem]),
+        };
+        Table::build(config_path, &config)
+    }
+
+    /// Build a table from a parsed config, reading the key files.
+    pub fn build(config_path: &Path, config: &ConfigFile) -> Loaded {
+        let base = config_path.parent().unwrap_or(Path::new(""));
+        let mut problems = Vec::new();
+        let mut endpoints: Vec<Arc<Endpoint>> = Vec::new();
+        let mut by_fingerprint: HashMap<String, Arc<Endpoint>> = HashMap::new();
+
+        for (i, ep) in config.endpoints.iter().enumerate() {
+            let field = format!("endpoints[{i}]");
+            let Some(source) = Source::from_name(&ep.source) else {
+                let valid: Vec<&str> = Source::ALL.iter().map(|s| s.name()).collect();
+                problems.push(Problem::error(
+                    config_path,
+                    format!("{field}.source"),
+                    format!(
+                        "unknown source {:?}; valid sources are {}",
+                        ep.source,
+                        valid.join(", ")
+                    ),
+                ));
+                continue;
+            };
+            if ep.gcr.is_some() {
+                problems.push(Problem::error(
+                    config_path,
+                    format!("{field}.gcr"),
+                    "verifying GCR push tokens is not supported by this version; \
+                     remove the gcr block to accept unverified Pub/Sub pushes",
+                ));
+                continue;
+            }
+            let key_path = base.join(&ep.key_path);
+            let key = match std::fs::read(&key_path) {
+                Ok(key) if key.is_empty() => {
+                    problems.push(Problem::error(
+                        &key_path,
+                        format!("{field}.keyPath"),
+                        "the key file is empty",
+                    ));
+                    continue;
+                }
+                Ok(key) => key,
+                Err(e) => {
+                    problems.push(Problem::error(
+                        config_path,
+                        format!("{field}.keyPath"),
+                        format!("cannot read key file {}: {e}", key_path.display()),
+                    ));
+                    continue;
+                }
+            };
+            problems.extend(key_warnings(&key_path, &field, &key));
+            let registry_host = ep.registry_host.clone().filter(|h| !h.is_empty());
+            let fingerprint = fingerprint(&key, registry_host.as_deref());
+            let endpoint = Arc::new(Endpoint {
+                position: i + 1,
+                source,
+                key_path,
+                fingerprint: fingerprint.clone(),
+                settings: Settings {
+                    key: Secret::new(key),
+                    registry_host,
+                },
+            });
+            if let Some(first) = by_fingerprint.get(&fingerprint) {
+                problems.push(Problem::error(
+                    config_path,
+                    field,
+                    format!(
+                        "has the same key (and registryHost) as endpoints[{}], so both \
+                         would have the same hook URL; give each endpoint its own key",
+                        first.position - 1
+                    ),
+                ));
+                continue;
+            }
+            by_fingerprint.insert(fingerprint, endpoint.clone());
+            endpoints.push(endpoint);
+        }
+
+        let ok = !problems.iter().any(|p| p.severity == Severity::Error);
+        Loaded {
+            table: ok.then(|| Table {
+                config_path: config_path.to_path_buf(),
+                api: config.api(),
+                endpoints,
+                by_fingerprint,
+            }),
+            problems,
+        }
+    }
+
+    /// The endpoint serving `/hook/<fingerprint>`.
+    pub fn get(&self, fingerprint: &str) -> Option<&Arc<Endpoint>> {
+        self.by_fingerprint.get(fingerprint)
+    }
+
+    /// Every endpoint, in config order.
+    pub fn endpoints(&self) -> &[Arc<Endpoint>] {
+        &self.endpoints
+    }
+
+    /// `POST` here to notify fluxd.
+    pub fn notify_url(&self) -> String {
+        format!("{}/v11/notify", self.api)
+    }
+
+    /// The directories whose contents this table was built from: the config
+    /// file's and every key file's. Watching these (not the files) is what
+    /// catches a Kubernetes Secret update.
+    pub fn directories(&self) -> BTreeSet<PathBuf> {
+        std::iter::once(self.config_path.as_path())
+            .chain(self.endpoints.iter().map(|e| e.key_path.as_path()))
+            .map(|p| match p.parent() {
+                Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+                _ => PathBuf::from("."),
+            })
+            .collect()
+    }
+}
+
+/// Keys that are legal but probably not what the operator meant.
+fn key_warnings(key_path: &Path, field: &str, key: &[u8]) -> Vec<Problem> {
+    let mut warnings = Vec::new();
+    if key.last().is_some_and(|b| b.is_ascii_whitespace()) {
+        warnings.push(Problem::warning(
+            key_path,
+            format!("{field}.keyPath"),
+            "the key ends in whitespace (often a trailing newline from `echo` or an editor); \
+             it is part of the secret, so the provider must be given it too, or signatures \
+             will not match. Write keys with `printf %s` or `flux-recv keygen`",
+        ));
+    }
+    if key.len() < SHORT_KEY {
+        warnings.push(Problem::warning(
+            key_path,
+            format!("{field}.keyPath"),
+            format!(
+                "the key is only {} bytes; use at least {SHORT_KEY} random bytes",
+                key.len()
+            ),
+        ));
+    }
+    warnings
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    fn dir_with(config: &str, keys: &[(&str, &[u8])]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("fluxrecv.yaml"), config).unwrap();
+        for (name, key) in keys {
+            fs::write(dir.path().join(name), key).unwrap();
+        }
+        dir
+    }
+
+    #[test]
+    fn fingerprints_match_the_go_original() {
+        let testdata = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata");
+        let github = fs::read(testdata.join("github_key")).unwrap();
+        assert_eq!(
+            fingerprint(&github, None),
+            "5535282db5ba52f5d1aa1ef5c3d458deddbdca22979d1575b928da8814fd3f73"
+        );
+        let nexus = fs::read(testdata.join("nexus_key")).unwrap();
+        assert_eq!(
+            fingerprint(&nexus, Some("container.example.com")),
+            "37aea278ec43e68f76dba33f66f39761190f8f3d6e86306c864868dc6063283a"
+        );
+    }
+
+    #[test]
+    fn builds_a_table_with_relative_and_absolute_keys() {
+        let other = tempfile::tempdir().unwrap();
+        let abs_key = other.path().join("abs.key");
+        fs::write(&abs_key, b"0123456789abcdef-abs").unwrap();
+        let dir = dir_with(
+            &format!(
+                "fluxRecvVersion: 1\nendpoints:\n- source: GitHub\n  keyPath: gh.key\n- source: DockerHub\n  key: {}\n",
+                abs_key.display()
+            ),
+            &[("gh.key", b"0123456789abcdef-gh")],
+        );
+        let loaded = Table::load(&dir.path().join("fluxrecv.yaml"));
+        let table = loaded.table.expect("table");
+        assert_eq!(table.endpoints().len(), 2);
+        assert_eq!(table.endpoints()[0].key_path, dir.path().join("gh.key"));
+        assert_eq!(table.endpoints()[1].key_path, abs_key);
+        assert_eq!(table.endpoints()[1].position, 2);
+        let fp = fingerprint(b"0123456789abcdef-gh", None);
+        assert_eq!(table.get(&fp).unwrap().source, Source::GitHub);
+        assert_eq!(table.get(&fp).unwrap().url_path(), format!("/hook/{fp}"));
+        assert_eq!(
+            table.notify_url(),
+            "http://localhost:3030/api/flux/v11/notify"
+        );
+        let dirs: Vec<PathBuf> = table.directories().into_iter().collect();
+        let mut want = vec![dir.path().to_path_buf(), other.path().to_path_buf()];
+        want.sort();
+        assert_eq!(dirs, want);
+    }
+
+    #[test]
+    fn reports_every_problem_at_once() {
+        let dir = dir_with(
+            "fluxRecvVersion: 1\nendpoints:\n- source: Github\n  keyPath: a.key\n- source: GitHub\n  keyPath: missing.key\n- source: GitLab\n  keyPath: empty.key\n- source: GitLab\n  keyPath: a.key\n- source: Quay\n  keyPath: a.key\n- source: GoogleContainerRegistry\n  keyPath: a.key\n  gcr:\n    audience: x\n",
+            &[("a.key", b"0123456789abcdef\n"), ("empty.key", b"")],
+        );
+        let loaded = Table::load(&dir.path().join("fluxrecv.yaml"));
+        assert!(loaded.table.is_none());
+        let errors: Vec<String> = loaded.errors().map(|p| p.to_string()).collect();
+        assert_eq!(errors.len(), 5, "{errors:#?}");
+        assert!(errors[0].contains(
+            "endpoints[0].source: unknown source \"Github\"; valid sources are GitHub, GitLab"
+        ));
+        assert!(errors[1].contains("endpoints[1].keyPath: cannot read key file"));
+        assert!(errors[2].contains("empty.key: endpoints[2].keyPath: the key file is empty"));
+        assert!(
+            errors[3].contains("endpoints[4]: has the same key (and registryHost) as endpoints[3]")
+        );
+        assert!(errors[4].contains("endpoints[5].gcr"));
+    }
+
+    #[test]
+    fn registry_host_changes_the_fingerprint_so_keys_can_be_shared() {
+        let dir = dir_with(
+            "fluxRecvVersion: 1\nendpoints:\n- source: Nexus\n  keyPath: a.key\n  registryHost: one.example.com\n- source: Nexus\n  keyPath: a.key\n  registryHost: two.example.com\n",
+            &[("a.key", b"0123456789abcdef")],
+        );
+        let loaded = Table::load(&dir.path().join("fluxrecv.yaml"));
+        assert_eq!(loaded.table.unwrap().endpoints().len(), 2);
+    }
+
+    #[test]
+    fn warns_about_trailing_whitespace_and_short_keys() {
+        let dir = dir_with(
+            "fluxRecvVersion: 1\nendpoints:\n- source: GitHub\n  keyPath: a.key\n",
+            &[("a.key", b"short\n")],
+        );
+        let loaded = Table::load(&dir.path().join("fluxrecv.yaml"));
+        let table = loaded.table.expect("warnings do not stop loading");
+        // The newline is part of the key, as in the original.
+        assert_eq!(table.endpoints()[0].settings.key.expose(), b"short\n");
+        let warnings: Vec<String> = loaded.problems.iter().map(|p| p.to_string()).collect();
+        assert_eq!(warnings.len(), 2);
+        assert!(warnings[0].contains("a.key: endpoints[0].keyPath: the key ends in whitespace"));
+        assert!(warnings[1].contains("only 6 bytes"));
+        // Never the key itself.
+        assert!(!warnings.iter().any(|w| w.contains("short\n")));
+    }
+
+    #[test]
+    fn missing_config_file_is_an_error() {
+        let loaded = Table::load(Path::new("/nonexistent/fluxrecv.yaml"));
+        assert!(loaded.table.is_none());
+        assert!(loaded.problems[0]
+            .message
+            .contains("cannot read the config file"));
+    }
+}

@@ -1,0 +1,289 @@
+//! Shared test harness: a stand-in fluxd that records what it receives, a
+//! flux-recv started on 127.0.0.1:0 through the library, and small clients.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use flux_recv::logging::Captured;
+use flux_recv::server::{Options, State};
+use flux_recv::table::Table;
+use tokio::sync::oneshot;
+use warp::Filter;
+
+/// The conformance fixtures copied from the Go original.
+pub fn testdata() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata")
+}
+
+/// How the stand-in fluxd answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Behaviour {
+    /// 202, as fluxd does.
+    Accept,
+    /// This status.
+    Status(u16),
+    /// Never answer.
+    Hang,
+    /// Answer 202 after this many milliseconds.
+    Delay(u64),
+}
+
+/// A stand-in for fluxd's API on loopback.
+pub struct FakeFluxd {
+    pub addr: SocketAddr,
+    pub received: Arc<Mutex<Vec<serde_json::Value>>>,
+    pub behaviour: Arc<Mutex<Behaviour>>,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+impl FakeFluxd {
+    pub async fn start() -> FakeFluxd {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        FakeFluxd::on(listener).await
+    }
+
+    /// Serve on an already bound listener (to come up on a known port).
+    pub async fn on(listener: tokio::net::TcpListener) -> FakeFluxd {
+        let addr = listener.local_addr().unwrap();
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let behaviour = Arc::new(Mutex::new(Behaviour::Accept));
+        let (r, b) = (received.clone(), behaviour.clone());
+        let notify = warp::path!("api" / "flux" / "v11" / "notify")
+            .and(warp::post())
+            .and(warp::header::exact("content-type", "application/json"))
+            .and(warp::body::bytes())
+            .then(move |body: bytes::Bytes| {
+                let (r, b) = (r.clone(), b.clone());
+                async move {
+                    let behaviour = *b.lock().unwrap();
+                    match behaviour {
+                        Behaviour::Hang => tokio::time::sleep(Duration::from_secs(3600)).await,
+                        Behaviour::Delay(ms) => tokio::time::sleep(Duration::from_millis(ms)).await,
+                        _ => {}
+                    }
+                    r.lock()
+                        .unwrap()
+                        .push(serde_json::from_slice(&body).expect("relay sends JSON"));
+                    let status = match behaviour {
+                        Behaviour::Status(s) => s,
+                        _ => 202,
+                    };
+                    warp::reply::with_status("", warp::http::StatusCode::from_u16(status).unwrap())
+                }
+            });
+        let (stop, stopped) = oneshot::channel::<()>();
+        tokio::spawn(
+            warp::serve(notify)
+                .incoming(listener)
+                .graceful(async {
+                    let _ = stopped.await;
+                })
+                .run(),
+        );
+        FakeFluxd {
+            addr,
+            received,
+            behaviour,
+            stop: Some(stop),
+        }
+    }
+
+    pub fn api(&self) -> String {
+        format!("http://{}/api/flux", self.addr)
+    }
+
+    pub fn set(&self, b: Behaviour) {
+        *self.behaviour.lock().unwrap() = b;
+    }
+
+    /// Take what was received so far.
+    pub fn take(&self) -> Vec<serde_json::Value> {
+        std::mem::take(&mut *self.received.lock().unwrap())
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+    }
+}
+
+impl Drop for FakeFluxd {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// An address nothing listens on.
+pub fn dead_addr() -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap()
+}
+
+/// A flux-recv served from the library on 127.0.0.1:0.
+pub struct Recv {
+    pub addr: SocketAddr,
+    pub state: Arc<State>,
+    pub logs: Captured,
+    stop: Option<oneshot::Sender<()>>,
+    pub done: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Recv {
+    pub async fn start(config: &Path, options: Options) -> Recv {
+        let logs = Captured::default();
+        let log = flux_recv::logging::to_writer(slog::Level::Debug, logs.clone());
+        let loaded = Table::load(config);
+        let table = loaded
+            .table
+            .unwrap_or_else(|| panic!("config does not load: {:#?}", loaded.problems));
+        let state = State::new(table, options, log);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let done = tokio::spawn(flux_recv::server::run(listener, state.clone(), async {
+            let _ = stopped.await;
+        }));
+        Recv {
+            addr,
+            state,
+            logs,
+            stop: Some(stop),
+            done: Some(done),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Ask the server to stop, as SIGTERM does.
+    pub fn shutdown(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+    }
+}
+
+impl Drop for Recv {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// A reply: status and body text.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub body: String,
+}
+
+/// POST with ureq on the blocking pool.
+pub async fn post(url: String, headers: Vec<(String, String)>, body: Vec<u8>) -> Reply {
+    tokio::task::spawn_blocking(move || {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(30)))
+            .build()
+            .into();
+        let mut req = agent.post(&url);
+        for (k, v) in &headers {
+            req = req.header(k, v);
+        }
+        let mut resp = req.send(&body[..]).expect("request");
+        Reply {
+            status: resp.status().as_u16(),
+            body: resp.body_mut().read_to_string().unwrap_or_default(),
+        }
+    })
+    .await
+    .unwrap()
+}
+
+/// GET with ureq on the blocking pool.
+pub async fn get(url: String) -> Reply {
+    tokio::task::spawn_blocking(move || {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let mut resp = agent.get(&url).call().expect("request");
+        Reply {
+            status: resp.status().as_u16(),
+            body: resp.body_mut().read_to_string().unwrap_or_default(),
+        }
+    })
+    .await
+    .unwrap()
+}
+
+/// Write raw bytes and read the whole response (the server closes or the
+/// read times out), for requests ureq will not make (chunked, malformed).
+pub async fn raw(addr: SocketAddr, request: Vec<u8>) -> String {
+    tokio::task::spawn_blocking(move || {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let _ = s.write_all(&request);
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        String::from_utf8_lossy(&out).into_owned()
+    })
+    .await
+    .unwrap()
+}
+
+/// Write a config file into `dir`.
+pub fn write_config(dir: &Path, api: &str, endpoints: &str) -> PathBuf {
+    let path = dir.join("fluxrecv.yaml");
+    std::fs::write(
+        &path,
+        format!("fluxRecvVersion: 1\napi: {api}\nendpoints:\n{endpoints}"),
+    )
+    .unwrap();
+    path
+}
+
+/// A GitHub endpoint's key, and headers signing `body` for a push.
+pub const GITHUB_KEY: &[u8] = b"0123456789abcdef0123456789abcdef";
+
+pub fn github_push(body: &[u8]) -> Vec<(String, String)> {
+    use flux_recv::source::verify::{sign, Algorithm};
+    vec![
+        ("Content-Type".into(), "application/json".into()),
+        ("X-GitHub-Event".into(), "push".into()),
+        (
+            "X-GitHub-Delivery".into(),
+            "72d3162e-cc78-11e3-81ab-4c9367dc0958".into(),
+        ),
+        (
+            "X-Hub-Signature-256".into(),
+            sign(Algorithm::Sha256, GITHUB_KEY, body),
+        ),
+    ]
+}
+
+/// A push to `branch` of `repo`, as GitHub sends it (trimmed).
+pub fn github_body(repo: &str, branch: &str) -> Vec<u8> {
+    format!(
+        r#"{{"ref":"refs/heads/{branch}","repository":{{"full_name":"{repo}","ssh_url":"git@github.com:{repo}.git"}}}}"#
+    )
+    .into_bytes()
+}
+
+/// The notification fluxd should get for that push.
+pub fn git_notification(repo: &str, branch: &str) -> serde_json::Value {
+    serde_json::json!({"Kind": "git", "Source": {"URL": format!("git@github.com:{repo}.git"), "Branch": branch}})
+}
+
+/// A config with one GitHub endpoint keyed with GITHUB_KEY; returns the
+/// config path and the hook path.
+pub fn github_config(dir: &Path, api: &str) -> (PathBuf, String) {
+    std::fs::write(dir.join("github.key"), GITHUB_KEY).unwrap();
+    let config = write_config(dir, api, "- source: GitHub\n  keyPath: github.key\n");
+    let fp = flux_recv::table::fingerprint(GITHUB_KEY, None);
+    (config, format!("/hook/{fp}"))
+}
