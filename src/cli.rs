@@ -1,26 +1,66 @@
-//! Command-line flags, turned into a running server.
+//! Command-line arguments, and which command runs.
 //!
-//! The Go original's invocation (`flux-recv --config F --listen :8080`)
-//! works unchanged.
+//! Serving is the default: the Go original's invocation (`flux-recv --config F
+//! --listen :8080`) works unchanged, and its flags live in [`ServeArgs`]. The
+//! other commands help an operator around the server: `keygen` makes a key,
+//! `endpoints` lists the hook URLs to paste into providers, `check` reports
+//! every problem with a config, and `send` delivers a signed sample event.
+//! What each one does is in [`crate::commands`]; this module only parses.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::Context;
-use clap::Parser;
-use slog::{error, info, o, warn, Logger};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::config::Severity;
-use crate::server::{Options, State};
-use crate::table::Table;
+use crate::commands;
 
 /// Receives provider webhooks (GitHub, GitLab, Bitbucket, Docker Hub, Quay,
 /// Harbor, Nexus, GCR), verifies them and relays a notification to fluxd.
+///
+/// Without a command, serves hooks.
 #[derive(Debug, Parser)]
-#[command(name = "flux-recv", version)]
+#[command(name = "flux-recv", version, args_conflicts_with_subcommands = true)]
 pub struct Cli {
+    /// A command other than serving.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    /// The server's flags (used when no command is given).
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+/// The serve flags are the binary's top-level flags, so `cli.listen` reads
+/// as the command line does (and code written before the subcommands
+/// existed keeps working).
+impl std::ops::Deref for Cli {
+    type Target = ServeArgs;
+
+    fn deref(&self) -> &ServeArgs {
+        &self.serve
+    }
+}
+
+/// Everything flux-recv does besides serving.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Make a new random key for an endpoint (hex, no trailing newline).
+    Keygen(KeygenArgs),
+    /// List every endpoint with its hook URL, to paste into the provider.
+    Endpoints(EndpointsArgs),
+    /// Load the config and keys as the server would and report every
+    /// problem; exits 1 if any is an error.
+    Check(CheckArgs),
+    /// Send an endpoint a sample event, signed as its provider signs it, to
+    /// try the whole chain (ingress, flux-recv, fluxd) without a real push.
+    Send(SendArgs),
+}
+
+/// Flags of the server.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
     /// Config file (fluxRecvVersion: 1). Relative key paths in it are
     /// resolved against its directory.
     #[arg(long, env = "FLUXRECV_CONFIG", default_value = "fluxrecv.yaml")]
@@ -34,6 +74,11 @@ pub struct Cli {
     #[arg(long, env = "FLUXRECV_LOG_LEVEL", default_value = "info", value_parser = crate::logging::parse_level)]
     pub log_level: slog::Level,
 
+    /// Log format: text (for people) or json (one object per line, for log
+    /// pipelines).
+    #[arg(long, env = "FLUXRECV_LOG_FORMAT", default_value = "text", value_parser = crate::logging::parse_format)]
+    pub log_format: crate::logging::Format,
+
     /// Largest request body accepted (bytes, or with KiB/MiB); larger bodies
     /// get 413 before anything is parsed.
     #[arg(long, env = "FLUXRECV_MAX_BODY", default_value = "3MiB", value_parser = parse_size)]
@@ -44,10 +89,116 @@ pub struct Cli {
     #[arg(long, env = "FLUXRECV_RELAY_TIMEOUT", default_value = "8s", value_parser = parse_duration)]
     pub relay_timeout: Duration,
 
+    /// Re-read the config and keys this often even when no file event
+    /// arrives (a backstop for lost events); swaps only if they changed.
+    #[arg(long, env = "FLUXRECV_RESYNC_INTERVAL", default_value = "60s", value_parser = parse_duration)]
+    pub resync_interval: Duration,
+
+    /// Most calls to fluxd in flight at once; a hook that cannot get a slot
+    /// before its deadline gets 503 with Retry-After.
+    #[arg(long, env = "FLUXRECV_MAX_RELAYS", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=4096))]
+    pub max_relays: u64,
+
+    /// Most client connections open at once.
+    #[arg(long, env = "FLUXRECV_MAX_CONNECTIONS", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=65536))]
+    pub max_connections: u64,
+
+    /// A client must send a request's headers within this time; also how
+    /// long an idle keep-alive connection is kept.
+    #[arg(long, env = "FLUXRECV_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub header_timeout: Duration,
+
+    /// A client must send a request's body within this time (408 after).
+    #[arg(long, env = "FLUXRECV_BODY_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub body_timeout: Duration,
+
     /// Verify and parse hooks as usual and log the notifications, but do not
     /// call fluxd (to try flux-recv out, or to check a provider's setup).
     #[arg(long, env = "FLUXRECV_DRY_RUN")]
     pub dry_run: bool,
+
+    /// Where Google publishes the keys that sign Pub/Sub push tokens, for
+    /// GoogleContainerRegistry endpoints with a `gcr:` block. https only
+    /// (plain http to localhost, for tests).
+    #[arg(long, env = "FLUXRECV_GOOGLE_JWKS_URL", default_value = crate::jwks::GOOGLE_JWKS_URL,
+          value_parser = parse_jwks_url)]
+    pub google_jwks_url: String,
+}
+
+/// Flags of `flux-recv keygen`.
+#[derive(Debug, Args)]
+pub struct KeygenArgs {
+    /// Write the key to this file (created with mode 0600) instead of
+    /// printing it.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+
+    /// Replace the file if it exists. Its hook URL changes with the key, so
+    /// the provider must be given the new key and URL.
+    #[arg(long, requires = "out")]
+    pub force: bool,
+}
+
+/// Flags of `flux-recv endpoints`.
+#[derive(Debug, Args)]
+pub struct EndpointsArgs {
+    /// Config file, as for serving.
+    #[arg(long, env = "FLUXRECV_CONFIG", default_value = "fluxrecv.yaml")]
+    pub config: PathBuf,
+
+    /// Where providers reach flux-recv (e.g. `https://hooks.example.com`), to
+    /// print full hook URLs; without it, only the paths.
+    #[arg(long, value_name = "URL", value_parser = parse_base_url)]
+    pub base_url: Option<String>,
+
+    /// `text` (aligned columns) or `json` (an array of objects, for scripts).
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+}
+
+/// How `endpoints` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    /// One aligned row per endpoint, with a header line.
+    Text,
+    /// A JSON array with one object per endpoint.
+    Json,
+}
+
+/// Flags of `flux-recv check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Config file, as for serving.
+    #[arg(long, env = "FLUXRECV_CONFIG", default_value = "fluxrecv.yaml")]
+    pub config: PathBuf,
+}
+
+/// Flags of `flux-recv send`.
+#[derive(Debug, Args)]
+pub struct SendArgs {
+    /// Config file, as for serving: the endpoint's source and key come from
+    /// it.
+    #[arg(long, env = "FLUXRECV_CONFIG", default_value = "fluxrecv.yaml")]
+    pub config: PathBuf,
+
+    /// Which endpoint: its 1-based position in the config's `endpoints:`
+    /// list, or a unique prefix of its fingerprint.
+    #[arg(long, value_name = "N|FINGERPRINT")]
+    pub endpoint: String,
+
+    /// Where to POST: a full hook URL (`…/hook/<fingerprint>`), or a base URL
+    /// such as `http://127.0.0.1:8080`, to which `/hook/<fingerprint>` is added.
+    #[arg(long, value_parser = parse_base_url)]
+    pub url: String,
+
+    /// Which event to send: `push` for every source; `ping` for GitHub and
+    /// Bitbucket Server.
+    #[arg(long, default_value = "push")]
+    pub event: String,
+
+    /// Give up on the reply after this long.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub timeout: Duration,
 }
 
 /// `:8080` (Go's spelling, all interfaces) or `host:port`.
@@ -59,6 +210,23 @@ pub fn parse_listen(s: &str) -> Result<SocketAddr, String> {
     };
     full.parse()
         .map_err(|_| format!("{s:?} is not host:port or :port"))
+}
+
+/// `https://…`, or `http://` to localhost.
+fn parse_jwks_url(s: &str) -> Result<String, String> {
+    crate::jwks::check_url(s).map(|()| s.to_string())
+}
+
+/// An `http://` or `https://` URL with a host, without its trailing `/`.
+pub fn parse_base_url(s: &str) -> Result<String, String> {
+    let rest = s
+        .strip_prefix("https://")
+        .or_else(|| s.strip_prefix("http://"))
+        .ok_or_else(|| format!("{s:?} is not an http:// or https:// URL"))?;
+    if rest.split('/').next().unwrap_or("").is_empty() {
+        return Err(format!("{s:?} has no host"));
+    }
+    Ok(s.trim_end_matches('/').to_string())
 }
 
 /// `3MiB`, `512KiB`, `1048576`.
@@ -98,84 +266,20 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
-/// Entry point for the binary.
+/// Entry point for the binary: parse, then run the command.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let log = crate::logging::stderr(cli.log_level);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            error!(log, "cannot start the async runtime"; "error" => %e);
-            return ExitCode::FAILURE;
-        }
+    let result = match cli.command {
+        None => return commands::serve::main(cli.serve),
+        Some(Command::Keygen(args)) => commands::keygen::run(args),
+        Some(Command::Endpoints(args)) => commands::endpoints::run(args),
+        Some(Command::Check(args)) => commands::check::run(args),
+        Some(Command::Send(args)) => commands::send::run(args),
     };
-    match runtime.block_on(serve(cli, log.clone())) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            error!(log, "flux-recv cannot start"; "error" => format!("{e:#}"));
-            ExitCode::FAILURE
-        }
-    }
-}
-
-/// Load the table, bind, serve until SIGTERM/SIGINT.
-pub async fn serve(cli: Cli, log: Logger) -> anyhow::Result<()> {
-    let table = load_table(&cli.config, &log)?;
-    log_endpoints(&log, &table);
-    let listener = tokio::net::TcpListener::bind(cli.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", cli.listen))?;
-    info!(log, "listening"; "address" => %listener.local_addr()?, "api" => &table.api,
-          "dry_run" => cli.dry_run);
-    let options = Options {
-        max_body: cli.max_body,
-        relay_timeout: cli.relay_timeout,
-        dry_run: cli.dry_run,
-        ..Options::default()
-    };
-    let state = State::new(table, options, log.new(o!()));
-    crate::server::run(listener, state, crate::signals::shutdown(log.clone())).await;
-    info!(log, "stopped");
-    Ok(())
-}
-
-/// Build the table, logging every problem; fail if any is an error.
-pub fn load_table(config: &std::path::Path, log: &Logger) -> anyhow::Result<Table> {
-    let loaded = Table::load(config);
-    for p in &loaded.problems {
-        match p.severity {
-            Severity::Warning => {
-                warn!(log, "{}", p.message; "file" => %p.file.display(), "field" => &p.field)
-            }
-            Severity::Error => {
-                error!(log, "{}", p.message; "file" => %p.file.display(), "field" => &p.field)
-            }
-        }
-    }
-    let errors = loaded.errors().count();
-    loaded
-        .table
-        .with_context(|| format!("{} has {errors} error(s); see above", config.display()))
-}
-
-/// One line per endpoint: how operators learn each hook URL.
-pub fn log_endpoints(log: &Logger, table: &Table) {
-    for e in table.endpoints() {
-        info!(log, "endpoint";
-              "source" => e.source.name(),
-              "key" => %e.key_path.display(),
-              "fingerprint" => &e.fingerprint,
-              "url" => e.url_path());
-    }
-    if table.endpoints().is_empty() {
-        warn!(
-            log,
-            "the config has no endpoints; every hook URL will answer 404"
-        );
-    }
+    result.unwrap_or_else(|e| {
+        eprintln!("flux-recv: {e:#}");
+        ExitCode::FAILURE
+    })
 }
 
 #[cfg(test)]
@@ -216,11 +320,61 @@ mod tests {
     }
 
     #[test]
+    fn base_urls() {
+        assert_eq!(
+            parse_base_url("https://hooks.example.com/").as_deref(),
+            Ok("https://hooks.example.com")
+        );
+        assert_eq!(
+            parse_base_url("http://127.0.0.1:8080/flux").as_deref(),
+            Ok("http://127.0.0.1:8080/flux")
+        );
+        assert!(parse_base_url("hooks.example.com").is_err());
+        assert!(parse_base_url("https:///hook").is_err());
+    }
+
+    #[test]
     fn defaults_match_the_issue() {
         let cli = Cli::try_parse_from(["flux-recv"]).unwrap();
+        assert!(cli.command.is_none());
         assert_eq!(cli.config, PathBuf::from("fluxrecv.yaml"));
         assert_eq!(cli.listen, "0.0.0.0:8080".parse().unwrap());
         assert_eq!(cli.max_body, 3 * 1024 * 1024);
         assert_eq!(cli.relay_timeout, Duration::from_secs(8));
+    }
+
+    #[test]
+    fn serving_stays_the_default_and_commands_take_their_own_flags() {
+        let cli =
+            Cli::try_parse_from(["flux-recv", "--config", "f.yaml", "--listen", ":9090"]).unwrap();
+        assert!(cli.command.is_none());
+        assert_eq!(cli.serve.config, PathBuf::from("f.yaml"));
+        assert_eq!(cli.serve.listen, "0.0.0.0:9090".parse().unwrap());
+
+        let cli = Cli::try_parse_from(["flux-recv", "check", "--config", "f.yaml"]).unwrap();
+        let Some(Command::Check(check)) = cli.command else {
+            panic!("check");
+        };
+        assert_eq!(check.config, PathBuf::from("f.yaml"));
+
+        let cli = Cli::try_parse_from([
+            "flux-recv",
+            "send",
+            "--endpoint",
+            "2",
+            "--url",
+            "http://127.0.0.1:8080/",
+        ])
+        .unwrap();
+        let Some(Command::Send(send)) = cli.command else {
+            panic!("send");
+        };
+        assert_eq!(send.url, "http://127.0.0.1:8080");
+        assert_eq!(send.event, "push");
+
+        // A serve flag before a command is a mistake, not a silent no-op.
+        assert!(Cli::try_parse_from(["flux-recv", "--listen", ":1", "check"]).is_err());
+        // --force without --out means nothing.
+        assert!(Cli::try_parse_from(["flux-recv", "keygen", "--force"]).is_err());
     }
 }

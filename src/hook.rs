@@ -66,6 +66,7 @@ impl Verdict {
 enum BodyError {
     TooLarge,
     Broken,
+    TimedOut,
 }
 
 /// Read the body, refusing it as soon as it grows past `limit` (so a huge or
@@ -117,14 +118,30 @@ where
     let Some(endpoint) = table.get(&fingerprint).cloned() else {
         debug!(state.log, "no endpoint for this hook URL";
                "fingerprint" => crate::printable(&fingerprint));
+        state.metrics.unknown_hook();
         return text(StatusCode::NOT_FOUND, "not found");
     };
+
+    if let Err(reply) = check_google_token(&state, &endpoint, &headers).await {
+        return finish(
+            &state,
+            &endpoint,
+            &headers,
+            started,
+            Verdict::Unauthorized,
+            StatusCode::UNAUTHORIZED,
+            reply,
+            0,
+        );
+    }
 
     let limit = state.options.max_body;
     let declared = header(&headers, "content-length").and_then(|v| v.parse::<u64>().ok());
     let body = match declared {
         Some(n) if n > limit => Err(BodyError::TooLarge),
-        _ => read_body(body, limit).await,
+        _ => tokio::time::timeout(state.options.body_timeout, read_body(body, limit))
+            .await
+            .unwrap_or(Err(BodyError::TimedOut)),
     };
 
     let (verdict, status, reply, changes) = match body {
@@ -132,6 +149,12 @@ where
             Verdict::TooLarge,
             StatusCode::PAYLOAD_TOO_LARGE,
             format!("payload too large: the limit is {limit} bytes"),
+            0,
+        ),
+        Err(BodyError::TimedOut) => (
+            Verdict::BadRequest,
+            StatusCode::REQUEST_TIMEOUT,
+            "the request body was not received in time".to_string(),
             0,
         ),
         Err(BodyError::Broken) => (
@@ -178,7 +201,10 @@ where
                 for c in &changes {
                     debug!(state.log, "change"; "change" => %c);
                 }
-                match state.relay.notify(table.notify_url(), changes).await {
+                let relay_started = Instant::now();
+                let relayed = state.relay.notify(table.notify_url(), changes).await;
+                state.metrics.relay_finished(relay_started.elapsed());
+                match relayed {
                     Ok(()) => (
                         Verdict::Relayed,
                         StatusCode::OK,
@@ -201,7 +227,37 @@ where
     )
 }
 
-/// Log the one line about this hook, and reply.
+/// For a GoogleContainerRegistry endpoint with a `gcr:` block: the Pub/Sub
+/// push must carry a Google-signed token for the configured audience and
+/// service account (see [`crate::jwks`]). Checked before the body is read,
+/// so a push without one costs nothing more. The reply does not tell a
+/// forger which check failed; the log line does (never the token).
+async fn check_google_token(
+    state: &State,
+    endpoint: &Endpoint,
+    headers: &HeaderMap,
+) -> Result<(), String> {
+    let Some(expect) = &endpoint.settings.gcr else {
+        return Ok(());
+    };
+    match state.google_keys.authenticate(headers, expect).await {
+        Ok(claims) => {
+            debug!(state.log, "Pub/Sub push token verified";
+                   "fingerprint" => endpoint.fingerprint[..12].to_string(),
+                   "email" => claims.email, "exp" => claims.exp);
+            Ok(())
+        }
+        Err(e) => {
+            warn!(state.log, "Pub/Sub push token refused";
+                  "fingerprint" => endpoint.fingerprint[..12].to_string(),
+                  "check" => e.check(), "reason" => %e);
+            state.metrics.gcr_token_refused(e.check());
+            Err("the Pub/Sub push token is not valid".to_string())
+        }
+    }
+}
+
+/// Log the one line about this hook, count it, and reply.
 #[allow(clippy::too_many_arguments)]
 fn finish(
     state: &State,
@@ -221,12 +277,22 @@ fn finish(
         "outcome" => verdict.as_str(),
         "status" => status.as_u16(),
         "changes" => changes,
-        "duration_ms" => started.elapsed().as_secs_f64() * 1000.0,
+        "duration_ms" => crate::logging::elapsed_ms(started),
     );
     let log = state.log.new(kv);
+    state.metrics.hook(endpoint.source, verdict);
     match verdict {
         Verdict::Relayed | Verdict::Ignored => info!(log, "hook"),
         _ => warn!(log, "hook refused"; "reason" => &reply),
     }
-    text(status, reply)
+    let mut response = text(status, reply);
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        // Every relay slot was busy: a provider that honours this header
+        // comes back once the burst has drained.
+        response.headers_mut().insert(
+            warp::http::header::RETRY_AFTER,
+            warp::http::HeaderValue::from_static("10"),
+        );
+    }
+    response
 }

@@ -12,16 +12,23 @@
 #![deny(missing_docs)]
 
 pub mod cli;
+pub mod commands;
 pub mod config;
+pub mod google_token;
 pub mod hook;
 pub mod image;
+pub mod jwks;
 pub mod logging;
+pub mod metrics;
 pub mod notification;
 pub mod relay;
+pub mod reload;
+pub mod samples;
 pub mod server;
 pub mod signals;
 pub mod source;
 pub mod table;
+pub mod watch;
 
 /// Make untrusted text safe for a log line or a reply: at most 100
 /// characters, with control characters and non-ASCII shown escaped.

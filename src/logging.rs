@@ -1,12 +1,25 @@
-//! Structured logs: slog key-value pairs, one event per line, on stderr.
+//! Structured logs: slog key-value pairs, one event per line, on stderr,
+//! either for people ([`Format::Text`], the default) or for log pipelines
+//! ([`Format::Json`]).
 //!
 //! Nothing secret is ever passed to a logger: sources and the table hand out
 //! only fingerprints, paths and [`crate::printable`] request values.
 
-use std::io::Write;
+use std::io::{LineWriter, Write};
 use std::sync::{Arc, Mutex};
 
-use slog::{o, Drain, Level, Logger};
+use slog::{o, Drain, FnValue, Level, Logger, PushFnValue, Record};
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Format {
+    /// For people: `Nov 28 17:34:00.123 INFO hook, source: GitHub, …`.
+    #[default]
+    Text,
+    /// For log pipelines: one JSON object per line, with `time` (RFC 3339,
+    /// UTC), `level`, `msg` and every key-value of the event.
+    Json,
+}
 
 /// Parse a `--log-level` value.
 pub fn parse_level(s: &str) -> Result<Level, String> {
@@ -22,20 +35,83 @@ pub fn parse_level(s: &str) -> Result<Level, String> {
     }
 }
 
+/// Parse a `--log-format` value.
+pub fn parse_format(s: &str) -> Result<Format, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "text" => Ok(Format::Text),
+        "json" => Ok(Format::Json),
+        _ => Err(format!("unknown log format {s:?}; use text or json")),
+    }
+}
+
 /// Human-readable logs on stderr at `level` and above.
 pub fn stderr(level: Level) -> Logger {
-    to_writer(level, std::io::stderr())
+    stderr_as(Format::Text, level)
+}
+
+/// Logs in `format` on stderr at `level` and above.
+pub fn stderr_as(format: Format, level: Level) -> Logger {
+    to_writer_as(format, level, std::io::stderr())
 }
 
 /// Human-readable logs written to `w` (tests capture them this way).
 pub fn to_writer<W: Write + Send + 'static>(level: Level, w: W) -> Logger {
-    let decorator = slog_term::PlainSyncDecorator::new(w);
-    let drain = slog_term::FullFormat::new(decorator)
-        .use_original_order()
-        .build()
-        .filter_level(level)
-        .fuse();
-    Logger::root(drain, o!())
+    to_writer_as(Format::Text, level, w)
+}
+
+/// Logs in `format` written to `w`, at `level` and above.
+pub fn to_writer_as<W: Write + Send + 'static>(format: Format, level: Level, w: W) -> Logger {
+    match format {
+        Format::Text => {
+            let decorator = slog_term::PlainSyncDecorator::new(w);
+            let drain = slog_term::FullFormat::new(decorator)
+                .use_original_order()
+                .build()
+                .filter_level(level)
+                .fuse();
+            Logger::root(drain, o!())
+        }
+        Format::Json => {
+            // slog-json writes a line in many small pieces: the LineWriter
+            // makes it one write, so lines from different threads (the
+            // Mutex takes them in turn) never mix, even on a pipe.
+            let json = slog_json::Json::new(LineWriter::with_capacity(16 * 1024, w))
+                .add_key_value(o!(
+                    "time" => FnValue(|_: &Record| now_rfc3339()),
+                    "level" => FnValue(|r: &Record| level_name(r.level())),
+                    "msg" => PushFnValue(|r: &Record, s| s.emit(r.msg())),
+                ))
+                .build();
+            let drain = Mutex::new(json).filter_level(level).fuse();
+            Logger::root(drain, o!())
+        }
+    }
+}
+
+/// The time now, as `2026-04-14T09:30:00.123456789Z`.
+fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+/// The names log pipelines expect (slog's own are upper case and
+/// abbreviated).
+fn level_name(level: Level) -> &'static str {
+    match level {
+        Level::Critical => "critical",
+        Level::Error => "error",
+        Level::Warning => "warn",
+        Level::Info => "info",
+        Level::Debug => "debug",
+        Level::Trace => "trace",
+    }
+}
+
+/// Milliseconds since `started`, to the microsecond: the `duration_ms` field
+/// of log lines, a number in JSON logs.
+pub fn elapsed_ms(started: std::time::Instant) -> f64 {
+    (started.elapsed().as_secs_f64() * 1_000_000.0).round() / 1000.0
 }
 
 /// A buffer that collects log output, for tests that read the logs.
@@ -56,5 +132,48 @@ impl Write for Captured {
     }
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use slog::{info, warn};
+
+    #[test]
+    fn formats() {
+        assert_eq!(parse_format("json"), Ok(Format::Json));
+        assert_eq!(parse_format("TEXT"), Ok(Format::Text));
+        assert!(parse_format("logfmt").is_err());
+    }
+
+    #[test]
+    fn json_lines_carry_time_level_msg_and_every_key_value() {
+        let out = Captured::default();
+        let log =
+            to_writer_as(Format::Json, Level::Info, out.clone()).new(o!("component" => "test"));
+        info!(log, "hook"; "status" => 200, "duration_ms" => 1.5, "reason" => "a \"quoted\"\nline");
+        warn!(log, "refused");
+        slog::debug!(log, "below the level");
+        let text = out.text();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        let first = &lines[0];
+        assert_eq!(first["level"], "info");
+        assert_eq!(first["msg"], "hook");
+        assert_eq!(first["component"], "test");
+        assert_eq!(first["status"], 200);
+        assert_eq!(first["duration_ms"], 1.5);
+        assert_eq!(first["reason"], "a \"quoted\"\nline");
+        let time = first["time"].as_str().unwrap();
+        assert!(
+            time::OffsetDateTime::parse(time, &time::format_description::well_known::Rfc3339)
+                .is_ok(),
+            "{time}"
+        );
+        assert_eq!(lines[1]["level"], "warn");
     }
 }

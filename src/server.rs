@@ -1,10 +1,13 @@
 //! The HTTP side: routes, the shared state, and the accept loop.
 //!
-//! Routes: `POST /hook/<fingerprint>` (see [`crate::hook`]), `GET /health`,
-//! and 404 for everything else.
+//! Routes: `POST /hook/<fingerprint>` (see [`crate::hook`]), `GET /health`
+//! (liveness: 200 while the process serves), `GET /ready` (readiness: 200
+//! while an endpoint table is served and shutdown has not begun),
+//! `GET /metrics` (see [`crate::metrics`]), and 404 for everything else.
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,10 +15,13 @@ use arc_swap::ArcSwap;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use slog::{info, o, warn, Logger};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use warp::http::StatusCode;
 use warp::{Filter, Reply};
 
+use crate::jwks::Jwks;
+use crate::metrics::Metrics;
 use crate::relay::Relay;
 use crate::table::Table;
 
@@ -30,6 +36,22 @@ pub struct Options {
     pub drain_timeout: Duration,
     /// Verify and parse as usual, log the notifications, send nothing.
     pub dry_run: bool,
+    /// Where Google publishes the keys that sign Pub/Sub push tokens
+    /// (endpoints with a `gcr:` block).
+    pub google_jwks_url: String,
+    /// Fetch those keys at most once per this long, however many unknown
+    /// key ids tokens name.
+    pub google_jwks_min_refresh: Duration,
+    /// Most calls to fluxd at once.
+    pub max_relays: usize,
+    /// Most connections open at once; past it, new ones wait in the
+    /// kernel's accept queue.
+    pub max_connections: usize,
+    /// A client must send a request's headers within this time (also
+    /// closes idle keep-alive connections).
+    pub header_timeout: Duration,
+    /// A client must send a request's body within this time.
+    pub body_timeout: Duration,
 }
 
 impl Default for Options {
@@ -39,6 +61,12 @@ impl Default for Options {
             relay_timeout: Duration::from_secs(8),
             drain_timeout: Duration::from_secs(10),
             dry_run: false,
+            google_jwks_url: crate::jwks::GOOGLE_JWKS_URL.to_string(),
+            google_jwks_min_refresh: crate::jwks::MIN_REFRESH,
+            max_relays: 64,
+            max_connections: 1024,
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -50,21 +78,43 @@ pub struct State {
     pub table: ArcSwap<Table>,
     /// Sends notifications to fluxd.
     pub relay: Relay,
+    /// Google's token signing keys, for endpoints with a `gcr:` block.
+    pub google_keys: Jwks,
     /// Fixed settings.
     pub options: Options,
     /// Where request logs go.
     pub log: Logger,
+    /// What `/metrics` reports.
+    pub metrics: Metrics,
+    /// Set by [`run`] when shutdown begins, so `/ready` answers 503 and
+    /// load balancers stop sending new requests while those in flight
+    /// finish.
+    stopping: AtomicBool,
 }
 
 impl State {
     /// Shared state serving `table`.
     pub fn new(table: Table, options: Options, log: Logger) -> Arc<State> {
+        let relay = Relay::new(options.relay_timeout, options.max_relays);
         Arc::new(State {
+            metrics: Metrics::new(&relay, &table),
+            stopping: AtomicBool::new(false),
             table: ArcSwap::from_pointee(table),
-            relay: Relay::new(options.relay_timeout),
+            google_keys: Jwks::new(
+                options.google_jwks_url.clone(),
+                options.google_jwks_min_refresh,
+                log.new(o!()),
+            ),
+            relay,
             options,
             log,
         })
+    }
+
+    /// Ready for traffic: a table is served (a State never exists without
+    /// one) and shutdown has not begun.
+    pub fn is_ready(&self) -> bool {
+        !self.stopping.load(Ordering::Relaxed)
     }
 }
 
@@ -86,7 +136,7 @@ pub fn routes(
         .and(warp::post())
         .and(warp::header::headers_cloned())
         .and(warp::body::stream())
-        .and(with_state)
+        .and(with_state.clone())
         .then(|fingerprint: String, headers, body, state| {
             crate::hook::handle(state, fingerprint, headers, body)
         });
@@ -95,54 +145,137 @@ pub fn routes(
         .and(warp::get())
         .map(|| text(StatusCode::OK, "OK"));
 
+    let ready = warp::path!("ready")
+        .and(warp::get())
+        .and(with_state.clone())
+        .map(|state: Arc<State>| {
+            if state.is_ready() {
+                text(StatusCode::OK, "ready")
+            } else {
+                text(StatusCode::SERVICE_UNAVAILABLE, "shutting down")
+            }
+        });
+
+    let metrics = warp::path!("metrics")
+        .and(warp::get())
+        .and(with_state.clone())
+        .map(|state: Arc<State>| {
+            warp::reply::with_header(
+                state.metrics.encode(),
+                warp::http::header::CONTENT_TYPE,
+                crate::metrics::CONTENT_TYPE,
+            )
+            .into_response()
+        });
+
     let not_found = warp::any().map(|| text(StatusCode::NOT_FOUND, "not found"));
 
-    hook.or(health).unify().or(not_found).unify()
+    hook.or(health)
+        .unify()
+        .or(ready)
+        .unify()
+        .or(metrics)
+        .unify()
+        .or(not_found)
+        .unify()
 }
 
-/// Serve until `shutdown` resolves, then stop accepting, give requests in
-/// flight up to `drain_timeout` to finish, and return.
+/// Serve until `shutdown` resolves, then drain: give requests in flight up
+/// to `drain_timeout` to finish, and return.
+///
+/// While draining, `/ready` answers 503 so that load balancers stop
+/// sending new requests. Until the connections open at the signal have
+/// finished, new connections are still answered, one request each: a load
+/// balancer that has not yet seen `/ready` fail gets a reply rather than a
+/// refused connection. Then the listener closes.
 pub async fn run(listener: TcpListener, state: Arc<State>, shutdown: impl Future<Output = ()>) {
     let log = state.log.new(o!());
-    let drain_timeout = state.options.drain_timeout;
-    let service = warp::service(routes(state));
+    let options = state.options.clone();
+    let drain_timeout = options.drain_timeout;
+    let service = warp::service(routes(state.clone()));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
-
-    loop {
-        let (stream, _peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(conn) => conn,
-                Err(e) => {
-                    // Out of file descriptors and the like: back off, go on.
-                    warn!(log, "accept failed"; "error" => %e);
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
-        };
+    // Slow or idle clients cannot hold more than this many connections; the
+    // header and body timeouts make sure they let go.
+    let connections = Arc::new(Semaphore::new(options.max_connections.max(1)));
+    // Serve one client; without keep-alive, one request and then close.
+    let connection = |stream: TcpStream, keep_alive: bool| {
         let _ = stream.set_nodelay(true);
-        let conn = hyper::server::conn::http1::Builder::new()
+        hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
+            .header_read_timeout(options.header_timeout)
+            .keep_alive(keep_alive)
             .serve_connection(
                 TokioIo::new(stream),
                 TowerToHyperService::new(service.clone()),
-            );
-        let conn = graceful.watch(conn);
+            )
+    };
+
+    loop {
+        let (stream, permit) = tokio::select! {
+            accepted = accept(&listener, &connections, &log) => accepted,
+            () = &mut shutdown => break,
+        };
+        let conn = graceful.watch(connection(stream, true));
         tokio::spawn(async move {
             // Errors here are clients going away mid-request; nothing to do.
             let _ = conn.await;
+            drop(permit);
         });
     }
 
-    drop(listener);
+    state.stopping.store(true, Ordering::Relaxed);
     info!(log, "shutting down"; "in_flight_connections" => graceful.count());
-    if tokio::time::timeout(drain_timeout, graceful.shutdown())
-        .await
-        .is_err()
-    {
+    let deadline = tokio::time::Instant::now() + drain_timeout;
+    let mut late = tokio::task::JoinSet::new();
+    let open_finished = {
+        // Open connections finish the request they are on, then close.
+        let mut open = std::pin::pin!(tokio::time::timeout_at(deadline, graceful.shutdown()));
+        loop {
+            tokio::select! {
+                finished = &mut open => break finished.is_ok(),
+                (stream, permit) = accept(&listener, &connections, &log) => {
+                    let conn = connection(stream, false);
+                    late.spawn(async move {
+                        let _ = conn.await;
+                        drop(permit);
+                    });
+                }
+            }
+        }
+    };
+    drop(listener);
+    let late_finished = tokio::time::timeout_at(deadline, async {
+        while late.join_next().await.is_some() {}
+    })
+    .await
+    .is_ok();
+    if !(open_finished && late_finished) {
         warn!(log, "requests still in flight at shutdown were cut off";
               "drain_timeout_s" => drain_timeout.as_secs());
+    }
+}
+
+/// The next connection, once fewer than `max_connections` are open. The
+/// permit is held for as long as the connection is.
+async fn accept(
+    listener: &TcpListener,
+    connections: &Arc<Semaphore>,
+    log: &Logger,
+) -> (TcpStream, OwnedSemaphorePermit) {
+    let permit = connections
+        .clone()
+        .acquire_owned()
+        .await
+        .expect("never closed");
+    loop {
+        match listener.accept().await {
+            Ok((stream, _peer)) => return (stream, permit),
+            Err(e) => {
+                // Out of file descriptors and the like: back off, go on.
+                warn!(log, "accept failed"; "error" => %e);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
     }
 }

@@ -1,7 +1,8 @@
-//! Process signals: SIGTERM and SIGINT stop the server gracefully.
+//! Process signals: SIGTERM and SIGINT stop the server gracefully; SIGHUP
+//! reloads the endpoint table (see [`crate::reload`]).
 
 use slog::{info, Logger};
-use tokio::signal::unix::{signal, SignalKind};
+use tokio::signal::unix::{signal, Signal, SignalKind};
 
 /// Resolves when SIGTERM or SIGINT arrives (Kubernetes sends SIGTERM).
 pub async fn shutdown(log: Logger) {
@@ -12,4 +13,10 @@ pub async fn shutdown(log: Logger) {
         _ = int.recv() => "SIGINT",
     };
     info!(log, "signal received, finishing requests in flight"; "signal" => name);
+}
+
+/// SIGHUPs as they arrive; each asks for a reload. From the moment this
+/// returns, SIGHUP no longer terminates the process.
+pub fn hangups() -> std::io::Result<Signal> {
+    signal(SignalKind::hangup())
 }

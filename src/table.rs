@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
-use crate::config::{ConfigFile, Problem, Severity};
+use crate::config::{ConfigFile, GcrAuth, Problem, Severity};
 use crate::source::{Secret, Settings, Source};
 
 /// Keys shorter than this are easy to guess; `check` and start-up warn.
@@ -37,6 +37,14 @@ impl Endpoint {
     /// `/hook/<fingerprint>`.
     pub fn url_path(&self) -> String {
         format!("/hook/{}", self.fingerprint)
+    }
+
+    /// Whether requests to this endpoint must prove who sent them: the
+    /// source verifies a signature or token, or (GCR) a `gcr:` block asks
+    /// for Google's signed token. Otherwise the hook URL is the only
+    /// protection.
+    pub fn verifies_sender(&self) -> bool {
+        self.source.verifies_sender() || self.settings.gcr.is_some()
     }
 }
 
@@ -82,25 +90,13 @@ impl Table {
     /// Read the config file and every key it names, and build a table.
     /// Every problem is collected, so one run reports them all.
     pub fn load(config_path: &Path) -> Loaded {
-        let fail = |problems| Loaded {
-            table: None,
-            problems,
-        };
-        let text = match std::fs::read(config_path) {
-            Ok(text) => text,
-            Err(e) => {
-                return fail(vec![Problem::error(
-                    config_path,
-                    "",
-                    format!("cannot read the config file: {e}"),
-                )])
-            }
-        };
-        let config = match ConfigFile::parse(config_path, &text) {
-            Ok(config) => config,
-            Err(problem) => return fail(vec![problem]),
-        };
-        Table::build(config_path, &config)
+        match read_config(config_path) {
+            Ok(config) => Table::build(config_path, &config),
+            Err(problem) => Loaded {
+                table: None,
+                problems: vec![problem],
+            },
+        }
     }
 
     /// Build a table from a parsed config, reading the key files.
@@ -125,14 +121,12 @@ impl Table {
                 ));
                 continue;
             };
-            if ep.gcr.is_some() {
-                problems.push(Problem::error(
-                    config_path,
-                    format!("{field}.gcr"),
-                    "verifying GCR push tokens is not supported by this version; \
-                     remove the gcr block to accept unverified Pub/Sub pushes",
-                ));
-                continue;
+            if let Some(gcr) = &ep.gcr {
+                let before = problems.len();
+                problems.extend(gcr_problems(config_path, &field, source, gcr));
+                if problems.len() > before {
+                    continue;
+                }
             }
             let key_path = base.join(&ep.key_path);
             let key = match std::fs::read(&key_path) {
@@ -165,6 +159,7 @@ impl Table {
                 settings: Settings {
                     key: Secret::new(key),
                     registry_host,
+                    gcr: ep.gcr.clone(),
                 },
             });
             if let Some(first) = by_fingerprint.get(&fingerprint) {
@@ -222,6 +217,48 @@ impl Table {
             })
             .collect()
     }
+}
+
+/// Read and parse a config file: the first half of [`Table::load`], for
+/// callers (`flux-recv check`) that look at the config itself too.
+pub fn read_config(config_path: &Path) -> Result<ConfigFile, Problem> {
+    let text = std::fs::read(config_path).map_err(|e| {
+        Problem::error(config_path, "", format!("cannot read the config file: {e}"))
+    })?;
+    ConfigFile::parse(config_path, &text)
+}
+
+/// What is wrong with an endpoint's `gcr:` block: it only means something
+/// for GoogleContainerRegistry, and both fields must say something.
+fn gcr_problems(config_path: &Path, field: &str, source: Source, gcr: &GcrAuth) -> Vec<Problem> {
+    if source != Source::GoogleContainerRegistry {
+        return vec![Problem::error(
+            config_path,
+            format!("{field}.gcr"),
+            format!(
+                "a gcr block verifies Google Pub/Sub push tokens, which only \
+                 GoogleContainerRegistry endpoints receive; remove it from this {source} endpoint"
+            ),
+        )];
+    }
+    let mut problems = Vec::new();
+    if gcr.audience.trim().is_empty() {
+        problems.push(Problem::error(
+            config_path,
+            format!("{field}.gcr.audience"),
+            "is empty; set it to the audience configured on the Pub/Sub push \
+             subscription (often the hook URL)",
+        ));
+    }
+    if gcr.email.trim().is_empty() {
+        problems.push(Problem::error(
+            config_path,
+            format!("{field}.gcr.email"),
+            "is empty; set it to the push subscription's service account, \
+             e.g. gcr-push@my-project.iam.gserviceaccount.com",
+        ));
+    }
+    problems
 }
 
 /// Keys that are legal but probably not what the operator meant.
@@ -312,7 +349,7 @@ mod tests {
     #[test]
     fn reports_every_problem_at_once() {
         let dir = dir_with(
-            "fluxRecvVersion: 1\nendpoints:\n- source: Github\n  keyPath: a.key\n- source: GitHub\n  keyPath: missing.key\n- source: GitLab\n  keyPath: empty.key\n- source: GitLab\n  keyPath: a.key\n- source: Quay\n  keyPath: a.key\n- source: GoogleContainerRegistry\n  keyPath: a.key\n  gcr:\n    audience: x\n",
+            "fluxRecvVersion: 1\nendpoints:\n- source: Github\n  keyPath: a.key\n- source: GitHub\n  keyPath: missing.key\n- source: GitLab\n  keyPath: empty.key\n- source: GitLab\n  keyPath: a.key\n- source: Quay\n  keyPath: a.key\n- source: Quay\n  keyPath: a.key\n  gcr:\n    audience: x\n    email: y\n",
             &[("a.key", b"0123456789abcdef\n"), ("empty.key", b"")],
         );
         let loaded = Table::load(&dir.path().join("fluxrecv.yaml"));
@@ -327,7 +364,72 @@ mod tests {
         assert!(
             errors[3].contains("endpoints[4]: has the same key (and registryHost) as endpoints[3]")
         );
-        assert!(errors[4].contains("endpoints[5].gcr"));
+        assert!(
+            errors[4].contains("endpoints[5].gcr: a gcr block verifies Google Pub/Sub push tokens"),
+            "{}",
+            errors[4]
+        );
+    }
+
+    #[test]
+    fn a_gcr_block_is_carried_to_the_endpoint() {
+        let dir = dir_with(
+            "fluxRecvVersion: 1\nendpoints:\n- source: GoogleContainerRegistry\n  keyPath: a.key\n  gcr:\n    audience: https://hooks.example.com/hook/x\n    email: push@p.iam.gserviceaccount.com\n- source: GoogleContainerRegistry\n  keyPath: b.key\n",
+            &[("a.key", b"0123456789abcdef-a"), ("b.key", b"0123456789abcdef-b")],
+        );
+        let table = Table::load(&dir.path().join("fluxrecv.yaml"))
+            .table
+            .unwrap();
+        let [with, without] = table.endpoints() else {
+            panic!("two endpoints")
+        };
+        assert_eq!(
+            with.settings.gcr,
+            Some(GcrAuth {
+                audience: "https://hooks.example.com/hook/x".into(),
+                email: "push@p.iam.gserviceaccount.com".into(),
+            })
+        );
+        assert!(with.verifies_sender());
+        assert_eq!(without.settings.gcr, None);
+        assert!(!without.verifies_sender());
+        assert!(!Source::GoogleContainerRegistry.verifies_sender());
+    }
+
+    #[test]
+    fn gcr_fields_must_not_be_empty() {
+        let dir = dir_with(
+            "fluxRecvVersion: 1\nendpoints:\n- source: GoogleContainerRegistry\n  keyPath: a.key\n  gcr:\n    audience: ''\n    email: ' '\n",
+            &[("a.key", b"0123456789abcdef")],
+        );
+        let loaded = Table::load(&dir.path().join("fluxrecv.yaml"));
+        assert!(loaded.table.is_none());
+        let errors: Vec<String> = loaded.errors().map(|p| p.to_string()).collect();
+        assert_eq!(errors.len(), 2, "{errors:#?}");
+        assert!(errors[0].contains("endpoints[0].gcr.audience: is empty"));
+        assert!(errors[1].contains("endpoints[0].gcr.email: is empty"));
+    }
+
+    #[test]
+    fn gcr_fields_are_required_and_checked_for_spelling() {
+        for (gcr, want) in [
+            ("    audience: a\n", "missing field `email`"),
+            ("    email: e\n", "missing field `audience`"),
+            (
+                "    audience: a\n    email: e\n    emial: f\n",
+                "unknown field `emial`",
+            ),
+        ] {
+            let dir = dir_with(
+                &format!("fluxRecvVersion: 1\nendpoints:\n- source: GoogleContainerRegistry\n  keyPath: a.key\n  gcr:\n{gcr}"),
+                &[("a.key", b"0123456789abcdef")],
+            );
+            let loaded = Table::load(&dir.path().join("fluxrecv.yaml"));
+            assert!(loaded.table.is_none());
+            let p = &loaded.problems[0];
+            assert_eq!(p.field, "endpoints[0].gcr", "{p}");
+            assert!(p.message.contains(want), "{p}");
+        }
     }
 
     #[test]

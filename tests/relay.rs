@@ -225,3 +225,184 @@ async fn dry_run_verifies_but_sends_nothing() {
         "{logs}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hook_survives_a_fluxd_restart() {
+    // fluxd is down when the hook arrives and comes back 1.5 s later, on the
+    // same port: the hook is held, retried, and answered 200.
+    let port_holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = port_holder.local_addr().unwrap();
+    drop(port_holder);
+    let dir = tempfile::tempdir().unwrap();
+    let (config, hook) = github_config(dir.path(), &format!("http://{addr}/api/flux"));
+    let recv = Recv::start(&config, Options::default()).await;
+
+    let body = github_body("org/app", "main");
+    let started = Instant::now();
+    let pending = tokio::spawn(post(recv.url(&hook), github_push(&body), body));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+    let fluxd = FakeFluxd::on(listener).await;
+
+    let reply = pending.await.unwrap();
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert!(started.elapsed() >= Duration::from_millis(1500));
+    assert_eq!(fluxd.take(), vec![git_notification("org/app", "main")]);
+    let stats = recv.state.relay.stats();
+    assert!(stats.retries.load(std::sync::atomic::Ordering::Relaxed) >= 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fluxd_unavailable_is_retried_but_a_client_error_is_not() {
+    let fluxd = FakeFluxd::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (config, hook) = github_config(dir.path(), &fluxd.api());
+    let recv = Recv::start(&config, options(Duration::from_secs(1))).await;
+    let attempts = || {
+        recv.state
+            .relay
+            .stats()
+            .attempts
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+
+    fluxd.set(Behaviour::Status(503));
+    let body = github_body("org/app", "main");
+    let reply = post(recv.url(&hook), github_push(&body), body.clone()).await;
+    assert_eq!(reply.status, 502);
+    assert_eq!(reply.body, "the Flux API answered 503\n");
+    let retried = attempts();
+    assert!(retried >= 3, "only {retried} attempts in 1 s of 503s");
+    assert_eq!(fluxd.take().len() as u64, retried);
+
+    fluxd.set(Behaviour::Status(400));
+    let reply = post(recv.url(&hook), github_push(&body), body).await;
+    assert_eq!(reply.status, 502);
+    assert_eq!(attempts(), retried + 1, "a 400 is final");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_fluxd_cannot_hold_more_than_max_relays_and_refusals_stay_fast() {
+    let fluxd = FakeFluxd::start().await;
+    fluxd.set(Behaviour::Hang);
+    let dir = tempfile::tempdir().unwrap();
+    let (config, hook) = github_config(dir.path(), &fluxd.api());
+    let opts = Options {
+        relay_timeout: Duration::from_secs(1),
+        max_relays: 2,
+        ..Options::default()
+    };
+    let recv = Recv::start(&config, opts).await;
+
+    // Two relays to the hanging fluxd hold both slots for 3 s (different
+    // repositories: identical ones would share one call).
+    let mut hanging = Vec::new();
+    for repo in ["org/a", "org/b"] {
+        let relay = recv.state.relay.clone();
+        let url = format!("{}/v11/notify", fluxd.api());
+        let change =
+            flux_recv::notification::Change::git(format!("git@github.com:{repo}.git"), "main");
+        let until = Instant::now() + Duration::from_secs(3);
+        hanging.push(tokio::spawn(async move {
+            relay.notify_by(url, vec![change], until).await
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // A bad signature needs no relay: refused at once.
+    let body = github_body("org/c", "main");
+    let started = Instant::now();
+    let reply = post(recv.url(&hook), github_push(b"other"), body.clone()).await;
+    assert_eq!(reply.status, 401);
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // A valid hook finds no slot before its 1 s deadline: 503, Retry-After.
+    let started = Instant::now();
+    let reply = tokio::task::spawn_blocking({
+        let url = recv.url(&hook);
+        let headers = github_push(&body);
+        move || {
+            let agent: ureq::Agent = ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .build()
+                .into();
+            let mut req = agent.post(&url);
+            for (k, v) in &headers {
+                req = req.header(k, v);
+            }
+            let resp = req.send(&body[..]).unwrap();
+            (
+                resp.status().as_u16(),
+                resp.headers()
+                    .get("retry-after")
+                    .map(|v| v.to_str().unwrap().to_string()),
+            )
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(reply, (503, Some("10".to_string())));
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+
+    for h in hanging {
+        assert_eq!(
+            h.await.unwrap(),
+            Err(flux_recv::relay::RelayError::TimedOut)
+        );
+    }
+    assert!(fluxd.take().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identical_notifications_in_flight_are_sent_once() {
+    let fluxd = FakeFluxd::start().await;
+    fluxd.set(Behaviour::Delay(500));
+    let dir = tempfile::tempdir().unwrap();
+    let (config, hook) = github_config(dir.path(), &fluxd.api());
+    let recv = Recv::start(&config, Options::default()).await;
+
+    let mut storm = Vec::new();
+    for _ in 0..10 {
+        let body = github_body("org/app", "main");
+        storm.push(tokio::spawn(post(
+            recv.url(&hook),
+            github_push(&body),
+            body,
+        )));
+    }
+    let other = github_body("org/other", "main");
+    storm.push(tokio::spawn(post(
+        recv.url(&hook),
+        github_push(&other),
+        other,
+    )));
+    for h in storm {
+        assert_eq!(h.await.unwrap().status, 200);
+    }
+    let mut received = fluxd.take();
+    received.sort_by_key(|v| v.to_string());
+    assert_eq!(
+        received,
+        vec![
+            git_notification("org/app", "main"),
+            git_notification("org/other", "main")
+        ]
+    );
+
+    // Once answered, the same notification is sent again: a later push
+    // needs a later look.
+    let body = github_body("org/app", "main");
+    assert_eq!(
+        post(recv.url(&hook), github_push(&body), body).await.status,
+        200
+    );
+    assert_eq!(fluxd.take().len(), 1);
+}

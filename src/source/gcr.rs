@@ -1,8 +1,11 @@
 //! Google Container Registry (and Artifact Registry) notifications, delivered
 //! by a Cloud Pub/Sub push subscription on the `gcr` topic.
 //!
-//! - Verification: none yet. The unguessable hook URL is the only
-//!   protection.
+//! - Verification: not here. With a `gcr:` block on the endpoint, the
+//!   Google-signed token in `Authorization: Bearer` is checked before this
+//!   source runs ([`crate::hook`] via [`crate::jwks`]), because that needs
+//!   Google's published keys and sources never touch the network. Without
+//!   one, the unguessable hook URL is the only protection.
 //! - Event: the Pub/Sub envelope `{"message": {"data": …, "messageId": …},
 //!   "subscription": …}` carries, base64-encoded (standard alphabet) in
 //!   `message.data`, the registry's own JSON: `{"action": "INSERT", "digest":
@@ -75,8 +78,7 @@ pub fn handle(_headers: &HeaderMap, body: &[u8], _settings: &Settings) -> HookRe
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::notification::ImageName;
-    use crate::source::testing::{fixture, headers, settings};
+    use crate::source::testing::{fixture, headers, image, settings};
 
     fn deliver(body: &[u8]) -> HookResult {
         handle(&headers(&[]), body, &settings(&fixture("gcr_key")))
@@ -89,13 +91,6 @@ mod tests {
             r#"{{"message":{{"data":"{encoded}","messageId":"1","publishTime":"2020-01-30T04:18:04.805Z"}},"subscription":"projects/p/subscriptions/s"}}"#
         )
         .into_bytes()
-    }
-
-    fn image(domain: &str, image: &str) -> Outcome {
-        Outcome::Notify(vec![Change::image(ImageName {
-            domain: domain.into(),
-            image: image.into(),
-        })])
     }
 
     /// cases.json "gcr pubsub insert, no auth configured". The fixture ends

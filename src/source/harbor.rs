@@ -63,8 +63,7 @@ pub fn handle(headers: &HeaderMap, body: &[u8], settings: &Settings) -> HookResu
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::notification::ImageName;
-    use crate::source::testing::{fixture, headers, settings};
+    use crate::source::testing::{fixture, headers, image, settings};
 
     /// testdata/harbor_key, which has no trailing newline.
     const KEY: &str = "vvvwn9icwe1u4xv56ok8gboaatuqlgyua9ucl5nm";
@@ -74,13 +73,6 @@ mod tests {
     fn deliver(body: &[u8]) -> HookResult {
         let h = headers(&[(AUTHORIZATION, KEY)]);
         handle(&h, body, &settings(KEY.as_bytes()))
-    }
-
-    fn image(domain: &str, image: &str) -> Outcome {
-        Outcome::Notify(vec![Change::image(ImageName {
-            domain: domain.into(),
-            image: image.into(),
-        })])
     }
 
     #[test]

@@ -84,7 +84,9 @@ impl Source {
 
     /// Whether the provider proves who sent a request. For those that do not
     /// (Docker Hub, Quay, Bitbucket Cloud, GCR without a `gcr:` block), the
-    /// unguessable hook URL is the only protection.
+    /// unguessable hook URL is the only protection. GCR proves it only when
+    /// the endpoint has a `gcr:` block, which this cannot see; ask
+    /// [`crate::table::Endpoint::verifies_sender`] about an endpoint.
     pub fn verifies_sender(self) -> bool {
         !matches!(
             self,
@@ -97,7 +99,7 @@ impl Source {
 
     /// Verify and parse one delivery.
     pub fn handle(self, headers: &HeaderMap, body: &[u8], settings: &Settings) -> HookResult {
-        match self {
+        let outcome = match self {
             Source::GitHub => github::handle(headers, body, settings),
             Source::GitLab => gitlab::handle(headers, body, settings),
             Source::BitbucketCloud => bitbucket_cloud::handle(headers, body, settings),
@@ -107,7 +109,32 @@ impl Source {
             Source::Harbor => harbor::handle(headers, body, settings),
             Source::Nexus => nexus::handle(headers, body, settings),
             Source::GoogleContainerRegistry => gcr::handle(headers, body, settings),
+        }?;
+        if let Outcome::Notify(changes) = &outcome {
+            changes.iter().try_for_each(check_lengths)?;
         }
+        Ok(outcome)
+    }
+}
+
+/// Longest URL, branch or image name relayed. Real ones are far shorter
+/// (Docker caps repository names at 255); anything longer is junk that
+/// fluxd should not be asked to look for.
+pub const MAX_FIELD: usize = 1024;
+
+fn check_lengths(change: &Change) -> Result<(), HookError> {
+    let fields: [(&str, &str); 2] = match change {
+        Change::Git(g) => [("repository URL", &g.url), ("branch", &g.branch)],
+        Change::Image(i) => [
+            ("image domain", &i.name.domain),
+            ("image name", &i.name.image),
+        ],
+    };
+    match fields.iter().find(|(_, v)| v.len() > MAX_FIELD) {
+        Some((what, _)) => Err(HookError::BadPayload(format!(
+            "the {what} is longer than {MAX_FIELD} bytes"
+        ))),
+        None => Ok(()),
     }
 }
 
@@ -125,6 +152,10 @@ pub struct Settings {
     /// Nexus: the registry host its payloads leave out. Also part of the
     /// fingerprint for every source, as in the Go original.
     pub registry_host: Option<String>,
+    /// GoogleContainerRegistry: whose signed token each push must carry.
+    /// Checked before the source runs (see [`crate::jwks`]), because it
+    /// needs Google's published keys, which sources never fetch.
+    pub gcr: Option<crate::config::GcrAuth>,
 }
 
 /// Key bytes. Debug never shows them, so a stray `{:?}` cannot leak a secret.
@@ -273,7 +304,16 @@ pub(crate) mod testing {
         Settings {
             key: Secret::new(key.to_vec()),
             registry_host: None,
+            gcr: None,
         }
+    }
+
+    /// The outcome of one image push.
+    pub fn image(domain: &str, image: &str) -> Outcome {
+        Outcome::Notify(vec![Change::image(crate::notification::ImageName {
+            domain: domain.into(),
+            image: image.into(),
+        })])
     }
 
     /// A fixture from `testdata/`.
@@ -302,6 +342,26 @@ mod tests {
         let h = testing::headers(&[("Content-Type", "Application/JSON; charset=UTF-8")]);
         assert_eq!(media_type(&h).as_deref(), Some("application/json"));
         assert_eq!(media_type(&HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn overlong_fields_are_refused_whatever_the_source() {
+        let long = "a".repeat(MAX_FIELD + 1);
+        let body = format!(r#"{{"repository":{{"repo_name":"org/{long}"}}}}"#);
+        let e = Source::DockerHub
+            .handle(&HeaderMap::new(), body.as_bytes(), &testing::settings(b"k"))
+            .unwrap_err();
+        assert_eq!(
+            e,
+            HookError::BadPayload(format!("the image name is longer than {MAX_FIELD} bytes"))
+        );
+        let ok = format!(
+            r#"{{"repository":{{"repo_name":"org/{}"}}}}"#,
+            &long[..MAX_FIELD - 4]
+        );
+        assert!(Source::DockerHub
+            .handle(&HeaderMap::new(), ok.as_bytes(), &testing::settings(b"k"))
+            .is_ok());
     }
 
     #[test]

@@ -74,8 +74,7 @@ pub fn handle(headers: &HeaderMap, body: &[u8], settings: &Settings) -> HookResu
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::notification::ImageName;
-    use crate::source::testing::{fixture, headers, settings};
+    use crate::source::testing::{fixture, headers, image, settings};
 
     /// testdata/nexus_key, which has no trailing newline.
     const KEY: &[u8] = b"gk0qp4u98xy0vntojv81i8zcjr4zw7xd6c4ugzad";
@@ -101,13 +100,6 @@ mod tests {
         let sig = nexus_sign(KEY, body);
         let h = headers(&[(SIGNATURE, &sig), (EVENT, COMPONENT)]);
         handle(&h, body, &with_host(host))
-    }
-
-    fn image(domain: &str, image: &str) -> Outcome {
-        Outcome::Notify(vec![Change::image(ImageName {
-            domain: domain.into(),
-            image: image.into(),
-        })])
     }
 
     fn created(name: &str) -> Vec<u8> {

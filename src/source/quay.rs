@@ -30,19 +30,11 @@ pub fn handle(_headers: &HeaderMap, body: &[u8], _settings: &Settings) -> HookRe
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::notification::ImageName;
-    use crate::source::testing::{fixture, headers, settings};
+    use crate::source::testing::{fixture, headers, image, settings};
     use crate::source::HookError;
 
     fn deliver(body: &[u8]) -> HookResult {
         handle(&headers(&[]), body, &settings(&fixture("quay_key")))
-    }
-
-    fn image(domain: &str, image: &str) -> Outcome {
-        Outcome::Notify(vec![Change::image(ImageName {
-            domain: domain.into(),
-            image: image.into(),
-        })])
     }
 
     /// cases.json "quay push".

@@ -1,0 +1,171 @@
+# Shared by scripts/bench and scripts/bench.d/profile (sourced, not run):
+# process bookkeeping, loopback helpers, the signed inputs, and starting
+# nginx, adnanh/webhook and flux-recv on free ports.
+#
+# Expects: $here (this folder), $bin (flux-recv), $DURATION and
+# $CONNECTIONS (for floods), and a die function.
+
+# ---------------------------------------------------------------- processes
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/flux-recv-bench.XXXXXX")
+pids=()
+
+# Stop one process we started: TERM, then KILL if it lingers.
+stop() {
+    local pid=$1 i
+    kill -TERM "$pid" 2>/dev/null || return 0
+    for ((i = 0; i < 60; i++)); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.05
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+    local pid
+    for pid in "${pids[@]}"; do stop "$pid"; done
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# A loopback port nobody listens on, below the ephemeral range so outgoing
+# connections do not take it meanwhile.
+free_port() {
+    local port
+    while :; do
+        port=$((20000 + RANDOM % 12000))
+        if ! { : 3<>"/dev/tcp/127.0.0.1/$port"; } 2>/dev/null; then
+            echo "$port"
+            return
+        fi
+    done
+}
+
+# GET /health with bash's own /dev/tcp (no fork, so polling is fine-grained).
+health_ok() {
+    local line=
+    {
+        printf 'GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n' >&3
+        IFS= read -r -t 2 line <&3
+    } 2>/dev/null 3<>"/dev/tcp/127.0.0.1/$1" || return 1
+    [[ $line == "HTTP/1.1 200"* ]]
+}
+
+# Wait until something accepts connections on a port (bounded: 10 s).
+wait_listening() {
+    local i
+    for ((i = 0; i < 1000; i++)); do
+        { : 3<>"/dev/tcp/127.0.0.1/$1"; } 2>/dev/null && return 0
+        sleep 0.01
+    done
+    die "nothing listens on 127.0.0.1:$1 after 10 s (see $2)"
+}
+
+# A field of /proc/PID/status in KiB (VmRSS: resident now, VmHWM: peak).
+status_kib() {
+    awk -v f="$2:" '$1 == f { print $2 }' "/proc/$1/status"
+}
+
+mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
+
+# ---------------------------------------------------------------- inputs
+
+# A ~3.5 KB GitHub push, a fresh random key, and the right and a wrong
+# X-Hub-Signature-256 for it.
+body=$tmp/push.json
+cp "$here/github-push.json" "$body"
+key=$(openssl rand -hex 32)
+# flux-recv watches the config's and the keys' directories for changes: keep
+# them apart from the logs written during the floods, as in a deployment
+# (a mounted Secret), so every log line is not also a file event.
+mkdir -p "$tmp/config"
+printf %s "$key" >"$tmp/config/github.key"
+hmac() { openssl dgst -sha256 -hmac "$1" <"$2" | sed 's/^.*= //'; }
+good_sig=sha256=$(hmac "$key" "$body")
+bad_sig=sha256=$(hmac "not-$key" "$body")
+fingerprint=$(sha256sum <"$tmp/config/github.key" | cut -d' ' -f1)
+
+# 64 pushes to different branches, each correctly signed: cycled through,
+# the 32 hooks in flight at any moment are all different notifications, so
+# each is its own call to the Flux API (identical ones would be coalesced).
+mkdir -p "$tmp/bodies"
+for ((i = 1; i <= 64; i++)); do
+    sed "s|refs/heads/main|refs/heads/bench-$i|" "$body" >"$tmp/bodies/$i.json"
+    printf 'sha256=%s\n' "$(hmac "$key" "$tmp/bodies/$i.json")" >"$tmp/bodies/$i.sig"
+done
+
+# ---------------------------------------------------------------- servers
+
+# nginx: the ceiling on $nginx_port, the Flux API stand-in on $fluxd_port.
+start_nginx() {
+    nginx_port=$(free_port)
+    fluxd_port=$(free_port)
+    mkdir -p "$tmp/nginx/logs"
+    sed -e "s|@PREFIX@|$tmp/nginx|g" -e "s|@PORT@|$nginx_port|g" -e "s|@FLUXD_PORT@|$fluxd_port|g" \
+        "$here/nginx.conf" >"$tmp/nginx/nginx.conf"
+    nginx -p "$tmp/nginx" -c "$tmp/nginx/nginx.conf" -g 'daemon off;' 2>"$tmp/nginx/logs/stderr" &
+    pids+=($!)
+    wait_listening "$nginx_port" "$tmp/nginx/logs"
+    wait_listening "$fluxd_port" "$tmp/nginx/logs"
+}
+
+start_webhook() {
+    [[ -f $tmp/hooks.json ]] || sed -e "s|@SECRET@|$key|g" "$here/hooks.json" >"$tmp/hooks.json"
+    webhook_port=$(free_port)
+    webhook -hooks "$tmp/hooks.json" -ip 127.0.0.1 -port "$webhook_port" >>"$tmp/webhook.log" 2>&1 &
+    webhook_pid=$!
+    pids+=("$webhook_pid")
+    wait_listening "$webhook_port" "$tmp/webhook.log"
+}
+
+# Start flux-recv as an operator would (defaults, info logs to a file),
+# relaying to the stand-in, and return once /health answers. Sets
+# recv_started_us and recv_ready_us (µs since the epoch).
+start_recv() {
+    [[ -f $tmp/config/fluxrecv.yaml ]] || cat >"$tmp/config/fluxrecv.yaml" <<YAML
+fluxRecvVersion: 1
+api: http://127.0.0.1:$fluxd_port/api/flux
+endpoints:
+- source: GitHub
+  keyPath: github.key
+YAML
+    recv_port=$(free_port)
+    recv_started_us=${EPOCHREALTIME/[.,]/}
+    "$bin" --config "$tmp/config/fluxrecv.yaml" --listen "127.0.0.1:$recv_port" 2>>"$tmp/flux-recv.log" &
+    recv_pid=$!
+    pids+=("$recv_pid")
+    # Poll without sleeping (a refused connect costs microseconds), 10 s at most.
+    until health_ok "$recv_port"; do
+        kill -0 "$recv_pid" 2>/dev/null || die "flux-recv exited; see its log:
+$(tail -5 "$tmp/flux-recv.log")"
+        ((${EPOCHREALTIME/[.,]/} - recv_started_us < 10000000)) || die "flux-recv did not answer /health in 10 s"
+    done
+    recv_ready_us=${EPOCHREALTIME/[.,]/}
+}
+
+# ---------------------------------------------------------------- floods
+
+declare -A R # R[target.case.field]
+
+# flood TARGET CASE URL [SIGNATURE]: one wrk run, results into R. Without
+# a signature, the 64 distinct signed pushes are cycled through.
+flood() {
+    local out line kv inputs=(BENCH_BODIES="$tmp/bodies" BENCH_COUNT=64)
+    (($# > 3)) && inputs=(BENCH_BODY="$body" BENCH_SIG="$4")
+    out=$(env "${inputs[@]}" wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --timeout 2s \
+        -s "$here/post.lua" "$3") || die "wrk failed against $3: $out"
+    line=$(grep '^RESULT ' <<<"$out") || die "no RESULT from wrk: $out"
+    for kv in ${line#RESULT }; do
+        R[$1.$2.${kv%%=*}]=${kv#*=}
+    done
+    printf '  %-9s %-8s %8s req/s  p50 %6s µs  p99 %6s µs  non-2xx %7s  socket errors %s\n' \
+        "$1" "$2" "${R[$1.$2.rps]}" "${R[$1.$2.p50_us]}" "${R[$1.$2.p99_us]}" \
+        "${R[$1.$2.non2xx]}" "${R[$1.$2.socket_errors]}"
+}
+
+# A short untimed run first, so every target is measured warm.
+warm() {
+    BENCH_BODY=$body BENCH_SIG=$2 wrk -t1 -c"$CONNECTIONS" -d1s -s "$here/post.lua" "$1" >/dev/null
+}

@@ -1,0 +1,47 @@
+//! What the binary does, one file per command: [`serve`] (the default),
+//! [`keygen`], [`endpoints`], [`check`] and [`send`].
+//!
+//! Arguments are parsed in [`crate::cli`]; a command gets its parsed flags
+//! and returns the process's exit code. Errors a person reads go through
+//! `anyhow` with context, as everywhere at the edge of the program.
+
+use std::path::Path;
+
+use anyhow::anyhow;
+
+use crate::config::{Problem, Severity};
+use crate::table::Table;
+
+pub mod check;
+pub mod endpoints;
+pub mod keygen;
+pub mod send;
+pub mod serve;
+
+/// `error: <file>: <field>: <message>`, one problem per line, as `check`
+/// and the other commands print them.
+pub fn problem_line(p: &Problem) -> String {
+    let label = match p.severity {
+        Severity::Error => "error",
+        Severity::Warning => "warning",
+    };
+    format!("{label}: {p}")
+}
+
+/// Build the table as the server would, for a command that needs the
+/// endpoints (`endpoints`, `send`). Every problem goes to stderr; any
+/// error fails the command.
+fn load(config: &Path) -> anyhow::Result<Table> {
+    let loaded = Table::load(config);
+    for p in &loaded.problems {
+        eprintln!("{}", problem_line(p));
+    }
+    let errors = loaded.errors().count();
+    loaded.table.ok_or_else(|| {
+        anyhow!(
+            "{} has {errors} error(s), listed above; `flux-recv check --config {}` reports them too",
+            config.display(),
+            config.display()
+        )
+    })
+}

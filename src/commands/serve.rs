@@ -1,0 +1,103 @@
+//! Serving hooks: the default command. Load the table, bind, serve until
+//! SIGTERM or SIGINT, reloading the table as its files change.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use slog::{error, info, o, warn, Logger};
+
+use crate::cli::ServeArgs;
+use crate::config::Severity;
+use crate::server::{Options, State};
+use crate::table::Table;
+
+/// Set up logging and the async runtime, and serve.
+pub fn main(args: ServeArgs) -> ExitCode {
+    let log = crate::logging::stderr_as(args.log_format, args.log_level);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            error!(log, "cannot start the async runtime"; "error" => %e);
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve(args, log.clone())) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            error!(log, "flux-recv cannot start"; "error" => format!("{e:#}"));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Load the table, bind, serve until SIGTERM/SIGINT.
+pub async fn serve(args: ServeArgs, log: Logger) -> anyhow::Result<()> {
+    let table = load_table(&args.config, &log)?;
+    log_endpoints(&log, &table);
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    info!(log, "listening"; "address" => %listener.local_addr()?, "api" => &table.api,
+          "dry_run" => args.dry_run);
+    let options = Options {
+        max_body: args.max_body,
+        relay_timeout: args.relay_timeout,
+        dry_run: args.dry_run,
+        google_jwks_url: args.google_jwks_url,
+        max_relays: args.max_relays as usize,
+        max_connections: args.max_connections as usize,
+        header_timeout: args.header_timeout,
+        body_timeout: args.body_timeout,
+        ..Options::default()
+    };
+    let state = State::new(table, options, log.new(o!()));
+    let reload_options = crate::reload::Options {
+        resync_interval: args.resync_interval,
+        sighup: true,
+        ..crate::reload::Options::default()
+    };
+    let _reloader = crate::reload::spawn(state.clone(), reload_options, log.new(o!()));
+    crate::server::run(listener, state, crate::signals::shutdown(log.clone())).await;
+    info!(log, "stopped");
+    Ok(())
+}
+
+/// Build the table, logging every problem; fail if any is an error.
+pub fn load_table(config: &Path, log: &Logger) -> anyhow::Result<Table> {
+    let loaded = Table::load(config);
+    for p in &loaded.problems {
+        match p.severity {
+            Severity::Warning => {
+                warn!(log, "{}", p.message; "file" => %p.file.display(), "field" => &p.field)
+            }
+            Severity::Error => {
+                error!(log, "{}", p.message; "file" => %p.file.display(), "field" => &p.field)
+            }
+        }
+    }
+    let errors = loaded.errors().count();
+    loaded
+        .table
+        .with_context(|| format!("{} has {errors} error(s); see above", config.display()))
+}
+
+/// One line per endpoint: how operators learn each hook URL.
+pub fn log_endpoints(log: &Logger, table: &Table) {
+    for e in table.endpoints() {
+        info!(log, "endpoint";
+              "source" => e.source.name(),
+              "key" => %e.key_path.display(),
+              "fingerprint" => &e.fingerprint,
+              "url" => e.url_path());
+    }
+    if table.endpoints().is_empty() {
+        warn!(
+            log,
+            "the config has no endpoints; every hook URL will answer 404"
+        );
+    }
+}

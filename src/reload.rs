@@ -1,0 +1,509 @@
+//! Hot reload: take up a changed config or key without a restart.
+//!
+//! Three things ask for a reload, and all three go down one path,
+//! [`reload`]:
+//!
+//! - file events in the directories the table was read from, settled into
+//!   one burst (see [`crate::watch`]);
+//! - the periodic re-read (`--resync-interval`), a backstop for events the
+//!   kernel dropped or a filesystem that sends none;
+//! - SIGHUP (and [`Reloader::request`], which is what the SIGHUP handler
+//!   calls).
+//!
+//! A reload builds a whole new table from disk, validates it, and swaps it in
+//! only if it differs from the one being served. A request loads the table
+//! once and keeps that snapshot to the end, so none ever sees half of an
+//! update. A build that fails is logged (every problem, with file and
+//! field) and changes nothing: the last good table keeps serving and the
+//! watch goes on.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use slog::{debug, error, info, o, warn, Logger};
+use tokio::sync::mpsc;
+use tokio::time::MissedTickBehavior;
+
+use crate::config::{ConfigFile, Problem, Severity};
+use crate::server::State;
+use crate::table::{Endpoint, Table};
+use crate::watch::{directory_of, Debounce, DirWatcher};
+
+/// What asked for a reload; logged with each reload as `trigger`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    /// The reload task started (catches changes made between the first
+    /// load and the first watch).
+    Start,
+    /// File events in a watched directory.
+    Files,
+    /// The periodic re-read.
+    Resync,
+    /// SIGHUP.
+    Hangup,
+}
+
+impl Trigger {
+    /// Label used in logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Start => "start",
+            Trigger::Files => "files",
+            Trigger::Resync => "resync",
+            Trigger::Hangup => "sighup",
+        }
+    }
+}
+
+/// What one reload did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReloadResult {
+    /// The files on disk build the table already served; nothing swapped.
+    Unchanged,
+    /// A new table is being served.
+    Swapped {
+        /// Endpoints served now that were not before.
+        added: usize,
+        /// Endpoints no longer served.
+        removed: usize,
+    },
+    /// The files do not build a table; the previous one is still served.
+    Failed {
+        /// How many errors were logged.
+        errors: usize,
+        /// The directories the broken config names, so the watch can cover
+        /// them too: when a config names a key that is not there yet, the
+        /// key's arrival is what fixes it.
+        directories: BTreeSet<PathBuf>,
+    },
+}
+
+/// Rebuild the table from disk and, if it builds and differs from the one
+/// served, swap it in and log what changed. The one reload path.
+///
+/// Blocking (it reads files): call it from the blocking pool. Reloads must
+/// not run concurrently; the reload task is the only caller in the binary.
+pub fn reload(state: &State, log: &Logger) -> ReloadResult {
+    let result = rebuild(state, log);
+    state.metrics.reloaded(&result, &state.table.load());
+    result
+}
+
+/// The work of [`reload`].
+fn rebuild(state: &State, log: &Logger) -> ReloadResult {
+    let started = Instant::now();
+    let current = state.table.load_full();
+    let config_path = current.config_path.clone();
+    let loaded = Table::load(&config_path);
+
+    let Some(table) = loaded.table else {
+        for problem in &loaded.problems {
+            log_problem(log, problem);
+        }
+        let errors = loaded.errors().count();
+        warn!(log, "reload failed; still serving the previous table";
+              "config" => %config_path.display(),
+              "errors" => errors,
+              "endpoints" => current.endpoints().len(),
+              "duration_ms" => crate::logging::elapsed_ms(started));
+        return ReloadResult::Failed {
+            errors,
+            directories: named_directories(&config_path),
+        };
+    };
+
+    if table == *current {
+        debug!(log, "reload: nothing changed";
+               "endpoints" => current.endpoints().len(),
+               "duration_ms" => crate::logging::elapsed_ms(started));
+        return ReloadResult::Unchanged;
+    }
+
+    let table = Arc::new(table);
+    state.table.store(table.clone());
+
+    // Warnings (a short key, trailing whitespace) are logged when the table
+    // they belong to comes in, not on every re-read that finds it unchanged.
+    for problem in &loaded.problems {
+        log_problem(log, problem);
+    }
+    let removed = missing_from(&current, &table);
+    let added = missing_from(&table, &current);
+    for e in &removed {
+        log_endpoint(log, "endpoint removed", e);
+    }
+    for e in &added {
+        log_endpoint(log, "endpoint added", e);
+    }
+    for e in changed_settings(&current, &table) {
+        log_endpoint(log, "endpoint settings changed", e);
+    }
+    info!(log, "reloaded";
+          "endpoints_before" => current.endpoints().len(),
+          "endpoints_after" => table.endpoints().len(),
+          "added" => added.len(),
+          "removed" => removed.len(),
+          "api" => &table.api,
+          "duration_ms" => crate::logging::elapsed_ms(started));
+    ReloadResult::Swapped {
+        added: added.len(),
+        removed: removed.len(),
+    }
+}
+
+/// The same endpoint in both tables: same URL, same source, same key file.
+/// Anything else is a removal and an addition, which is what an operator
+/// needs to hear about (a rotated key is a new URL).
+fn same_endpoint(a: &Endpoint, b: &Endpoint) -> bool {
+    a.fingerprint == b.fingerprint && a.source == b.source && a.key_path == b.key_path
+}
+
+/// Endpoints of `table` that `other` does not have.
+fn missing_from<'a>(table: &'a Table, other: &Table) -> Vec<&'a Endpoint> {
+    table
+        .endpoints()
+        .iter()
+        .filter(|e| {
+            !other
+                .get(&e.fingerprint)
+                .is_some_and(|o| same_endpoint(e, o))
+        })
+        .map(|e| &**e)
+        .collect()
+}
+
+/// Endpoints in both tables whose other settings (e.g. a `gcr:` block)
+/// changed, as they are now.
+fn changed_settings<'a>(before: &Table, after: &'a Table) -> Vec<&'a Endpoint> {
+    after
+        .endpoints()
+        .iter()
+        .filter(|e| {
+            before
+                .get(&e.fingerprint)
+                .is_some_and(|b| same_endpoint(e, b) && b.settings != e.settings)
+        })
+        .map(|e| &**e)
+        .collect()
+}
+
+/// One line per endpoint, with the same fields as the start-up lines
+/// ([`crate::commands::serve::log_endpoints`]), so one `grep` finds both.
+fn log_endpoint(log: &Logger, what: &str, e: &Endpoint) {
+    info!(log, "{}", what;
+          "source" => e.source.name(),
+          "key" => %e.key_path.display(),
+          "fingerprint" => &e.fingerprint,
+          "url" => e.url_path());
+}
+
+fn log_problem(log: &Logger, p: &Problem) {
+    match p.severity {
+        Severity::Warning => {
+            warn!(log, "{}", p.message; "file" => %p.file.display(), "field" => &p.field)
+        }
+        Severity::Error => {
+            error!(log, "{}", p.message; "file" => %p.file.display(), "field" => &p.field)
+        }
+    }
+}
+
+/// The directories a config file names (its own and its keys'), read
+/// without building a table, for when the build fails. Just the config's
+/// own directory if the file cannot be read or parsed.
+fn named_directories(config_path: &Path) -> BTreeSet<PathBuf> {
+    let mut dirs = BTreeSet::from([directory_of(config_path)]);
+    let Ok(text) = std::fs::read(config_path) else {
+        return dirs;
+    };
+    let Ok(config) = ConfigFile::parse(config_path, &text) else {
+        return dirs;
+    };
+    // Key paths resolve against the config file's directory, as in the table.
+    let base = config_path.parent().unwrap_or(Path::new(""));
+    for ep in &config.endpoints {
+        dirs.insert(directory_of(&base.join(&ep.key_path)));
+    }
+    dirs
+}
+
+/// How the reload task runs.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Re-read everything this often even when no event arrives; the timer
+    /// restarts after every reload.
+    pub resync_interval: Duration,
+    /// How file events are settled into one reload.
+    pub debounce: Debounce,
+    /// Reload on SIGHUP. The binary turns this on; tests, which share one
+    /// process, use [`Reloader::request`] instead.
+    pub sighup: bool,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            resync_interval: Duration::from_secs(60),
+            debounce: Debounce::default(),
+            sighup: false,
+        }
+    }
+}
+
+/// The running reload task. Dropping it stops the task.
+pub struct Reloader {
+    requests: mpsc::UnboundedSender<Trigger>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Reloader {
+    /// Ask for a reload now, as SIGHUP does.
+    pub fn request(&self, trigger: Trigger) {
+        let _ = self.requests.send(trigger);
+    }
+}
+
+impl Drop for Reloader {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Start watching and reloading `state`'s table. If the file watcher cannot
+/// start (e.g. the inotify limits are reached), this says so and goes on
+/// with the periodic re-read and SIGHUP.
+pub fn spawn(state: Arc<State>, options: Options, log: Logger) -> Reloader {
+    let (requests, incoming) = mpsc::unbounded_channel();
+    let watcher = match DirWatcher::new(options.debounce) {
+        Ok(watcher) => Some(watcher),
+        Err(e) => {
+            warn!(log, "cannot watch files; changes are taken up by the periodic re-read and SIGHUP only";
+                  "error" => %e, "resync_interval_s" => options.resync_interval.as_secs_f64());
+            None
+        }
+    };
+    if options.sighup {
+        forward_hangups(requests.clone(), &log);
+    }
+    let task = ReloadTask {
+        state,
+        watcher,
+        unwatchable: BTreeSet::new(),
+        log,
+    };
+    let task = tokio::spawn(task.run(options.resync_interval, incoming));
+    Reloader { requests, task }
+}
+
+/// Turn each SIGHUP into a reload request: the same path as
+/// [`Reloader::request`].
+fn forward_hangups(requests: mpsc::UnboundedSender<Trigger>, log: &Logger) {
+    match crate::signals::hangups() {
+        Ok(mut hangups) => {
+            tokio::spawn(async move {
+                while hangups.recv().await.is_some() {
+                    if requests.send(Trigger::Hangup).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        Err(e) => warn!(log, "cannot handle SIGHUP; it will not reload"; "error" => %e),
+    }
+}
+
+/// The state of the reload loop.
+struct ReloadTask {
+    state: Arc<State>,
+    /// `None` if the watcher could not start.
+    watcher: Option<DirWatcher>,
+    /// Directories that could not be watched, so each failure is warned
+    /// about once, not on every re-read.
+    unwatchable: BTreeSet<PathBuf>,
+    log: Logger,
+}
+
+impl ReloadTask {
+    async fn run(
+        mut self,
+        resync_interval: Duration,
+        mut requests: mpsc::UnboundedReceiver<Trigger>,
+    ) {
+        let mut resync = tokio::time::interval_at(
+            tokio::time::Instant::now() + resync_interval,
+            resync_interval,
+        );
+        resync.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        self.reload_and_follow(Trigger::Start).await;
+        if let Some(w) = &self.watcher {
+            info!(self.log, "watching for changes";
+                  "directories" => w.watched().len(),
+                  "resync_interval_s" => resync_interval.as_secs_f64());
+        }
+        loop {
+            let trigger = tokio::select! {
+                Some(burst) = changed(&mut self.watcher) => {
+                    if burst.overflowed {
+                        warn!(self.log, "file events were lost (the kernel's queue overflowed); re-reading everything");
+                    }
+                    for e in &burst.errors {
+                        warn!(self.log, "file watcher error"; "error" => e);
+                    }
+                    debug!(self.log, "files changed"; "events" => burst.events);
+                    Trigger::Files
+                }
+                _ = resync.tick() => Trigger::Resync,
+                Some(trigger) = requests.recv() => trigger,
+            };
+            self.reload_and_follow(trigger).await;
+            resync.reset();
+        }
+    }
+
+    /// Reload, then make the watch set follow what the config now names.
+    async fn reload_and_follow(&mut self, trigger: Trigger) {
+        let result = self.reload(trigger).await;
+        if self.follow(&result) {
+            // A directory watched only from now on may have changed before
+            // the watch began; look once more rather than wait for the resync.
+            let result = self.reload(trigger).await;
+            self.follow(&result);
+        }
+    }
+
+    async fn reload(&self, trigger: Trigger) -> ReloadResult {
+        let state = self.state.clone();
+        let log = self.log.new(o!("trigger" => trigger.as_str()));
+        // Reading files blocks: run it on the blocking pool.
+        match tokio::task::spawn_blocking(move || reload(&state, &log)).await {
+            Ok(result) => result,
+            Err(e) => {
+                error!(self.log, "reload crashed; still serving the previous table"; "error" => %e);
+                let failed = ReloadResult::Failed {
+                    errors: 1,
+                    directories: BTreeSet::new(),
+                };
+                self.state
+                    .metrics
+                    .reloaded(&failed, &self.state.table.load());
+                failed
+            }
+        }
+    }
+
+    /// Watch the directories of the table being served (and, after a
+    /// failed build, those the broken config names). True if a directory
+    /// was added.
+    fn follow(&mut self, result: &ReloadResult) -> bool {
+        let Some(watcher) = &mut self.watcher else {
+            return false;
+        };
+        let mut dirs = self.state.table.load().directories();
+        if let ReloadResult::Failed { directories, .. } = result {
+            dirs.extend(directories.iter().cloned());
+        }
+        let followed = watcher.follow(&dirs);
+        for dir in &followed.added {
+            self.unwatchable.remove(dir);
+            debug!(self.log, "watching directory"; "directory" => %dir.display());
+        }
+        for dir in &followed.removed {
+            debug!(self.log, "no longer watching directory"; "directory" => %dir.display());
+        }
+        for (dir, e) in &followed.failed {
+            if self.unwatchable.insert(dir.clone()) {
+                warn!(self.log, "cannot watch directory; changes in it are taken up by the periodic re-read";
+                      "directory" => %dir.display(), "error" => %e);
+            }
+        }
+        !followed.added.is_empty()
+    }
+}
+
+/// The next settled burst of file events, or never if there is no watcher.
+async fn changed(watcher: &mut Option<DirWatcher>) -> Option<crate::watch::Burst> {
+    match watcher {
+        Some(w) => w.changed().await,
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    fn table(dir: &Path, config: &str, keys: &[(&str, &[u8])]) -> Table {
+        let path = dir.join("fluxrecv.yaml");
+        fs::write(&path, config).unwrap();
+        for (name, key) in keys {
+            fs::write(dir.join(name), key).unwrap();
+        }
+        Table::load(&path).table.expect("table")
+    }
+
+    #[test]
+    fn diff_names_added_removed_and_changed_endpoints() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys: &[(&str, &[u8])] = &[
+            ("a.key", b"0123456789abcdef-a"),
+            ("b.key", b"0123456789abcdef-b"),
+            ("c.key", b"0123456789abcdef-c"),
+        ];
+        let before = table(
+            dir.path(),
+            "fluxRecvVersion: 1\nendpoints:\n- source: GitHub\n  keyPath: a.key\n- source: GitLab\n  keyPath: b.key\n",
+            keys,
+        );
+        // b's source changes (same URL, so removed and added), c is new, a
+        // only moves in the list.
+        let after = table(
+            dir.path(),
+            "fluxRecvVersion: 1\nendpoints:\n- source: Quay\n  keyPath: c.key\n- source: GitHub\n  keyPath: a.key\n- source: DockerHub\n  keyPath: b.key\n",
+            keys,
+        );
+        let names = |v: Vec<&Endpoint>| -> Vec<String> {
+            v.iter()
+                .map(|e| {
+                    format!(
+                        "{} {}",
+                        e.source,
+                        e.key_path.file_name().unwrap().to_string_lossy()
+                    )
+                })
+                .collect()
+        };
+        assert_eq!(names(missing_from(&before, &after)), ["GitLab b.key"]);
+        assert_eq!(
+            names(missing_from(&after, &before)),
+            ["Quay c.key", "DockerHub b.key"]
+        );
+        assert!(changed_settings(&before, &after).is_empty());
+    }
+
+    #[test]
+    fn a_broken_config_still_names_its_directories() {
+        let root = tempfile::tempdir().unwrap();
+        let cfg = root.path().join("cfg");
+        fs::create_dir(&cfg).unwrap();
+        let path = cfg.join("fluxrecv.yaml");
+        // Builds no table (the keys are missing) but parses.
+        fs::write(
+            &path,
+            "fluxRecvVersion: 1\nendpoints:\n- source: GitHub\n  keyPath: ../keys/a.key\n- source: GitHub\n  keyPath: /elsewhere/b.key\n",
+        )
+        .unwrap();
+        assert_eq!(
+            named_directories(&path),
+            BTreeSet::from([
+                cfg.clone(),
+                cfg.join("../keys"),
+                PathBuf::from("/elsewhere")
+            ])
+        );
+        fs::write(&path, "fluxRecvVersion: 1\nendpoints: [\n").unwrap();
+        assert_eq!(named_directories(&path), BTreeSet::from([cfg]));
+    }
+}

@@ -1,0 +1,296 @@
+//! Watching the directories the endpoint table was read from, and turning
+//! bursts of file events into "something changed, re-read".
+//!
+//! We watch *directories*, never the files. A Kubernetes Secret volume never
+//! edits a file: the kubelet writes a new `..<timestamp>/` directory, points
+//! a `..data_tmp` symlink at it and renames that over `..data`, while the
+//! file names users see (`fluxrecv.yaml -> ..data/fluxrecv.yaml`) stay put.
+//! A watch on the file follows the link into the old timestamped directory
+//! and dies when the kubelet deletes it. A watch on the directory sees the
+//! rename of `..data`, an editor's rename-on-save, `mv` over the file and an
+//! in-place write alike.
+//!
+//! Events carry no meaning here beyond "look again": the reload reads
+//! everything from disk, so a missed or spurious event costs at most one
+//! re-read, and the periodic resync (see [`crate::reload`]) covers events
+//! the kernel dropped.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use notify::event::{AccessKind, AccessMode};
+use notify::{Event, EventKind, RecommendedWatcher, RecursiveMode, Watcher};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+/// How a burst of events becomes one reload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Debounce {
+    /// Reload once no event has arrived for this long. One kubelet update
+    /// is half a dozen events within a millisecond or two; an editor's save
+    /// is similar. Short, because it is most of the time from an update to
+    /// the new table serving.
+    pub quiet: Duration,
+    /// Reload at the latest this long after the first event of a burst, so
+    /// a directory that never falls quiet still gets re-read.
+    pub max_wait: Duration,
+}
+
+impl Default for Debounce {
+    fn default() -> Debounce {
+        Debounce {
+            quiet: Duration::from_millis(20),
+            max_wait: Duration::from_millis(250),
+        }
+    }
+}
+
+/// What a settled burst of events amounted to.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Burst {
+    /// How many events that matter were seen.
+    pub events: usize,
+    /// The kernel dropped events (inotify queue overflow): nothing is known
+    /// about what changed, only that something may have.
+    pub overflowed: bool,
+    /// Errors the watcher reported, as text, for the log.
+    pub errors: Vec<String>,
+}
+
+/// What [`DirWatcher::follow`] did.
+#[derive(Debug, Default)]
+pub struct Followed {
+    /// Directories newly watched.
+    pub added: Vec<PathBuf>,
+    /// Directories no longer watched.
+    pub removed: Vec<PathBuf>,
+    /// Directories that could not be watched (missing, no permission, out
+    /// of inotify watches). The next `follow` tries again.
+    pub failed: Vec<(PathBuf, notify::Error)>,
+}
+
+/// Watches a set of directories (not recursively) and reports settled
+/// bursts of changes in them.
+pub struct DirWatcher {
+    watcher: RecommendedWatcher,
+    events: mpsc::UnboundedReceiver<notify::Result<Event>>,
+    /// Canonical paths currently watched.
+    watched: BTreeSet<PathBuf>,
+    debounce: Debounce,
+}
+
+impl DirWatcher {
+    /// A watcher with nothing watched yet. Fails when the platform's
+    /// watcher cannot start (e.g. the inotify instance limit is reached).
+    pub fn new(debounce: Debounce) -> notify::Result<DirWatcher> {
+        let (tx, events) = mpsc::unbounded_channel();
+        // notify calls this on its own thread; an unbounded send never
+        // blocks it, and the reload task drains the channel promptly.
+        let watcher = notify::recommended_watcher(move |event| {
+            let _ = tx.send(event);
+        })?;
+        Ok(DirWatcher {
+            watcher,
+            events,
+            watched: BTreeSet::new(),
+            debounce,
+        })
+    }
+
+    /// The directories watched right now (canonical paths).
+    pub fn watched(&self) -> &BTreeSet<PathBuf> {
+        &self.watched
+    }
+
+    /// Make the watched set `dirs`: watch the new ones, stop watching the
+    /// ones no longer named. Paths are canonicalised first, so
+    /// `/etc/fluxrecv/../fluxrecv-keys` and `/etc/fluxrecv-keys` are one
+    /// watch.
+    pub fn follow(&mut self, dirs: &BTreeSet<PathBuf>) -> Followed {
+        let mut followed = Followed::default();
+        let mut wanted = BTreeSet::new();
+        for dir in dirs {
+            match std::fs::canonicalize(dir) {
+                Ok(canonical) => {
+                    wanted.insert(canonical);
+                }
+                Err(e) => followed
+                    .failed
+                    .push((dir.clone(), notify::Error::io(e).add_path(dir.clone()))),
+            }
+        }
+        let gone: Vec<PathBuf> = self.watched.difference(&wanted).cloned().collect();
+        for dir in gone {
+            // The watch may already be dead (directory deleted); either way
+            // it is not watched any more.
+            let _ = self.watcher.unwatch(&dir);
+            self.watched.remove(&dir);
+            followed.removed.push(dir);
+        }
+        for dir in wanted {
+            if self.watched.contains(&dir) {
+                continue;
+            }
+            match self.watcher.watch(&dir, RecursiveMode::NonRecursive) {
+                Ok(()) => {
+                    self.watched.insert(dir.clone());
+                    followed.added.push(dir);
+                }
+                Err(e) => followed.failed.push((dir, e)),
+            }
+        }
+        followed
+    }
+
+    /// Wait for a change, then for the burst it starts to settle (see
+    /// [`Debounce`]). Returns `None` only if the watcher has stopped.
+    ///
+    /// Cancel-safe until the first event that matters arrives, so it can sit
+    /// in a `select!` next to timers and signals.
+    pub async fn changed(&mut self) -> Option<Burst> {
+        let mut burst = Burst::default();
+        loop {
+            let event = self.events.recv().await?;
+            if self.take(event, &mut burst) {
+                break;
+            }
+        }
+        let deadline = Instant::now() + self.debounce.max_wait;
+        loop {
+            let quiet_until = (Instant::now() + self.debounce.quiet).min(deadline);
+            match tokio::time::timeout_at(quiet_until, self.events.recv()).await {
+                Ok(Some(event)) => {
+                    self.take(event, &mut burst);
+                }
+                Ok(None) | Err(_) => return Some(burst),
+            }
+        }
+    }
+
+    /// Account for one event; true if it calls for a re-read.
+    fn take(&mut self, event: notify::Result<Event>, burst: &mut Burst) -> bool {
+        let event = match event {
+            Ok(event) => event,
+            Err(e) => {
+                // Re-read: whatever went wrong, the files may have changed.
+                burst.errors.push(e.to_string());
+                burst.events += 1;
+                return true;
+            }
+        };
+        if event.need_rescan() {
+            burst.overflowed = true;
+            burst.events += 1;
+            return true;
+        }
+        if !matters(&event.kind) {
+            return false;
+        }
+        // A watched directory itself deleted, moved away or replaced: its
+        // watch is dead or points elsewhere. Forget it, so the `follow`
+        // after the reload watches whatever is at that path now.
+        for path in &event.paths {
+            if self.watched.remove(path) {
+                let _ = self.watcher.unwatch(path);
+            }
+        }
+        burst.events += 1;
+        true
+    }
+}
+
+/// Whether an event can mean the files changed. Opening and reading do not
+/// (and the reload's own reads would otherwise trigger the next reload);
+/// closing a file written in place does.
+pub fn matters(kind: &EventKind) -> bool {
+    match kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        EventKind::Access(_) => false,
+        _ => true,
+    }
+}
+
+/// The directory a file lives in, as [`crate::table::Table::directories`]
+/// names it: `.` for a bare file name.
+pub fn directory_of(file: &Path) -> PathBuf {
+    match file.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use notify::event::{CreateKind, DataChange, ModifyKind, RemoveKind, RenameMode};
+
+    #[test]
+    fn reads_do_not_matter_writes_and_renames_do() {
+        use AccessKind::*;
+        assert!(!matters(&EventKind::Access(Open(AccessMode::Any))));
+        assert!(!matters(&EventKind::Access(Close(AccessMode::Read))));
+        assert!(!matters(&EventKind::Access(Read)));
+        assert!(matters(&EventKind::Access(Close(AccessMode::Write))));
+        assert!(matters(&EventKind::Modify(ModifyKind::Name(
+            RenameMode::To
+        ))));
+        assert!(matters(&EventKind::Modify(ModifyKind::Data(
+            DataChange::Any
+        ))));
+        assert!(matters(&EventKind::Create(CreateKind::File)));
+        assert!(matters(&EventKind::Remove(RemoveKind::Folder)));
+    }
+
+    #[test]
+    fn directory_of_a_bare_name_is_dot() {
+        assert_eq!(directory_of(Path::new("fluxrecv.yaml")), Path::new("."));
+        assert_eq!(
+            directory_of(Path::new("/etc/fluxrecv/fluxrecv.yaml")),
+            Path::new("/etc/fluxrecv")
+        );
+    }
+
+    #[tokio::test]
+    async fn follow_watches_each_directory_once_and_drops_the_rest() {
+        let root = tempfile::tempdir().unwrap();
+        let (a, b) = (root.path().join("a"), root.path().join("b"));
+        std::fs::create_dir(&a).unwrap();
+        std::fs::create_dir(&b).unwrap();
+        let mut w = DirWatcher::new(Debounce::default()).unwrap();
+
+        // `a/../b` and `b` are one directory, so one watch.
+        let followed = w.follow(&BTreeSet::from([a.clone(), a.join("../b"), b.clone()]));
+        assert_eq!(followed.added.len(), 2, "{followed:?}");
+        assert!(followed.failed.is_empty());
+        let b_canonical = std::fs::canonicalize(&b).unwrap();
+        assert!(w.watched().contains(&b_canonical));
+
+        let followed = w.follow(&BTreeSet::from([b.clone(), root.path().join("missing")]));
+        assert!(followed.added.is_empty());
+        assert_eq!(followed.removed, vec![std::fs::canonicalize(&a).unwrap()]);
+        assert_eq!(followed.failed.len(), 1);
+        assert_eq!(w.watched(), &BTreeSet::from([b_canonical]));
+    }
+
+    #[tokio::test]
+    async fn a_burst_of_writes_settles_into_one_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = DirWatcher::new(Debounce {
+            quiet: Duration::from_millis(200),
+            max_wait: Duration::from_secs(5),
+        })
+        .unwrap();
+        w.follow(&BTreeSet::from([dir.path().to_path_buf()]));
+        for i in 0..5 {
+            std::fs::write(dir.path().join(format!("f{i}")), b"x").unwrap();
+        }
+        let burst = tokio::time::timeout(Duration::from_secs(10), w.changed())
+            .await
+            .expect("a change")
+            .expect("watcher running");
+        // Five files created and written: one burst, many events.
+        assert!(burst.events >= 5, "{burst:?}");
+        assert!(!burst.overflowed);
+    }
+}

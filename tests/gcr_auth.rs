@@ -1,0 +1,525 @@
+//! Google Container Registry pushes with a `gcr:` block: the Google-signed
+//! OIDC token on each Pub/Sub push is verified against a JWKS served on
+//! loopback, before anything reaches the stand-in fluxd.
+//!
+//! Tokens are signed with the test-only keys in `testdata/gcr/`.
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use clap::Parser;
+use common::*;
+use flux_recv::server::Options;
+use rsa::pkcs1v15::SigningKey;
+use rsa::pkcs8::DecodePrivateKey;
+use rsa::signature::{SignatureEncoding, Signer};
+use rsa::traits::PublicKeyParts;
+use rsa::RsaPrivateKey;
+use serde_json::{json, Value};
+use sha2::Sha256;
+use tokio::sync::oneshot;
+use warp::Filter;
+
+const AUDIENCE: &str = "https://hooks.example.com/hook/gcr";
+const EMAIL: &str = "gcr-push@my-project.iam.gserviceaccount.com";
+const KID: &str = "kid-one";
+const NEW_KID: &str = "kid-two";
+const GCR_KEY: &[u8] = b"0123456789abcdef-gcr-endpoint-key";
+const REFUSED: &str = "the Pub/Sub push token is not valid\n";
+
+fn signing_key(file: &str) -> RsaPrivateKey {
+    RsaPrivateKey::read_pkcs8_pem_file(testdata().join("gcr").join(file)).unwrap()
+}
+
+fn b64(bytes: &[u8]) -> String {
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn jwk(kid: &str, key: &RsaPrivateKey) -> Value {
+    json!({"kty": "RSA", "alg": "RS256", "use": "sig", "kid": kid,
+           "n": b64(&key.n().to_bytes_be()), "e": b64(&key.e().to_bytes_be())})
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// Claims as Google puts them in a Pub/Sub push token for this endpoint.
+fn claims() -> Value {
+    let now = now();
+    json!({"aud": AUDIENCE, "azp": "103416794574132452123", "email": EMAIL,
+           "email_verified": true, "exp": now + 3600, "iat": now,
+           "iss": "https://accounts.google.com", "sub": "103243794525501032581"})
+}
+
+fn with(field: &str, value: Value) -> Value {
+    let mut c = claims();
+    c[field] = value;
+    c
+}
+
+fn token(header: Value, claims: &Value, key: &RsaPrivateKey) -> String {
+    let signed = format!(
+        "{}.{}",
+        b64(header.to_string().as_bytes()),
+        b64(claims.to_string().as_bytes())
+    );
+    let signature = SigningKey::<Sha256>::new(key.clone()).sign(signed.as_bytes());
+    format!("{signed}.{}", b64(&signature.to_bytes()))
+}
+
+/// A token signed with the first test key under `kid`.
+fn signed(kid: &str, claims: &Value) -> String {
+    token(
+        json!({"alg": "RS256", "kid": kid, "typ": "JWT"}),
+        claims,
+        &signing_key("test-signing-key.pem"),
+    )
+}
+
+/// A stand-in for Google's JWKS endpoint that counts the fetches.
+struct FakeJwks {
+    addr: std::net::SocketAddr,
+    doc: Arc<Mutex<Value>>,
+    fetches: Arc<AtomicUsize>,
+    _stop: oneshot::Sender<()>,
+}
+
+impl FakeJwks {
+    async fn start(doc: Value) -> FakeJwks {
+        let doc = Arc::new(Mutex::new(doc));
+        let fetches = Arc::new(AtomicUsize::new(0));
+        let (d, f) = (doc.clone(), fetches.clone());
+        let certs = warp::path!("oauth2" / "v3" / "certs")
+            .and(warp::get())
+            .map(move || {
+                f.fetch_add(1, Ordering::SeqCst);
+                warp::reply::json(&*d.lock().unwrap())
+            });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        tokio::spawn(
+            warp::serve(certs)
+                .incoming(listener)
+                .graceful(async {
+                    let _ = stopped.await;
+                })
+                .run(),
+        );
+        FakeJwks {
+            addr,
+            doc,
+            fetches,
+            _stop: stop,
+        }
+    }
+
+    /// Publishing the first test key as KID.
+    async fn google() -> FakeJwks {
+        FakeJwks::start(json!({"keys": [jwk(KID, &signing_key("test-signing-key.pem"))]})).await
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}/oauth2/v3/certs", self.addr)
+    }
+
+    fn fetches(&self) -> usize {
+        self.fetches.load(Ordering::SeqCst)
+    }
+}
+
+/// flux-recv with one GCR endpoint (with `gcr_block` under it, if any) in
+/// front of a stand-in fluxd, fetching keys from `jwks_url`.
+async fn start(
+    dir: &std::path::Path,
+    fluxd: &FakeFluxd,
+    gcr_block: bool,
+    options: Options,
+) -> (Recv, String) {
+    std::fs::write(dir.join("gcr.key"), GCR_KEY).unwrap();
+    let mut endpoint = "- source: GoogleContainerRegistry\n  keyPath: gcr.key\n".to_string();
+    if gcr_block {
+        endpoint.push_str(&format!(
+            "  gcr:\n    audience: {AUDIENCE}\n    email: {EMAIL}\n"
+        ));
+    }
+    let config = write_config(dir, &fluxd.api(), &endpoint);
+    let recv = Recv::start(&config, options).await;
+    let hook = recv.url(&format!(
+        "/hook/{}",
+        flux_recv::table::fingerprint(GCR_KEY, None)
+    ));
+    (recv, hook)
+}
+
+fn options(jwks: &FakeJwks) -> Options {
+    Options {
+        google_jwks_url: jwks.url(),
+        ..Options::default()
+    }
+}
+
+/// The Go original's GCR fixture: an INSERT of us.gcr.io/am/am.kebab.api.
+fn push_with(authorization: Option<&str>) -> (Vec<(String, String)>, Vec<u8>) {
+    let mut headers = vec![("Content-Type".to_string(), "application/json".to_string())];
+    if let Some(a) = authorization {
+        headers.push(("Authorization".into(), a.into()));
+    }
+    (
+        headers,
+        std::fs::read(testdata().join("gcr_payload")).unwrap(),
+    )
+}
+
+async fn push(hook: &str, authorization: Option<&str>) -> Reply {
+    let (headers, body) = push_with(authorization);
+    post(hook.to_string(), headers, body).await
+}
+
+fn bearer(token: &str) -> String {
+    format!("Bearer {token}")
+}
+
+fn gcr_notification() -> Value {
+    json!({"Kind": "image", "Source": {"Name": {"Domain": "us.gcr.io", "Image": "am/am.kebab.api"}}})
+}
+
+#[tokio::test]
+async fn a_google_signed_push_reaches_fluxd() {
+    let fluxd = FakeFluxd::start().await;
+    let jwks = FakeJwks::google().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (recv, hook) = start(dir.path(), &fluxd, true, options(&jwks)).await;
+
+    let reply = push(&hook, Some(&bearer(&signed(KID, &claims())))).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(fluxd.take(), vec![gcr_notification()]);
+    assert_eq!(jwks.fetches(), 1);
+
+    // The keys are cached: the next push does not fetch them again.
+    let reply = push(&hook, Some(&bearer(&signed(KID, &claims())))).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(fluxd.take().len(), 1);
+    assert_eq!(jwks.fetches(), 1);
+    assert!(recv
+        .logs
+        .text()
+        .contains("fetched Google's token signing keys"));
+}
+
+#[tokio::test]
+async fn every_failed_check_is_401_and_nothing_reaches_fluxd() {
+    let fluxd = FakeFluxd::start().await;
+    let jwks = FakeJwks::google().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (recv, hook) = start(dir.path(), &fluxd, true, options(&jwks)).await;
+    let now = now();
+    let other_key = signing_key("test-signing-key-2.pem");
+    let one = signing_key("test-signing-key.pem");
+    let unsigned = format!(
+        "{}.{}.",
+        b64(json!({"alg": "none", "kid": KID}).to_string().as_bytes()),
+        b64(claims().to_string().as_bytes())
+    );
+
+    let cases: Vec<(&str, Option<String>, &str)> = vec![
+        ("no Authorization", None, "authorization"),
+        (
+            "not Bearer",
+            Some(format!("Basic {}", signed(KID, &claims()))),
+            "authorization",
+        ),
+        ("not a JWT", Some(bearer("not.a.jwt")), "format"),
+        (
+            "signed with another key",
+            Some(bearer(&token(
+                json!({"alg": "RS256", "kid": KID}),
+                &claims(),
+                &other_key,
+            ))),
+            "signature",
+        ),
+        ("alg none", Some(bearer(&unsigned)), "alg"),
+        (
+            "alg HS256",
+            Some(bearer(&token(
+                json!({"alg": "HS256", "kid": KID}),
+                &claims(),
+                &one,
+            ))),
+            "alg",
+        ),
+        (
+            "unknown kid",
+            Some(bearer(&signed("not-published", &claims()))),
+            "kid",
+        ),
+        (
+            "expired",
+            Some(bearer(&signed(KID, &with("exp", json!(now - 3600))))),
+            "exp",
+        ),
+        (
+            "issued in the future",
+            Some(bearer(&signed(KID, &with("iat", json!(now + 600))))),
+            "iat",
+        ),
+        (
+            "wrong issuer",
+            Some(bearer(&signed(
+                KID,
+                &with("iss", json!("https://evil.example.com")),
+            ))),
+            "iss",
+        ),
+        (
+            "wrong audience",
+            Some(bearer(&signed(
+                KID,
+                &with("aud", json!("https://other.example.com/hook")),
+            ))),
+            "aud",
+        ),
+        (
+            "another service account",
+            Some(bearer(&signed(
+                KID,
+                &with("email", json!("attacker@other.iam.gserviceaccount.com")),
+            ))),
+            "email",
+        ),
+        (
+            "email not verified",
+            Some(bearer(&signed(KID, &with("email_verified", json!(false))))),
+            "email_verified",
+        ),
+        (
+            "email_verified missing",
+            Some(bearer(&signed(KID, &{
+                let mut c = claims();
+                c.as_object_mut().unwrap().remove("email_verified");
+                c
+            }))),
+            "email_verified",
+        ),
+    ];
+
+    for (name, authorization, check) in &cases {
+        let before = recv.logs.text().len();
+        let reply = push(&hook, authorization.as_deref()).await;
+        assert_eq!(reply.status, 401, "{name}: {}", reply.body);
+        assert_eq!(reply.body, REFUSED, "{name}");
+        let logged = recv.logs.text()[before..].to_string();
+        assert!(
+            logged.contains(&format!("check: {check},")),
+            "{name}: {logged}"
+        );
+        // The log says which check failed, and never shows the token.
+        if let Some(a) = authorization {
+            let token = a.rsplit(' ').next().unwrap();
+            for part in token.split('.').filter(|p| p.len() > 8) {
+                assert!(!logged.contains(part), "{name}: token in the log");
+            }
+        }
+    }
+    assert!(fluxd.take().is_empty());
+    // One fetch on first use; the unknown kid came within the rate limit.
+    assert_eq!(jwks.fetches(), 1);
+}
+
+#[tokio::test]
+async fn a_rotated_key_is_fetched_once_and_accepted() {
+    let fluxd = FakeFluxd::start().await;
+    let jwks = FakeJwks::google().await;
+    let dir = tempfile::tempdir().unwrap();
+    let min_refresh = Duration::from_millis(300);
+    let (_recv, hook) = start(
+        dir.path(),
+        &fluxd,
+        true,
+        Options {
+            google_jwks_min_refresh: min_refresh,
+            ..options(&jwks)
+        },
+    )
+    .await;
+    let new_key = signing_key("test-signing-key-2.pem");
+    let rotated = || {
+        token(
+            json!({"alg": "RS256", "kid": NEW_KID, "typ": "JWT"}),
+            &claims(),
+            &new_key,
+        )
+    };
+
+    assert_eq!(
+        push(&hook, Some(&bearer(&signed(KID, &claims()))))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(jwks.fetches(), 1);
+
+    // Google publishes a new key, then signs with it.
+    *jwks.doc.lock().unwrap() = json!({"keys": [
+        jwk(KID, &signing_key("test-signing-key.pem")),
+        jwk(NEW_KID, &new_key),
+    ]});
+    tokio::time::sleep(min_refresh + Duration::from_millis(100)).await;
+    let reply = push(&hook, Some(&bearer(&rotated()))).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(jwks.fetches(), 2);
+
+    // Both keys are now known; neither makes us fetch again.
+    tokio::time::sleep(min_refresh + Duration::from_millis(100)).await;
+    assert_eq!(push(&hook, Some(&bearer(&rotated()))).await.status, 200);
+    assert_eq!(
+        push(&hook, Some(&bearer(&signed(KID, &claims()))))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(jwks.fetches(), 2);
+    assert_eq!(fluxd.take().len(), 4);
+}
+
+#[tokio::test]
+async fn a_flood_of_unknown_kids_fetches_the_keys_once() {
+    let fluxd = FakeFluxd::start().await;
+    let jwks = FakeJwks::google().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (_recv, hook) = start(dir.path(), &fluxd, true, options(&jwks)).await;
+
+    // 60 pushes naming made-up keys, 20 at a time, on a fresh server: the
+    // first fetch is shared by those waiting for it, and the rest fall
+    // inside the 30 s rate limit.
+    for round in 0..3 {
+        let pushes = (0..20).map(|i| {
+            let hook = hook.clone();
+            let token = signed(&format!("random-{round}-{i}"), &claims());
+            tokio::spawn(async move { push(&hook, Some(&bearer(&token))).await })
+        });
+        for reply in futures_util::future::join_all(pushes).await {
+            assert_eq!(reply.unwrap().status, 401);
+        }
+    }
+    assert_eq!(jwks.fetches(), 1);
+    // A genuine push still gets through, on the keys fetched then.
+    assert_eq!(
+        push(&hook, Some(&bearer(&signed(KID, &claims()))))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(jwks.fetches(), 1);
+    assert_eq!(fluxd.take(), vec![gcr_notification()]);
+}
+
+#[tokio::test]
+async fn unreachable_keys_refuse_every_push() {
+    let fluxd = FakeFluxd::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let options = Options {
+        google_jwks_url: format!("http://{}/oauth2/v3/certs", dead_addr()),
+        ..Options::default()
+    };
+    let (recv, hook) = start(dir.path(), &fluxd, true, options).await;
+    let reply = push(&hook, Some(&bearer(&signed(KID, &claims())))).await;
+    assert_eq!(reply.status, 401, "{}", reply.body);
+    assert!(fluxd.take().is_empty());
+    let logs = recv.logs.text();
+    assert!(
+        logs.contains("cannot refresh Google's token signing keys"),
+        "{logs}"
+    );
+    assert!(logs.contains("check: kid,"), "{logs}");
+}
+
+#[tokio::test]
+async fn a_key_server_error_keeps_the_keys_we_have() {
+    let fluxd = FakeFluxd::start().await;
+    let jwks = FakeJwks::google().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (_recv, hook) = start(
+        dir.path(),
+        &fluxd,
+        true,
+        Options {
+            google_jwks_min_refresh: Duration::from_millis(100),
+            ..options(&jwks)
+        },
+    )
+    .await;
+    assert_eq!(
+        push(&hook, Some(&bearer(&signed(KID, &claims()))))
+            .await
+            .status,
+        200
+    );
+    // The key server starts serving garbage; an unknown kid makes us fetch it.
+    *jwks.doc.lock().unwrap() = json!({"keys": []});
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        push(&hook, Some(&bearer(&signed("new", &claims()))))
+            .await
+            .status,
+        401
+    );
+    assert_eq!(jwks.fetches(), 2);
+    // The good key is still there.
+    assert_eq!(
+        push(&hook, Some(&bearer(&signed(KID, &claims()))))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(fluxd.take().len(), 2);
+}
+
+#[tokio::test]
+async fn without_a_gcr_block_pushes_are_unverified_and_google_is_never_asked() {
+    let fluxd = FakeFluxd::start().await;
+    let jwks = FakeJwks::google().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (recv, hook) = start(dir.path(), &fluxd, false, options(&jwks)).await;
+    let reply = push(&hook, None).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let reply = push(&hook, Some("Bearer not.even.a-token")).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(fluxd.take().len(), 2);
+    assert_eq!(jwks.fetches(), 0);
+    let table = recv.state.table.load_full();
+    assert!(!table.endpoints()[0].verifies_sender());
+}
+
+#[test]
+fn the_jwks_url_flag_defaults_to_google_and_must_be_https() {
+    let cli = flux_recv::cli::Cli::try_parse_from(["flux-recv"]).unwrap();
+    assert_eq!(
+        cli.google_jwks_url,
+        "https://www.googleapis.com/oauth2/v3/certs"
+    );
+    let cli = flux_recv::cli::Cli::try_parse_from([
+        "flux-recv",
+        "--google-jwks-url",
+        "http://127.0.0.1:9999/certs",
+    ])
+    .unwrap();
+    assert_eq!(cli.google_jwks_url, "http://127.0.0.1:9999/certs");
+    let err = flux_recv::cli::Cli::try_parse_from([
+        "flux-recv",
+        "--google-jwks-url",
+        "http://www.googleapis.com/oauth2/v3/certs",
+    ])
+    .unwrap_err();
+    assert!(err.to_string().contains("must be an https:// URL"), "{err}");
+}
