@@ -32,17 +32,6 @@ pub struct Cli {
     pub serve: ServeArgs,
 }
 
-/// The serve flags are the binary's top-level flags, so `cli.listen` reads
-/// as the command line does (and code written before the subcommands
-/// existed keeps working).
-impl std::ops::Deref for Cli {
-    type Target = ServeArgs;
-
-    fn deref(&self) -> &ServeArgs {
-        &self.serve
-    }
-}
-
 /// Everything flux-recv does besides serving.
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -112,6 +101,12 @@ pub struct ServeArgs {
     #[arg(long, env = "FLUXRECV_BODY_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub body_timeout: Duration,
 
+    /// Most refused hooks (bad signature, bad payload, too large) logged per
+    /// second; the rest are counted in /metrics, and one line says how many
+    /// were left out. Keeps a flood of junk from flooding the logs.
+    #[arg(long, env = "FLUXRECV_REFUSAL_LOGS_PER_SECOND", default_value_t = 20)]
+    pub refusal_logs_per_second: u64,
+
     /// Verify and parse hooks as usual and log the notifications, but do not
     /// call fluxd (to try flux-recv out, or to check a provider's setup).
     #[arg(long, env = "FLUXRECV_DRY_RUN")]
@@ -148,7 +143,7 @@ pub struct EndpointsArgs {
 
     /// Where providers reach flux-recv (e.g. `https://hooks.example.com`), to
     /// print full hook URLs; without it, only the paths.
-    #[arg(long, value_name = "URL", value_parser = parse_base_url)]
+    #[arg(long, value_name = "URL", env = "FLUXRECV_BASE_URL", value_parser = parse_base_url)]
     pub base_url: Option<String>,
 
     /// `text` (aligned columns) or `json` (an array of objects, for scripts).
@@ -188,7 +183,7 @@ pub struct SendArgs {
 
     /// Where to POST: a full hook URL (`…/hook/<fingerprint>`), or a base URL
     /// such as `http://127.0.0.1:8080`, to which `/hook/<fingerprint>` is added.
-    #[arg(long, value_parser = parse_base_url)]
+    #[arg(long, env = "FLUXRECV_SEND_URL", value_parser = parse_base_url)]
     pub url: String,
 
     /// Which event to send: `push` for every source; `ping` for GitHub and
@@ -337,10 +332,10 @@ mod tests {
     fn defaults_match_the_issue() {
         let cli = Cli::try_parse_from(["flux-recv"]).unwrap();
         assert!(cli.command.is_none());
-        assert_eq!(cli.config, PathBuf::from("fluxrecv.yaml"));
-        assert_eq!(cli.listen, "0.0.0.0:8080".parse().unwrap());
-        assert_eq!(cli.max_body, 3 * 1024 * 1024);
-        assert_eq!(cli.relay_timeout, Duration::from_secs(8));
+        assert_eq!(cli.serve.config, PathBuf::from("fluxrecv.yaml"));
+        assert_eq!(cli.serve.listen, "0.0.0.0:8080".parse().unwrap());
+        assert_eq!(cli.serve.max_body, 3 * 1024 * 1024);
+        assert_eq!(cli.serve.relay_timeout, Duration::from_secs(8));
     }
 
     #[test]

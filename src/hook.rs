@@ -10,6 +10,7 @@ use futures_util::{Stream, StreamExt};
 use slog::{debug, info, warn};
 use warp::http::{HeaderMap, StatusCode};
 
+use crate::logging::Admit;
 use crate::server::{text, State};
 use crate::source::{header, Outcome};
 use crate::table::Endpoint;
@@ -269,6 +270,22 @@ fn finish(
     reply: String,
     changes: usize,
 ) -> warp::reply::Response {
+    state.metrics.hook(endpoint.source, verdict);
+    let refused_by_client = matches!(
+        verdict,
+        Verdict::Unauthorized | Verdict::BadRequest | Verdict::TooLarge
+    );
+    // Junk from the internet is counted in full but logged within a budget.
+    let suppressed = match refused_by_client.then(|| state.refusal_logs.admit()) {
+        Some(Admit::Skip) => return reply_with(status, reply),
+        Some(Admit::Log { suppressed }) => suppressed,
+        None => 0,
+    };
+    if suppressed > 0 {
+        warn!(state.log, "refused hooks not logged: over the log budget";
+              "suppressed" => suppressed,
+              "budget_per_second" => state.options.refusal_logs_per_second);
+    }
     let kv = slog::o!(
         "source" => endpoint.source.name(),
         "fingerprint" => endpoint.fingerprint[..12].to_string(),
@@ -280,11 +297,15 @@ fn finish(
         "duration_ms" => crate::logging::elapsed_ms(started),
     );
     let log = state.log.new(kv);
-    state.metrics.hook(endpoint.source, verdict);
     match verdict {
         Verdict::Relayed | Verdict::Ignored => info!(log, "hook"),
         _ => warn!(log, "hook refused"; "reason" => &reply),
     }
+    reply_with(status, reply)
+}
+
+/// The reply, with `Retry-After` when every relay slot was busy.
+fn reply_with(status: StatusCode, reply: String) -> warp::reply::Response {
     let mut response = text(status, reply);
     if status == StatusCode::SERVICE_UNAVAILABLE {
         // Every relay slot was busy: a provider that honours this header

@@ -43,6 +43,12 @@ pub fn parse(reference: &str) -> Result<ImageName, ImageError> {
         [image, tag] if !image.is_empty() && !tag.is_empty() => *image,
         _ => return Err(malformed()),
     };
+    // Stricter than fluxd, which would accept `team/:1` as the image `team/`:
+    // a name with an empty path element can never match a real image, so
+    // refuse it rather than ask fluxd to look for it (found by fuzzing).
+    if image.split('/').any(str::is_empty) {
+        return Err(malformed());
+    }
     Ok(ImageName {
         domain: domain.to_string(),
         image: image.to_string(),
@@ -121,7 +127,20 @@ mod tests {
     #[test]
     fn refuses_what_fluxd_refuses() {
         assert_eq!(parse(""), Err(ImageError::Empty));
-        for bad in ["/app", "app/", "app:", ":tag", "a:b:c", "quay.io/a/b:1:2"] {
+        for bad in [
+            "/app",
+            "app/",
+            "app:",
+            ":tag",
+            "a:b:c",
+            "quay.io/a/b:1:2",
+            // Empty path elements once the tag is gone; the first is the
+            // fuzzer's crash input.
+            "U/:\0",
+            "team/:1",
+            "a//b",
+            "quay.io//b",
+        ] {
             assert!(matches!(parse(bad), Err(ImageError::Malformed(_))), "{bad}");
         }
     }

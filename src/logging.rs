@@ -108,6 +108,70 @@ fn level_name(level: Level) -> &'static str {
     }
 }
 
+/// Lets through at most `per_second` events a second and counts the rest, so
+/// a flood of junk requests cannot flood the logs (or the disk under them).
+/// Approximate under contention, which is all a log budget needs.
+#[derive(Debug)]
+pub struct Throttle {
+    per_second: u64,
+    origin: std::time::Instant,
+    /// The second (since `origin`) being counted.
+    window: std::sync::atomic::AtomicU64,
+    /// Events seen in that second.
+    seen: std::sync::atomic::AtomicU64,
+    /// Events not logged since the last one that was.
+    suppressed: std::sync::atomic::AtomicU64,
+}
+
+/// What [`Throttle::admit`] decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admit {
+    /// Log this event; `suppressed` events were dropped since the last one
+    /// logged, and a line should say so.
+    Log {
+        /// Events dropped before this one.
+        suppressed: u64,
+    },
+    /// Over budget: count it, log nothing.
+    Skip,
+}
+
+impl Throttle {
+    /// A budget of `per_second` events a second.
+    pub fn new(per_second: u64) -> Throttle {
+        Throttle {
+            per_second,
+            origin: std::time::Instant::now(),
+            window: Default::default(),
+            seen: Default::default(),
+            suppressed: Default::default(),
+        }
+    }
+
+    /// Decide about one event.
+    pub fn admit(&self) -> Admit {
+        use std::sync::atomic::Ordering::Relaxed;
+        let now = self.origin.elapsed().as_secs();
+        let window = self.window.load(Relaxed);
+        if now != window
+            && self
+                .window
+                .compare_exchange(window, now, Relaxed, Relaxed)
+                .is_ok()
+        {
+            self.seen.store(0, Relaxed);
+        }
+        if self.seen.fetch_add(1, Relaxed) < self.per_second {
+            Admit::Log {
+                suppressed: self.suppressed.swap(0, Relaxed),
+            }
+        } else {
+            self.suppressed.fetch_add(1, Relaxed);
+            Admit::Skip
+        }
+    }
+}
+
 /// Milliseconds since `started`, to the microsecond: the `duration_ms` field
 /// of log lines, a number in JSON logs.
 pub fn elapsed_ms(started: std::time::Instant) -> f64 {
@@ -175,5 +239,25 @@ mod tests {
             "{time}"
         );
         assert_eq!(lines[1]["level"], "warn");
+    }
+
+    #[test]
+    fn throttle_keeps_to_its_budget_and_reports_what_it_dropped() {
+        let t = Throttle::new(3);
+        let decisions: Vec<Admit> = (0..5).map(|_| t.admit()).collect();
+        assert_eq!(
+            decisions,
+            vec![
+                Admit::Log { suppressed: 0 },
+                Admit::Log { suppressed: 0 },
+                Admit::Log { suppressed: 0 },
+                Admit::Skip,
+                Admit::Skip,
+            ]
+        );
+        // The next second: logging resumes, and says what was dropped.
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        assert_eq!(t.admit(), Admit::Log { suppressed: 2 });
+        assert_eq!(t.admit(), Admit::Log { suppressed: 0 });
     }
 }

@@ -2,5 +2,27 @@
 //! library, where the tests can reach it.
 
 fn main() -> std::process::ExitCode {
+    limit_malloc_arenas();
     flux_recv::cli::main()
 }
+
+/// glibc gives threads that allocate at the same time their own heaps
+/// ("arenas"), up to eight per core, and each keeps memory it has freed. As
+/// tokio's blocking pool starts and retires relay threads, a sidecar's RSS
+/// creeps up arena by arena (12 % over the 10-minute soak, 3.5 % with one
+/// arena). Two arenas are plenty for a webhook receiver. An operator's own
+/// `MALLOC_ARENA_MAX` wins; musl, which the container image uses, has no
+/// arenas.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn limit_malloc_arenas() {
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        // SAFETY: runs first in main, before any other thread exists, and
+        // only sets an allocator tunable; mallopt has no other effect.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, 2);
+        }
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn limit_malloc_arenas() {}

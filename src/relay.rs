@@ -143,6 +143,10 @@ impl Relay {
             // Non-2xx statuses are answers, not transport errors.
             .http_status_as_error(false)
             .timeout_global(Some(deadline))
+            // One idle connection per slot, so a burst of relays reuses
+            // connections instead of leaving hundreds in TIME-WAIT.
+            .max_idle_connections(max_relays.max(1))
+            .max_idle_connections_per_host(max_relays.max(1))
             .user_agent(concat!("flux-recv/", env!("CARGO_PKG_VERSION")))
             .build()
             .into();

@@ -52,6 +52,9 @@ pub struct Options {
     pub header_timeout: Duration,
     /// A client must send a request's body within this time.
     pub body_timeout: Duration,
+    /// Most refused hooks (401, 400, 413, 408) logged a second; the rest are
+    /// counted in `/metrics` and summed up in one line.
+    pub refusal_logs_per_second: u64,
 }
 
 impl Default for Options {
@@ -67,6 +70,7 @@ impl Default for Options {
             max_connections: 1024,
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(10),
+            refusal_logs_per_second: 20,
         }
     }
 }
@@ -86,6 +90,8 @@ pub struct State {
     pub log: Logger,
     /// What `/metrics` reports.
     pub metrics: Metrics,
+    /// Budget for logging refused hooks.
+    pub refusal_logs: crate::logging::Throttle,
     /// Set by [`run`] when shutdown begins, so `/ready` answers 503 and
     /// load balancers stop sending new requests while those in flight
     /// finish.
@@ -98,6 +104,7 @@ impl State {
         let relay = Relay::new(options.relay_timeout, options.max_relays);
         Arc::new(State {
             metrics: Metrics::new(&relay, &table),
+            refusal_logs: crate::logging::Throttle::new(options.refusal_logs_per_second),
             stopping: AtomicBool::new(false),
             table: ArcSwap::from_pointee(table),
             google_keys: Jwks::new(

@@ -330,7 +330,12 @@ async fn every_bad_input_gets_its_4xx_and_nothing_reaches_fluxd() {
         }
     }
     let config = write_config(dir.path(), &fluxd.api(), &yaml);
-    let recv = Recv::start(&config, Options::default()).await;
+    // Log every refusal: this test reads the whole run's logs.
+    let options = Options {
+        refusal_logs_per_second: u64::MAX,
+        ..Options::default()
+    };
+    let recv = Recv::start(&config, options).await;
 
     // (where it came from, the secret)
     let mut secrets: Vec<(String, String)> = Vec::new();

@@ -505,7 +505,7 @@ async fn without_a_gcr_block_pushes_are_unverified_and_google_is_never_asked() {
 fn the_jwks_url_flag_defaults_to_google_and_must_be_https() {
     let cli = flux_recv::cli::Cli::try_parse_from(["flux-recv"]).unwrap();
     assert_eq!(
-        cli.google_jwks_url,
+        cli.serve.google_jwks_url,
         "https://www.googleapis.com/oauth2/v3/certs"
     );
     let cli = flux_recv::cli::Cli::try_parse_from([
@@ -514,7 +514,7 @@ fn the_jwks_url_flag_defaults_to_google_and_must_be_https() {
         "http://127.0.0.1:9999/certs",
     ])
     .unwrap();
-    assert_eq!(cli.google_jwks_url, "http://127.0.0.1:9999/certs");
+    assert_eq!(cli.serve.google_jwks_url, "http://127.0.0.1:9999/certs");
     let err = flux_recv::cli::Cli::try_parse_from([
         "flux-recv",
         "--google-jwks-url",

@@ -168,3 +168,56 @@ async fn a_stalled_body_gets_408_and_nothing_is_sent() {
     assert!(started.elapsed() >= Duration::from_millis(800));
     assert!(fluxd.take().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_refusals_is_counted_in_full_but_logged_within_budget() {
+    let fluxd = FakeFluxd::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (config, hook) = github_config(dir.path(), &fluxd.api());
+    let opts = Options {
+        refusal_logs_per_second: 5,
+        ..Options::default()
+    };
+    let recv = Recv::start(&config, opts).await;
+    let body = github_body("org/app", "main");
+    let started = Instant::now();
+    for _ in 0..50 {
+        let reply = post(recv.url(&hook), github_push(b"other"), body.clone()).await;
+        assert_eq!(reply.status, 401);
+    }
+    let burst = started.elapsed();
+    let refused_lines = |logs: &str| logs.lines().filter(|l| l.contains("hook refused")).count();
+    let logs = recv.logs.text();
+    // At most the budget per second the burst spanned.
+    let budget = 5 * (burst.as_secs() as usize + 1);
+    assert!(
+        refused_lines(&logs) <= budget,
+        "{} lines for a {burst:?} burst",
+        refused_lines(&logs)
+    );
+    assert!(refused_lines(&logs) >= 5);
+
+    // The next second: the first refusal is logged, with a line saying how
+    // many were left out.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let reply = post(recv.url(&hook), github_push(b"other"), body.clone()).await;
+    assert_eq!(reply.status, 401);
+    let logs = recv.logs.text();
+    let summary = logs
+        .lines()
+        .find(|l| l.contains("refused hooks not logged"))
+        .expect("a summary line");
+    let suppressed: usize = summary
+        .split("suppressed: ")
+        .nth(1)
+        .and_then(|s| s.split(',').next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(refused_lines(&logs) + suppressed, 51, "{summary}");
+
+    // A relayed hook is always logged.
+    let reply = post(recv.url(&hook), github_push(&body), body).await;
+    assert_eq!(reply.status, 200);
+    assert!(recv.logs.text().contains("outcome: relayed"));
+}

@@ -191,10 +191,10 @@ fn the_kubelet_helper_lays_out_a_secret_volume_as_the_kubelet_does() {
 fn resync_interval_defaults_to_a_minute() {
     use clap::Parser;
     let cli = flux_recv::cli::Cli::try_parse_from(["flux-recv"]).unwrap();
-    assert_eq!(cli.resync_interval, Duration::from_secs(60));
+    assert_eq!(cli.serve.resync_interval, Duration::from_secs(60));
     let cli =
         flux_recv::cli::Cli::try_parse_from(["flux-recv", "--resync-interval", "500ms"]).unwrap();
-    assert_eq!(cli.resync_interval, Duration::from_millis(500));
+    assert_eq!(cli.serve.resync_interval, Duration::from_millis(500));
     assert!(flux_recv::cli::Cli::try_parse_from(["flux-recv", "--resync-interval", "0s"]).is_err());
 }
 

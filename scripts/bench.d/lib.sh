@@ -1,3 +1,5 @@
+# shellcheck shell=bash
+# shellcheck disable=SC2034,SC2154 # variables are shared with the scripts that source this
 # Shared by scripts/bench and scripts/bench.d/profile (sourced, not run):
 # process bookkeeping, loopback helpers, the signed inputs, and starting
 # nginx, adnanh/webhook and flux-recv on free ports.

@@ -52,6 +52,7 @@ pub async fn serve(args: ServeArgs, log: Logger) -> anyhow::Result<()> {
         max_connections: args.max_connections as usize,
         header_timeout: args.header_timeout,
         body_timeout: args.body_timeout,
+        refusal_logs_per_second: args.refusal_logs_per_second,
         ..Options::default()
     };
     let state = State::new(table, options, log.new(o!()));
