@@ -187,6 +187,10 @@ pub fn routes(
         .unify()
 }
 
+/// How long connections open at shutdown get to send their request before
+/// they are asked to finish.
+const SETTLE: Duration = Duration::from_millis(500);
+
 /// Serve until `shutdown` resolves, then drain: give requests in flight up
 /// to `drain_timeout` to finish, and return.
 ///
@@ -235,19 +239,32 @@ pub async fn run(listener: TcpListener, state: Arc<State>, shutdown: impl Future
     info!(log, "shutting down"; "in_flight_connections" => graceful.count());
     let deadline = tokio::time::Instant::now() + drain_timeout;
     let mut late = tokio::task::JoinSet::new();
+    let mut serve_late = |(stream, permit): (TcpStream, OwnedSemaphorePermit)| {
+        let conn = connection(stream, false);
+        late.spawn(async move {
+            let _ = conn.await;
+            drop(permit);
+        });
+    };
+    // hyper closes at once a connection that has not sent its request yet,
+    // so one accepted just before the signal would be reset. Give open
+    // connections a moment to send theirs before telling them to finish.
+    if graceful.count() > 0 {
+        let settle = tokio::time::Instant::now() + SETTLE.min(drain_timeout);
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep_until(settle) => break,
+                accepted = accept(&listener, &connections, &log) => serve_late(accepted),
+            }
+        }
+    }
     let open_finished = {
         // Open connections finish the request they are on, then close.
         let mut open = std::pin::pin!(tokio::time::timeout_at(deadline, graceful.shutdown()));
         loop {
             tokio::select! {
                 finished = &mut open => break finished.is_ok(),
-                (stream, permit) = accept(&listener, &connections, &log) => {
-                    let conn = connection(stream, false);
-                    late.spawn(async move {
-                        let _ = conn.await;
-                        drop(permit);
-                    });
-                }
+                accepted = accept(&listener, &connections, &log) => serve_late(accepted),
             }
         }
     };

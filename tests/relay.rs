@@ -192,11 +192,7 @@ async fn shutdown_lets_requests_in_flight_finish() {
     assert_eq!(reply.status, 200, "{}", reply.body);
     assert_eq!(fluxd.take().len(), 1);
     // The server task ends, and new connections are refused.
-    tokio::time::timeout(Duration::from_secs(5), recv.done.take().unwrap())
-        .await
-        .expect("server stops")
-        .unwrap();
-    assert!(std::net::TcpStream::connect(recv.addr).is_err());
+    recv.wait_stopped().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -405,4 +401,29 @@ async fn identical_notifications_in_flight_are_sent_once() {
         200
     );
     assert_eq!(fluxd.take().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_opened_just_before_shutdown_is_still_answered() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let (config, _) = github_config(dir.path(), "http://127.0.0.1:9/api/flux");
+    let mut recv = Recv::start(&config, Options::default()).await;
+
+    // Accepted before the signal, but the request comes just after it (a
+    // provider connecting as the pod is told to stop).
+    let mut s = tokio::net::TcpStream::connect(recv.addr).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    recv.shutdown();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = String::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_string(&mut out))
+        .await
+        .expect("answered")
+        .ok();
+    assert!(out.starts_with("HTTP/1.1 200"), "{out:?}");
+    recv.wait_stopped().await;
 }

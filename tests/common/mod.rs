@@ -169,6 +169,16 @@ impl Recv {
             let _ = s.send(());
         }
     }
+
+    /// After [`Recv::shutdown`]: wait for the server task to end, then check
+    /// that new connections are refused.
+    pub async fn wait_stopped(&mut self) {
+        tokio::time::timeout(Duration::from_secs(5), self.done.take().unwrap())
+            .await
+            .expect("server stops")
+            .unwrap();
+        assert!(TcpStream::connect(self.addr).is_err());
+    }
 }
 
 impl Drop for Recv {
