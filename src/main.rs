@@ -1,6 +1,13 @@
 //! The flux-recv binary: flags in, server out. Everything else is in the
 //! library, where the tests can reach it.
 
+/// musl's allocator is compact but slow under contention; the static
+/// binary the container image ships uses mimalloc instead (figures in the
+/// README's "Performance" section).
+#[cfg(target_env = "musl")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     limit_malloc_arenas();
     flux_recv::cli::main()
