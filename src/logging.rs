@@ -44,19 +44,9 @@ pub fn parse_format(s: &str) -> Result<Format, String> {
     }
 }
 
-/// Human-readable logs on stderr at `level` and above.
-pub fn stderr(level: Level) -> Logger {
-    stderr_as(Format::Text, level)
-}
-
 /// Logs in `format` on stderr at `level` and above.
 pub fn stderr_as(format: Format, level: Level) -> Logger {
     to_writer_as(format, level, std::io::stderr())
-}
-
-/// Human-readable logs written to `w` (tests capture them this way).
-pub fn to_writer<W: Write + Send + 'static>(level: Level, w: W) -> Logger {
-    to_writer_as(Format::Text, level, w)
 }
 
 /// Logs in `format` written to `w`, at `level` and above.

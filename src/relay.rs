@@ -134,11 +134,6 @@ impl Relay {
     /// A relay giving each hook `deadline` for all its changes, with at
     /// most `max_relays` calls to fluxd at once.
     pub fn new(deadline: Duration, max_relays: usize) -> Relay {
-        Relay::with_backoff(deadline, max_relays, Backoff::default())
-    }
-
-    /// As [`Relay::new`], with a given backoff.
-    pub fn with_backoff(deadline: Duration, max_relays: usize, backoff: Backoff) -> Relay {
         let agent = ureq::Agent::config_builder()
             // Non-2xx statuses are answers, not transport errors.
             .http_status_as_error(false)
@@ -154,17 +149,12 @@ impl Relay {
             inner: Arc::new(Inner {
                 agent,
                 deadline,
-                backoff,
+                backoff: Backoff::default(),
                 slots: Semaphore::new(max_relays.max(1)),
                 in_flight: Mutex::new(HashMap::new()),
                 stats: RelayStats::default(),
             }),
         }
-    }
-
-    /// The per-hook deadline.
-    pub fn deadline(&self) -> Duration {
-        self.inner.deadline
     }
 
     /// Counters for `/metrics`.

@@ -18,7 +18,7 @@
 //! watch goes on.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -26,10 +26,10 @@ use slog::{debug, error, info, o, warn, Logger};
 use tokio::sync::mpsc;
 use tokio::time::MissedTickBehavior;
 
-use crate::config::{ConfigFile, Problem, Severity};
+use crate::config::{Problem, Severity};
 use crate::server::State;
 use crate::table::{Endpoint, Table};
-use crate::watch::{directory_of, Debounce, DirWatcher};
+use crate::watch::{Debounce, DirWatcher};
 
 /// What asked for a reload; logged with each reload as `trigger`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,7 +110,7 @@ fn rebuild(state: &State, log: &Logger) -> ReloadResult {
               "duration_ms" => crate::logging::elapsed_ms(started));
         return ReloadResult::Failed {
             errors,
-            directories: named_directories(&config_path),
+            directories: loaded.directories,
         };
     };
 
@@ -208,25 +208,6 @@ fn log_problem(log: &Logger, p: &Problem) {
             error!(log, "{}", p.message; "file" => %p.file.display(), "field" => &p.field)
         }
     }
-}
-
-/// The directories a config file names (its own and its keys'), read
-/// without building a table, for when the build fails. Just the config's
-/// own directory if the file cannot be read or parsed.
-fn named_directories(config_path: &Path) -> BTreeSet<PathBuf> {
-    let mut dirs = BTreeSet::from([directory_of(config_path)]);
-    let Ok(text) = std::fs::read(config_path) else {
-        return dirs;
-    };
-    let Ok(config) = ConfigFile::parse(config_path, &text) else {
-        return dirs;
-    };
-    // Key paths resolve against the config file's directory, as in the table.
-    let base = config_path.parent().unwrap_or(Path::new(""));
-    for ep in &config.endpoints {
-        dirs.insert(directory_of(&base.join(&ep.key_path)));
-    }
-    dirs
 }
 
 /// How the reload task runs.
@@ -434,6 +415,7 @@ async fn changed(watcher: &mut Option<DirWatcher>) -> Option<crate::watch::Burst
 mod tests {
     use super::*;
     use std::fs;
+    use std::path::Path;
 
     fn table(dir: &Path, config: &str, keys: &[(&str, &[u8])]) -> Table {
         let path = dir.join("fluxrecv.yaml");
@@ -481,29 +463,5 @@ mod tests {
             ["Quay c.key", "DockerHub b.key"]
         );
         assert!(changed_settings(&before, &after).is_empty());
-    }
-
-    #[test]
-    fn a_broken_config_still_names_its_directories() {
-        let root = tempfile::tempdir().unwrap();
-        let cfg = root.path().join("cfg");
-        fs::create_dir(&cfg).unwrap();
-        let path = cfg.join("fluxrecv.yaml");
-        // Builds no table (the keys are missing) but parses.
-        fs::write(
-            &path,
-            "fluxRecvVersion: 1\nendpoints:\n- source: GitHub\n  keyPath: ../keys/a.key\n- source: GitHub\n  keyPath: /elsewhere/b.key\n",
-        )
-        .unwrap();
-        assert_eq!(
-            named_directories(&path),
-            BTreeSet::from([
-                cfg.clone(),
-                cfg.join("../keys"),
-                PathBuf::from("/elsewhere")
-            ])
-        );
-        fs::write(&path, "fluxRecvVersion: 1\nendpoints: [\n").unwrap();
-        assert_eq!(named_directories(&path), BTreeSet::from([cfg]));
     }
 }

@@ -67,6 +67,10 @@ pub struct Loaded {
     pub table: Option<Table>,
     /// Everything worth telling the operator, in config order.
     pub problems: Vec<Problem>,
+    /// The directories the config file and the key files it names are in,
+    /// whether or not the table built: when a config names a key that is
+    /// not there yet, that key's directory is where the fix will appear.
+    pub directories: BTreeSet<PathBuf>,
 }
 
 impl Loaded {
@@ -95,6 +99,7 @@ impl Table {
             Err(problem) => Loaded {
                 table: None,
                 problems: vec![problem],
+                directories: BTreeSet::from([directory_of(config_path)]),
             },
         }
     }
@@ -179,6 +184,14 @@ impl Table {
         }
 
         let ok = !problems.iter().any(|p| p.severity == Severity::Error);
+        let directories = std::iter::once(directory_of(config_path))
+            .chain(
+                config
+                    .endpoints
+                    .iter()
+                    .map(|ep| directory_of(&base.join(&ep.key_path))),
+            )
+            .collect();
         Loaded {
             table: ok.then(|| Table {
                 config_path: config_path.to_path_buf(),
@@ -187,6 +200,7 @@ impl Table {
                 by_fingerprint,
             }),
             problems,
+            directories,
         }
     }
 
@@ -211,11 +225,16 @@ impl Table {
     pub fn directories(&self) -> BTreeSet<PathBuf> {
         std::iter::once(self.config_path.as_path())
             .chain(self.endpoints.iter().map(|e| e.key_path.as_path()))
-            .map(|p| match p.parent() {
-                Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
-                _ => PathBuf::from("."),
-            })
+            .map(directory_of)
             .collect()
+    }
+}
+
+/// The directory a file is in; `.` for a bare file name.
+pub fn directory_of(file: &Path) -> PathBuf {
+    match file.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+        _ => PathBuf::from("."),
     }
 }
 
@@ -467,5 +486,40 @@ mod tests {
         assert!(loaded.problems[0]
             .message
             .contains("cannot read the config file"));
+    }
+
+    #[test]
+    fn a_config_that_builds_no_table_still_names_its_directories() {
+        let root = tempfile::tempdir().unwrap();
+        let cfg = root.path().join("cfg");
+        fs::create_dir(&cfg).unwrap();
+        let path = cfg.join("fluxrecv.yaml");
+        // Builds no table (the keys are missing) but parses.
+        fs::write(
+            &path,
+            "fluxRecvVersion: 1\nendpoints:\n- source: GitHub\n  keyPath: ../keys/a.key\n- source: GitHub\n  keyPath: /elsewhere/b.key\n",
+        )
+        .unwrap();
+        let loaded = Table::load(&path);
+        assert!(loaded.table.is_none());
+        assert_eq!(
+            loaded.directories,
+            BTreeSet::from([
+                cfg.clone(),
+                cfg.join("../keys"),
+                PathBuf::from("/elsewhere")
+            ])
+        );
+        fs::write(&path, "fluxRecvVersion: 1\nendpoints: [\n").unwrap();
+        assert_eq!(Table::load(&path).directories, BTreeSet::from([cfg]));
+    }
+
+    #[test]
+    fn directory_of_a_bare_name_is_dot() {
+        assert_eq!(directory_of(Path::new("fluxrecv.yaml")), Path::new("."));
+        assert_eq!(
+            directory_of(Path::new("/etc/fluxrecv/fluxrecv.yaml")),
+            Path::new("/etc/fluxrecv")
+        );
     }
 }

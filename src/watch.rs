@@ -16,7 +16,7 @@
 //! the kernel dropped.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use notify::event::{AccessKind, AccessMode};
@@ -211,15 +211,6 @@ pub fn matters(kind: &EventKind) -> bool {
     }
 }
 
-/// The directory a file lives in, as [`crate::table::Table::directories`]
-/// names it: `.` for a bare file name.
-pub fn directory_of(file: &Path) -> PathBuf {
-    match file.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
-        _ => PathBuf::from("."),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -240,15 +231,6 @@ mod tests {
         ))));
         assert!(matters(&EventKind::Create(CreateKind::File)));
         assert!(matters(&EventKind::Remove(RemoveKind::Folder)));
-    }
-
-    #[test]
-    fn directory_of_a_bare_name_is_dot() {
-        assert_eq!(directory_of(Path::new("fluxrecv.yaml")), Path::new("."));
-        assert_eq!(
-            directory_of(Path::new("/etc/fluxrecv/fluxrecv.yaml")),
-            Path::new("/etc/fluxrecv")
-        );
     }
 
     #[tokio::test]

@@ -138,7 +138,11 @@ pub struct Recv {
 impl Recv {
     pub async fn start(config: &Path, options: Options) -> Recv {
         let logs = Captured::default();
-        let log = flux_recv::logging::to_writer(slog::Level::Debug, logs.clone());
+        let log = flux_recv::logging::to_writer_as(
+            flux_recv::logging::Format::Text,
+            slog::Level::Debug,
+            logs.clone(),
+        );
         let loaded = Table::load(config);
         let table = loaded
             .table
