@@ -5,16 +5,20 @@
 //! other commands help an operator around the server: `keygen` makes a key,
 //! `endpoints` lists the hook URLs to paste into providers, `check` reports
 //! every problem with a config, and `send` delivers a signed sample event.
-//! What each one does is in [`crate::commands`]; this module only parses.
+//! What each one does is in [`crate::commands`]; this module only parses,
+//! and turns the server's flags into validated [`Options`]. The defaults
+//! are [`Options::default`]'s, shown in `--help`.
 
-use std::net::SocketAddr;
+use std::fmt;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
-use std::process::ExitCode;
+use std::str::FromStr;
 use std::time::Duration;
 
+use clap::builder::{BoolishValueParser, RangedU64ValueParser};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::commands;
+use crate::options::Options;
 
 /// Receives provider webhooks (GitHub, GitLab, Bitbucket, Docker Hub, Quay,
 /// Harbor, Nexus, GCR), verifies them and relays a notification to fluxd.
@@ -55,7 +59,8 @@ pub struct ServeArgs {
     #[arg(long, env = "FLUXRECV_CONFIG", default_value = "fluxrecv.yaml")]
     pub config: PathBuf,
 
-    /// Address to listen on, `host:port` or `:port` (all interfaces).
+    /// Address to listen on: `host:port` (a name or an address) or `:port`
+    /// (all interfaces).
     #[arg(long, env = "FLUXRECV_LISTEN", default_value = "0.0.0.0:8080", value_parser = parse_listen)]
     pub listen: SocketAddr,
 
@@ -70,46 +75,62 @@ pub struct ServeArgs {
 
     /// Largest request body accepted (bytes, or with KiB/MiB); larger bodies
     /// get 413 before anything is parsed.
-    #[arg(long, env = "FLUXRECV_MAX_BODY", default_value = "3MiB", value_parser = parse_size)]
-    pub max_body: u64,
+    #[arg(long, env = "FLUXRECV_MAX_BODY", default_value_t = Size(Options::default().max_body))]
+    pub max_body: Size,
+
+    /// Most distinct changes one delivery may ask for (branches, images);
+    /// a delivery naming more gets 400 and nothing is sent.
+    #[arg(long, env = "FLUXRECV_MAX_CHANGES", default_value_t = Options::default().max_changes,
+          value_parser = RangedU64ValueParser::<usize>::new().range(1..=100_000))]
+    pub max_changes: usize,
 
     /// Deadline for relaying one hook to fluxd (e.g. 8s, 500ms). Keep it
     /// under the 10 s after which GitHub and GitLab give up on a delivery.
-    #[arg(long, env = "FLUXRECV_RELAY_TIMEOUT", default_value = "8s", value_parser = parse_duration)]
-    pub relay_timeout: Duration,
+    #[arg(long, env = "FLUXRECV_RELAY_TIMEOUT", default_value_t = Span(Options::default().relay_timeout))]
+    pub relay_timeout: Span,
 
     /// Re-read the config and keys this often even when no file event
     /// arrives (a backstop for lost events); swaps only if they changed.
-    #[arg(long, env = "FLUXRECV_RESYNC_INTERVAL", default_value = "60s", value_parser = parse_duration)]
-    pub resync_interval: Duration,
+    #[arg(long, env = "FLUXRECV_RESYNC_INTERVAL",
+          default_value_t = Span(crate::reload::Options::default().resync_interval))]
+    pub resync_interval: Span,
 
     /// Most calls to fluxd in flight at once; a hook that cannot get a slot
     /// before its deadline gets 503 with Retry-After.
-    #[arg(long, env = "FLUXRECV_MAX_RELAYS", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=4096))]
-    pub max_relays: u64,
+    #[arg(long, env = "FLUXRECV_MAX_RELAYS", default_value_t = Options::default().max_relays,
+          value_parser = RangedU64ValueParser::<usize>::new().range(1..=4096))]
+    pub max_relays: usize,
 
     /// Most client connections open at once.
-    #[arg(long, env = "FLUXRECV_MAX_CONNECTIONS", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=65536))]
-    pub max_connections: u64,
+    #[arg(long, env = "FLUXRECV_MAX_CONNECTIONS", default_value_t = Options::default().max_connections,
+          value_parser = RangedU64ValueParser::<usize>::new().range(1..=65536))]
+    pub max_connections: usize,
 
     /// A client must send a request's headers within this time; also how
     /// long an idle keep-alive connection is kept.
-    #[arg(long, env = "FLUXRECV_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
-    pub header_timeout: Duration,
+    #[arg(long, env = "FLUXRECV_HEADER_TIMEOUT", default_value_t = Span(Options::default().header_timeout))]
+    pub header_timeout: Span,
 
     /// A client must send a request's body within this time (408 after).
-    #[arg(long, env = "FLUXRECV_BODY_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
-    pub body_timeout: Duration,
+    #[arg(long, env = "FLUXRECV_BODY_TIMEOUT", default_value_t = Span(Options::default().body_timeout))]
+    pub body_timeout: Span,
+
+    /// How long shutdown (SIGTERM) waits for requests in flight.
+    #[arg(long, env = "FLUXRECV_DRAIN_TIMEOUT", default_value_t = Span(Options::default().drain_timeout))]
+    pub drain_timeout: Span,
 
     /// Most refused hooks (bad signature, bad payload, too large) logged per
     /// second; the rest are counted in /metrics, and one line says how many
     /// were left out. Keeps a flood of junk from flooding the logs.
-    #[arg(long, env = "FLUXRECV_REFUSAL_LOGS_PER_SECOND", default_value_t = 20)]
+    #[arg(long, env = "FLUXRECV_REFUSAL_LOGS_PER_SECOND",
+          default_value_t = Options::default().refusal_logs_per_second)]
     pub refusal_logs_per_second: u64,
 
     /// Verify and parse hooks as usual and log the notifications, but do not
     /// call fluxd (to try flux-recv out, or to check a provider's setup).
-    #[arg(long, env = "FLUXRECV_DRY_RUN")]
+    /// The variable takes true/false, 1/0, yes/no, on/off.
+    #[arg(long, env = "FLUXRECV_DRY_RUN", num_args = 0..=1, default_missing_value = "true",
+          default_value = "false", value_parser = BoolishValueParser::new())]
     pub dry_run: bool,
 
     /// Where Google publishes the keys that sign Pub/Sub push tokens, for
@@ -118,6 +139,35 @@ pub struct ServeArgs {
     #[arg(long, env = "FLUXRECV_GOOGLE_JWKS_URL", default_value = crate::jwks::GOOGLE_JWKS_URL,
           value_parser = parse_jwks_url)]
     pub google_jwks_url: String,
+}
+
+impl ServeArgs {
+    /// The server's options, as the flags set them.
+    pub fn options(&self) -> Options {
+        Options {
+            max_body: self.max_body.0,
+            max_changes: self.max_changes,
+            relay_timeout: self.relay_timeout.0,
+            drain_timeout: self.drain_timeout.0,
+            dry_run: self.dry_run,
+            google_jwks_url: self.google_jwks_url.clone(),
+            max_relays: self.max_relays,
+            max_connections: self.max_connections,
+            header_timeout: self.header_timeout.0,
+            body_timeout: self.body_timeout.0,
+            refusal_logs_per_second: self.refusal_logs_per_second,
+            ..Options::default()
+        }
+    }
+
+    /// The reload task's options, as the flags set them.
+    pub fn reload_options(&self) -> crate::reload::Options {
+        crate::reload::Options {
+            resync_interval: self.resync_interval.0,
+            sighup: true,
+            ..crate::reload::Options::default()
+        }
+    }
 }
 
 /// Flags of `flux-recv keygen`.
@@ -192,19 +242,26 @@ pub struct SendArgs {
     pub event: String,
 
     /// Give up on the reply after this long.
-    #[arg(long, default_value = "30s", value_parser = parse_duration)]
-    pub timeout: Duration,
+    #[arg(long, default_value = "30s")]
+    pub timeout: Span,
 }
 
-/// `:8080` (Go's spelling, all interfaces) or `host:port`.
+/// `:8080` (Go's spelling, all interfaces) or `host:port`, where the host
+/// may be a name (`localhost:8080`), resolved now.
 pub fn parse_listen(s: &str) -> Result<SocketAddr, String> {
     let full = if s.starts_with(':') {
         format!("0.0.0.0{s}")
     } else {
         s.to_string()
     };
-    full.parse()
-        .map_err(|_| format!("{s:?} is not host:port or :port"))
+    if let Ok(addr) = full.parse() {
+        return Ok(addr);
+    }
+    let bad = |why: String| format!("{s:?} is not host:port or :port ({why})");
+    let mut addrs = full.to_socket_addrs().map_err(|e| bad(e.to_string()))?;
+    addrs
+        .next()
+        .ok_or_else(|| bad("the name has no address".into()))
 }
 
 /// `https://…`, or `http://` to localhost.
@@ -222,6 +279,56 @@ pub fn parse_base_url(s: &str) -> Result<String, String> {
         return Err(format!("{s:?} has no host"));
     }
     Ok(s.trim_end_matches('/').to_string())
+}
+
+/// A size as flags spell it: `3MiB`, `512KiB`, `1048576`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Size(pub u64);
+
+impl FromStr for Size {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Size, String> {
+        parse_size(s).map(Size)
+    }
+}
+
+impl fmt::Display for Size {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const UNITS: [(u64, &str); 3] = [(1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")];
+        match UNITS
+            .iter()
+            .find(|(n, _)| self.0 >= *n && self.0.is_multiple_of(*n))
+        {
+            Some((n, unit)) => write!(f, "{}{unit}", self.0 / n),
+            None => write!(f, "{}", self.0),
+        }
+    }
+}
+
+/// A duration as flags spell it: `8s`, `500ms`, `2m`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span(pub Duration);
+
+impl FromStr for Span {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Span, String> {
+        parse_duration(s).map(Span)
+    }
+}
+
+impl fmt::Display for Span {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ms = self.0.as_millis();
+        if !ms.is_multiple_of(1000) {
+            write!(f, "{ms}ms")
+        } else if ms.is_multiple_of(60_000) {
+            write!(f, "{}m", ms / 60_000)
+        } else {
+            write!(f, "{}s", ms / 1000)
+        }
+    }
 }
 
 /// `3MiB`, `512KiB`, `1048576`.
@@ -252,29 +359,13 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let d = match unit {
         "ms" => Duration::from_millis(n),
         "" | "s" => Duration::from_secs(n),
-        "m" => Duration::from_secs(n * 60),
+        "m" => Duration::from_secs(n.checked_mul(60).ok_or_else(bad)?),
         _ => return Err(bad()),
     };
     if d.is_zero() {
         return Err(format!("{s:?} must be more than zero"));
     }
     Ok(d)
-}
-
-/// Entry point for the binary: parse, then run the command.
-pub fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let result = match cli.command {
-        None => return commands::serve::main(cli.serve),
-        Some(Command::Keygen(args)) => commands::keygen::run(args),
-        Some(Command::Endpoints(args)) => commands::endpoints::run(args),
-        Some(Command::Check(args)) => commands::check::run(args),
-        Some(Command::Send(args)) => commands::send::run(args),
-    };
-    result.unwrap_or_else(|e| {
-        eprintln!("flux-recv: {e:#}");
-        ExitCode::FAILURE
-    })
 }
 
 #[cfg(test)]
@@ -292,6 +383,8 @@ mod tests {
             "127.0.0.1:9".parse().unwrap()
         );
         assert!(parse_listen("8080").is_err());
+        let local = parse_listen("localhost:8080").unwrap();
+        assert!(local.ip().is_loopback() && local.port() == 8080, "{local}");
     }
 
     #[test]
@@ -329,13 +422,51 @@ mod tests {
     }
 
     #[test]
-    fn defaults_match_the_issue() {
+    fn no_flags_means_the_default_options() {
         let cli = Cli::try_parse_from(["flux-recv"]).unwrap();
         assert!(cli.command.is_none());
         assert_eq!(cli.serve.config, PathBuf::from("fluxrecv.yaml"));
         assert_eq!(cli.serve.listen, "0.0.0.0:8080".parse().unwrap());
-        assert_eq!(cli.serve.max_body, 3 * 1024 * 1024);
-        assert_eq!(cli.serve.relay_timeout, Duration::from_secs(8));
+        let (parsed, default) = (cli.serve.options(), Options::default());
+        // Options has no PartialEq (it holds no secrets, but also needs
+        // none); its Debug shows every field.
+        assert_eq!(format!("{parsed:?}"), format!("{default:?}"));
+        assert_eq!(
+            cli.serve.reload_options().resync_interval,
+            crate::reload::Options::default().resync_interval
+        );
+    }
+
+    #[test]
+    fn defaults_show_as_flags_spell_them() {
+        assert_eq!(Size(3 * 1024 * 1024).to_string(), "3MiB");
+        assert_eq!(Size(1536).to_string(), "1536");
+        assert_eq!(Span(Duration::from_secs(8)).to_string(), "8s");
+        assert_eq!(Span(Duration::from_millis(1500)).to_string(), "1500ms");
+        assert_eq!(Span(Duration::from_secs(900)).to_string(), "15m");
+        for s in ["3MiB", "1536", "8s", "1500ms", "15m"] {
+            let round = match s.parse::<Size>() {
+                Ok(size) => size.to_string(),
+                Err(_) => s.parse::<Span>().unwrap().to_string(),
+            };
+            assert_eq!(round, s);
+        }
+    }
+
+    #[test]
+    fn dry_run_takes_the_usual_booleans() {
+        for (args, want) in [
+            (&["flux-recv", "--dry-run"][..], true),
+            (&["flux-recv", "--dry-run=1"][..], true),
+            (&["flux-recv", "--dry-run=yes"][..], true),
+            (&["flux-recv", "--dry-run=false"][..], false),
+            (&["flux-recv", "--dry-run=0"][..], false),
+            (&["flux-recv"][..], false),
+        ] {
+            let cli = Cli::try_parse_from(args).unwrap();
+            assert_eq!(cli.serve.dry_run, want, "{args:?}");
+        }
+        assert!(Cli::try_parse_from(["flux-recv", "--dry-run=maybe"]).is_err());
     }
 
     #[test]

@@ -10,7 +10,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
     limit_malloc_arenas();
-    flux_recv::cli::main()
+    flux_recv::commands::run(<flux_recv::cli::Cli as clap::Parser>::parse())
 }
 
 /// glibc gives threads that allocate at the same time their own heaps

@@ -2,31 +2,26 @@
 //! OpenMetrics flavour `prometheus-client` writes, which Prometheus asks
 //! for first).
 //!
-//! One [`Metrics`] value lives in [`crate::server::State`]. Each place that
-//! knows an outcome records it with one call: [`crate::hook`] once per hook
-//! and once per relay, [`crate::reload::reload`] once per reload. The relay
-//! keeps its own counters ([`crate::relay::RelayStats`]) as plain atomics,
-//! so it knows nothing of metrics; they are read at scrape time.
+//! One [`Metrics`] value lives in [`crate::routes::State`]. Each place that
+//! knows an outcome records it with one call: [`crate::routes`] once per
+//! hook, [`crate::reload`] once per reload. Parts that keep their own
+//! counters (the relay) hand in a [`Collector`] that reads them at scrape
+//! time. This module knows the labels, not the request path or the reload.
 //!
 //! Every name starts with `fluxrecv_`; the README lists them all, with
 //! example alerts.
 
-use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
-use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
-use crate::hook::Verdict;
-use crate::relay::Relay;
-use crate::reload::ReloadResult;
-use crate::source::Source;
 use crate::table::Table;
 
 /// The `Content-Type` of a scrape.
@@ -38,28 +33,75 @@ const RELAY_BUCKETS: [f64; 13] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
-/// Every hook outcome. A source's series are created at zero for each of
-/// them as soon as the source is served, so an alert on the first
-/// unauthorized hook sees 0 → 1 rather than a series appearing from nowhere.
-const OUTCOMES: [Verdict; 6] = [
-    Verdict::Relayed,
-    Verdict::Ignored,
-    Verdict::Unauthorized,
-    Verdict::BadRequest,
-    Verdict::UpstreamError,
-    Verdict::TooLarge,
-];
+/// How a hook to a known endpoint ended: the `outcome` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// fluxd accepted every change (or, in a dry run, would have been told).
+    Relayed,
+    /// Verified, nothing to send.
+    Ignored,
+    /// Signature or token missing or wrong.
+    Unauthorized,
+    /// Wrong event, bad payload, a body that did not arrive.
+    BadRequest,
+    /// fluxd down, refusing, or too slow.
+    UpstreamError,
+    /// Body over `--max-body`.
+    TooLarge,
+    /// No endpoint has the URL: counted apart, with no source.
+    UnknownHook,
+}
 
-/// Fails to compile when [`Verdict`] gains a variant, as a reminder to add
-/// it to [`OUTCOMES`] (and to the README's list).
-const _: fn(Verdict) = |v| match v {
-    Verdict::Relayed
-    | Verdict::Ignored
-    | Verdict::Unauthorized
-    | Verdict::BadRequest
-    | Verdict::UpstreamError
-    | Verdict::TooLarge => {}
-};
+impl Outcome {
+    /// Every outcome a known endpoint's hook can have. A source's series are
+    /// created at zero for each as soon as the source is served, so an alert
+    /// on the first unauthorized hook sees 0 → 1 rather than a series
+    /// appearing from nowhere.
+    const FOR_ENDPOINTS: [Outcome; 6] = [
+        Outcome::Relayed,
+        Outcome::Ignored,
+        Outcome::Unauthorized,
+        Outcome::BadRequest,
+        Outcome::UpstreamError,
+        Outcome::TooLarge,
+    ];
+
+    /// The label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            Outcome::Relayed => "relayed",
+            Outcome::Ignored => "ignored",
+            Outcome::Unauthorized => "unauthorized",
+            Outcome::BadRequest => "bad_request",
+            Outcome::UpstreamError => "upstream_error",
+            Outcome::TooLarge => "too_large",
+            Outcome::UnknownHook => "unknown_hook",
+        }
+    }
+}
+
+/// What a reload did: the `result` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reload {
+    /// A new table is served.
+    Changed,
+    /// The files build the table already served.
+    Unchanged,
+    /// The files do not build a table.
+    Failed,
+}
+
+impl Reload {
+    const ALL: [Reload; 3] = [Reload::Changed, Reload::Unchanged, Reload::Failed];
+
+    fn label(self) -> &'static str {
+        match self {
+            Reload::Changed => "changed",
+            Reload::Unchanged => "unchanged",
+            Reload::Failed => "failed",
+        }
+    }
+}
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct HookLabels {
@@ -95,9 +137,10 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    /// Metrics for a server relaying through `relay` and serving `table`
-    /// (loaded just now, so it counts as the last successful reload).
-    pub fn new(relay: &Relay, table: &Table) -> Metrics {
+    /// Metrics for a server serving `table` (loaded just now, so it counts
+    /// as the last successful reload), with `collectors` read at each
+    /// scrape.
+    pub fn new(table: &Table, collectors: Vec<Box<dyn Collector>>) -> Metrics {
         let mut metrics = Metrics {
             registry: Registry::with_prefix("fluxrecv"),
             hooks: Family::default(),
@@ -108,10 +151,12 @@ impl Metrics {
             endpoints: Gauge::default(),
             gcr_token_refusals: Family::default(),
         };
-        metrics.register(relay);
-        for result in ["changed", "unchanged", "failed"] {
+        metrics.register(collectors);
+        for result in Reload::ALL {
             // Creating the series at zero is the point; the guard goes.
-            let _ = metrics.reloads.get_or_create(&ResultLabels { result });
+            let _ = metrics.reloads.get_or_create(&ResultLabels {
+                result: result.label(),
+            });
         }
         metrics.serving(table);
         metrics
@@ -120,7 +165,7 @@ impl Metrics {
     /// Put every metric in the registry. The registry holds clones, which
     /// share their values with the fields. (It ends each help text with a
     /// full stop, so these have none.)
-    fn register(&mut self, relay: &Relay) {
+    fn register(&mut self, collectors: Vec<Box<dyn Collector>>) {
         let registry = &mut self.registry;
         registry.register(
             "hooks",
@@ -138,7 +183,9 @@ impl Metrics {
             Unit::Seconds,
             self.relay_duration.clone(),
         );
-        registry.register_collector(Box::new(RelayCounters(relay.clone())));
+        for collector in collectors {
+            registry.register_collector(collector);
+        }
         registry.register(
             "reloads",
             "Reloads of the config and keys, by result (changed, unchanged, failed)",
@@ -173,13 +220,12 @@ impl Metrics {
         );
     }
 
-    /// Count one hook to a known endpoint. [`crate::hook`] calls this once
-    /// per hook, where it logs it.
-    pub fn hook(&self, source: Source, verdict: Verdict) {
+    /// Count one hook to a known endpoint of `source`.
+    pub fn hook(&self, source: &'static str, outcome: Outcome) {
         self.hooks
             .get_or_create(&HookLabels {
-                source: source.name(),
-                outcome: verdict.as_str(),
+                source,
+                outcome: outcome.label(),
             })
             .inc();
     }
@@ -204,14 +250,13 @@ impl Metrics {
     }
 
     /// Count one reload; `serving` is the table served after it.
-    pub fn reloaded(&self, result: &ReloadResult, serving: &Table) {
-        let result = match result {
-            ReloadResult::Swapped { .. } => "changed",
-            ReloadResult::Unchanged => "unchanged",
-            ReloadResult::Failed { .. } => "failed",
-        };
-        self.reloads.get_or_create(&ResultLabels { result }).inc();
-        if result != "failed" {
+    pub fn reloaded(&self, result: Reload, serving: &Table) {
+        self.reloads
+            .get_or_create(&ResultLabels {
+                result: result.label(),
+            })
+            .inc();
+        if result != Reload::Failed {
             // An unchanged re-read is a success too: the files on disk were
             // read and are what is served.
             self.serving(serving);
@@ -226,10 +271,10 @@ impl Metrics {
         self.last_reload_success.set(now);
         self.endpoints.set(table.endpoints().len() as i64);
         for endpoint in table.endpoints() {
-            for verdict in OUTCOMES {
+            for outcome in Outcome::FOR_ENDPOINTS {
                 let _ = self.hooks.get_or_create(&HookLabels {
                     source: endpoint.source.name(),
-                    outcome: verdict.as_str(),
+                    outcome: outcome.label(),
                 });
             }
         }
@@ -241,46 +286,6 @@ impl Metrics {
         prometheus_client::encoding::text::encode(&mut out, &self.registry)
             .expect("writing to a String cannot fail");
         out
-    }
-}
-
-/// The relay's counters, read at scrape time.
-struct RelayCounters(Relay);
-
-impl fmt::Debug for RelayCounters {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("RelayCounters")
-            .field(self.0.stats())
-            .finish()
-    }
-}
-
-impl Collector for RelayCounters {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
-        let stats = self.0.stats();
-        let counters = [
-            (
-                "relay_attempts",
-                "POSTs made to fluxd, retries included.",
-                &stats.attempts,
-            ),
-            (
-                "relay_retries",
-                "POSTs made to fluxd after a transient failure (unreachable, 502, 503, 504).",
-                &stats.retries,
-            ),
-            (
-                "relay_coalesced",
-                "Notifications that joined an identical one already on its way to fluxd.",
-                &stats.coalesced,
-            ),
-        ];
-        for (name, help, value) in counters {
-            let counter = ConstCounter::new(value.load(Ordering::Relaxed));
-            let metric = encoder.encode_descriptor(name, help, None, counter.metric_type())?;
-            counter.encode(metric)?;
-        }
-        Ok(())
     }
 }
 
@@ -302,10 +307,11 @@ mod tests {
     #[test]
     fn names_units_and_labels() {
         let dir = tempfile::tempdir().unwrap();
-        let metrics = Metrics::new(&Relay::new(Duration::from_secs(1), 1), &table(dir.path()));
-        metrics.hook(Source::GitHub, Verdict::Unauthorized);
+        let relay = crate::relay::Relay::new(Duration::from_secs(1), 1);
+        let metrics = Metrics::new(&table(dir.path()), vec![relay.collector()]);
+        metrics.hook("GitHub", Outcome::Unauthorized);
         metrics.relay_finished(Duration::from_millis(3));
-        metrics.reloaded(&ReloadResult::Unchanged, &table(dir.path()));
+        metrics.reloaded(Reload::Unchanged, &table(dir.path()));
         let text = metrics.encode();
         for line in [
             "# TYPE fluxrecv_hooks counter",

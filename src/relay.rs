@@ -47,16 +47,6 @@ pub enum RelayError {
 }
 
 impl RelayError {
-    /// 502 when fluxd is down or refuses, 504 when it is too slow, 503 when
-    /// flux-recv itself has no free slot.
-    pub fn status(&self) -> u16 {
-        match self {
-            RelayError::Unreachable | RelayError::Rejected(_) => 502,
-            RelayError::TimedOut => 504,
-            RelayError::Busy => 503,
-        }
-    }
-
     /// Worth another attempt: fluxd is restarting or behind a proxy that
     /// says it is unavailable.
     fn is_transient(&self) -> bool {
@@ -160,6 +150,11 @@ impl Relay {
     /// Counters for `/metrics`.
     pub fn stats(&self) -> &RelayStats {
         &self.inner.stats
+    }
+
+    /// The relay's counters for `/metrics`, read at each scrape.
+    pub fn collector(&self) -> Box<dyn prometheus_client::collector::Collector> {
+        Box::new(Counters(self.clone()))
     }
 
     /// POST each change, in order, to `notify_url`; succeed only when fluxd
@@ -288,6 +283,50 @@ impl Relay {
     }
 }
 
+/// The relay's counters, read at scrape time.
+struct Counters(Relay);
+
+impl std::fmt::Debug for Counters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Counters").field(self.0.stats()).finish()
+    }
+}
+
+impl prometheus_client::collector::Collector for Counters {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::DescriptorEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        use prometheus_client::encoding::EncodeMetric;
+        let stats = self.0.stats();
+        let counters = [
+            (
+                "relay_attempts",
+                "POSTs made to fluxd, retries included.",
+                &stats.attempts,
+            ),
+            (
+                "relay_retries",
+                "POSTs made to fluxd after a transient failure (unreachable, 502, 503, 504).",
+                &stats.retries,
+            ),
+            (
+                "relay_coalesced",
+                "Notifications that joined an identical one already on its way to fluxd.",
+                &stats.coalesced,
+            ),
+        ];
+        for (name, help, value) in counters {
+            let counter = prometheus_client::metrics::counter::ConstCounter::new(
+                value.load(Ordering::Relaxed),
+            );
+            let metric = encoder.encode_descriptor(name, help, None, counter.metric_type())?;
+            counter.encode(metric)?;
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -329,13 +368,5 @@ mod tests {
         }
         assert!(!RelayError::TimedOut.is_transient());
         assert!(!RelayError::Busy.is_transient());
-    }
-
-    #[test]
-    fn statuses() {
-        assert_eq!(RelayError::Unreachable.status(), 502);
-        assert_eq!(RelayError::Rejected(500).status(), 502);
-        assert_eq!(RelayError::TimedOut.status(), 504);
-        assert_eq!(RelayError::Busy.status(), 503);
     }
 }

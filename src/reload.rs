@@ -27,8 +27,8 @@ use tokio::sync::mpsc;
 use tokio::time::MissedTickBehavior;
 
 use crate::config::{Problem, Severity};
-use crate::server::State;
-use crate::table::{Endpoint, Table};
+use crate::metrics::{self, Metrics};
+use crate::table::{Endpoint, Table, TableHandle};
 use crate::watch::{Debounce, DirWatcher};
 
 /// What asked for a reload; logged with each reload as `trigger`.
@@ -85,16 +85,27 @@ pub enum ReloadResult {
 ///
 /// Blocking (it reads files): call it from the blocking pool. Reloads must
 /// not run concurrently; the reload task is the only caller in the binary.
-pub fn reload(state: &State, log: &Logger) -> ReloadResult {
-    let result = rebuild(state, log);
-    state.metrics.reloaded(&result, &state.table.load());
+pub fn reload(table: &TableHandle, metrics: &Metrics, log: &Logger) -> ReloadResult {
+    let result = rebuild(table, log);
+    metrics.reloaded(result.metric(), &table.load());
     result
 }
 
+impl ReloadResult {
+    /// The `result` label of the reloads metric.
+    fn metric(&self) -> metrics::Reload {
+        match self {
+            ReloadResult::Swapped { .. } => metrics::Reload::Changed,
+            ReloadResult::Unchanged => metrics::Reload::Unchanged,
+            ReloadResult::Failed { .. } => metrics::Reload::Failed,
+        }
+    }
+}
+
 /// The work of [`reload`].
-fn rebuild(state: &State, log: &Logger) -> ReloadResult {
+fn rebuild(served: &TableHandle, log: &Logger) -> ReloadResult {
     let started = Instant::now();
-    let current = state.table.load_full();
+    let current = served.load_full();
     let config_path = current.config_path.clone();
     let loaded = Table::load(&config_path);
 
@@ -122,7 +133,7 @@ fn rebuild(state: &State, log: &Logger) -> ReloadResult {
     }
 
     let table = Arc::new(table);
-    state.table.store(table.clone());
+    served.store(table.clone());
 
     // Warnings (a short key, trailing whitespace) are logged when the table
     // they belong to comes in, not on every re-read that finds it unchanged.
@@ -252,10 +263,11 @@ impl Drop for Reloader {
     }
 }
 
-/// Start watching and reloading `state`'s table. If the file watcher cannot
+/// Start watching and reloading the table `table` serves, counting reloads
+/// in `metrics`. If the file watcher cannot
 /// start (e.g. the inotify limits are reached), this says so and goes on
 /// with the periodic re-read and SIGHUP.
-pub fn spawn(state: Arc<State>, options: Options, log: Logger) -> Reloader {
+pub fn spawn(table: TableHandle, metrics: Arc<Metrics>, options: Options, log: Logger) -> Reloader {
     let (requests, incoming) = mpsc::unbounded_channel();
     let watcher = match DirWatcher::new(options.debounce) {
         Ok(watcher) => Some(watcher),
@@ -269,7 +281,8 @@ pub fn spawn(state: Arc<State>, options: Options, log: Logger) -> Reloader {
         forward_hangups(requests.clone(), &log);
     }
     let task = ReloadTask {
-        state,
+        table,
+        metrics,
         watcher,
         unwatchable: BTreeSet::new(),
         log,
@@ -297,7 +310,8 @@ fn forward_hangups(requests: mpsc::UnboundedSender<Trigger>, log: &Logger) {
 
 /// The state of the reload loop.
 struct ReloadTask {
-    state: Arc<State>,
+    table: TableHandle,
+    metrics: Arc<Metrics>,
     /// `None` if the watcher could not start.
     watcher: Option<DirWatcher>,
     /// Directories that could not be watched, so each failure is warned
@@ -355,10 +369,10 @@ impl ReloadTask {
     }
 
     async fn reload(&self, trigger: Trigger) -> ReloadResult {
-        let state = self.state.clone();
+        let (table, metrics) = (self.table.clone(), self.metrics.clone());
         let log = self.log.new(o!("trigger" => trigger.as_str()));
         // Reading files blocks: run it on the blocking pool.
-        match tokio::task::spawn_blocking(move || reload(&state, &log)).await {
+        match tokio::task::spawn_blocking(move || reload(&table, &metrics, &log)).await {
             Ok(result) => result,
             Err(e) => {
                 error!(self.log, "reload crashed; still serving the previous table"; "error" => %e);
@@ -366,9 +380,7 @@ impl ReloadTask {
                     errors: 1,
                     directories: BTreeSet::new(),
                 };
-                self.state
-                    .metrics
-                    .reloaded(&failed, &self.state.table.load());
+                self.metrics.reloaded(failed.metric(), &self.table.load());
                 failed
             }
         }
@@ -381,7 +393,7 @@ impl ReloadTask {
         let Some(watcher) = &mut self.watcher else {
             return false;
         };
-        let mut dirs = self.state.table.load().directories();
+        let mut dirs = self.table.load().directories();
         if let ReloadResult::Failed { directories, .. } = result {
             dirs.extend(directories.iter().cloned());
         }

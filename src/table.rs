@@ -2,13 +2,15 @@
 //! fallible step from the config file and the key files it names.
 //!
 //! A table is immutable. Reloading builds a whole new one and swaps it in
-//! (see [`crate::server::State`]), so a request that loaded a table sees one
-//! consistent set of endpoints, `api` included, from start to end.
+//! through a [`TableHandle`], so a request that loaded a table sees one
+//! consistent set of endpoints, `api` included, from start to end. The
+//! table knows nothing of HTTP.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use sha2::{Digest, Sha256};
 
 use crate::config::{ConfigFile, GcrAuth, Problem, Severity};
@@ -16,6 +18,9 @@ use crate::source::{Secret, Settings, Source};
 
 /// Keys shorter than this are easy to guess; `check` and start-up warn.
 pub const SHORT_KEY: usize = 16;
+
+/// The table being served: requests load it, reload stores a new one.
+pub type TableHandle = Arc<ArcSwap<Table>>;
 
 /// One hook URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,6 +36,10 @@ pub struct Endpoint {
     pub fingerprint: String,
     /// What the source needs to verify and parse a delivery.
     pub settings: Settings,
+    /// GoogleContainerRegistry: whose signed token each Pub/Sub push must
+    /// carry. Checked before the source runs, because it needs Google's
+    /// published keys, which sources never fetch.
+    pub gcr: Option<GcrAuth>,
 }
 
 impl Endpoint {
@@ -44,7 +53,7 @@ impl Endpoint {
     /// for Google's signed token. Otherwise the hook URL is the only
     /// protection.
     pub fn verifies_sender(&self) -> bool {
-        self.source.verifies_sender() || self.settings.gcr.is_some()
+        self.source.verifies_sender() || self.gcr.is_some()
     }
 }
 
@@ -114,14 +123,13 @@ impl Table {
         for (i, ep) in config.endpoints.iter().enumerate() {
             let field = format!("endpoints[{i}]");
             let Some(source) = Source::from_name(&ep.source) else {
-                let valid: Vec<&str> = Source::ALL.iter().map(|s| s.name()).collect();
                 problems.push(Problem::error(
                     config_path,
                     format!("{field}.source"),
                     format!(
                         "unknown source {:?}; valid sources are {}",
                         ep.source,
-                        valid.join(", ")
+                        Source::names()
                     ),
                 ));
                 continue;
@@ -164,8 +172,8 @@ impl Table {
                 settings: Settings {
                     key: Secret::new(key),
                     registry_host,
-                    gcr: ep.gcr.clone(),
                 },
+                gcr: ep.gcr.clone(),
             });
             if let Some(first) = by_fingerprint.get(&fingerprint) {
                 problems.push(Problem::error(
@@ -250,13 +258,18 @@ pub fn read_config(config_path: &Path) -> Result<ConfigFile, Problem> {
 /// What is wrong with an endpoint's `gcr:` block: it only means something
 /// for GoogleContainerRegistry, and both fields must say something.
 fn gcr_problems(config_path: &Path, field: &str, source: Source, gcr: &GcrAuth) -> Vec<Problem> {
-    if source != Source::GoogleContainerRegistry {
+    if !source.provider().pubsub_token {
+        let takers: Vec<&str> = Source::all()
+            .filter(|s| s.provider().pubsub_token)
+            .map(Source::name)
+            .collect();
         return vec![Problem::error(
             config_path,
             format!("{field}.gcr"),
             format!(
-                "a gcr block verifies Google Pub/Sub push tokens, which only \
-                 GoogleContainerRegistry endpoints receive; remove it from this {source} endpoint"
+                "a gcr block verifies Google Pub/Sub push tokens, which only {} \
+                 endpoints receive; remove it from this {source} endpoint",
+                takers.join(" and ")
             ),
         )];
     }
@@ -353,7 +366,7 @@ mod tests {
         assert_eq!(table.endpoints()[1].key_path, abs_key);
         assert_eq!(table.endpoints()[1].position, 2);
         let fp = fingerprint(b"0123456789abcdef-gh", None);
-        assert_eq!(table.get(&fp).unwrap().source, Source::GitHub);
+        assert_eq!(table.get(&fp).unwrap().source, Source::named("GitHub"));
         assert_eq!(table.get(&fp).unwrap().url_path(), format!("/hook/{fp}"));
         assert_eq!(
             table.notify_url(),
@@ -403,16 +416,16 @@ mod tests {
             panic!("two endpoints")
         };
         assert_eq!(
-            with.settings.gcr,
+            with.gcr,
             Some(GcrAuth {
                 audience: "https://hooks.example.com/hook/x".into(),
                 email: "push@p.iam.gserviceaccount.com".into(),
             })
         );
         assert!(with.verifies_sender());
-        assert_eq!(without.settings.gcr, None);
+        assert_eq!(without.gcr, None);
         assert!(!without.verifies_sender());
-        assert!(!Source::GoogleContainerRegistry.verifies_sender());
+        assert!(!Source::named("GoogleContainerRegistry").verifies_sender());
     }
 
     #[test]

@@ -6,7 +6,7 @@ mod common;
 
 use base64::Engine;
 use common::*;
-use flux_recv::server::Options;
+use flux_recv::options::Options;
 use flux_recv::source::verify::{sign, Algorithm};
 
 type Headers = Vec<(String, String)>;

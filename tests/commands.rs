@@ -14,7 +14,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{testdata, write_config, FakeFluxd, Recv};
-use flux_recv::server::Options;
+use flux_recv::options::Options;
 use serde_json::{json, Value};
 
 /// The flux-recv binary, with no FLUXRECV_* variables from the test's
@@ -401,7 +401,7 @@ async fn send_pings_by_fingerprint_and_full_url() {
     let dir = tempfile::tempdir().unwrap();
     let (config, _) = every_source(dir.path(), &fluxd.api());
     let recv = Recv::start(&config, Options::default()).await;
-    let table = recv.state.table.load_full();
+    let table = recv.state.table().load_full();
 
     for position in [1, 4] {
         let endpoint = &table.endpoints()[position - 1];

@@ -7,7 +7,7 @@ mod common;
 use std::collections::BTreeMap;
 
 use common::{post, testdata, write_config, FakeFluxd, Recv};
-use flux_recv::server::Options;
+use flux_recv::options::Options;
 use serde_json::Value;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -14,7 +14,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use clap::Parser;
 use common::*;
-use flux_recv::server::Options;
+use flux_recv::options::Options;
 use rsa::pkcs1v15::SigningKey;
 use rsa::pkcs8::DecodePrivateKey;
 use rsa::signature::{SignatureEncoding, Signer};
@@ -497,7 +497,7 @@ async fn without_a_gcr_block_pushes_are_unverified_and_google_is_never_asked() {
     assert_eq!(reply.status, 200, "{}", reply.body);
     assert_eq!(fluxd.take().len(), 2);
     assert_eq!(jwks.fetches(), 0);
-    let table = recv.state.table.load_full();
+    let table = recv.state.table().load_full();
     assert!(!table.endpoints()[0].verifies_sender());
 }
 

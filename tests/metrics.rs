@@ -10,7 +10,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::*;
 use flux_recv::logging::{Captured, Format};
-use flux_recv::server::{Options, State};
+use flux_recv::options::Options;
+use flux_recv::routes::State;
 use flux_recv::table::Table;
 use slog::{o, Logger};
 
@@ -277,7 +278,7 @@ async fn reloads_are_counted_by_result() {
     let (config, _) = github_config(dir.path(), api);
     let recv = Recv::start(&config, Options::default()).await;
     let log = Logger::root(slog::Discard, o!());
-    let reload = || flux_recv::reload::reload(&recv.state, &log);
+    let reload = || flux_recv::reload::reload(recv.state.table(), &recv.state.metrics, &log);
     let reloads = |s: &Scrape, result: &str| {
         s.get(&format!(r#"fluxrecv_reloads_total{{result="{result}"}}"#))
     };
@@ -355,7 +356,8 @@ async fn ready_turns_503_when_shutdown_begins_while_health_stays_200() {
     let attempted = Instant::now();
     while recv
         .state
-        .relay
+        .hooks
+        .relay()
         .stats()
         .attempts
         .load(std::sync::atomic::Ordering::Relaxed)

@@ -7,7 +7,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use flux_recv::server::Options;
+use flux_recv::options::Options;
 
 fn options(relay_timeout: Duration) -> Options {
     Options {
@@ -244,7 +244,7 @@ async fn a_hook_survives_a_fluxd_restart() {
     assert_eq!(reply.status, 200, "{}", reply.body);
     assert!(started.elapsed() >= Duration::from_millis(1500));
     assert_eq!(fluxd.take(), vec![git_notification("org/app", "main")]);
-    let stats = recv.state.relay.stats();
+    let stats = recv.state.hooks.relay().stats();
     assert!(stats.retries.load(std::sync::atomic::Ordering::Relaxed) >= 1);
 }
 
@@ -256,7 +256,8 @@ async fn fluxd_unavailable_is_retried_but_a_client_error_is_not() {
     let recv = Recv::start(&config, options(Duration::from_secs(1))).await;
     let attempts = || {
         recv.state
-            .relay
+            .hooks
+            .relay()
             .stats()
             .attempts
             .load(std::sync::atomic::Ordering::Relaxed)
@@ -294,7 +295,7 @@ async fn a_hanging_fluxd_cannot_hold_more_than_max_relays_and_refusals_stay_fast
     // repositories: identical ones would share one call).
     let mut hanging = Vec::new();
     for repo in ["org/a", "org/b"] {
-        let relay = recv.state.relay.clone();
+        let relay = recv.state.hooks.relay().clone();
         let url = format!("{}/v11/notify", fluxd.api());
         let change =
             flux_recv::notification::Change::git(format!("git@github.com:{repo}.git"), "main");

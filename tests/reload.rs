@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use common::kubelet::SecretVolume;
 use common::*;
+use flux_recv::options::Options;
 use flux_recv::reload::{self, ReloadResult, Reloader, Trigger};
-use flux_recv::server::Options;
 use flux_recv::source::verify::{sign, Algorithm};
 use flux_recv::table::fingerprint;
 
@@ -102,7 +102,8 @@ fn config(api: &str, key_paths: &[&str]) -> Vec<u8> {
 async fn start(config: &Path, resync_interval: Duration) -> (Recv, Reloader) {
     let recv = Recv::start(config, Options::default()).await;
     let reloader = reload::spawn(
-        recv.state.clone(),
+        recv.state.table().clone(),
+        recv.state.metrics.clone(),
         reload::Options {
             resync_interval,
             ..reload::Options::default()
@@ -191,10 +192,10 @@ fn the_kubelet_helper_lays_out_a_secret_volume_as_the_kubelet_does() {
 fn resync_interval_defaults_to_a_minute() {
     use clap::Parser;
     let cli = flux_recv::cli::Cli::try_parse_from(["flux-recv"]).unwrap();
-    assert_eq!(cli.serve.resync_interval, Duration::from_secs(60));
+    assert_eq!(cli.serve.resync_interval.0, Duration::from_secs(60));
     let cli =
         flux_recv::cli::Cli::try_parse_from(["flux-recv", "--resync-interval", "500ms"]).unwrap();
-    assert_eq!(cli.serve.resync_interval, Duration::from_millis(500));
+    assert_eq!(cli.serve.resync_interval.0, Duration::from_millis(500));
     assert!(flux_recv::cli::Cli::try_parse_from(["flux-recv", "--resync-interval", "0s"]).is_err());
 }
 
@@ -585,7 +586,7 @@ async fn a_reload_that_changes_nothing_logs_nothing_above_debug() {
     let from = recv.logs.text().len();
 
     // The function every trigger calls, directly...
-    let result = reload::reload(&recv.state, &recv.state.log);
+    let result = reload::reload(recv.state.table(), &recv.state.metrics, &recv.state.log);
     assert_eq!(result, ReloadResult::Unchanged);
     // ...and through the task: resyncs and a SIGHUP request.
     reloader.request(Trigger::Hangup);

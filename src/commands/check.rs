@@ -102,7 +102,7 @@ fn unprotected(config_path: &Path, config: &ConfigFile) -> Vec<Problem> {
         if source.verifies_sender() || ep.gcr.is_some() {
             continue;
         }
-        let how = if source == Source::GoogleContainerRegistry {
+        let how = if source.provider().pubsub_token {
             "add a `gcr:` block (audience, email) to verify the token Google signs \
              each Pub/Sub push with"
         } else {

@@ -6,9 +6,11 @@
 //! `anyhow` with context, as everywhere at the edge of the program.
 
 use std::path::Path;
+use std::process::ExitCode;
 
 use anyhow::anyhow;
 
+use crate::cli::{Cli, Command};
 use crate::config::{Problem, Severity};
 use crate::table::Table;
 
@@ -17,6 +19,22 @@ pub mod endpoints;
 pub mod keygen;
 pub mod send;
 pub mod serve;
+
+/// Run the command the command line names (serving when it names none),
+/// and return the process's exit code.
+pub fn run(cli: Cli) -> ExitCode {
+    let result = match cli.command {
+        None => return serve::main(cli.serve),
+        Some(Command::Keygen(args)) => keygen::run(args),
+        Some(Command::Endpoints(args)) => endpoints::run(args),
+        Some(Command::Check(args)) => check::run(args),
+        Some(Command::Send(args)) => send::run(args),
+    };
+    result.unwrap_or_else(|e| {
+        eprintln!("flux-recv: {e:#}");
+        ExitCode::FAILURE
+    })
+}
 
 /// `error: <file>: <field>: <message>`, one problem per line, as `check`
 /// and the other commands print them.

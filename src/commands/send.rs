@@ -3,7 +3,7 @@
 //!
 //! This checks the whole chain an operator set up (DNS, ingress, Service,
 //! flux-recv, its key, fluxd behind it) without pushing a commit or an
-//! image. The sample payloads are in [`crate::samples`].
+//! image. Each provider's sample is in its file under [`crate::source`].
 //!
 //! `--url` is either a full hook URL (anything with `/hook/` in its path,
 //! used as it is) or a base URL, such as `https://hooks.example.com` or
@@ -21,7 +21,7 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context};
 
 use crate::cli::SendArgs;
-use crate::samples::{self, Delivery};
+use crate::source::{Delivery, SampleRequest};
 use crate::table::{Endpoint, Table};
 
 /// The endpoint `spec` names: a number from 1 to the number of endpoints is
@@ -138,9 +138,18 @@ pub fn run(args: SendArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let id = delivery_id()?;
-    let delivery = samples::delivery(endpoint.source, &args.event, &endpoint.settings, &id)
+    let request = SampleRequest {
+        event: &args.event,
+        key: endpoint.settings.key.expose(),
+        registry_host: endpoint.settings.registry_host.as_deref(),
+        delivery_id: &id,
+        ..SampleRequest::push(b"")
+    };
+    let delivery = endpoint
+        .source
+        .sample(&request)
         .with_context(|| format!("endpoint {}", endpoint.position))?;
-    if endpoint.settings.gcr.is_some() {
+    if endpoint.gcr.is_some() {
         eprintln!(
             "note: endpoint {} verifies the token Google signs each Pub/Sub push with, and only \
              Google can make one; sending without it, so expect 401 (which still shows that \
@@ -148,11 +157,17 @@ pub fn run(args: SendArgs) -> anyhow::Result<ExitCode> {
             endpoint.position
         );
     }
+    // Only where the provider sends one: a delivery id that goes nowhere
+    // cannot be matched with anything.
+    let delivery_id = match endpoint.source.provider().delivery_header {
+        Some(_) => format!(" (delivery {id})"),
+        None => String::new(),
+    };
     eprintln!(
-        "endpoint {} ({}): sending {} to {url} (delivery {id})",
+        "endpoint {} ({}): sending {} to {url}{delivery_id}",
         endpoint.position, endpoint.source, delivery.summary
     );
-    let reply = post(&url, &delivery, args.timeout)?;
+    let reply = post(&url, &delivery, args.timeout.0)?;
     let reason = http::StatusCode::from_u16(reply.status)
         .ok()
         .and_then(|s| s.canonical_reason())

@@ -9,7 +9,7 @@ use slog::{error, info, o, warn, Logger};
 
 use crate::cli::ServeArgs;
 use crate::config::Severity;
-use crate::server::{Options, State};
+use crate::routes::State;
 use crate::table::Table;
 
 /// Set up logging and the async runtime, and serve.
@@ -43,25 +43,13 @@ pub async fn serve(args: ServeArgs, log: Logger) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     info!(log, "listening"; "address" => %listener.local_addr()?, "api" => &table.api,
           "dry_run" => args.dry_run);
-    let options = Options {
-        max_body: args.max_body,
-        relay_timeout: args.relay_timeout,
-        dry_run: args.dry_run,
-        google_jwks_url: args.google_jwks_url,
-        max_relays: args.max_relays as usize,
-        max_connections: args.max_connections as usize,
-        header_timeout: args.header_timeout,
-        body_timeout: args.body_timeout,
-        refusal_logs_per_second: args.refusal_logs_per_second,
-        ..Options::default()
-    };
-    let state = State::new(table, options, log.new(o!()));
-    let reload_options = crate::reload::Options {
-        resync_interval: args.resync_interval,
-        sighup: true,
-        ..crate::reload::Options::default()
-    };
-    let _reloader = crate::reload::spawn(state.clone(), reload_options, log.new(o!()));
+    let state = State::new(table, args.options(), log.new(o!()));
+    let _reloader = crate::reload::spawn(
+        state.table().clone(),
+        state.metrics.clone(),
+        args.reload_options(),
+        log.new(o!()),
+    );
     crate::server::run(listener, state, crate::signals::shutdown(log.clone())).await;
     info!(log, "stopped");
     Ok(())

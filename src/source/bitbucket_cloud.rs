@@ -13,11 +13,28 @@
 
 use http::HeaderMap;
 use serde::Deserialize;
+use serde_json::json;
 
-use super::{header, json, required, HookError, HookResult, Outcome, Settings};
+use super::sample::{self, SampleRequest, AFTER, BEFORE, BRANCH, MESSAGE, OWNER, TIME};
+use super::{
+    header, json, required, Delivery, HookError, HookResult, Outcome, Proof, Provider, Settings,
+};
 use crate::notification::Change;
 
 const EVENT: &str = "X-Event-Key";
+const DELIVERY: &str = "X-Request-UUID";
+
+/// Bitbucket Cloud, as the config names it.
+pub const PROVIDER: Provider = Provider {
+    name: "BitbucketCloud",
+    proof: Proof::HookUrl,
+    event_header: Some(EVENT),
+    delivery_header: Some(DELIVERY),
+    handle,
+    sample_events: &["push"],
+    sample,
+    pubsub_token: false,
+};
 
 #[derive(Deserialize)]
 struct Payload {
@@ -74,6 +91,60 @@ pub fn handle(headers: &HeaderMap, body: &[u8], _settings: &Settings) -> HookRes
         return Ok(Outcome::Ignore("no branch or tag was updated".into()));
     }
     Ok(Outcome::Notify(notify))
+}
+
+/// A `repo:push` updating one branch.
+fn sample(s: &SampleRequest) -> Delivery {
+    let full_name = format!("{OWNER}/{}", s.name);
+    let html = format!("https://bitbucket.org/{full_name}");
+    let target = |hash: &str| {
+        json!({
+            "type": "commit",
+            "hash": hash,
+            "message": MESSAGE,
+            "date": TIME,
+            "author": {"type": "author", "raw": "Example Developer <dev@example.com>"},
+            "links": {"html": {"href": format!("{html}/commits/{hash}")}},
+        })
+    };
+    let body = json!({
+        "push": {
+            "changes": [{
+                "old": {"type": "branch", "name": BRANCH, "target": target(BEFORE)},
+                "new": {"type": "branch", "name": BRANCH, "target": target(AFTER)},
+                "created": false,
+                "closed": false,
+                "forced": false,
+                "truncated": false,
+                "commits": [target(AFTER)],
+            }],
+        },
+        "repository": {
+            "type": "repository",
+            "name": s.name,
+            "full_name": full_name,
+            "uuid": "{2f7c6f1c-5a0e-4f4b-9a53-6b3c0b8e5a11}",
+            "is_private": true,
+            "scm": "git",
+            "links": {"html": {"href": html}},
+        },
+        "actor": {"type": "user", "display_name": "Example Developer", "nickname": OWNER},
+    });
+    let mut headers = sample::json_headers();
+    headers.extend([
+        (EVENT, "repo:push".to_string()),
+        (DELIVERY, s.delivery_id.to_string()),
+        (
+            "X-Hook-UUID",
+            "{6b1fc2b4-63a1-4f8e-9d44-1e0c8f5a2d7b}".to_string(),
+        ),
+        ("X-Attempt-Number", "1".to_string()),
+    ]);
+    Delivery {
+        headers,
+        body: s.body_or(&body),
+        summary: format!("a push to branch {BRANCH} of git@bitbucket.org:{full_name}.git"),
+    }
 }
 
 #[cfg(test)]
@@ -170,7 +241,7 @@ mod tests {
             let h = headers(&[("Content-Type", "application/json"), (EVENT, event)]);
             let err = handle(&h, &body, &key).unwrap_err();
             assert_eq!(err, HookError::wrong_event(EVENT, event));
-            assert_eq!(err.status(), 400);
+            assert!(!err.is_unauthorized());
         }
     }
 
@@ -204,7 +275,7 @@ mod tests {
         ] {
             let err = push(bad).unwrap_err();
             assert!(matches!(err, HookError::BadPayload(_)), "{bad:?}: {err:?}");
-            assert_eq!(err.status(), 400);
+            assert!(!err.is_unauthorized());
         }
     }
 }

@@ -13,14 +13,37 @@
 //!   `ssh` in `repository.links.clone`. Tag changes are not relayed; a
 //!   delivery that changed no branch is acknowledged and ignored.
 
+use std::collections::HashSet;
+
 use http::HeaderMap;
 use serde::Deserialize;
+use serde_json::json;
 
-use super::{header, json, verify, HookError, HookResult, Outcome, Settings};
+use super::sample::{SampleRequest, AFTER, BEFORE, BRANCH, OWNER};
+use super::verify::{sign, Algorithm};
+use super::{
+    header, json, verify, Delivery, HookError, HookResult, Outcome, Proof, Provider, Settings,
+};
 use crate::notification::Change;
 
 const SIGNATURE: &str = "X-Hub-Signature";
 const EVENT: &str = "X-Event-Key";
+const DELIVERY: &str = "X-Request-Id";
+
+/// Bitbucket Server (and Data Center), as the config names it.
+pub const PROVIDER: Provider = Provider {
+    name: "BitbucketServer",
+    proof: Proof::Signature {
+        header: SIGNATURE,
+        prefixed: true,
+    },
+    event_header: Some(EVENT),
+    delivery_header: Some(DELIVERY),
+    handle,
+    sample_events: &["push", "ping"],
+    sample,
+    pubsub_token: false,
+};
 
 #[derive(Deserialize)]
 struct Payload {
@@ -85,6 +108,7 @@ pub fn handle(headers: &HeaderMap, body: &[u8], settings: &Settings) -> HookResu
         .ok_or_else(|| HookError::BadPayload("changes is missing".into()))?;
 
     let mut branches: Vec<String> = Vec::new();
+    let mut seen: HashSet<String> = HashSet::new();
     for (i, change) in changes.into_iter().enumerate() {
         let Some(changed) = change.changed else {
             continue;
@@ -100,7 +124,7 @@ pub fn handle(headers: &HeaderMap, body: &[u8], settings: &Settings) -> HookResu
                 )))
             }
         };
-        if !branches.contains(&id) {
+        if seen.insert(id.clone()) {
             branches.push(id);
         }
     }
@@ -115,11 +139,82 @@ pub fn handle(headers: &HeaderMap, body: &[u8], settings: &Settings) -> HookResu
     ))
 }
 
+/// A `repo:refs_changed` updating one branch, or the `diagnostics:ping` of
+/// the "Test connection" button.
+fn sample(s: &SampleRequest) -> Delivery {
+    let name = s.name;
+    let ssh_url = format!("ssh://git@bitbucket.example.com:7999/ex/{name}.git");
+    let (event_key, body, summary) = if s.event == "ping" {
+        let summary = "a ping (the \"Test connection\"; nothing is relayed)";
+        (
+            "diagnostics:ping",
+            json!({"test": true}),
+            summary.to_string(),
+        )
+    } else {
+        let user = json!({
+            "name": OWNER,
+            "emailAddress": "dev@example.com",
+            "id": 101,
+            "displayName": "Example Developer",
+            "active": true,
+            "slug": OWNER,
+            "type": "NORMAL",
+        });
+        let body = json!({
+            "eventKey": "repo:refs_changed",
+            "date": "2024-05-01T12:00:00+0000",
+            "actor": user,
+            "repository": {
+                "slug": name,
+                "id": 84,
+                "name": name,
+                "scmId": "git",
+                "state": "AVAILABLE",
+                "statusMessage": "Available",
+                "forkable": true,
+                "project": {"key": "EX", "id": 84, "name": "Example", "public": false, "type": "NORMAL"},
+                "public": false,
+                "links": {
+                    "clone": [
+                        {"href": format!("https://bitbucket.example.com/scm/ex/{name}.git"), "name": "http"},
+                        {"href": ssh_url, "name": "ssh"},
+                    ],
+                    "self": [{"href": format!("https://bitbucket.example.com/projects/EX/repos/{name}/browse")}],
+                },
+            },
+            "changes": [{
+                "ref": {"id": format!("refs/heads/{BRANCH}"), "displayId": BRANCH, "type": "BRANCH"},
+                "refId": format!("refs/heads/{BRANCH}"),
+                "fromHash": BEFORE,
+                "toHash": AFTER,
+                "type": "UPDATE",
+            }],
+        });
+        let summary = format!("a push to branch {BRANCH} of {ssh_url}");
+        ("repo:refs_changed", body, summary)
+    };
+    let body = s.body_or(&body);
+    let headers = vec![
+        (
+            "Content-Type",
+            "application/json; charset=utf-8".to_string(),
+        ),
+        (EVENT, event_key.to_string()),
+        (DELIVERY, s.delivery_id.to_string()),
+        (SIGNATURE, sign(Algorithm::Sha256, s.key, &body)),
+    ];
+    Delivery {
+        headers,
+        body,
+        summary,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::source::testing::{fixture, headers, settings};
-    use crate::source::verify::{sign, Algorithm};
 
     /// testdata/bitbucket_server_key, which has no trailing newline.
     const KEY: &[u8] = b"a04059c652d3339ffccc10402c99dba7996f6f8f";
@@ -300,7 +395,7 @@ mod tests {
         ] {
             let err = deliver(event, &body).unwrap_err();
             assert_eq!(err, HookError::wrong_event(EVENT, event));
-            assert_eq!(err.status(), 400);
+            assert!(!err.is_unauthorized());
         }
     }
 
@@ -402,7 +497,7 @@ mod tests {
                 "{}: {err:?}",
                 String::from_utf8_lossy(bad)
             );
-            assert_eq!(err.status(), 400);
+            assert!(!err.is_unauthorized());
         }
     }
 }

@@ -11,10 +11,25 @@
 
 use http::HeaderMap;
 use serde::Deserialize;
+use serde_json::json;
 
-use super::{json, required, HookResult, Outcome, Settings};
+use super::sample::{self, SampleRequest, EPOCH, OWNER, TAG};
+use super::{json, required, Delivery, HookResult, Outcome, Proof, Provider, Settings};
 use crate::image;
 use crate::notification::Change;
+
+/// Docker Hub, as the config names it. It sends no event and no delivery
+/// id.
+pub const PROVIDER: Provider = Provider {
+    name: "DockerHub",
+    proof: Proof::HookUrl,
+    event_header: None,
+    delivery_header: None,
+    handle,
+    sample_events: &["push"],
+    sample,
+    pubsub_token: false,
+};
 
 #[derive(Deserialize)]
 struct Payload {
@@ -34,6 +49,36 @@ pub fn handle(_headers: &HeaderMap, body: &[u8], _settings: &Settings) -> HookRe
         "repository.repo_name",
     )?;
     Ok(Outcome::Notify(vec![Change::image(image::parse(&name)?)]))
+}
+
+/// A push of one tag.
+fn sample(s: &SampleRequest) -> Delivery {
+    let repo_name = format!("{OWNER}/{}", s.name);
+    let body = json!({
+        "callback_url": format!("https://registry.hub.docker.com/u/{repo_name}/hook/2141b5bi5i5b02bec211i4eeih0242eg11000a/"),
+        "push_data": {"pushed_at": EPOCH, "pusher": OWNER, "tag": TAG},
+        "repository": {
+            "comment_count": 0,
+            "date_created": EPOCH - 86_400,
+            "description": "",
+            "full_description": "",
+            "is_official": false,
+            "is_private": true,
+            "is_trusted": false,
+            "name": s.name,
+            "namespace": OWNER,
+            "owner": OWNER,
+            "repo_name": repo_name,
+            "repo_url": format!("https://hub.docker.com/r/{repo_name}"),
+            "star_count": 0,
+            "status": "Active",
+        },
+    });
+    Delivery {
+        headers: sample::json_headers(),
+        body: s.body_or(&body),
+        summary: format!("a push of image {repo_name}:{TAG}"),
+    }
 }
 
 #[cfg(test)]
@@ -98,7 +143,7 @@ mod tests {
         ] {
             let err = deliver(bad).unwrap_err();
             assert!(matches!(err, HookError::BadPayload(_)), "{bad:?}: {err:?}");
-            assert_eq!(err.status(), 400);
+            assert!(!err.is_unauthorized());
         }
     }
 }

@@ -12,13 +12,35 @@
 
 use http::HeaderMap;
 use serde::Deserialize;
+use serde_json::json;
 
-use super::{header, json, media_type, required, verify, HookError, HookResult, Outcome, Settings};
+use super::sample::{self, SampleRequest, AFTER, BEFORE, BRANCH, EPOCH, MESSAGE, OWNER, TIME};
+use super::verify::{sign, Algorithm};
+use super::{
+    header, json, media_type, required, verify, Delivery, HookError, HookResult, Outcome, Proof,
+    Provider, Settings,
+};
 use crate::notification::Change;
 
 const SIGNATURE_256: &str = "X-Hub-Signature-256";
 const SIGNATURE: &str = "X-Hub-Signature";
 const EVENT: &str = "X-GitHub-Event";
+const DELIVERY: &str = "X-GitHub-Delivery";
+
+/// GitHub, as the config names it.
+pub const PROVIDER: Provider = Provider {
+    name: "GitHub",
+    proof: Proof::Signature {
+        header: SIGNATURE_256,
+        prefixed: true,
+    },
+    event_header: Some(EVENT),
+    delivery_header: Some(DELIVERY),
+    handle,
+    sample_events: &["push", "ping"],
+    sample,
+    pubsub_token: false,
+};
 
 #[derive(Deserialize)]
 struct Push {
@@ -72,11 +94,96 @@ pub fn handle(headers: &HeaderMap, body: &[u8], settings: &Settings) -> HookResu
     Ok(Outcome::Notify(vec![Change::git(url, &git_ref)]))
 }
 
+/// A push (or the ping GitHub sends when a webhook is created), with both
+/// signature headers, as GitHub sends them.
+fn sample(s: &SampleRequest) -> Delivery {
+    let name = s.name;
+    let ssh_url = format!("git@github.com:{OWNER}/{name}.git");
+    let html_url = format!("https://github.com/{OWNER}/{name}");
+    let sender = json!({"login": OWNER, "id": 1, "type": "User", "site_admin": false});
+    let repository = json!({
+        "id": 1_296_269,
+        "name": name,
+        "full_name": format!("{OWNER}/{name}"),
+        "private": true,
+        "owner": {"name": OWNER, "login": OWNER, "id": 1, "type": "User"},
+        "html_url": html_url,
+        "url": html_url,
+        "git_url": format!("git://github.com/{OWNER}/{name}.git"),
+        "ssh_url": ssh_url,
+        "clone_url": format!("{html_url}.git"),
+        "default_branch": BRANCH,
+        "master_branch": BRANCH,
+        "pushed_at": EPOCH,
+    });
+    let (body, summary) = if s.event == "ping" {
+        let body = json!({
+            "zen": "Design for failure.",
+            "hook_id": 1,
+            "hook": {
+                "type": "Repository",
+                "id": 1,
+                "name": "web",
+                "active": true,
+                "events": ["push"],
+                "config": {"content_type": "json", "insecure_ssl": "0"},
+            },
+            "repository": repository,
+            "sender": sender,
+        });
+        let summary = "a ping (sent when a webhook is created; nothing is relayed)";
+        (body, summary.to_string())
+    } else {
+        let commit = json!({
+            "id": AFTER,
+            "tree_id": BEFORE,
+            "distinct": true,
+            "message": MESSAGE,
+            "timestamp": TIME,
+            "url": format!("{html_url}/commit/{AFTER}"),
+            "author": {"name": OWNER, "email": "dev@example.com", "username": OWNER},
+            "committer": {"name": OWNER, "email": "dev@example.com", "username": OWNER},
+            "added": [],
+            "removed": [],
+            "modified": ["README.md"],
+        });
+        let body = json!({
+            "ref": format!("refs/heads/{BRANCH}"),
+            "before": BEFORE,
+            "after": AFTER,
+            "created": false,
+            "deleted": false,
+            "forced": false,
+            "base_ref": null,
+            "compare": format!("{html_url}/compare/{}...{}", &BEFORE[..12], &AFTER[..12]),
+            "commits": [commit],
+            "head_commit": commit,
+            "repository": repository,
+            "pusher": {"name": OWNER, "email": "dev@example.com"},
+            "sender": sender,
+        });
+        (body, format!("a push to branch {BRANCH} of {ssh_url}"))
+    };
+    let body = s.body_or(&body);
+    let mut headers = sample::json_headers();
+    headers.extend([
+        (EVENT, s.event.to_string()),
+        (DELIVERY, s.delivery_id.to_string()),
+        ("X-GitHub-Hook-ID", "1".to_string()),
+        (SIGNATURE, sign(Algorithm::Sha1, s.key, &body)),
+        (SIGNATURE_256, sign(Algorithm::Sha256, s.key, &body)),
+    ]);
+    Delivery {
+        headers,
+        body,
+        summary,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::source::testing::{fixture, headers, settings};
-    use crate::source::verify::{sign, Algorithm};
 
     const KEY: &[u8] = b"423be8373b98a9ffccc10402cc033e77263e1cdf\n";
 
@@ -172,7 +279,7 @@ mod tests {
                 "application/x-www-form-urlencoded; charset=utf-8",
             ),
         ]);
-        assert_eq!(handle(&h, body, &settings(KEY)).unwrap_err().status(), 400);
+        assert!(!handle(&h, body, &settings(KEY)).unwrap_err().is_unauthorized());
     }
 
     #[test]
@@ -191,7 +298,7 @@ mod tests {
     #[test]
     fn ping_with_a_bad_signature_is_still_401() {
         let h = headers(&[(SIGNATURE_256, "sha256=00"), (EVENT, "ping")]);
-        assert_eq!(handle(&h, b"{}", &settings(KEY)).unwrap_err().status(), 401);
+        assert!(handle(&h, b"{}", &settings(KEY)).unwrap_err().is_unauthorized());
     }
 
     #[test]
@@ -206,7 +313,7 @@ mod tests {
         );
         // Signed with the key minus its trailing newline.
         let sig = sign(Algorithm::Sha256, &KEY[..KEY.len() - 1], &body);
-        assert_eq!(push(SIGNATURE_256, &sig, &body).unwrap_err().status(), 401);
+        assert!(push(SIGNATURE_256, &sig, &body).unwrap_err().is_unauthorized());
         // Missing event header.
         let h = headers(&[(SIGNATURE_256, &good)]);
         assert_eq!(
@@ -222,7 +329,7 @@ mod tests {
             b"".as_slice(),
         ] {
             let sig = sign(Algorithm::Sha256, KEY, bad);
-            assert_eq!(push(SIGNATURE_256, &sig, bad).unwrap_err().status(), 400);
+            assert!(!push(SIGNATURE_256, &sig, bad).unwrap_err().is_unauthorized());
         }
     }
 }

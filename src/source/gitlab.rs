@@ -12,12 +12,39 @@
 
 use http::HeaderMap;
 use serde::Deserialize;
+use serde_json::json;
 
-use super::{header, json, required, verify, HookError, HookResult, Outcome, Settings};
+use super::sample::{self, SampleRequest, AFTER, BEFORE, BRANCH, MESSAGE, OWNER, TIME};
+use super::{
+    header, json, required, verify, Delivery, HookError, HookResult, Outcome, Proof, Provider,
+    Settings,
+};
 use crate::notification::Change;
 
 const TOKEN: &str = "X-Gitlab-Token";
 const EVENT: &str = "X-Gitlab-Event";
+const DELIVERY: &str = "X-Gitlab-Event-UUID";
+
+/// GitLab, as the config names it.
+pub const PROVIDER: Provider = Provider {
+    name: "GitLab",
+    proof: Proof::HeaderToken {
+        header: TOKEN,
+        check: check_token,
+    },
+    event_header: Some(EVENT),
+    delivery_header: Some(DELIVERY),
+    handle,
+    sample_events: &["push"],
+    sample,
+    pubsub_token: false,
+};
+
+/// The secret token, verbatim, must equal the key.
+fn check_token(headers: &HeaderMap, key: &[u8]) -> Result<(), HookError> {
+    let token = header(headers, TOKEN).ok_or(HookError::Unsigned(TOKEN))?;
+    verify::token(TOKEN, token, key)
+}
 
 #[derive(Deserialize)]
 struct Push {
@@ -33,8 +60,7 @@ struct Project {
 
 /// Verify and parse one GitLab delivery.
 pub fn handle(headers: &HeaderMap, body: &[u8], settings: &Settings) -> HookResult {
-    let token = header(headers, TOKEN).ok_or(HookError::Unsigned(TOKEN))?;
-    verify::token(TOKEN, token, settings.key.expose())?;
+    check_token(headers, settings.key.expose())?;
 
     let event = header(headers, EVENT).ok_or(HookError::MissingEvent(EVENT))?;
     if event != "Push Hook" {
@@ -48,6 +74,72 @@ pub fn handle(headers: &HeaderMap, body: &[u8], settings: &Settings) -> HookResu
     )?;
     let git_ref = required(push.git_ref, "ref")?;
     Ok(Outcome::Notify(vec![Change::git(url, &git_ref)]))
+}
+
+/// A push hook, with the secret token as GitLab sends it.
+fn sample(s: &SampleRequest) -> Delivery {
+    let name = s.name;
+    let ssh_url = format!("git@gitlab.com:{OWNER}/{name}.git");
+    let web_url = format!("https://gitlab.com/{OWNER}/{name}");
+    let body = json!({
+        "object_kind": "push",
+        "event_name": "push",
+        "before": BEFORE,
+        "after": AFTER,
+        "ref": format!("refs/heads/{BRANCH}"),
+        "ref_protected": true,
+        "checkout_sha": AFTER,
+        "user_id": 4,
+        "user_name": "Example Developer",
+        "user_username": OWNER,
+        "user_email": "",
+        "project_id": 15,
+        "project": {
+            "id": 15,
+            "name": name,
+            "description": "",
+            "web_url": web_url,
+            "git_ssh_url": ssh_url,
+            "git_http_url": format!("{web_url}.git"),
+            "namespace": OWNER,
+            "visibility_level": 0,
+            "path_with_namespace": format!("{OWNER}/{name}"),
+            "default_branch": BRANCH,
+        },
+        "commits": [{
+            "id": AFTER,
+            "message": MESSAGE,
+            "title": MESSAGE,
+            "timestamp": TIME,
+            "url": format!("{web_url}/-/commit/{AFTER}"),
+            "author": {"name": "Example Developer", "email": "dev@example.com"},
+            "added": [],
+            "modified": ["README.md"],
+            "removed": [],
+        }],
+        "total_commits_count": 1,
+        "repository": {
+            "name": name,
+            "url": ssh_url,
+            "description": "",
+            "homepage": web_url,
+            "git_http_url": format!("{web_url}.git"),
+            "git_ssh_url": ssh_url,
+            "visibility_level": 0,
+        },
+    });
+    let mut headers = sample::json_headers();
+    headers.extend([
+        (EVENT, "Push Hook".to_string()),
+        (TOKEN, s.key_text()),
+        (DELIVERY, s.delivery_id.to_string()),
+        ("X-Gitlab-Instance", "https://gitlab.com".to_string()),
+    ]);
+    Delivery {
+        headers,
+        body: s.body_or(&body),
+        summary: format!("a push to branch {BRANCH} of {ssh_url}"),
+    }
 }
 
 #[cfg(test)]
@@ -138,12 +230,8 @@ mod tests {
     fn non_utf8_token_is_401() {
         let mut h = headers(&[(EVENT, "Push Hook")]);
         h.insert(TOKEN, http::HeaderValue::from_bytes(b"\xffkey").unwrap());
-        assert_eq!(
-            handle(&h, &fixture("gitlab_payload"), &settings(KEY))
-                .unwrap_err()
-                .status(),
-            401
-        );
+        assert!(handle(&h, &fixture("gitlab_payload"), &settings(KEY))
+                .unwrap_err().is_unauthorized());
     }
 
     #[test]
@@ -173,7 +261,7 @@ mod tests {
             let h = headers(&[(TOKEN, token), (EVENT, event)]);
             let err = handle(&h, &body, &settings(KEY)).unwrap_err();
             assert_eq!(err, HookError::wrong_event(EVENT, event));
-            assert_eq!(err.status(), 400);
+            assert!(!err.is_unauthorized());
         }
     }
 
@@ -199,7 +287,7 @@ mod tests {
         ] {
             let err = push(token, bad).unwrap_err();
             assert!(matches!(err, HookError::BadPayload(_)), "{bad:?}: {err:?}");
-            assert_eq!(err.status(), 400);
+            assert!(!err.is_unauthorized());
         }
     }
 }

@@ -13,13 +13,40 @@
 
 use http::HeaderMap;
 use serde::Deserialize;
+use serde_json::json;
 
-use super::{header, json, required, verify, HookError, HookResult, Outcome, Settings};
+use super::sample::{self, SampleRequest, DIGEST, EPOCH, TAG};
+use super::{
+    header, json, required, verify, Delivery, HookError, HookResult, Outcome, Proof, Provider,
+    Settings,
+};
 use crate::image;
 use crate::notification::Change;
 
 const AUTHORIZATION: &str = "Authorization";
 const TYPE: &str = "type";
+
+/// Harbor, as the config names it. The event is in the body (`type`); it
+/// sends no delivery id.
+pub const PROVIDER: Provider = Provider {
+    name: "Harbor",
+    proof: Proof::HeaderToken {
+        header: AUTHORIZATION,
+        check: check_token,
+    },
+    event_header: None,
+    delivery_header: None,
+    handle,
+    sample_events: &["push"],
+    sample,
+    pubsub_token: false,
+};
+
+/// The policy's auth header value, verbatim, must equal the key.
+fn check_token(headers: &HeaderMap, key: &[u8]) -> Result<(), HookError> {
+    let token = header(headers, AUTHORIZATION).ok_or(HookError::Unsigned(AUTHORIZATION))?;
+    verify::token(AUTHORIZATION, token, key)
+}
 
 #[derive(Deserialize)]
 struct Payload {
@@ -40,8 +67,7 @@ struct Resource {
 
 /// Verify and parse one Harbor delivery.
 pub fn handle(headers: &HeaderMap, body: &[u8], settings: &Settings) -> HookResult {
-    let token = header(headers, AUTHORIZATION).ok_or(HookError::Unsigned(AUTHORIZATION))?;
-    verify::token(AUTHORIZATION, token, settings.key.expose())?;
+    check_token(headers, settings.key.expose())?;
 
     let payload: Payload = json(body)?;
     let kind = payload.kind.unwrap_or_default();
@@ -58,6 +84,34 @@ pub fn handle(headers: &HeaderMap, body: &[u8], settings: &Settings) -> HookResu
         .ok_or_else(|| HookError::BadPayload("event_data.resources is empty".into()))?;
     let url = required(first.resource_url, "event_data.resources[0].resource_url")?;
     Ok(Outcome::Notify(vec![Change::image(image::parse(&url)?)]))
+}
+
+/// A Harbor 2.x `PUSH_ARTIFACT` of one tag, with the auth header value.
+fn sample(s: &SampleRequest) -> Delivery {
+    let host = s.registry_host.unwrap_or("harbor.example.com");
+    let resource_url = format!("{host}/library/{}:{TAG}", s.name);
+    let body = json!({
+        "type": "PUSH_ARTIFACT",
+        "occur_at": EPOCH,
+        "operator": "admin",
+        "event_data": {
+            "resources": [{"digest": DIGEST, "tag": TAG, "resource_url": resource_url}],
+            "repository": {
+                "date_created": EPOCH - 86_400,
+                "name": s.name,
+                "namespace": "library",
+                "repo_full_name": format!("library/{}", s.name),
+                "repo_type": "private",
+            },
+        },
+    });
+    let mut headers = sample::json_headers();
+    headers.push((AUTHORIZATION, s.key_text()));
+    Delivery {
+        headers,
+        body: s.body_or(&body),
+        summary: format!("a push of image {resource_url}"),
+    }
 }
 
 #[cfg(test)]
@@ -163,18 +217,10 @@ mod tests {
     fn verification_comes_before_parsing() {
         for body in [b"".as_slice(), br#"{"type":"DELETE_ARTIFACT"}"#.as_slice()] {
             let h = headers(&[(AUTHORIZATION, "BOGUS")]);
-            assert_eq!(
-                handle(&h, body, &settings(KEY.as_bytes()))
-                    .unwrap_err()
-                    .status(),
-                401
-            );
-            assert_eq!(
-                handle(&headers(&[]), body, &settings(KEY.as_bytes()))
-                    .unwrap_err()
-                    .status(),
-                401
-            );
+            assert!(handle(&h, body, &settings(KEY.as_bytes()))
+                    .unwrap_err().is_unauthorized());
+            assert!(handle(&headers(&[]), body, &settings(KEY.as_bytes()))
+                    .unwrap_err().is_unauthorized());
         }
     }
 
@@ -200,7 +246,7 @@ mod tests {
             );
             let err = deliver(body.as_bytes()).unwrap_err();
             assert_eq!(err, HookError::wrong_event(TYPE, kind));
-            assert_eq!(err.status(), 400);
+            assert!(!err.is_unauthorized());
         }
         let err = deliver(br#"{"event_data":{"resources":[{"resource_url":"h.io/p/a:1"}]}}"#)
             .unwrap_err();
@@ -234,7 +280,7 @@ mod tests {
         ] {
             let err = deliver(bad).unwrap_err();
             assert!(matches!(err, HookError::BadPayload(_)), "{bad:?}: {err:?}");
-            assert_eq!(err.status(), 400);
+            assert!(!err.is_unauthorized());
         }
     }
 }

@@ -1,119 +1,224 @@
-//! Webhook sources: one file per provider, each a plain function.
+//! Webhook sources: one file per provider, each holding everything about
+//! that provider.
 //!
-//! A source takes the request's headers and raw body plus the endpoint's
-//! settings, verifies the request the way that provider signs it, parses the
-//! payload, and says what to do: notify fluxd of some changes, acknowledge
-//! and do nothing, or refuse with a typed error that carries its status.
+//! A provider file declares one [`Provider`] value (its name as in the
+//! config, how it proves the sender, its event and delivery-id headers), a
+//! `handle` function and a `sample` function:
+//!
+//! - `handle` takes the request's headers and raw body plus the endpoint's
+//!   [`Settings`], verifies the request the way that provider signs it,
+//!   parses the payload, and says what to do: notify fluxd of some changes,
+//!   acknowledge and do nothing, or refuse with a typed [`HookError`].
+//! - `sample` builds the delivery that provider would send for an event,
+//!   signed with a key: what `flux-recv send` posts, and what the tests,
+//!   benchmarks and fuzz targets start from.
+//!
 //! Sources never touch the network, the HTTP server or the endpoint table.
 //!
-//! To add a provider: add a file here with a `handle` function, a variant to
-//! [`Source`], and a line in each of its `match`es.
+//! To add a provider, add a file here and its name to the [`providers!`]
+//! list at the bottom of this file. A file left out of the list is not
+//! compiled, which `every_provider_file_is_listed` catches.
+
+use std::collections::HashSet;
 
 use http::HeaderMap;
 
 use crate::notification::Change;
 
-mod bitbucket_cloud;
-mod bitbucket_server;
-mod dockerhub;
-mod gcr;
-mod github;
-mod gitlab;
-mod harbor;
-mod nexus;
-mod quay;
+pub mod sample;
 pub mod verify;
 
-/// The providers flux-recv understands, spelt as in the config file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Source {
-    /// GitHub push webhooks, HMAC-signed.
-    GitHub,
-    /// GitLab push hooks, with a secret token.
-    GitLab,
-    /// Bitbucket Cloud push webhooks (unsigned).
-    BitbucketCloud,
-    /// Bitbucket Server / Data Center `repo:refs_changed`, HMAC-signed.
-    BitbucketServer,
-    /// Docker Hub repository webhooks (unsigned).
-    DockerHub,
-    /// Quay.io repository notifications (unsigned).
-    Quay,
-    /// Harbor push events, with an `Authorization` secret.
-    Harbor,
-    /// Sonatype Nexus repository component events, HMAC-SHA1-signed.
-    Nexus,
-    /// Google Container Registry via a Pub/Sub push subscription.
-    GoogleContainerRegistry,
+pub use sample::{Delivery, SampleError, SampleRequest};
+
+/// Everything flux-recv knows about one provider.
+pub struct Provider {
+    /// The name in the config file's `source:` field (exact spelling, as
+    /// the Go original required).
+    pub name: &'static str,
+    /// How a delivery proves it comes from the provider.
+    pub proof: Proof,
+    /// The header naming the event, for the log line; `None` where the
+    /// provider sends none or puts it in the body.
+    pub event_header: Option<&'static str>,
+    /// The header carrying the provider's id for this delivery, so an
+    /// operator can match a log line with the provider's delivery log.
+    pub delivery_header: Option<&'static str>,
+    /// Verify and parse one delivery.
+    pub handle: fn(&HeaderMap, &[u8], &Settings) -> HookResult,
+    /// The events [`Provider::sample`] can make, the default (`push`) first.
+    pub sample_events: &'static [&'static str],
+    /// Build a sample delivery (see [`sample`]).
+    pub sample: fn(&SampleRequest) -> Delivery,
+    /// Whether endpoints of this provider may carry a `gcr:` block (a
+    /// Google-signed Pub/Sub push token, checked before the body is read).
+    pub pubsub_token: bool,
 }
+
+/// How a provider proves that a delivery is genuine.
+#[derive(Clone, Copy)]
+pub enum Proof {
+    /// An HMAC of the body in this header, keyed with the endpoint's key;
+    /// verified once the body has been read.
+    Signature {
+        /// The header (the preferred one, where there are several).
+        header: &'static str,
+        /// Whether its value is `<algorithm>=<hex>` rather than bare hex.
+        prefixed: bool,
+    },
+    /// A credential in a header, compared with the key. It does not depend
+    /// on the body, so it is checked before the body is read: a forged
+    /// request costs no body buffering.
+    HeaderToken {
+        /// The header.
+        header: &'static str,
+        /// The check, as the source's `handle` runs it too.
+        check: fn(&HeaderMap, &[u8]) -> Result<(), HookError>,
+    },
+    /// Nothing: the provider signs nothing, so the unguessable hook URL is
+    /// the only protection.
+    HookUrl,
+}
+
+impl Proof {
+    /// Whether a delivery proves who sent it (other than by knowing the
+    /// hook URL).
+    pub fn verifies_sender(self) -> bool {
+        !matches!(self, Proof::HookUrl)
+    }
+}
+
+/// A provider, as an endpoint refers to it. Cheap to copy; compares by
+/// name.
+#[derive(Clone, Copy)]
+pub struct Source(&'static Provider);
 
 impl Source {
     /// Every source, in the order the documentation lists them.
-    pub const ALL: [Source; 9] = [
-        Source::GitHub,
-        Source::GitLab,
-        Source::BitbucketCloud,
-        Source::BitbucketServer,
-        Source::DockerHub,
-        Source::Quay,
-        Source::Harbor,
-        Source::Nexus,
-        Source::GoogleContainerRegistry,
-    ];
+    pub fn all() -> impl Iterator<Item = Source> {
+        ALL.iter().map(|p| Source(p))
+    }
+
+    /// Look a source up by its config-file name (exact spelling).
+    pub fn from_name(name: &str) -> Option<Source> {
+        Source::all().find(|s| s.name() == name)
+    }
+
+    /// The source with this name, for tests and benchmarks that name a
+    /// provider. Panics on a name no provider has.
+    pub fn named(name: &str) -> Source {
+        Source::from_name(name).unwrap_or_else(|| panic!("no source is called {name:?}"))
+    }
+
+    /// The names of every source, for messages: `GitHub, GitLab, …`.
+    pub fn names() -> String {
+        Source::all()
+            .map(Source::name)
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
 
     /// The name used in the config file's `source:` field.
     pub fn name(self) -> &'static str {
-        match self {
-            Source::GitHub => "GitHub",
-            Source::GitLab => "GitLab",
-            Source::BitbucketCloud => "BitbucketCloud",
-            Source::BitbucketServer => "BitbucketServer",
-            Source::DockerHub => "DockerHub",
-            Source::Quay => "Quay",
-            Source::Harbor => "Harbor",
-            Source::Nexus => "Nexus",
-            Source::GoogleContainerRegistry => "GoogleContainerRegistry",
-        }
+        self.0.name
     }
 
-    /// Look a source up by its config-file name (exact spelling, as the Go
-    /// original required).
-    pub fn from_name(name: &str) -> Option<Source> {
-        Source::ALL.into_iter().find(|s| s.name() == name)
+    /// The provider's description.
+    pub fn provider(self) -> &'static Provider {
+        self.0
     }
 
-    /// Whether the provider proves who sent a request. For those that do not
-    /// (Docker Hub, Quay, Bitbucket Cloud, GCR without a `gcr:` block), the
-    /// unguessable hook URL is the only protection. GCR proves it only when
-    /// the endpoint has a `gcr:` block, which this cannot see; ask
+    /// Whether the provider proves who sent a request. For those that do
+    /// not, the unguessable hook URL is the only protection. A `gcr:` block
+    /// adds a proof to GoogleContainerRegistry endpoints; ask
     /// [`crate::table::Endpoint::verifies_sender`] about an endpoint.
     pub fn verifies_sender(self) -> bool {
-        !matches!(
-            self,
-            Source::BitbucketCloud
-                | Source::DockerHub
-                | Source::Quay
-                | Source::GoogleContainerRegistry
-        )
+        self.0.proof.verifies_sender()
     }
 
-    /// Verify and parse one delivery.
-    pub fn handle(self, headers: &HeaderMap, body: &[u8], settings: &Settings) -> HookResult {
-        let outcome = match self {
-            Source::GitHub => github::handle(headers, body, settings),
-            Source::GitLab => gitlab::handle(headers, body, settings),
-            Source::BitbucketCloud => bitbucket_cloud::handle(headers, body, settings),
-            Source::BitbucketServer => bitbucket_server::handle(headers, body, settings),
-            Source::DockerHub => dockerhub::handle(headers, body, settings),
-            Source::Quay => quay::handle(headers, body, settings),
-            Source::Harbor => harbor::handle(headers, body, settings),
-            Source::Nexus => nexus::handle(headers, body, settings),
-            Source::GoogleContainerRegistry => gcr::handle(headers, body, settings),
-        }?;
-        if let Outcome::Notify(changes) = &outcome {
-            changes.iter().try_for_each(check_lengths)?;
+    /// Check the credential the provider sends in a header, if it sends one,
+    /// before the body is read.
+    pub fn check_headers(self, headers: &HeaderMap, settings: &Settings) -> Result<(), HookError> {
+        match self.0.proof {
+            Proof::HeaderToken { check, .. } => check(headers, settings.key.expose()),
+            Proof::Signature { .. } | Proof::HookUrl => Ok(()),
         }
-        Ok(outcome)
+    }
+
+    /// Verify and parse one delivery. Identical changes within it are
+    /// collapsed into one, in order of first appearance.
+    pub fn handle(self, headers: &HeaderMap, body: &[u8], settings: &Settings) -> HookResult {
+        let outcome = (self.0.handle)(headers, body, settings)?;
+        let Outcome::Notify(changes) = outcome else {
+            return Ok(outcome);
+        };
+        changes.iter().try_for_each(check_lengths)?;
+        let mut seen = HashSet::with_capacity(changes.len());
+        let distinct = changes.into_iter().filter(|c| seen.insert(c.clone()));
+        Ok(Outcome::Notify(distinct.collect()))
+    }
+
+    /// The provider's sample of `request.event`, or why there is none.
+    pub fn sample(self, request: &SampleRequest) -> Result<Delivery, SampleError> {
+        if !self.0.sample_events.contains(&request.event) {
+            return Err(SampleError::UnknownEvent {
+                provider: self.name(),
+                event: request.event.to_string(),
+                supported: self.0.sample_events,
+            });
+        }
+        if let Proof::HeaderToken { header, .. } = self.0.proof {
+            if !sample::sendable_in_header(request.key) {
+                return Err(SampleError::KeyNotSendable {
+                    provider: self.name(),
+                    header,
+                });
+            }
+        }
+        Ok((self.0.sample)(request))
+    }
+
+    /// The event a delivery names, for the log line: printable, empty when
+    /// the provider sends no event header.
+    pub fn event_of(self, headers: &HeaderMap) -> String {
+        printable_header(headers, self.0.event_header)
+    }
+
+    /// The provider's delivery id, for the log line: printable, empty when
+    /// the provider sends none.
+    pub fn delivery_of(self, headers: &HeaderMap) -> String {
+        printable_header(headers, self.0.delivery_header)
+    }
+}
+
+fn printable_header(headers: &HeaderMap, name: Option<&str>) -> String {
+    name.and_then(|n| header(headers, n))
+        .map(crate::printable)
+        .unwrap_or_default()
+}
+
+impl PartialEq for Source {
+    fn eq(&self, other: &Source) -> bool {
+        self.name() == other.name()
+    }
+}
+
+impl Eq for Source {}
+
+impl std::hash::Hash for Source {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.name().hash(state);
+    }
+}
+
+impl std::fmt::Debug for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
     }
 }
 
@@ -138,13 +243,7 @@ fn check_lengths(change: &Change) -> Result<(), HookError> {
     }
 }
 
-impl std::fmt::Display for Source {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// What an endpoint knows besides its source.
+/// What a source needs of its endpoint besides the request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
     /// The shared secret, verbatim from the key file.
@@ -152,10 +251,6 @@ pub struct Settings {
     /// Nexus: the registry host its payloads leave out. Also part of the
     /// fingerprint for every source, as in the Go original.
     pub registry_host: Option<String>,
-    /// GoogleContainerRegistry: whose signed token each push must carry.
-    /// Checked before the source runs (see [`crate::jwks`]), because it
-    /// needs Google's published keys, which sources never fetch.
-    pub gcr: Option<crate::config::GcrAuth>,
 }
 
 /// Key bytes. Debug never shows them, so a stray `{:?}` cannot leak a secret.
@@ -224,14 +319,10 @@ pub enum HookError {
 }
 
 impl HookError {
-    /// 401 for anything that fails verification, 400 for the rest.
-    pub fn status(&self) -> u16 {
-        match self {
-            HookError::Unsigned(_) | HookError::BadSignature(_) => 401,
-            HookError::MissingEvent(_)
-            | HookError::WrongEvent { .. }
-            | HookError::BadPayload(_) => 400,
-        }
+    /// Whether the request failed to prove its sender (a 401), rather than
+    /// being a genuine delivery we cannot use (a 400).
+    pub fn is_unauthorized(&self) -> bool {
+        matches!(self, HookError::Unsigned(_) | HookError::BadSignature(_))
     }
 
     /// An unexpected event, its value made safe to print.
@@ -282,6 +373,34 @@ pub fn required(value: Option<String>, field: &str) -> Result<String, HookError>
     }
 }
 
+/// Declares the provider modules and [`ALL`], the one list of providers:
+/// one line per provider.
+macro_rules! providers {
+    ($($module:ident),+ $(,)?) => {
+        $(mod $module;)+
+
+        /// Every provider, in the order the documentation lists them.
+        static ALL: &[&Provider] = &[$(&$module::PROVIDER),+];
+
+        /// The files that hold providers, for the test that every one is
+        /// listed.
+        #[cfg(test)]
+        const MODULES: &[&str] = &[$(stringify!($module)),+];
+    };
+}
+
+providers![
+    github,
+    gitlab,
+    bitbucket_cloud,
+    bitbucket_server,
+    dockerhub,
+    quay,
+    harbor,
+    nexus,
+    gcr,
+];
+
 #[cfg(test)]
 pub(crate) mod testing {
     //! Helpers for the per-source unit tests.
@@ -304,7 +423,6 @@ pub(crate) mod testing {
         Settings {
             key: Secret::new(key.to_vec()),
             registry_host: None,
-            gcr: None,
         }
     }
 
@@ -330,11 +448,52 @@ mod tests {
     use super::*;
 
     #[test]
-    fn names_round_trip() {
-        for s in Source::ALL {
+    fn names_round_trip_and_are_distinct() {
+        let mut names = HashSet::new();
+        for s in Source::all() {
             assert_eq!(Source::from_name(s.name()), Some(s));
+            assert!(names.insert(s.name()), "{s} twice");
         }
         assert_eq!(Source::from_name("github"), None);
+    }
+
+    #[test]
+    fn every_provider_file_is_listed() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/source");
+        let helpers = ["mod", "sample", "verify"];
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let stem = path.file_stem().unwrap().to_string_lossy().into_owned();
+            if path.extension().is_some_and(|e| e == "rs") && !helpers.contains(&stem.as_str()) {
+                assert!(
+                    MODULES.contains(&stem.as_str()),
+                    "src/source/{stem}.rs is not in the providers! list"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn every_provider_describes_itself() {
+        for s in Source::all() {
+            let p = s.provider();
+            assert_eq!(p.sample_events.first(), Some(&"push"), "{s}");
+            let header = match p.proof {
+                Proof::Signature { header, .. } | Proof::HeaderToken { header, .. } => Some(header),
+                Proof::HookUrl => None,
+            };
+            // Header names are checked against the samples in sample.rs's
+            // tests; here, that they parse as header names at all.
+            for name in [header, p.event_header, p.delivery_header]
+                .into_iter()
+                .flatten()
+            {
+                assert!(
+                    http::HeaderName::from_bytes(name.as_bytes()).is_ok(),
+                    "{s}: {name}"
+                );
+            }
+        }
     }
 
     #[test]
@@ -346,9 +505,10 @@ mod tests {
 
     #[test]
     fn overlong_fields_are_refused_whatever_the_source() {
+        let dockerhub = Source::named("DockerHub");
         let long = "a".repeat(MAX_FIELD + 1);
         let body = format!(r#"{{"repository":{{"repo_name":"org/{long}"}}}}"#);
-        let e = Source::DockerHub
+        let e = dockerhub
             .handle(&HeaderMap::new(), body.as_bytes(), &testing::settings(b"k"))
             .unwrap_err();
         assert_eq!(
@@ -359,17 +519,36 @@ mod tests {
             r#"{{"repository":{{"repo_name":"org/{}"}}}}"#,
             &long[..MAX_FIELD - 4]
         );
-        assert!(Source::DockerHub
+        assert!(dockerhub
             .handle(&HeaderMap::new(), ok.as_bytes(), &testing::settings(b"k"))
             .is_ok());
     }
 
     #[test]
-    fn statuses() {
-        assert_eq!(HookError::Unsigned("X").status(), 401);
-        assert_eq!(HookError::BadSignature("X").status(), 401);
-        assert_eq!(HookError::MissingEvent("X").status(), 400);
-        assert_eq!(HookError::wrong_event("X", "y").status(), 400);
-        assert_eq!(HookError::BadPayload("x".into()).status(), 400);
+    fn identical_changes_in_one_delivery_are_collapsed() {
+        let bitbucket = Source::named("BitbucketCloud");
+        let change = r#"{"new":{"name":"main"}}"#;
+        let other = r#"{"new":{"name":"dev"}}"#;
+        let many = vec![change; 5000].join(",");
+        let body = format!(
+            r#"{{"repository":{{"full_name":"a/b"}},"push":{{"changes":[{many},{other},{change}]}}}}"#
+        );
+        let h = testing::headers(&[("X-Event-Key", "repo:push")]);
+        assert_eq!(
+            bitbucket.handle(&h, body.as_bytes(), &testing::settings(b"k")),
+            Ok(Outcome::Notify(vec![
+                Change::git("git@bitbucket.org:a/b.git", "main"),
+                Change::git("git@bitbucket.org:a/b.git", "dev"),
+            ]))
+        );
+    }
+
+    #[test]
+    fn unauthorized_errors() {
+        assert!(HookError::Unsigned("X").is_unauthorized());
+        assert!(HookError::BadSignature("X").is_unauthorized());
+        assert!(!HookError::MissingEvent("X").is_unauthorized());
+        assert!(!HookError::wrong_event("X", "y").is_unauthorized());
+        assert!(!HookError::BadPayload("x".into()).is_unauthorized());
     }
 }

@@ -17,14 +17,34 @@
 
 use http::HeaderMap;
 use serde::Deserialize;
+use serde_json::json;
 
-use super::verify::{self, Algorithm};
-use super::{header, json, required, HookError, HookResult, Outcome, Settings};
+use super::sample::{SampleRequest, OWNER, TAG};
+use super::verify::{self, sign, Algorithm};
+use super::{
+    header, json, required, Delivery, HookError, HookResult, Outcome, Proof, Provider, Settings,
+};
 use crate::image;
 use crate::notification::Change;
 
 const SIGNATURE: &str = "X-Nexus-Webhook-Signature";
 const EVENT: &str = "X-Nexus-Webhook-Id";
+const DELIVERY: &str = "X-Nexus-Webhook-Delivery";
+
+/// Nexus, as the config names it.
+pub const PROVIDER: Provider = Provider {
+    name: "Nexus",
+    proof: Proof::Signature {
+        header: SIGNATURE,
+        prefixed: false,
+    },
+    event_header: Some(EVENT),
+    delivery_header: Some(DELIVERY),
+    handle,
+    sample_events: &["push"],
+    sample,
+    pubsub_token: false,
+};
 
 #[derive(Deserialize)]
 struct Payload {
@@ -69,6 +89,46 @@ pub fn handle(headers: &HeaderMap, body: &[u8], settings: &Settings) -> HookResu
     Ok(Outcome::Notify(vec![Change::image(image::parse(
         &reference,
     )?)]))
+}
+
+/// A docker component created, signed with bare hex HMAC-SHA1.
+fn sample(s: &SampleRequest) -> Delivery {
+    let name = format!("{OWNER}/{}", s.name);
+    let body = json!({
+        "timestamp": "2024-05-01T12:00:00.000+0000",
+        "nodeId": "8C4F3E91-CD46AFE0-61B8403D-94526884-19AC4E06",
+        "initiator": "admin/10.0.0.1",
+        "repositoryName": "docker-hosted",
+        "action": "CREATED",
+        "component": {
+            "id": "c770169c0b2e3ed8357368b43d4da3d8",
+            "componentId": "ZG9ja2VyLWhvc3RlZDpjNzcwMTY5YzBiMmUzZWQ4MzU3MzY4YjQzZDRkYTNkOA",
+            "format": "docker",
+            "name": name,
+            "version": TAG,
+        },
+    });
+    let body = s.body_or(&body);
+    let signature = sign(Algorithm::Sha1, s.key, &body);
+    let signature = signature.trim_start_matches("sha1=").to_string();
+    let headers = vec![
+        (
+            "Content-Type",
+            "application/json; charset=UTF-8".to_string(),
+        ),
+        (EVENT, "rm:repository:component".to_string()),
+        (DELIVERY, s.delivery_id.to_string()),
+        (SIGNATURE, signature),
+    ];
+    let image = match s.registry_host {
+        Some(host) => format!("{}/{name}", host.trim_end_matches('/')),
+        None => name,
+    };
+    Delivery {
+        headers,
+        body,
+        summary: format!("a push of image {image}:{TAG}"),
+    }
 }
 
 #[cfg(test)]
@@ -271,7 +331,7 @@ mod tests {
             let h = headers(&[(SIGNATURE, FIXTURE_SIG), (EVENT, event)]);
             let err = handle(&h, &body, &with_host(None)).unwrap_err();
             assert_eq!(err, HookError::wrong_event(EVENT, event));
-            assert_eq!(err.status(), 400);
+            assert!(!err.is_unauthorized());
         }
     }
 
@@ -311,7 +371,7 @@ mod tests {
         ] {
             let err = deliver(body.as_bytes(), None).unwrap_err();
             assert_eq!(err, HookError::wrong_event(field, value), "{body}");
-            assert_eq!(err.status(), 400);
+            assert!(!err.is_unauthorized());
         }
     }
 
@@ -335,7 +395,7 @@ mod tests {
         ] {
             let err = deliver(bad, None).unwrap_err();
             assert!(matches!(err, HookError::BadPayload(_)), "{bad:?}: {err:?}");
-            assert_eq!(err.status(), 400);
+            assert!(!err.is_unauthorized());
         }
         // With a registry host in front, the name is still checked.
         let err = deliver(&created("app:1:2"), Some("h.example.com")).unwrap_err();

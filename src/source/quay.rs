@@ -10,10 +10,24 @@
 
 use http::HeaderMap;
 use serde::Deserialize;
+use serde_json::json;
 
-use super::{json, required, HookResult, Outcome, Settings};
+use super::sample::{self, SampleRequest, OWNER, TAG};
+use super::{json, required, Delivery, HookResult, Outcome, Proof, Provider, Settings};
 use crate::image;
 use crate::notification::Change;
+
+/// Quay, as the config names it. It sends no event and no delivery id.
+pub const PROVIDER: Provider = Provider {
+    name: "Quay",
+    proof: Proof::HookUrl,
+    event_header: None,
+    delivery_header: None,
+    handle,
+    sample_events: &["push"],
+    sample,
+    pubsub_token: false,
+};
 
 #[derive(Deserialize)]
 struct Payload {
@@ -25,6 +39,26 @@ pub fn handle(_headers: &HeaderMap, body: &[u8], _settings: &Settings) -> HookRe
     let payload: Payload = json(body)?;
     let name = required(payload.docker_url, "docker_url")?;
     Ok(Outcome::Notify(vec![Change::image(image::parse(&name)?)]))
+}
+
+/// A "Push to Repository" notification for one tag.
+fn sample(s: &SampleRequest) -> Delivery {
+    let host = s.registry_host.unwrap_or("quay.io");
+    let repository = format!("{OWNER}/{}", s.name);
+    let docker_url = format!("{host}/{repository}");
+    let body = json!({
+        "name": s.name,
+        "repository": repository,
+        "namespace": OWNER,
+        "docker_url": docker_url,
+        "homepage": format!("https://{host}/repository/{repository}"),
+        "updated_tags": [TAG],
+    });
+    Delivery {
+        headers: sample::json_headers(),
+        body: s.body_or(&body),
+        summary: format!("a push of image {docker_url}:{TAG}"),
+    }
 }
 
 #[cfg(test)]
@@ -90,7 +124,7 @@ mod tests {
         ] {
             let err = deliver(bad).unwrap_err();
             assert!(matches!(err, HookError::BadPayload(_)), "{bad:?}: {err:?}");
-            assert_eq!(err.status(), 400);
+            assert!(!err.is_unauthorized());
         }
     }
 }

@@ -11,7 +11,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use flux_recv::logging::Captured;
-use flux_recv::server::{Options, State};
+use flux_recv::options::Options;
+use flux_recv::routes::State;
 use flux_recv::table::Table;
 use tokio::sync::oneshot;
 use warp::Filter;

@@ -1,0 +1,72 @@
+//! The server's settings that come from flags and stay fixed while the
+//! process runs, with their defaults: the one place the defaults are
+//! stated. [`crate::cli`] shows them in `--help` and fills these in from the
+//! command line and the environment; the tests start from
+//! [`Options::default`].
+
+use std::time::Duration;
+
+/// Everything the server is started with besides the config file.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Largest body accepted, in bytes.
+    pub max_body: u64,
+    /// Most distinct changes one delivery may ask for.
+    pub max_changes: usize,
+    /// Relay deadline for one hook.
+    pub relay_timeout: Duration,
+    /// How long shutdown waits for requests in flight.
+    pub drain_timeout: Duration,
+    /// Verify and parse as usual, log the notifications, send nothing.
+    pub dry_run: bool,
+    /// Where Google publishes the keys that sign Pub/Sub push tokens
+    /// (endpoints with a `gcr:` block).
+    pub google_jwks_url: String,
+    /// Fetch those keys at most once per this long, however many unknown
+    /// key ids tokens name.
+    pub google_jwks_min_refresh: Duration,
+    /// Most calls to fluxd at once.
+    pub max_relays: usize,
+    /// Most connections open at once; past it, new ones wait in the
+    /// kernel's accept queue.
+    pub max_connections: usize,
+    /// A client must send a request's headers within this time (also
+    /// closes idle keep-alive connections).
+    pub header_timeout: Duration,
+    /// A client must send a request's body within this time.
+    pub body_timeout: Duration,
+    /// Most refused hooks (401, 400, 413, 408) logged a second; the rest are
+    /// counted in `/metrics` and summed up in one line.
+    pub refusal_logs_per_second: u64,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            max_body: 3 * 1024 * 1024,
+            max_changes: 256,
+            relay_timeout: Duration::from_secs(8),
+            drain_timeout: Duration::from_secs(10),
+            dry_run: false,
+            google_jwks_url: crate::jwks::GOOGLE_JWKS_URL.to_string(),
+            google_jwks_min_refresh: crate::jwks::MIN_REFRESH,
+            max_relays: 64,
+            max_connections: 1024,
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(10),
+            refusal_logs_per_second: 20,
+        }
+    }
+}
+
+impl Options {
+    /// The request path's part.
+    pub fn hooks(&self) -> crate::hook::Options {
+        crate::hook::Options {
+            max_body: self.max_body,
+            body_timeout: self.body_timeout,
+            max_changes: self.max_changes,
+            dry_run: self.dry_run,
+        }
+    }
+}
