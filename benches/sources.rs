@@ -15,11 +15,11 @@ fn verify_and_parse(c: &mut Criterion) {
     let mut group = c.benchmark_group("verify+parse");
     let settings = Settings {
         key: Secret::new(KEY.to_vec()),
-        registry_host: None,
+        ..Settings::default()
     };
     let wrong = Settings {
         key: Secret::new(b"not the key the delivery was signed with".to_vec()),
-        registry_host: None,
+        ..Settings::default()
     };
     for source in Source::all() {
         let delivery = source

@@ -51,6 +51,39 @@ pub struct EndpointConfig {
     /// GoogleContainerRegistry only: verify the Google-signed token on each
     /// Pub/Sub push. Without it, GCR pushes are accepted unverified.
     pub gcr: Option<GcrAuth>,
+    /// For sources whose deliveries name nothing fluxd can use (`Generic`,
+    /// `GenericHMAC`): what to notify fluxd of.
+    pub notify: Option<NotifyConfig>,
+    /// For sources whose signature is optional (`BitbucketCloud`): refuse
+    /// deliveries that carry none.
+    pub require_signature: Option<bool>,
+}
+
+/// An endpoint's `notify:` block: the changes every accepted delivery
+/// sends.
+///
+/// ```yaml
+/// notify:
+///   git: {url: "git@github.com:org/app.git", branch: main}
+///   image: registry.example.com/team/app
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifyConfig {
+    /// A git repository and branch, as fluxd is configured with them.
+    pub git: Option<GitNotify>,
+    /// An image repository, as fluxd names it.
+    pub image: Option<String>,
+}
+
+/// `notify.git`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GitNotify {
+    /// The repository URL, as fluxd's `--git-url`.
+    pub url: String,
+    /// The branch, as fluxd's `--git-branch`.
+    pub branch: String,
 }
 
 /// An endpoint's `gcr:` block: who must have signed a Pub/Sub push.

@@ -13,11 +13,12 @@ use bytes::{Buf, BytesMut};
 use futures_util::{Stream, StreamExt};
 use http::HeaderMap;
 
+use crate::endpoint::Endpoint;
 use crate::jwks::Jwks;
 use crate::notification::Change;
 use crate::relay::{Relay, RelayError};
 use crate::source::{header, HookError, Outcome};
-use crate::table::{Endpoint, TableHandle};
+use crate::table::TableHandle;
 
 /// Limits and switches of the request path.
 #[derive(Debug, Clone)]

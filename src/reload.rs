@@ -27,8 +27,9 @@ use tokio::sync::mpsc;
 use tokio::time::MissedTickBehavior;
 
 use crate::config::{Problem, Severity};
+use crate::endpoint::Endpoint;
 use crate::metrics::{self, Metrics};
-use crate::table::{Endpoint, Table, TableHandle};
+use crate::table::{Table, TableHandle};
 use crate::watch::{Debounce, DirWatcher};
 
 /// What asked for a reload; logged with each reload as `trigger`.

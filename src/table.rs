@@ -11,51 +11,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use sha2::{Digest, Sha256};
 
-use crate::config::{ConfigFile, GcrAuth, Problem, Severity};
-use crate::source::{Secret, Settings, Source};
-
-/// Keys shorter than this are easy to guess; `check` and start-up warn.
-pub const SHORT_KEY: usize = 16;
+use crate::config::{ConfigFile, Problem, Severity};
+use crate::endpoint::{key_path, Endpoint};
 
 /// The table being served: requests load it, reload stores a new one.
 pub type TableHandle = Arc<ArcSwap<Table>>;
-
-/// One hook URL.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Endpoint {
-    /// 1-based position in the config's `endpoints:` list.
-    pub position: usize,
-    /// Which provider's rules apply.
-    pub source: Source,
-    /// The key file, resolved against the config file's directory.
-    pub key_path: PathBuf,
-    /// Lowercase hex sha256(key bytes ++ registryHost bytes): the last
-    /// segment of the hook URL, as in the Go original.
-    pub fingerprint: String,
-    /// What the source needs to verify and parse a delivery.
-    pub settings: Settings,
-    /// GoogleContainerRegistry: whose signed token each Pub/Sub push must
-    /// carry. Checked before the source runs, because it needs Google's
-    /// published keys, which sources never fetch.
-    pub gcr: Option<GcrAuth>,
-}
-
-impl Endpoint {
-    /// `/hook/<fingerprint>`.
-    pub fn url_path(&self) -> String {
-        format!("/hook/{}", self.fingerprint)
-    }
-
-    /// Whether requests to this endpoint must prove who sent them: the
-    /// source verifies a signature or token, or (GCR) a `gcr:` block asks
-    /// for Google's signed token. Otherwise the hook URL is the only
-    /// protection.
-    pub fn verifies_sender(&self) -> bool {
-        self.source.verifies_sender() || self.gcr.is_some()
-    }
-}
 
 /// Every endpoint, and where to relay.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,14 +52,6 @@ impl Loaded {
     }
 }
 
-/// The fingerprint of a key (and registry host): the hook URL's last segment.
-pub fn fingerprint(key: &[u8], registry_host: Option<&str>) -> String {
-    let mut sha = Sha256::new();
-    sha.update(key);
-    sha.update(registry_host.unwrap_or("").as_bytes());
-    hex::encode(sha.finalize())
-}
-
 impl Table {
     /// Read the config file and every key it names, and build a table.
     /// Every problem is collected, so one run reports them all.
@@ -115,70 +68,18 @@ impl Table {
 
     /// Build a table from a parsed config, reading the key files.
     pub fn build(config_path: &Path, config: &ConfigFile) -> Loaded {
-        let base = config_path.parent().unwrap_or(Path::new(""));
         let mut problems = Vec::new();
         let mut endpoints: Vec<Arc<Endpoint>> = Vec::new();
         let mut by_fingerprint: HashMap<String, Arc<Endpoint>> = HashMap::new();
 
         for (i, ep) in config.endpoints.iter().enumerate() {
-            let field = format!("endpoints[{i}]");
-            let Some(source) = Source::from_name(&ep.source) else {
+            let (endpoint, found) = Endpoint::build(config_path, i, ep);
+            problems.extend(found);
+            let Some(endpoint) = endpoint else { continue };
+            if let Some(first) = by_fingerprint.get(&endpoint.fingerprint) {
                 problems.push(Problem::error(
                     config_path,
-                    format!("{field}.source"),
-                    format!(
-                        "unknown source {:?}; valid sources are {}",
-                        ep.source,
-                        Source::names()
-                    ),
-                ));
-                continue;
-            };
-            if let Some(gcr) = &ep.gcr {
-                let before = problems.len();
-                problems.extend(gcr_problems(config_path, &field, source, gcr));
-                if problems.len() > before {
-                    continue;
-                }
-            }
-            let key_path = base.join(&ep.key_path);
-            let key = match std::fs::read(&key_path) {
-                Ok(key) if key.is_empty() => {
-                    problems.push(Problem::error(
-                        &key_path,
-                        format!("{field}.keyPath"),
-                        "the key file is empty",
-                    ));
-                    continue;
-                }
-                Ok(key) => key,
-                Err(e) => {
-                    problems.push(Problem::error(
-                        config_path,
-                        format!("{field}.keyPath"),
-                        format!("cannot read key file {}: {e}", key_path.display()),
-                    ));
-                    continue;
-                }
-            };
-            problems.extend(key_warnings(&key_path, &field, &key));
-            let registry_host = ep.registry_host.clone().filter(|h| !h.is_empty());
-            let fingerprint = fingerprint(&key, registry_host.as_deref());
-            let endpoint = Arc::new(Endpoint {
-                position: i + 1,
-                source,
-                key_path,
-                fingerprint: fingerprint.clone(),
-                settings: Settings {
-                    key: Secret::new(key),
-                    registry_host,
-                },
-                gcr: ep.gcr.clone(),
-            });
-            if let Some(first) = by_fingerprint.get(&fingerprint) {
-                problems.push(Problem::error(
-                    config_path,
-                    field,
+                    format!("endpoints[{i}]"),
                     format!(
                         "has the same key (and registryHost) as endpoints[{}], so both \
                          would have the same hook URL; give each endpoint its own key",
@@ -187,7 +88,8 @@ impl Table {
                 ));
                 continue;
             }
-            by_fingerprint.insert(fingerprint, endpoint.clone());
+            let endpoint = Arc::new(endpoint);
+            by_fingerprint.insert(endpoint.fingerprint.clone(), endpoint.clone());
             endpoints.push(endpoint);
         }
 
@@ -197,7 +99,7 @@ impl Table {
                 config
                     .endpoints
                     .iter()
-                    .map(|ep| directory_of(&base.join(&ep.key_path))),
+                    .map(|ep| directory_of(&key_path(config_path, ep))),
             )
             .collect();
         Loaded {
@@ -255,72 +157,12 @@ pub fn read_config(config_path: &Path) -> Result<ConfigFile, Problem> {
     ConfigFile::parse(config_path, &text)
 }
 
-/// What is wrong with an endpoint's `gcr:` block: it only means something
-/// for GoogleContainerRegistry, and both fields must say something.
-fn gcr_problems(config_path: &Path, field: &str, source: Source, gcr: &GcrAuth) -> Vec<Problem> {
-    if !source.provider().pubsub_token {
-        let takers: Vec<&str> = Source::all()
-            .filter(|s| s.provider().pubsub_token)
-            .map(Source::name)
-            .collect();
-        return vec![Problem::error(
-            config_path,
-            format!("{field}.gcr"),
-            format!(
-                "a gcr block verifies Google Pub/Sub push tokens, which only {} \
-                 endpoints receive; remove it from this {source} endpoint",
-                takers.join(" and ")
-            ),
-        )];
-    }
-    let mut problems = Vec::new();
-    if gcr.audience.trim().is_empty() {
-        problems.push(Problem::error(
-            config_path,
-            format!("{field}.gcr.audience"),
-            "is empty; set it to the audience configured on the Pub/Sub push \
-             subscription (often the hook URL)",
-        ));
-    }
-    if gcr.email.trim().is_empty() {
-        problems.push(Problem::error(
-            config_path,
-            format!("{field}.gcr.email"),
-            "is empty; set it to the push subscription's service account, \
-             e.g. gcr-push@my-project.iam.gserviceaccount.com",
-        ));
-    }
-    problems
-}
-
-/// Keys that are legal but probably not what the operator meant.
-fn key_warnings(key_path: &Path, field: &str, key: &[u8]) -> Vec<Problem> {
-    let mut warnings = Vec::new();
-    if key.last().is_some_and(|b| b.is_ascii_whitespace()) {
-        warnings.push(Problem::warning(
-            key_path,
-            format!("{field}.keyPath"),
-            "the key ends in whitespace (often a trailing newline from `echo` or an editor); \
-             it is part of the secret, so the provider must be given it too, or signatures \
-             will not match. Write keys with `printf %s` or `flux-recv keygen`",
-        ));
-    }
-    if key.len() < SHORT_KEY {
-        warnings.push(Problem::warning(
-            key_path,
-            format!("{field}.keyPath"),
-            format!(
-                "the key is only {} bytes; use at least {SHORT_KEY} random bytes",
-                key.len()
-            ),
-        ));
-    }
-    warnings
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::GcrAuth;
+    use crate::endpoint::fingerprint;
+    use crate::source::Source;
     use std::fs;
 
     fn dir_with(config: &str, keys: &[(&str, &[u8])]) -> tempfile::TempDir {

@@ -349,7 +349,7 @@ async fn every_bad_input_gets_its_4xx_and_nothing_reaches_fluxd() {
         if key_text.len() >= 16 {
             secrets.push((format!("{} key", spec.source), key_text));
         }
-        let fp = flux_recv::table::fingerprint(&key, spec.registry_host);
+        let fp = flux_recv::endpoint::fingerprint(&key, spec.registry_host);
         for case in cases(spec, &key) {
             for (k, v) in &case.headers {
                 if Some(k.as_str()) == spec.signature.map(|s| s.0) && v.len() >= 16 {

@@ -156,7 +156,7 @@ async fn start(
     let recv = Recv::start(&config, options).await;
     let hook = recv.url(&format!(
         "/hook/{}",
-        flux_recv::table::fingerprint(GCR_KEY, None)
+        flux_recv::endpoint::fingerprint(GCR_KEY, None)
     ));
     (recv, hook)
 }

@@ -88,7 +88,7 @@ const OUTCOMES: [&str; 6] = [
 fn dockerhub_hook() -> String {
     format!(
         "/hook/{}",
-        flux_recv::table::fingerprint(DOCKERHUB_KEY, None)
+        flux_recv::endpoint::fingerprint(DOCKERHUB_KEY, None)
     )
 }
 
@@ -249,7 +249,7 @@ async fn refused_pubsub_tokens_are_counted_by_check() {
         ..Options::default()
     };
     let recv = Recv::start(&config, opts).await;
-    let hook = format!("/hook/{}", flux_recv::table::fingerprint(key, None));
+    let hook = format!("/hook/{}", flux_recv::endpoint::fingerprint(key, None));
     let body = b"{}".to_vec();
     let reply = post(recv.url(&hook), vec![], body.clone()).await;
     assert_eq!(reply.status, 401);

@@ -15,10 +15,10 @@ use std::time::{Duration, Instant};
 
 use common::kubelet::SecretVolume;
 use common::*;
+use flux_recv::endpoint::fingerprint;
 use flux_recv::options::Options;
 use flux_recv::reload::{self, ReloadResult, Reloader, Trigger};
 use flux_recv::source::verify::{sign, Algorithm};
-use flux_recv::table::fingerprint;
 
 const KEY_A: &[u8] = b"0123456789abcdef-key-a-0123456789";
 const KEY_B: &[u8] = b"0123456789abcdef-key-b-0123456789";

@@ -3,7 +3,7 @@
 //!
 //! Errors (the server would refuse to start, or a reload would be refused)
 //! exit 1. Warnings exit 0: a key ending in whitespace, a key shorter than
-//! [`crate::table::SHORT_KEY`] bytes, a config with no endpoints, and an
+//! [`crate::endpoint::SHORT_KEY`] bytes, a config with no endpoints, and an
 //! endpoint whose source verifies nothing, so that its unguessable URL is
 //! all that keeps others from triggering fluxd.
 
@@ -12,7 +12,7 @@ use std::process::ExitCode;
 
 use crate::cli::CheckArgs;
 use crate::config::{ConfigFile, Problem, Severity};
-use crate::source::Source;
+use crate::source::{Extra, Source};
 use crate::table::{read_config, Table};
 
 /// What `check` found.
@@ -91,7 +91,7 @@ pub fn check(config_path: &Path) -> Report {
 }
 
 /// A warning for each endpoint that accepts any request sent to its URL.
-/// The same rule as [`crate::table::Endpoint::verifies_sender`], applied to
+/// The same rule as [`crate::endpoint::Endpoint::verifies_sender`], applied to
 /// the config so it is reported even when other endpoints fail to load.
 fn unprotected(config_path: &Path, config: &ConfigFile) -> Vec<Problem> {
     let mut warnings = Vec::new();
@@ -102,7 +102,7 @@ fn unprotected(config_path: &Path, config: &ConfigFile) -> Vec<Problem> {
         if source.verifies_sender() || ep.gcr.is_some() {
             continue;
         }
-        let how = if source.provider().pubsub_token {
+        let how = if source.takes(Extra::PubSubToken) {
             "add a `gcr:` block (audience, email) to verify the token Google signs \
              each Pub/Sub push with"
         } else {

@@ -117,7 +117,7 @@ mod tests {
             .table
             .unwrap();
         let rows = rows(&table, Some("https://hooks.example.com"));
-        let fp = crate::table::fingerprint(b"0123456789abcdef-a", Some("r.example.com"));
+        let fp = crate::endpoint::fingerprint(b"0123456789abcdef-a", Some("r.example.com"));
         assert_eq!(rows[1].position, 2);
         assert_eq!(rows[1].source, "Nexus");
         assert_eq!(rows[1].registry_host.as_deref(), Some("r.example.com"));

@@ -15,7 +15,7 @@ use std::process::ExitCode;
 use anyhow::{anyhow, Context};
 
 use crate::cli::KeygenArgs;
-use crate::table::fingerprint;
+use crate::endpoint::fingerprint;
 
 /// Random bytes in a key: 32, above the 20 GitHub recommends and the 16
 /// below which `check` warns.

@@ -21,8 +21,9 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context};
 
 use crate::cli::SendArgs;
+use crate::endpoint::Endpoint;
 use crate::source::{Delivery, SampleRequest};
-use crate::table::{Endpoint, Table};
+use crate::table::Table;
 
 /// The endpoint `spec` names: a number from 1 to the number of endpoints is
 /// a position in the config; anything else a prefix of one fingerprint.

@@ -16,7 +16,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::sample::{self, SampleRequest, AFTER, BEFORE, BRANCH, MESSAGE, OWNER, TIME};
-use super::{
+use super::{Kinds, 
     header, json, required, Delivery, HookError, HookResult, Outcome, Proof, Provider, Settings,
 };
 use crate::notification::Change;
@@ -33,7 +33,8 @@ pub const PROVIDER: Provider = Provider {
     handle,
     sample_events: &["push"],
     sample,
-    pubsub_token: false,
+    changes: Kinds::Git,
+    extras: &[],
 };
 
 #[derive(Deserialize)]

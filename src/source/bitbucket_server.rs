@@ -21,7 +21,7 @@ use serde_json::json;
 
 use super::sample::{SampleRequest, AFTER, BEFORE, BRANCH, OWNER};
 use super::verify::{sign, Algorithm};
-use super::{
+use super::{Kinds, 
     header, json, verify, Delivery, HookError, HookResult, Outcome, Proof, Provider, Settings,
 };
 use crate::notification::Change;
@@ -42,7 +42,8 @@ pub const PROVIDER: Provider = Provider {
     handle,
     sample_events: &["push", "ping"],
     sample,
-    pubsub_token: false,
+    changes: Kinds::Git,
+    extras: &[],
 };
 
 #[derive(Deserialize)]

@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::sample::{self, SampleRequest, EPOCH, OWNER, TAG};
-use super::{json, required, Delivery, HookResult, Outcome, Proof, Provider, Settings};
+use super::{Kinds, json, required, Delivery, HookResult, Outcome, Proof, Provider, Settings};
 use crate::image;
 use crate::notification::Change;
 
@@ -28,7 +28,8 @@ pub const PROVIDER: Provider = Provider {
     handle,
     sample_events: &["push"],
     sample,
-    pubsub_token: false,
+    changes: Kinds::Image,
+    extras: &[],
 };
 
 #[derive(Deserialize)]

@@ -22,7 +22,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::sample::{self, SampleRequest, DIGEST, OWNER, TAG, TIME};
-use super::{
+use super::{Extra, Kinds, 
     json, required, Delivery, HookError, HookResult, Outcome, Proof, Provider, Settings,
 };
 use crate::image;
@@ -38,7 +38,8 @@ pub const PROVIDER: Provider = Provider {
     handle,
     sample_events: &["push"],
     sample,
-    pubsub_token: true,
+    changes: Kinds::Image,
+    extras: &[Extra::PubSubToken],
 };
 
 #[derive(Deserialize)]

@@ -16,7 +16,7 @@ use serde_json::json;
 
 use super::sample::{self, SampleRequest, AFTER, BEFORE, BRANCH, EPOCH, MESSAGE, OWNER, TIME};
 use super::verify::{sign, Algorithm};
-use super::{
+use super::{Kinds, 
     header, json, media_type, required, verify, Delivery, HookError, HookResult, Outcome, Proof,
     Provider, Settings,
 };
@@ -39,7 +39,8 @@ pub const PROVIDER: Provider = Provider {
     handle,
     sample_events: &["push", "ping"],
     sample,
-    pubsub_token: false,
+    changes: Kinds::Git,
+    extras: &[],
 };
 
 #[derive(Deserialize)]

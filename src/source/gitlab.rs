@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::sample::{self, SampleRequest, AFTER, BEFORE, BRANCH, MESSAGE, OWNER, TIME};
-use super::{
+use super::{Kinds, 
     header, json, required, verify, Delivery, HookError, HookResult, Outcome, Proof, Provider,
     Settings,
 };
@@ -37,7 +37,8 @@ pub const PROVIDER: Provider = Provider {
     handle,
     sample_events: &["push"],
     sample,
-    pubsub_token: false,
+    changes: Kinds::Git,
+    extras: &[],
 };
 
 /// The secret token, verbatim, must equal the key.

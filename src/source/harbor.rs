@@ -16,7 +16,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::sample::{self, SampleRequest, DIGEST, EPOCH, TAG};
-use super::{
+use super::{Kinds, 
     header, json, required, verify, Delivery, HookError, HookResult, Outcome, Proof, Provider,
     Settings,
 };
@@ -39,7 +39,8 @@ pub const PROVIDER: Provider = Provider {
     handle,
     sample_events: &["push"],
     sample,
-    pubsub_token: false,
+    changes: Kinds::Image,
+    extras: &[],
 };
 
 /// The policy's auth header value, verbatim, must equal the key.

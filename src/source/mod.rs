@@ -49,9 +49,60 @@ pub struct Provider {
     pub sample_events: &'static [&'static str],
     /// Build a sample delivery (see [`sample`]).
     pub sample: fn(&SampleRequest) -> Delivery,
-    /// Whether endpoints of this provider may carry a `gcr:` block (a
-    /// Google-signed Pub/Sub push token, checked before the body is read).
-    pub pubsub_token: bool,
+    /// The kinds of change it sends fluxd: what an endpoint's filter may
+    /// name.
+    pub changes: Kinds,
+    /// Endpoint settings beyond `keyPath` and `registryHost` that this
+    /// provider takes; every other source refuses them.
+    pub extras: &'static [Extra],
+}
+
+/// Which kinds of change a provider can send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kinds {
+    /// Git pushes only.
+    Git,
+    /// Image pushes only.
+    Image,
+    /// Both (a forge with a registry, or whatever the endpoint names).
+    GitAndImage,
+}
+
+impl Kinds {
+    /// Whether git changes are among them.
+    pub fn git(self) -> bool {
+        matches!(self, Kinds::Git | Kinds::GitAndImage)
+    }
+
+    /// Whether image changes are among them.
+    pub fn image(self) -> bool {
+        matches!(self, Kinds::Image | Kinds::GitAndImage)
+    }
+}
+
+/// An endpoint setting only some providers take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Extra {
+    /// `gcr:`: a Google-signed Pub/Sub push token, checked before the body
+    /// is read (optional).
+    PubSubToken,
+    /// `notify:`: what to send, for providers whose deliveries name nothing
+    /// fluxd can use (required).
+    Notify,
+    /// `requireSignature:`: refuse deliveries that carry no signature,
+    /// where the provider signs only when given a secret (optional).
+    RequireSignature,
+}
+
+impl Extra {
+    /// The field's name in the config file.
+    pub fn field(self) -> &'static str {
+        match self {
+            Extra::PubSubToken => "gcr",
+            Extra::Notify => "notify",
+            Extra::RequireSignature => "requireSignature",
+        }
+    }
 }
 
 /// How a provider proves that a delivery is genuine.
@@ -74,16 +125,35 @@ pub enum Proof {
         /// The check, as the source's `handle` runs it too.
         check: fn(&HeaderMap, &[u8]) -> Result<(), HookError>,
     },
+    /// An HMAC of the body in this header, sent only when the provider was
+    /// given a secret: verified when present; a delivery without it is
+    /// accepted unless the endpoint sets `requireSignature: true`.
+    OptionalSignature {
+        /// The header.
+        header: &'static str,
+        /// Whether its value is `<algorithm>=<hex>` rather than bare hex.
+        prefixed: bool,
+    },
     /// Nothing: the provider signs nothing, so the unguessable hook URL is
     /// the only protection.
     HookUrl,
 }
 
 impl Proof {
-    /// Whether a delivery proves who sent it (other than by knowing the
-    /// hook URL).
+    /// Whether every delivery proves who sent it (other than by knowing
+    /// the hook URL).
     pub fn verifies_sender(self) -> bool {
-        !matches!(self, Proof::HookUrl)
+        matches!(self, Proof::Signature { .. } | Proof::HeaderToken { .. })
+    }
+
+    /// The header the proof travels in, if any.
+    pub fn header(self) -> Option<&'static str> {
+        match self {
+            Proof::Signature { header, .. }
+            | Proof::HeaderToken { header, .. }
+            | Proof::OptionalSignature { header, .. } => Some(header),
+            Proof::HookUrl => None,
+        }
     }
 }
 
@@ -127,12 +197,17 @@ impl Source {
         self.0
     }
 
-    /// Whether the provider proves who sent a request. For those that do
-    /// not, the unguessable hook URL is the only protection. A `gcr:` block
-    /// adds a proof to GoogleContainerRegistry endpoints; ask
-    /// [`crate::table::Endpoint::verifies_sender`] about an endpoint.
+    /// Whether the provider proves who sent every request. For those that
+    /// do not, the unguessable hook URL is the only protection. A `gcr:`
+    /// block or `requireSignature` adds a proof to an endpoint; ask
+    /// [`crate::endpoint::Endpoint::verifies_sender`] about an endpoint.
     pub fn verifies_sender(self) -> bool {
         self.0.proof.verifies_sender()
+    }
+
+    /// Whether endpoints of this source take the setting `extra`.
+    pub fn takes(self, extra: Extra) -> bool {
+        self.0.extras.contains(&extra)
     }
 
     /// Check the credential the provider sends in a header, if it sends one,
@@ -140,7 +215,7 @@ impl Source {
     pub fn check_headers(self, headers: &HeaderMap, settings: &Settings) -> Result<(), HookError> {
         match self.0.proof {
             Proof::HeaderToken { check, .. } => check(headers, settings.key.expose()),
-            Proof::Signature { .. } | Proof::HookUrl => Ok(()),
+            Proof::Signature { .. } | Proof::OptionalSignature { .. } | Proof::HookUrl => Ok(()),
         }
     }
 
@@ -244,17 +319,23 @@ fn check_lengths(change: &Change) -> Result<(), HookError> {
 }
 
 /// What a source needs of its endpoint besides the request.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Settings {
     /// The shared secret, verbatim from the key file.
     pub key: Secret,
     /// Nexus: the registry host its payloads leave out. Also part of the
     /// fingerprint for every source, as in the Go original.
     pub registry_host: Option<String>,
+    /// The endpoint's `notify:` block, for sources whose deliveries name
+    /// nothing fluxd can use.
+    pub notify: Vec<Change>,
+    /// The endpoint's `requireSignature: true`, for sources whose
+    /// signature is optional.
+    pub require_signature: bool,
 }
 
 /// Key bytes. Debug never shows them, so a stray `{:?}` cannot leak a secret.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, Default)]
 pub struct Secret(Vec<u8>);
 
 impl Secret {
@@ -418,11 +499,11 @@ pub(crate) mod testing {
         h
     }
 
-    /// Settings with this key and no registry host.
+    /// Settings with this key and nothing else.
     pub fn settings(key: &[u8]) -> Settings {
         Settings {
             key: Secret::new(key.to_vec()),
-            registry_host: None,
+            ..Settings::default()
         }
     }
 
@@ -478,10 +559,7 @@ mod tests {
         for s in Source::all() {
             let p = s.provider();
             assert_eq!(p.sample_events.first(), Some(&"push"), "{s}");
-            let header = match p.proof {
-                Proof::Signature { header, .. } | Proof::HeaderToken { header, .. } => Some(header),
-                Proof::HookUrl => None,
-            };
+            let header = p.proof.header();
             // Header names are checked against the samples in sample.rs's
             // tests; here, that they parse as header names at all.
             for name in [header, p.event_header, p.delivery_header]

@@ -21,7 +21,7 @@ use serde_json::json;
 
 use super::sample::{SampleRequest, OWNER, TAG};
 use super::verify::{self, sign, Algorithm};
-use super::{
+use super::{Kinds, 
     header, json, required, Delivery, HookError, HookResult, Outcome, Proof, Provider, Settings,
 };
 use crate::image;
@@ -43,7 +43,8 @@ pub const PROVIDER: Provider = Provider {
     handle,
     sample_events: &["push"],
     sample,
-    pubsub_token: false,
+    changes: Kinds::Image,
+    extras: &[],
 };
 
 #[derive(Deserialize)]

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::sample::{self, SampleRequest, OWNER, TAG};
-use super::{json, required, Delivery, HookResult, Outcome, Proof, Provider, Settings};
+use super::{Kinds, json, required, Delivery, HookResult, Outcome, Proof, Provider, Settings};
 use crate::image;
 use crate::notification::Change;
 
@@ -26,7 +26,8 @@ pub const PROVIDER: Provider = Provider {
     handle,
     sample_events: &["push"],
     sample,
-    pubsub_token: false,
+    changes: Kinds::Image,
+    extras: &[],
 };
 
 #[derive(Deserialize)]

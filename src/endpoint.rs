@@ -1,0 +1,368 @@
+//! One hook URL: an `endpoints:` entry of the config with its key read,
+//! checked and turned into what the request path needs.
+//!
+//! Building an endpoint reports every problem it finds (errors stop it,
+//! warnings do not), naming the file and field, so one run of `check` or
+//! one reload lists them all. Collecting endpoints into a table, and what
+//! is wrong between them (two with one URL), is [`crate::table`]'s job.
+
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use crate::config::{EndpointConfig, GcrAuth, NotifyConfig, Problem};
+use crate::notification::Change;
+use crate::source::{Extra, Secret, Settings, Source};
+
+/// Keys shorter than this are easy to guess; `check` and start-up warn.
+pub const SHORT_KEY: usize = 16;
+
+/// One hook URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    /// 1-based position in the config's `endpoints:` list.
+    pub position: usize,
+    /// Which provider's rules apply.
+    pub source: Source,
+    /// The key file, resolved against the config file's directory.
+    pub key_path: PathBuf,
+    /// Lowercase hex sha256(key bytes ++ registryHost bytes): the last
+    /// segment of the hook URL, as in the Go original.
+    pub fingerprint: String,
+    /// What the source needs to verify and parse a delivery.
+    pub settings: Settings,
+    /// GoogleContainerRegistry: whose signed token each Pub/Sub push must
+    /// carry. Checked before the source runs, because it needs Google's
+    /// published keys, which sources never fetch.
+    pub gcr: Option<GcrAuth>,
+}
+
+impl Endpoint {
+    /// Build the endpoint at `index` of `config_path`'s `endpoints:` list,
+    /// reading its key from `base`'s point of view. Returns the endpoint if
+    /// nothing is an error, and every problem found either way.
+    pub fn build(
+        config_path: &Path,
+        index: usize,
+        ep: &EndpointConfig,
+    ) -> (Option<Endpoint>, Vec<Problem>) {
+        let field = format!("endpoints[{index}]");
+        let error = |at: &str, message: String| Problem::error(config_path, at, message);
+        let Some(source) = Source::from_name(&ep.source) else {
+            let message = format!(
+                "unknown source {:?}; valid sources are {}",
+                ep.source,
+                Source::names()
+            );
+            return (None, vec![error(&format!("{field}.source"), message)]);
+        };
+        let mut problems = extras_problems(config_path, &field, source, ep);
+        let notify = match &ep.notify {
+            Some(notify) => notify_changes(config_path, &field, notify, &mut problems),
+            None => Vec::new(),
+        };
+        let key_path = key_path(config_path, ep);
+        let key = match std::fs::read(&key_path) {
+            Ok(key) if key.is_empty() => {
+                let at = format!("{field}.keyPath");
+                problems.push(Problem::error(&key_path, at, "the key file is empty"));
+                None
+            }
+            Ok(key) => {
+                problems.extend(key_warnings(&key_path, &field, &key));
+                Some(key)
+            }
+            Err(e) => {
+                let message = format!("cannot read key file {}: {e}", key_path.display());
+                problems.push(error(&format!("{field}.keyPath"), message));
+                None
+            }
+        };
+        let failed = problems
+            .iter()
+            .any(|p| p.severity == crate::config::Severity::Error);
+        let (Some(key), false) = (key, failed) else {
+            return (None, problems);
+        };
+        let registry_host = ep.registry_host.clone().filter(|h| !h.is_empty());
+        let endpoint = Endpoint {
+            position: index + 1,
+            source,
+            key_path,
+            fingerprint: fingerprint(&key, registry_host.as_deref()),
+            settings: Settings {
+                key: Secret::new(key),
+                registry_host,
+                notify,
+                require_signature: ep.require_signature.unwrap_or(false),
+            },
+            gcr: ep.gcr.clone(),
+        };
+        (Some(endpoint), problems)
+    }
+
+    /// `/hook/<fingerprint>`.
+    pub fn url_path(&self) -> String {
+        format!("/hook/{}", self.fingerprint)
+    }
+
+    /// Whether requests to this endpoint must prove who sent them: the
+    /// source verifies a signature or token, a `gcr:` block asks for
+    /// Google's signed token, or `requireSignature` makes an optional
+    /// signature mandatory. Otherwise the hook URL is the only protection.
+    pub fn verifies_sender(&self) -> bool {
+        self.source.verifies_sender() || self.gcr.is_some() || self.settings.require_signature
+    }
+}
+
+/// The fingerprint of a key (and registry host): the hook URL's last segment.
+pub fn fingerprint(key: &[u8], registry_host: Option<&str>) -> String {
+    let mut sha = Sha256::new();
+    sha.update(key);
+    sha.update(registry_host.unwrap_or("").as_bytes());
+    hex::encode(sha.finalize())
+}
+
+/// An endpoint's key file, resolved against the config file's directory.
+pub fn key_path(config_path: &Path, ep: &EndpointConfig) -> PathBuf {
+    config_path
+        .parent()
+        .unwrap_or(Path::new(""))
+        .join(&ep.key_path)
+}
+
+/// What is wrong with the settings only some sources take: one a source
+/// does not take, one it requires and lacks, or a `gcr:` block with an
+/// empty field.
+fn extras_problems(
+    config_path: &Path,
+    field: &str,
+    source: Source,
+    ep: &EndpointConfig,
+) -> Vec<Problem> {
+    let given = [
+        (Extra::PubSubToken, ep.gcr.is_some()),
+        (Extra::Notify, ep.notify.is_some()),
+        (Extra::RequireSignature, ep.require_signature.is_some()),
+    ];
+    let mut problems = Vec::new();
+    for (extra, present) in given {
+        let at = format!("{field}.{}", extra.field());
+        let takers = || {
+            Source::all()
+                .filter(|s| s.takes(extra))
+                .map(Source::name)
+                .collect::<Vec<_>>()
+                .join(" and ")
+        };
+        if present && !source.takes(extra) {
+            let what = match extra {
+                Extra::PubSubToken => "a gcr block verifies Google Pub/Sub push tokens, which",
+                Extra::Notify => {
+                    "a notify block says what to send for deliveries that name nothing; "
+                }
+                Extra::RequireSignature => {
+                    "requireSignature is for providers that sign only when given a secret;"
+                }
+            };
+            let message = match extra {
+                Extra::PubSubToken => format!(
+                    "{what} only {} endpoints receive; remove it from this {source} endpoint",
+                    takers()
+                ),
+                _ => format!(
+                    "{what} only {} endpoints take it; remove it from this {source} endpoint",
+                    takers()
+                ),
+            };
+            problems.push(Problem::error(config_path, at, message));
+        } else if !present && extra == Extra::Notify && source.takes(extra) {
+            let message = format!(
+                "is required for {source} endpoints: say what to send, e.g. \
+                 `notify: {{git: {{url: \"git@github.com:org/app.git\", branch: main}}}}` \
+                 or `notify: {{image: registry.example.com/team/app}}`"
+            );
+            problems.push(Problem::error(config_path, at, message));
+        }
+    }
+    if let (Some(gcr), true) = (&ep.gcr, source.takes(Extra::PubSubToken)) {
+        if gcr.audience.trim().is_empty() {
+            problems.push(Problem::error(
+                config_path,
+                format!("{field}.gcr.audience"),
+                "is empty; set it to the audience configured on the Pub/Sub push \
+                 subscription (often the hook URL)",
+            ));
+        }
+        if gcr.email.trim().is_empty() {
+            problems.push(Problem::error(
+                config_path,
+                format!("{field}.gcr.email"),
+                "is empty; set it to the push subscription's service account, \
+                 e.g. gcr-push@my-project.iam.gserviceaccount.com",
+            ));
+        }
+    }
+    problems
+}
+
+/// The changes a `notify:` block names, checked the way fluxd reads them.
+fn notify_changes(
+    config_path: &Path,
+    field: &str,
+    notify: &NotifyConfig,
+    problems: &mut Vec<Problem>,
+) -> Vec<Change> {
+    let mut error = |at: &str, message: String| {
+        problems.push(Problem::error(
+            config_path,
+            format!("{field}.notify{at}"),
+            message,
+        ))
+    };
+    let mut changes = Vec::new();
+    if let Some(git) = &notify.git {
+        if git.url.trim().is_empty() {
+            error(
+                ".git.url",
+                "is empty; give the repository URL fluxd is configured with (--git-url)".into(),
+            );
+        } else if git.branch.trim().is_empty() {
+            error(
+                ".git.branch",
+                "is empty; give the branch fluxd syncs (--git-branch)".into(),
+            );
+        } else {
+            changes.push(Change::git(git.url.trim(), git.branch.trim()));
+        }
+    }
+    if let Some(image) = &notify.image {
+        match crate::image::parse(image.trim()) {
+            Ok(name) => changes.push(Change::image(name)),
+            Err(e) => error(
+                ".image",
+                format!("{e}; give an image repository such as registry.example.com/team/app"),
+            ),
+        }
+    }
+    if notify.git.is_none() && notify.image.is_none() {
+        error(
+            "",
+            "names nothing; give `git` (url and branch), `image`, or both".into(),
+        );
+    }
+    changes
+}
+
+/// Keys that are legal but probably not what the operator meant.
+fn key_warnings(key_path: &Path, field: &str, key: &[u8]) -> Vec<Problem> {
+    let mut warnings = Vec::new();
+    if key.last().is_some_and(|b| b.is_ascii_whitespace()) {
+        warnings.push(Problem::warning(
+            key_path,
+            format!("{field}.keyPath"),
+            "the key ends in whitespace (often a trailing newline from `echo` or an editor); \
+             it is part of the secret, so the provider must be given it too, or signatures \
+             will not match. Write keys with `printf %s` or `flux-recv keygen`",
+        ));
+    }
+    if key.len() < SHORT_KEY {
+        warnings.push(Problem::warning(
+            key_path,
+            format!("{field}.keyPath"),
+            format!(
+                "the key is only {} bytes; use at least {SHORT_KEY} random bytes",
+                key.len()
+            ),
+        ));
+    }
+    warnings
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::GitNotify;
+
+    fn config(yaml: &str) -> EndpointConfig {
+        serde_yaml::from_str(yaml).unwrap()
+    }
+
+    #[test]
+    fn settings_a_source_does_not_take_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.key"), "0123456789abcdef").unwrap();
+        let path = dir.path().join("fluxrecv.yaml");
+        for (extra, yaml) in [
+            ("notify", "notify: {image: org/app}"),
+            ("requireSignature", "requireSignature: true"),
+            ("gcr", "gcr: {audience: a, email: e}"),
+        ] {
+            let ep = config(&format!("source: GitHub\nkeyPath: a.key\n{yaml}\n"));
+            let (endpoint, problems) = Endpoint::build(&path, 2, &ep);
+            assert!(endpoint.is_none(), "{extra}");
+            assert_eq!(problems.len(), 1, "{problems:?}");
+            assert_eq!(problems[0].field, format!("endpoints[2].{extra}"));
+            assert!(
+                problems[0]
+                    .message
+                    .ends_with("remove it from this GitHub endpoint"),
+                "{}",
+                problems[0].message
+            );
+        }
+    }
+
+    #[test]
+    fn a_notify_block_becomes_the_changes_it_names() {
+        let path = Path::new("/etc/fluxrecv/fluxrecv.yaml");
+        let notify = NotifyConfig {
+            git: Some(GitNotify {
+                url: "git@github.com:org/app.git".into(),
+                branch: "main".into(),
+            }),
+            image: Some("registry.example.com/team/app".into()),
+        };
+        let mut problems = Vec::new();
+        let changes = notify_changes(path, "endpoints[0]", &notify, &mut problems);
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(
+            changes,
+            [
+                Change::git("git@github.com:org/app.git", "main"),
+                Change::image(crate::image::parse("registry.example.com/team/app").unwrap()),
+            ]
+        );
+        for (bad, field) in [
+            (
+                NotifyConfig {
+                    git: None,
+                    image: None,
+                },
+                "endpoints[0].notify",
+            ),
+            (
+                NotifyConfig {
+                    git: Some(GitNotify {
+                        url: "u".into(),
+                        branch: " ".into(),
+                    }),
+                    image: None,
+                },
+                "endpoints[0].notify.git.branch",
+            ),
+            (
+                NotifyConfig {
+                    git: None,
+                    image: Some("team/:1".into()),
+                },
+                "endpoints[0].notify.image",
+            ),
+        ] {
+            let mut problems = Vec::new();
+            assert!(notify_changes(path, "endpoints[0]", &bad, &mut problems).is_empty());
+            assert_eq!(problems.len(), 1, "{problems:?}");
+            assert_eq!(problems[0].field, field);
+        }
+    }
+}
