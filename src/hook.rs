@@ -286,3 +286,35 @@ where
     }
     Ok(buf.freeze())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_endless_body_is_refused_once_it_passes_the_limit() {
+        let chunk = || Ok::<_, std::io::Error>(bytes::Bytes::from_static(&[b'x'; 1000]));
+        let endless = futures_util::stream::repeat_with(chunk);
+        assert!(matches!(
+            read_body(endless, 10_000).await,
+            Err(BodyError::TooLarge)
+        ));
+        let exact = futures_util::stream::iter((0..10).map(|_| chunk()));
+        assert_eq!(
+            read_body(exact, 10_000).await.ok().map(|b| b.len()),
+            Some(10_000)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_broken_body_is_not_taken_for_a_short_one() {
+        let parts = vec![
+            Ok(bytes::Bytes::from_static(b"{\"ref\":")),
+            Err(std::io::Error::other("connection reset")),
+        ];
+        assert!(matches!(
+            read_body(futures_util::stream::iter(parts), 10_000).await,
+            Err(BodyError::Broken)
+        ));
+    }
+}

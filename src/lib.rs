@@ -27,7 +27,7 @@ pub mod relay;
 pub mod reload;
 pub mod routes;
 pub mod server;
-pub mod signals;
+pub(crate) mod signals;
 pub mod source;
 pub mod table;
 pub mod watch;

@@ -134,9 +134,11 @@ async fn health_and_everything_else() {
     let recv = Recv::start(&config, Options::default()).await;
     let health = get(recv.url("/health")).await;
     assert_eq!((health.status, health.body.as_str()), (200, "OK\n"));
-    for path in ["/", "/hook", "/hook/", "/healthz", &hook] {
+    for path in ["/", "/hook", "/hook/", "/healthz"] {
         assert_eq!(get(recv.url(path)).await.status, 404, "GET {path}");
     }
+    // A hook URL exists for POST only.
+    assert_eq!(get(recv.url(&hook)).await.status, 405, "GET {hook}");
     let reply = post(recv.url("/health"), vec![], vec![]).await;
     assert_eq!(reply.status, 404);
 }
