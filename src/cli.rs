@@ -64,6 +64,12 @@ pub struct ServeArgs {
     #[arg(long, env = "FLUXRECV_LISTEN", default_value = "0.0.0.0:8080", value_parser = parse_listen)]
     pub listen: SocketAddr,
 
+    /// fluxd's API for endpoints without their own `api:`, instead of the
+    /// config's top-level `api` (so the address can live in the Deployment
+    /// rather than the Secret).
+    #[arg(long, env = "FLUXRECV_API", value_name = "URL", value_parser = parse_api)]
+    pub api: Option<String>,
+
     /// Log level: error, warn, info, debug or trace.
     #[arg(long, env = "FLUXRECV_LOG_LEVEL", default_value = "info", value_parser = crate::logging::parse_level)]
     pub log_level: slog::Level,
@@ -150,6 +156,7 @@ impl ServeArgs {
             relay_timeout: self.relay_timeout.0,
             drain_timeout: self.drain_timeout.0,
             dry_run: self.dry_run,
+            api: self.api.clone(),
             google_jwks_url: self.google_jwks_url.clone(),
             max_relays: self.max_relays,
             max_connections: self.max_connections,
@@ -196,6 +203,10 @@ pub struct EndpointsArgs {
     #[arg(long, value_name = "URL", env = "FLUXRECV_BASE_URL", value_parser = parse_base_url)]
     pub base_url: Option<String>,
 
+    /// As for serving: fluxd's API for endpoints without their own `api:`.
+    #[arg(long, env = "FLUXRECV_API", value_name = "URL", value_parser = parse_api)]
+    pub api: Option<String>,
+
     /// `text` (aligned columns) or `json` (an array of objects, for scripts).
     #[arg(long, value_enum, default_value_t = Output::Text)]
     pub output: Output,
@@ -216,6 +227,10 @@ pub struct CheckArgs {
     /// Config file, as for serving.
     #[arg(long, env = "FLUXRECV_CONFIG", default_value = "fluxrecv.yaml")]
     pub config: PathBuf,
+
+    /// As for serving: fluxd's API for endpoints without their own `api:`.
+    #[arg(long, env = "FLUXRECV_API", value_name = "URL", value_parser = parse_api)]
+    pub api: Option<String>,
 }
 
 /// Flags of `flux-recv send`.
@@ -262,6 +277,11 @@ pub fn parse_listen(s: &str) -> Result<SocketAddr, String> {
     addrs
         .next()
         .ok_or_else(|| bad("the name has no address".into()))
+}
+
+/// fluxd's API base URL: `http://host[:port]/path`.
+fn parse_api(s: &str) -> Result<String, String> {
+    crate::routing::check_api(s)
 }
 
 /// `https://…`, or `http://` to localhost.

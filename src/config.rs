@@ -19,8 +19,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-/// Where fluxd's API is when the config does not say: fluxd in the same pod.
-pub const DEFAULT_API: &str = "http://localhost:3030/api/flux";
+use crate::routing::{ApiConfig, FilterConfig, DEFAULT_API};
 
 /// The file as written.
 #[derive(Debug, Clone, Deserialize)]
@@ -48,6 +47,11 @@ pub struct EndpointConfig {
     /// Registry host: appended to the key for the fingerprint, and used by
     /// Nexus to complete image names.
     pub registry_host: Option<String>,
+    /// The fluxd API (or APIs) this endpoint's changes go to, instead of
+    /// the top-level `api`.
+    pub api: Option<ApiConfig>,
+    /// Which changes are sent; all without one.
+    pub filter: Option<FilterConfig>,
     /// GoogleContainerRegistry only: verify the Google-signed token on each
     /// Pub/Sub push. Without it, GCR pushes are accepted unverified.
     pub gcr: Option<GcrAuth>,
@@ -188,7 +192,7 @@ impl ConfigFile {
             }
         }
         if let Some(api) = &config.api {
-            check_api(api).map_err(|m| Problem::error(file, "api", m))?;
+            crate::routing::check_api(api).map_err(|m| Problem::error(file, "api", m))?;
         }
         Ok(config)
     }
@@ -200,19 +204,6 @@ impl ConfigFile {
             _ => DEFAULT_API.to_string(),
         }
     }
-}
-
-/// fluxd serves its API in plain HTTP inside the pod; the relay speaks
-/// nothing else.
-fn check_api(api: &str) -> Result<(), String> {
-    let rest = api.strip_prefix("http://").ok_or_else(|| {
-        format!("{api:?} is not an http:// URL (fluxd's API, e.g. {DEFAULT_API})")
-    })?;
-    let host = rest.split('/').next().unwrap_or("");
-    if host.is_empty() {
-        return Err(format!("{api:?} has no host"));
-    }
-    Ok(())
 }
 
 #[cfg(test)]

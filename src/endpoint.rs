@@ -12,6 +12,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::{EndpointConfig, GcrAuth, NotifyConfig, Problem};
 use crate::notification::Change;
+use crate::routing::{check_api, ApiConfig, Filter};
 use crate::source::{Extra, Secret, Settings, Source};
 
 /// Keys shorter than this are easy to guess; `check` and start-up warn.
@@ -35,6 +36,11 @@ pub struct Endpoint {
     /// carry. Checked before the source runs, because it needs Google's
     /// published keys, which sources never fetch.
     pub gcr: Option<GcrAuth>,
+    /// The endpoint's own fluxd APIs (base URLs), if it names any; else the
+    /// table's.
+    pub api: Option<Vec<String>>,
+    /// Which changes are sent.
+    pub filter: Filter,
 }
 
 impl Endpoint {
@@ -60,6 +66,21 @@ impl Endpoint {
         let notify = match &ep.notify {
             Some(notify) => notify_changes(config_path, &field, notify, &mut problems),
             None => Vec::new(),
+        };
+        let api = ep
+            .api
+            .as_ref()
+            .and_then(|api| checked_apis(config_path, &field, api, &mut problems));
+        let kinds = source.provider().changes;
+        let filter = match &ep.filter {
+            None => Filter::default(),
+            Some(config) => Filter::build(config, source.name(), kinds.git(), kinds.image())
+                .unwrap_or_else(|found| {
+                    for (at, message) in found {
+                        problems.push(error(&format!("{field}.filter.{at}"), message));
+                    }
+                    Filter::default()
+                }),
         };
         let key_path = key_path(config_path, ep);
         let key = match std::fs::read(&key_path) {
@@ -97,8 +118,19 @@ impl Endpoint {
                 require_signature: ep.require_signature.unwrap_or(false),
             },
             gcr: ep.gcr.clone(),
+            api,
+            filter,
         };
         (Some(endpoint), problems)
+    }
+
+    /// Whether `other` treats deliveries as this one does: the same
+    /// settings, `gcr:` block, APIs and filter (wherever it is listed).
+    pub fn same_settings(&self, other: &Endpoint) -> bool {
+        self.settings == other.settings
+            && self.gcr == other.gcr
+            && self.api == other.api
+            && self.filter == other.filter
     }
 
     /// `/hook/<fingerprint>`.
@@ -129,6 +161,37 @@ pub fn key_path(config_path: &Path, ep: &EndpointConfig) -> PathBuf {
         .parent()
         .unwrap_or(Path::new(""))
         .join(&ep.key_path)
+}
+
+/// An endpoint's `api:` URLs, each checked; `None` after a problem.
+fn checked_apis(
+    config_path: &Path,
+    field: &str,
+    api: &ApiConfig,
+    problems: &mut Vec<Problem>,
+) -> Option<Vec<String>> {
+    let urls = api.urls();
+    if urls.is_empty() {
+        let message = "is an empty list; name at least one fluxd API, or remove it to use the \
+                       top-level api";
+        problems.push(Problem::error(config_path, format!("{field}.api"), message));
+        return None;
+    }
+    let mut checked = Vec::new();
+    for (i, url) in urls.iter().enumerate() {
+        let at = match api {
+            ApiConfig::One(_) => format!("{field}.api"),
+            ApiConfig::Many(_) => format!("{field}.api[{i}]"),
+        };
+        match check_api(url) {
+            Ok(url) if checked.contains(&url) => {
+                problems.push(Problem::error(config_path, at, "is listed twice"))
+            }
+            Ok(url) => checked.push(url),
+            Err(message) => problems.push(Problem::error(config_path, at, message)),
+        }
+    }
+    (checked.len() == urls.len()).then_some(checked)
 }
 
 /// What is wrong with the settings only some sources take: one a source

@@ -17,6 +17,7 @@ use crate::endpoint::Endpoint;
 use crate::jwks::Jwks;
 use crate::notification::Change;
 use crate::relay::{Relay, RelayError};
+use crate::routing::notify_url;
 use crate::source::{header, HookError, Outcome};
 use crate::table::TableHandle;
 
@@ -32,6 +33,9 @@ pub struct Options {
     pub max_changes: usize,
     /// Verify and parse as usual, send nothing.
     pub dry_run: bool,
+    /// `--api`: where changes go for endpoints without their own `api`,
+    /// instead of the config's top-level one.
+    pub api: Option<String>,
 }
 
 /// What one delivery needs: the endpoint table, Google's keys for `gcr:`
@@ -64,11 +68,20 @@ pub enum Handled {
     Delivered {
         /// The changes, in order.
         changes: Vec<Change>,
+        /// How many others the endpoint's filter left out.
+        filtered: usize,
+        /// The fluxd APIs told (base URLs).
+        apis: Vec<String>,
         /// What fluxd said.
         confirmation: Confirmation,
     },
     /// Verified, and nothing to do; the text says why.
     Ignored(String),
+    /// Verified, and the endpoint's filter left out every change.
+    Filtered {
+        /// How many changes it left out.
+        changes: usize,
+    },
     /// Refused: nothing was sent to fluxd.
     Refused(Refusal),
 }
@@ -205,7 +218,7 @@ impl Hooks {
             Ok(body) => body,
             Err(refusal) => return Handled::Refused(refusal),
         };
-        let changes = match endpoint.source.handle(headers, &body, &endpoint.settings) {
+        let mut changes = match endpoint.source.handle(headers, &body, &endpoint.settings) {
             Err(e) if e.is_unauthorized() => return Handled::Refused(Refusal::Unauthorized(e)),
             Err(e) => return Handled::Refused(Refusal::BadRequest(e)),
             Ok(Outcome::Ignore(why)) => return Handled::Ignored(why),
@@ -217,22 +230,42 @@ impl Hooks {
                 max: self.options.max_changes,
             });
         }
+        let parsed = changes.len();
+        changes.retain(|c| endpoint.filter.admits(c));
+        let filtered = parsed - changes.len();
+        if changes.is_empty() {
+            return Handled::Filtered { changes: filtered };
+        }
 
+        let apis: Vec<String> = table
+            .apis_of(endpoint, self.options.api.as_deref())
+            .into_iter()
+            .map(str::to_string)
+            .collect();
         if self.options.dry_run {
             return Handled::Delivered {
                 changes,
+                filtered,
+                apis,
                 confirmation: Confirmation::DryRun,
             };
         }
         let started = Instant::now();
-        match self.relay.notify(table.notify_url(), changes.clone()).await {
-            Ok(()) => Handled::Delivered {
+        // Each API independently: one that is down does not hold the others.
+        let sends = apis
+            .iter()
+            .map(|api| self.relay.notify(notify_url(api), changes.clone()));
+        let results = futures_util::future::join_all(sends).await;
+        match results.into_iter().find_map(Result::err) {
+            None => Handled::Delivered {
                 changes,
+                filtered,
+                apis,
                 confirmation: Confirmation::Accepted {
                     took: started.elapsed(),
                 },
             },
-            Err(error) => Handled::Refused(Refusal::Relay {
+            Some(error) => Handled::Refused(Refusal::Relay {
                 error,
                 took: started.elapsed(),
             }),

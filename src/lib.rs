@@ -26,6 +26,7 @@ pub mod options;
 pub mod relay;
 pub mod reload;
 pub mod routes;
+pub mod routing;
 pub mod server;
 pub(crate) mod signals;
 pub mod source;

@@ -40,6 +40,8 @@ pub enum Outcome {
     Relayed,
     /// Verified, nothing to send.
     Ignored,
+    /// Verified, and the endpoint's filter left out every change.
+    Filtered,
     /// Signature or token missing or wrong.
     Unauthorized,
     /// Wrong event, bad payload, a body that did not arrive.
@@ -57,9 +59,10 @@ impl Outcome {
     /// created at zero for each as soon as the source is served, so an alert
     /// on the first unauthorized hook sees 0 → 1 rather than a series
     /// appearing from nowhere.
-    const FOR_ENDPOINTS: [Outcome; 6] = [
+    const FOR_ENDPOINTS: [Outcome; 7] = [
         Outcome::Relayed,
         Outcome::Ignored,
+        Outcome::Filtered,
         Outcome::Unauthorized,
         Outcome::BadRequest,
         Outcome::UpstreamError,
@@ -71,6 +74,7 @@ impl Outcome {
         match self {
             Outcome::Relayed => "relayed",
             Outcome::Ignored => "ignored",
+            Outcome::Filtered => "filtered",
             Outcome::Unauthorized => "unauthorized",
             Outcome::BadRequest => "bad_request",
             Outcome::UpstreamError => "upstream_error",

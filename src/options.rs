@@ -19,6 +19,9 @@ pub struct Options {
     pub drain_timeout: Duration,
     /// Verify and parse as usual, log the notifications, send nothing.
     pub dry_run: bool,
+    /// Where changes go for endpoints without their own `api`, instead of
+    /// the config's top-level `api`.
+    pub api: Option<String>,
     /// Where Google publishes the keys that sign Pub/Sub push tokens
     /// (endpoints with a `gcr:` block).
     pub google_jwks_url: String,
@@ -48,6 +51,7 @@ impl Default for Options {
             relay_timeout: Duration::from_secs(8),
             drain_timeout: Duration::from_secs(10),
             dry_run: false,
+            api: None,
             google_jwks_url: crate::jwks::GOOGLE_JWKS_URL.to_string(),
             google_jwks_min_refresh: crate::jwks::MIN_REFRESH,
             max_relays: 64,
@@ -67,6 +71,7 @@ impl Options {
             body_timeout: self.body_timeout,
             max_changes: self.max_changes,
             dry_run: self.dry_run,
+            api: self.api.clone(),
         }
     }
 }

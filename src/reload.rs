@@ -195,20 +195,27 @@ fn changed_settings<'a>(before: &Table, after: &'a Table) -> Vec<&'a Endpoint> {
         .filter(|e| {
             before
                 .get(&e.fingerprint)
-                .is_some_and(|b| same_endpoint(e, b) && b.settings != e.settings)
+                .is_some_and(|b| same_endpoint(e, b) && !b.same_settings(e))
         })
         .map(|e| &**e)
         .collect()
 }
 
-/// One line per endpoint, with the same fields as the start-up lines
-/// ([`crate::commands::serve::log_endpoints`]), so one `grep` finds both.
-fn log_endpoint(log: &Logger, what: &str, e: &Endpoint) {
+/// One line about an endpoint, at start-up and on each reload, with the
+/// same fields, so one `grep` finds both: how operators learn each hook URL
+/// and where its changes go.
+pub fn log_endpoint(log: &Logger, what: &str, e: &Endpoint) {
+    let api = match &e.api {
+        Some(own) => own.join(" "),
+        None => "default".to_string(),
+    };
     info!(log, "{}", what;
           "source" => e.source.name(),
           "key" => %e.key_path.display(),
           "fingerprint" => &e.fingerprint,
-          "url" => e.url_path());
+          "url" => e.url_path(),
+          "api" => api,
+          "filter" => %e.filter);
 }
 
 fn log_problem(log: &Logger, p: &Problem) {

@@ -162,6 +162,14 @@ pub fn routes(
         .unify()
 }
 
+/// `; 2 filtered out`, or nothing.
+fn and_filtered(filtered: usize) -> String {
+    match filtered {
+        0 => String::new(),
+        n => format!("; {n} left out by the endpoint's filter"),
+    }
+}
+
 /// How loudly a hook is logged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Level {
@@ -187,28 +195,45 @@ fn reply(
     let (status, text, outcome, level) = match &report.handled {
         Handled::Delivered {
             changes,
+            filtered,
             confirmation: Confirmation::Accepted { took },
+            ..
         } => {
             state.metrics.relay_finished(*took);
             let n = changes.len();
-            let reply = format!("ok: notified fluxd of {n} change(s)");
+            let reply = format!(
+                "ok: notified fluxd of {n} change(s){}",
+                and_filtered(*filtered)
+            );
             (StatusCode::OK, reply, Outcome::Relayed, Level::Info)
         }
         Handled::Delivered {
             changes,
+            filtered,
+            apis,
             confirmation: Confirmation::DryRun,
         } => {
             for c in changes {
                 info!(state.log, "dry run: not sent to fluxd";
-                      "notification" => String::from_utf8_lossy(&c.to_json()).into_owned());
+                      "notification" => String::from_utf8_lossy(&c.to_json()).into_owned(),
+                      "api" => apis.join(" "));
             }
             let n = changes.len();
-            let reply = format!("ok: dry run, fluxd would be notified of {n} change(s)");
+            let reply = format!(
+                "ok: dry run, fluxd would be notified of {n} change(s){}",
+                and_filtered(*filtered)
+            );
             (StatusCode::OK, reply, Outcome::Relayed, Level::Info)
         }
         Handled::Ignored(why) => {
             let reply = format!("ok: nothing to do ({why})");
             (StatusCode::OK, reply, Outcome::Ignored, Level::Info)
+        }
+        Handled::Filtered { changes } => {
+            let reply = format!(
+                "ok: nothing to do (the endpoint's filter left out all {changes} change(s))"
+            );
+            (StatusCode::OK, reply, Outcome::Filtered, Level::Info)
         }
         Handled::Refused(refusal) => match refusal {
             Refusal::UnknownHook => {
@@ -339,9 +364,9 @@ fn reply(
             }
         }
     }
-    let changes = match &report.handled {
-        Handled::Delivered { changes, .. } => changes.len(),
-        Handled::Ignored(_) | Handled::Refused(_) => 0,
+    let (changes, apis) = match &report.handled {
+        Handled::Delivered { changes, apis, .. } => (changes.len(), apis.join(" ")),
+        Handled::Ignored(_) | Handled::Filtered { .. } | Handled::Refused(_) => (0, String::new()),
     };
     let log = state.log.new(o!(
         "source" => endpoint.source.name(),
@@ -351,6 +376,7 @@ fn reply(
         "outcome" => outcome.label(),
         "status" => status.as_u16(),
         "changes" => changes,
+        "api" => apis,
         "duration_ms" => crate::logging::elapsed_ms(started),
     ));
     match (level, &report.handled) {

@@ -124,9 +124,13 @@ impl Table {
         &self.endpoints
     }
 
-    /// `POST` here to notify fluxd.
-    pub fn notify_url(&self) -> String {
-        format!("{}/v11/notify", self.api)
+    /// The fluxd APIs `endpoint`'s changes go to: its own `api`, else
+    /// `flag` (`--api`), else the config's top-level `api`.
+    pub fn apis_of<'a>(&'a self, endpoint: &'a Endpoint, flag: Option<&'a str>) -> Vec<&'a str> {
+        match &endpoint.api {
+            Some(own) => own.iter().map(String::as_str).collect(),
+            None => vec![flag.unwrap_or(&self.api)],
+        }
     }
 
     /// The directories whose contents this table was built from: the config
@@ -210,9 +214,14 @@ mod tests {
         let fp = fingerprint(b"0123456789abcdef-gh", None);
         assert_eq!(table.get(&fp).unwrap().source, Source::named("GitHub"));
         assert_eq!(table.get(&fp).unwrap().url_path(), format!("/hook/{fp}"));
+        let endpoint = &table.endpoints()[0];
         assert_eq!(
-            table.notify_url(),
-            "http://localhost:3030/api/flux/v11/notify"
+            table.apis_of(endpoint, None),
+            ["http://localhost:3030/api/flux"]
+        );
+        assert_eq!(
+            table.apis_of(endpoint, Some("http://fluxd:3030/api/flux")),
+            ["http://fluxd:3030/api/flux"]
         );
         let dirs: Vec<PathBuf> = table.directories().into_iter().collect();
         let mut want = vec![dir.path().to_path_buf(), other.path().to_path_buf()];

@@ -175,7 +175,7 @@ fn endpoints_as_text_one_row_each() {
     assert_eq!(lines.len(), 1 + expected.len(), "{text}");
     assert_eq!(
         lines[0].split_whitespace().collect::<Vec<_>>(),
-        ["#", "SOURCE", "KEY", "FINGERPRINT", "URL"]
+        ["#", "SOURCE", "KEY", "FINGERPRINT", "URL", "API", "FILTER"]
     );
     for (fp, source) in &expected {
         let line = lines
@@ -183,8 +183,12 @@ fn endpoints_as_text_one_row_each() {
             .find(|l| l.contains(fp.as_str()))
             .unwrap_or_else(|| panic!("{fp} not listed:\n{text}"));
         assert!(line.contains(source.as_str()), "{line}");
-        // Without --base-url, the path alone.
-        assert!(line.ends_with(&format!("  /hook/{fp}")), "{line}");
+        // Without --base-url, the path alone; then where changes go.
+        assert!(line.contains(&format!("  /hook/{fp}  ")), "{line}");
+        assert!(
+            line.ends_with("  http://localhost:3030/api/flux  everything"),
+            "{line}"
+        );
     }
 }
 

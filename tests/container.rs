@@ -263,7 +263,7 @@ fn each_config_loads_and_finds_its_keys_where_the_secrets_are_mounted() {
         let config = ConfigFile::parse(&local, &text)
             .unwrap_or_else(|p| panic!("{} does not load: {p}", local.display()));
         assert!(!config.endpoints.is_empty());
-        assert_eq!(config.api(), flux_recv::config::DEFAULT_API);
+        assert_eq!(config.api(), flux_recv::routing::DEFAULT_API);
 
         for ep in &config.endpoints {
             assert!(flux_recv::source::Source::from_name(&ep.source).is_some());

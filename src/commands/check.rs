@@ -62,8 +62,9 @@ fn plural(n: usize, word: &str) -> String {
     }
 }
 
-/// Check the config at `config_path` and the keys it names.
-pub fn check(config_path: &Path) -> Report {
+/// Check the config at `config_path` and the keys it names; `api` is the
+/// `--api` flag.
+pub fn check(config_path: &Path, api: Option<&str>) -> Report {
     let config = match read_config(config_path) {
         Ok(config) => config,
         Err(problem) => {
@@ -75,6 +76,7 @@ pub fn check(config_path: &Path) -> Report {
     };
     let mut problems = Table::build(config_path, &config).problems;
     problems.extend(unprotected(config_path, &config));
+    problems.extend(not_fluxd(config_path, &config, api));
     if config.endpoints.is_empty() {
         problems.push(Problem::warning(
             config_path,
@@ -120,6 +122,39 @@ fn unprotected(config_path: &Path, config: &ConfigFile) -> Vec<Problem> {
     warnings
 }
 
+/// A warning for each API whose path does not end in `/api/flux`: fluxd
+/// then answers every notification with 404, the most common mistake.
+fn not_fluxd(config_path: &Path, config: &ConfigFile, flag: Option<&str>) -> Vec<Problem> {
+    let mut apis: Vec<(String, String)> = match flag {
+        Some(api) => vec![("--api".to_string(), api.to_string())],
+        None => vec![("api".to_string(), config.api())],
+    };
+    for (i, ep) in config.endpoints.iter().enumerate() {
+        let Some(api) = &ep.api else { continue };
+        let many = api.urls().len() > 1 || matches!(api, crate::routing::ApiConfig::Many(_));
+        for (j, url) in api.urls().iter().enumerate() {
+            let field = match many {
+                true => format!("endpoints[{i}].api[{j}]"),
+                false => format!("endpoints[{i}].api"),
+            };
+            apis.push((field, url.clone()));
+        }
+    }
+    apis.into_iter()
+        .filter(|(_, api)| !crate::routing::looks_like_fluxd(api))
+        .map(|(field, api)| {
+            Problem::warning(
+                config_path,
+                field,
+                format!(
+                    "{api:?} does not end in /api/flux, where fluxd serves its API; fluxd \
+                     will answer every notification with 404 (e.g. http://localhost:3030/api/flux)"
+                ),
+            )
+        })
+        .collect()
+}
+
 /// `endpoints[3].keyPath` → `Some(3)`; problems with the file as a whole
 /// (`fluxRecvVersion`, `api`) → `None`, which sorts first.
 fn endpoint_index(field: &str) -> Option<usize> {
@@ -129,7 +164,7 @@ fn endpoint_index(field: &str) -> Option<usize> {
 
 /// Run `flux-recv check`: print every problem and a summary on stdout.
 pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
-    let report = check(&args.config);
+    let report = check(&args.config, args.api.as_deref());
     for p in &report.problems {
         println!("{}", super::problem_line(p));
     }
@@ -152,7 +187,7 @@ mod tests {
         for (name, key) in keys {
             fs::write(dir.path().join(name), key).unwrap();
         }
-        let report = check(&dir.path().join("fluxrecv.yaml"));
+        let report = check(&dir.path().join("fluxrecv.yaml"), None);
         (dir, report)
     }
 

@@ -31,10 +31,15 @@ pub struct Row {
     /// Whether requests must be signed (or carry a token); if not, the URL
     /// is the only protection.
     pub verifies_sender: bool,
+    /// The fluxd APIs its changes go to.
+    pub apis: Vec<String>,
+    /// Which changes it sends: `everything`, or its filter's globs.
+    pub filter: String,
 }
 
-/// The rows for `table`, with URLs under `base_url` (no trailing `/`).
-pub fn rows(table: &Table, base_url: Option<&str>) -> Vec<Row> {
+/// The rows for `table`, with URLs under `base_url` (no trailing `/`);
+/// `api` is the `--api` flag.
+pub fn rows(table: &Table, base_url: Option<&str>, api: Option<&str>) -> Vec<Row> {
     table
         .endpoints()
         .iter()
@@ -49,6 +54,12 @@ pub fn rows(table: &Table, base_url: Option<&str>) -> Vec<Row> {
                 url: format!("{}{path}", base_url.unwrap_or("")),
                 path,
                 verifies_sender: e.verifies_sender(),
+                apis: table
+                    .apis_of(e, api)
+                    .iter()
+                    .map(|a| a.to_string())
+                    .collect(),
+                filter: e.filter.to_string(),
             }
         })
         .collect()
@@ -56,8 +67,8 @@ pub fn rows(table: &Table, base_url: Option<&str>) -> Vec<Row> {
 
 /// Aligned columns with a header line.
 pub fn text(rows: &[Row]) -> String {
-    let header = ["#", "SOURCE", "KEY", "FINGERPRINT", "URL"];
-    let cells: Vec<[String; 5]> = rows
+    let header = ["#", "SOURCE", "KEY", "FINGERPRINT", "URL", "API", "FILTER"];
+    let cells: Vec<[String; 7]> = rows
         .iter()
         .map(|r| {
             [
@@ -66,6 +77,8 @@ pub fn text(rows: &[Row]) -> String {
                 r.key_path.display().to_string(),
                 r.fingerprint.clone(),
                 r.url.clone(),
+                r.apis.join(" "),
+                r.filter.clone(),
             ]
         })
         .collect();
@@ -92,7 +105,7 @@ pub fn text(rows: &[Row]) -> String {
 /// Run `flux-recv endpoints`.
 pub fn run(args: EndpointsArgs) -> anyhow::Result<ExitCode> {
     let table = super::load(&args.config)?;
-    let rows = rows(&table, args.base_url.as_deref());
+    let rows = rows(&table, args.base_url.as_deref(), args.api.as_deref());
     match args.output {
         Output::Text => print!("{}", text(&rows)),
         Output::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
@@ -110,24 +123,37 @@ mod tests {
         std::fs::write(dir.path().join("a.key"), "0123456789abcdef-a").unwrap();
         std::fs::write(
             dir.path().join("fluxrecv.yaml"),
-            "fluxRecvVersion: 1\nendpoints:\n- source: GitHub\n  keyPath: a.key\n- source: Nexus\n  keyPath: a.key\n  registryHost: r.example.com\n",
+            "fluxRecvVersion: 1\nendpoints:\n- source: GitHub\n  keyPath: a.key\n- source: Nexus\n  keyPath: a.key\n  registryHost: r.example.com\n  api: [http://a:3030/api/flux, http://b:3030/api/flux]\n  filter: {images: [\"r.example.com/team/*\"]}\n",
         )
         .unwrap();
         let table = Table::load(&dir.path().join("fluxrecv.yaml"))
             .table
             .unwrap();
-        let rows = rows(&table, Some("https://hooks.example.com"));
+        let rows = rows(
+            &table,
+            Some("https://hooks.example.com"),
+            Some("http://f:1/api/flux"),
+        );
         let fp = crate::endpoint::fingerprint(b"0123456789abcdef-a", Some("r.example.com"));
         assert_eq!(rows[1].position, 2);
         assert_eq!(rows[1].source, "Nexus");
         assert_eq!(rows[1].registry_host.as_deref(), Some("r.example.com"));
         assert_eq!(rows[1].url, format!("https://hooks.example.com/hook/{fp}"));
+        assert_eq!(rows[0].apis, ["http://f:1/api/flux"]);
+        assert_eq!(rows[0].filter, "everything");
+        assert_eq!(
+            rows[1].apis,
+            ["http://a:3030/api/flux", "http://b:3030/api/flux"]
+        );
+        assert_eq!(rows[1].filter, "images r.example.com/team/*");
         let text = text(&rows);
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 3);
         assert!(lines[0].starts_with("#  SOURCE  KEY"), "{}", lines[0]);
         assert!(lines[2].starts_with("2  Nexus   "), "{}", lines[2]);
-        assert!(lines[2].ends_with(&format!("https://hooks.example.com/hook/{fp}")));
+        assert!(lines[2].ends_with(
+            "http://a:3030/api/flux http://b:3030/api/flux  images r.example.com/team/*"
+        ));
         // Columns line up.
         let col = lines[0].find("FINGERPRINT").unwrap();
         assert_eq!(lines[2].find(&fp), Some(col));

@@ -41,7 +41,9 @@ pub async fn serve(args: ServeArgs, log: Logger) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
-    info!(log, "listening"; "address" => %listener.local_addr()?, "api" => &table.api,
+    // The default API: --api if given, else the config's.
+    let api = args.api.clone().unwrap_or_else(|| table.api.clone());
+    info!(log, "listening"; "address" => %listener.local_addr()?, "api" => api,
           "dry_run" => args.dry_run);
     let state = State::new(table, args.options(), log.new(o!()));
     let _reloader = crate::reload::spawn(
@@ -77,11 +79,7 @@ pub fn load_table(config: &Path, log: &Logger) -> anyhow::Result<Table> {
 /// One line per endpoint: how operators learn each hook URL.
 pub fn log_endpoints(log: &Logger, table: &Table) {
     for e in table.endpoints() {
-        info!(log, "endpoint";
-              "source" => e.source.name(),
-              "key" => %e.key_path.display(),
-              "fingerprint" => &e.fingerprint,
-              "url" => e.url_path());
+        crate::reload::log_endpoint(log, "endpoint", e);
     }
     if table.endpoints().is_empty() {
         warn!(

@@ -1,0 +1,366 @@
+//! Where an endpoint's changes go: the fluxd APIs that hear of them, and the
+//! filter that picks which changes they hear of.
+//!
+//! ```yaml
+//! api: http://localhost:3030/api/flux        # every endpoint's default
+//! endpoints:
+//! - source: GitHub
+//!   keyPath: github.key
+//!   api:                                    # one URL or a list
+//!   - http://flux-team-a.team-a:3030/api/flux
+//!   - http://flux-team-b.team-b:3030/api/flux
+//!   filter:
+//!     branches: ["main", "release/*"]
+//! ```
+//!
+//! An endpoint's own `api` wins; without one, `--api` (`FLUXRECV_API`) if
+//! given, else the config's top-level `api`, else fluxd in the same pod.
+//! Filters are glob lists: `*` and `?` stay within one `/`-separated
+//! element, `**` crosses them.
+
+use std::fmt;
+
+use serde::Deserialize;
+
+use crate::notification::{Change, ImageName};
+
+/// Where fluxd's API is when nothing says: fluxd in the same pod.
+pub const DEFAULT_API: &str = "http://localhost:3030/api/flux";
+
+/// An endpoint's `filter:` block, as written.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilterConfig {
+    /// Branch globs: git changes on other branches are not sent.
+    pub branches: Option<Vec<String>>,
+    /// Image globs: image changes for other images are not sent.
+    pub images: Option<Vec<String>>,
+}
+
+/// `api:` on an endpoint: one URL or a list.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum ApiConfig {
+    /// `api: http://…`
+    One(String),
+    /// `api: [http://…, http://…]`
+    Many(Vec<String>),
+}
+
+impl ApiConfig {
+    /// The URLs, in order.
+    pub fn urls(&self) -> &[String] {
+        match self {
+            ApiConfig::One(url) => std::slice::from_ref(url),
+            ApiConfig::Many(urls) => urls,
+        }
+    }
+}
+
+/// Check an API base URL and return it without a trailing `/`. fluxd serves
+/// its API in plain HTTP inside the cluster and has no authentication, so
+/// anything but `http://host[:port]/path` is a mistake.
+pub fn check_api(api: &str) -> Result<String, String> {
+    let example = format!("e.g. {DEFAULT_API}");
+    let shown = redacted(api);
+    let api_shown = &shown;
+    let uri: http::Uri = api
+        .parse()
+        .map_err(|e| format!("{api_shown:?} is not a URL ({e}); give fluxd's API, {example}"))?;
+    if uri.scheme_str() != Some("http") {
+        return Err(format!(
+            "{api_shown:?} is not an http:// URL; fluxd's API speaks plain HTTP, {example}"
+        ));
+    }
+    let Some(authority) = uri.authority() else {
+        return Err(format!("{api_shown:?} has no host, {example}"));
+    };
+    if authority.as_str().contains('@') {
+        return Err(format!(
+            "{api_shown:?} has a user name or password, which fluxd's API does not take \
+             (it has no authentication); remove it, {example}"
+        ));
+    }
+    if authority.host().is_empty() {
+        return Err(format!("{api_shown:?} has no host, {example}"));
+    }
+    if uri.query().is_some() {
+        return Err(format!(
+            "{api_shown:?} has a query string; give the API's base URL, {example}"
+        ));
+    }
+    Ok(api.trim_end_matches('/').to_string())
+}
+
+/// `api` for a message: a user name or password in it shown as `***`.
+fn redacted(api: &str) -> String {
+    let (scheme, rest) = api.split_once("://").unwrap_or(("", api));
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let shown = match rest[..end].rsplit_once('@') {
+        Some((_, host)) => format!("{scheme}://***@{host}{}", &rest[end..]),
+        None => api.to_string(),
+    };
+    crate::printable(&shown)
+}
+
+/// `POST` here to notify the fluxd whose API is at `api`.
+pub fn notify_url(api: &str) -> String {
+    format!("{api}/v11/notify")
+}
+
+/// Whether an API's path looks like fluxd's: every hook gets 404 from fluxd
+/// otherwise, the most common mistake.
+pub fn looks_like_fluxd(api: &str) -> bool {
+    api.trim_end_matches('/').ends_with("/api/flux")
+}
+
+/// Which changes an endpoint sends on: all, or those a glob list names.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    branches: Option<Globs>,
+    images: Option<Globs>,
+}
+
+#[derive(Debug, Clone)]
+struct Globs {
+    written: Vec<String>,
+    patterns: Vec<glob::Pattern>,
+}
+
+impl PartialEq for Filter {
+    fn eq(&self, other: &Filter) -> bool {
+        let written = |g: &Option<Globs>| g.as_ref().map(|g| g.written.clone());
+        written(&self.branches) == written(&other.branches)
+            && written(&self.images) == written(&other.images)
+    }
+}
+
+impl Eq for Filter {}
+
+/// What is wrong with a filter: the field under `filter` and the message.
+pub type FilterProblem = (&'static str, String);
+
+impl Filter {
+    /// Build a filter; `git` and `image` say which kinds of change the
+    /// endpoint's source sends, so a filter on the other kind is refused.
+    pub fn build(
+        config: &FilterConfig,
+        source: &str,
+        git: bool,
+        image: bool,
+    ) -> Result<Filter, Vec<FilterProblem>> {
+        let mut problems = Vec::new();
+        let mut globs = |field: &'static str, list: &Option<Vec<String>>, allowed: bool| {
+            let list = list.as_ref()?;
+            if !allowed {
+                let kind = if field == "branches" { "git" } else { "image" };
+                problems.push((
+                    field,
+                    format!("{source} sends no {kind} changes, so there is nothing to filter by {field}; remove it"),
+                ));
+                return None;
+            }
+            if list.is_empty() {
+                problems.push((
+                    field,
+                    "is empty, so nothing would ever be sent; remove it to send everything"
+                        .to_string(),
+                ));
+                return None;
+            }
+            let mut patterns = Vec::new();
+            for written in list {
+                match glob::Pattern::new(written) {
+                    Ok(p) => patterns.push(p),
+                    Err(e) => {
+                        problems.push((field, format!("{written:?} is not a glob: {}", e.msg)))
+                    }
+                }
+            }
+            Some(Globs {
+                written: list.clone(),
+                patterns,
+            })
+        };
+        let filter = Filter {
+            branches: globs("branches", &config.branches, git),
+            images: globs("images", &config.images, image),
+        };
+        if problems.is_empty() {
+            Ok(filter)
+        } else {
+            Err(problems)
+        }
+    }
+
+    /// Whether the filter lets everything through.
+    pub fn is_empty(&self) -> bool {
+        self.branches.is_none() && self.images.is_none()
+    }
+
+    /// Whether `change` is sent.
+    pub fn admits(&self, change: &Change) -> bool {
+        match change {
+            Change::Git(git) => self
+                .branches
+                .as_ref()
+                .is_none_or(|g| g.matches(&git.branch)),
+            Change::Image(image) => self
+                .images
+                .as_ref()
+                .is_none_or(|g| spellings(&image.name).iter().any(|s| g.matches(s))),
+        }
+    }
+}
+
+impl Globs {
+    fn matches(&self, name: &str) -> bool {
+        let options = glob::MatchOptions {
+            case_sensitive: true,
+            require_literal_separator: true,
+            require_literal_leading_dot: false,
+        };
+        self.patterns.iter().any(|p| p.matches_with(name, options))
+    }
+}
+
+impl fmt::Display for Filter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut parts = Vec::new();
+        if let Some(g) = &self.branches {
+            parts.push(format!("branches {}", g.written.join(" ")));
+        }
+        if let Some(g) = &self.images {
+            parts.push(format!("images {}", g.written.join(" ")));
+        }
+        if parts.is_empty() {
+            f.write_str("everything")
+        } else {
+            f.write_str(&parts.join("; "))
+        }
+    }
+}
+
+/// The ways an image name is written that mean the same image: as fluxd
+/// names it, and fully qualified. Docker Hub's `library/alpine` is also
+/// `alpine` and `docker.io/library/alpine`.
+fn spellings(name: &ImageName) -> Vec<String> {
+    let docker_hub = matches!(
+        name.domain.as_str(),
+        "" | "docker.io" | "index.docker.io" | "registry-1.docker.io"
+    );
+    if !docker_hub {
+        return vec![format!("{}/{}", name.domain, name.image)];
+    }
+    let path = if name.image.contains('/') {
+        name.image.clone()
+    } else {
+        format!("library/{}", name.image)
+    };
+    let mut all = vec![path.clone(), format!("docker.io/{path}")];
+    if let Some(short) = path.strip_prefix("library/") {
+        all.push(short.to_string());
+    }
+    all
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn filter(branches: &[&str], images: &[&str]) -> Filter {
+        let list = |l: &[&str]| (!l.is_empty()).then(|| l.iter().map(|s| s.to_string()).collect());
+        let config = FilterConfig {
+            branches: list(branches),
+            images: list(images),
+        };
+        Filter::build(&config, "Test", true, true).unwrap()
+    }
+
+    fn image(name: &str) -> Change {
+        Change::image(crate::image::parse(name).unwrap())
+    }
+
+    #[test]
+    fn a_star_stays_within_a_path_element_and_two_cross_them() {
+        let f = filter(&["main", "release/*", "team/**"], &[]);
+        for (branch, sent) in [
+            ("main", true),
+            ("mainline", false),
+            ("release/1.2", true),
+            ("release/1.2/hotfix", false),
+            ("team/a/b/c", true),
+            ("refs/tags/v1", false),
+        ] {
+            assert_eq!(f.admits(&Change::git("u", branch)), sent, "{branch}");
+        }
+        // Image changes pass a branch-only filter.
+        assert!(f.admits(&image("quay.io/org/app")));
+    }
+
+    #[test]
+    fn an_image_filter_matches_every_spelling_of_the_name() {
+        let f = filter(&[], &["docker.io/org/*", "alpine", "quay.io/team/app"]);
+        for (name, sent) in [
+            ("org/app", true),
+            ("org/app/sub", false),
+            ("library/alpine", true),
+            ("alpine", true),
+            ("docker.io/library/alpine", true),
+            ("quay.io/team/app", true),
+            ("quay.io/team/other", false),
+            ("other/alpine", false),
+        ] {
+            assert_eq!(f.admits(&image(name)), sent, "{name}");
+        }
+        assert!(f.admits(&Change::git("u", "any")));
+        let qualified = filter(&[], &["docker.io/library/alpine"]);
+        assert!(qualified.admits(&image("alpine")));
+    }
+
+    #[test]
+    fn filters_on_a_kind_the_source_does_not_send_are_refused() {
+        let config = FilterConfig {
+            branches: Some(vec!["main".into()]),
+            images: Some(vec!["[".into()]),
+        };
+        let problems = Filter::build(&config, "DockerHub", false, true).unwrap_err();
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert_eq!(problems[0].0, "branches");
+        assert!(
+            problems[0].1.contains("DockerHub sends no git changes"),
+            "{}",
+            problems[0].1
+        );
+        assert_eq!(problems[1].0, "images");
+        assert!(problems[1].1.contains("is not a glob"), "{}", problems[1].1);
+        let empty = FilterConfig {
+            branches: Some(vec![]),
+            images: None,
+        };
+        assert!(Filter::build(&empty, "GitHub", true, false).is_err());
+    }
+
+    #[test]
+    fn apis_must_be_plain_http_without_credentials() {
+        assert_eq!(
+            check_api("http://fluxd:3030/api/flux/").unwrap(),
+            "http://fluxd:3030/api/flux"
+        );
+        for bad in [
+            "https://fluxd/api/flux",
+            "fluxd:3030",
+            "http:///x",
+            "http://user:secret@fluxd:3030/api/flux",
+            "http://user@fluxd/api/flux",
+            "https://user:secret@fluxd/api/flux",
+            "http://fluxd/api/flux?x=1",
+            "",
+        ] {
+            let e = check_api(bad).unwrap_err();
+            assert!(!e.contains("secret") && !e.contains("user@"), "{e}");
+        }
+        assert!(looks_like_fluxd("http://fluxd:3030/api/flux"));
+        assert!(!looks_like_fluxd("http://fluxd:3030/"));
+    }
+}
