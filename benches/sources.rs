@@ -7,7 +7,8 @@
 //! Run with `cargo bench --bench sources`; figures are time per hook.
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use flux_recv::source::{Outcome, SampleRequest, Secret, Settings, Source};
+use flux_recv::notification::Change;
+use flux_recv::source::{Extra, Outcome, SampleRequest, Secret, Settings, Source};
 
 const KEY: &[u8] = b"0123456789abcdef0123456789abcdef";
 
@@ -22,6 +23,21 @@ fn verify_and_parse(c: &mut Criterion) {
         ..Settings::default()
     };
     for source in Source::all() {
+        // Sources that send what the endpoint names need a `notify:` block,
+        // as their endpoints have.
+        let notify = if source.takes(Extra::Notify) {
+            vec![Change::git("git@github.com:example/app.git", "main")]
+        } else {
+            Vec::new()
+        };
+        let settings = Settings {
+            notify: notify.clone(),
+            ..settings.clone()
+        };
+        let wrong = Settings {
+            notify,
+            ..wrong.clone()
+        };
         let delivery = source
             .sample(&SampleRequest::push(KEY))
             .expect("every source has a push sample");

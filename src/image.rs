@@ -16,26 +16,37 @@ pub enum ImageError {
     Malformed(String),
 }
 
-/// Parse `[domain/]path[:tag]` into fluxd's (domain, image), dropping the tag.
+/// Parse `[domain/]path[:tag][@digest]` into fluxd's (domain, image),
+/// dropping the tag and the digest.
 ///
 /// - one path element: no domain (`nginx`);
 /// - two: the first is a domain only if it looks like one (`localhost`, or
 ///   dotted labels, with an optional `:port`), so `team/app` has none;
 /// - three or more: the first is always the domain.
+///
+/// fluxd's own parser knows no digests: given `app@sha256:…` it would name
+/// the image `app@sha256`, which matches nothing, so a push by digest would
+/// be lost (the Go original relayed such names). The digest is taken off
+/// first; it must have the `algorithm:hex` shape.
 pub fn parse(reference: &str) -> Result<ImageName, ImageError> {
     if reference.is_empty() {
         return Err(ImageError::Empty);
     }
     let malformed = || ImageError::Malformed(crate::printable(reference));
-    if reference.starts_with('/') || reference.ends_with('/') {
+    let name = match reference.split_once('@') {
+        Some((name, digest)) if is_digest(digest) => name,
+        Some(_) => return Err(malformed()),
+        None => reference,
+    };
+    if name.is_empty() || name.starts_with('/') || name.ends_with('/') {
         return Err(malformed());
     }
-    let elements: Vec<&str> = reference.split('/').collect();
+    let elements: Vec<&str> = name.split('/').collect();
     let (domain, path) = match elements.as_slice() {
-        [_] => ("", reference),
+        [_] => ("", name),
         [first, rest] if looks_like_domain(first) => (*first, *rest),
-        [_, _] => ("", reference),
-        [first, ..] => (*first, &reference[first.len() + 1..]),
+        [_, _] => ("", name),
+        [first, ..] => (*first, &name[first.len() + 1..]),
         [] => unreachable!("split always yields at least one element"),
     };
     let image = match path.split(':').collect::<Vec<_>>().as_slice() {
@@ -53,6 +64,40 @@ pub fn parse(reference: &str) -> Result<ImageName, ImageError> {
         domain: domain.to_string(),
         image: image.to_string(),
     })
+}
+
+/// The image `repository` in the registry at `host` (`host[:port]`), for
+/// registries that report the two apart (ACR, distribution). Neither may be
+/// empty; the host must be a bare host and port, and the repository a bare
+/// repository name (no tag, no digest), so that nothing in either is
+/// silently dropped or taken for something else.
+pub fn in_registry(host: &str, repository: &str) -> Result<ImageName, ImageError> {
+    let reference = format!("{host}/{repository}");
+    let bad_host = host.is_empty()
+        || host
+            .bytes()
+            .any(|b| matches!(b, b'/' | b'@') || b.is_ascii_whitespace() || b.is_ascii_control());
+    let bad_repository = repository.is_empty() || repository.contains([':', '@']);
+    if bad_host || bad_repository {
+        return Err(ImageError::Malformed(crate::printable(&reference)));
+    }
+    parse(&reference)
+}
+
+/// `algorithm:encoded`, as the OCI image spec defines digests: an
+/// algorithm of lowercase letters and digits (with `+._-` separators) and
+/// an encoding of letters, digits, `=_-`.
+fn is_digest(s: &str) -> bool {
+    let Some((algorithm, encoded)) = s.split_once(':') else {
+        return false;
+    };
+    let algorithm_ok = algorithm
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"+._-".contains(&b));
+    let encoded_ok = encoded
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"=_-".contains(&b));
+    !algorithm.is_empty() && !encoded.is_empty() && algorithm_ok && encoded_ok
 }
 
 /// `localhost` or `label(.label)+`, then an optional `:digits`.
@@ -140,6 +185,96 @@ mod tests {
             "team/:1",
             "a//b",
             "quay.io//b",
+        ] {
+            assert!(matches!(parse(bad), Err(ImageError::Malformed(_))), "{bad}");
+        }
+    }
+
+    #[test]
+    fn digests_are_dropped_with_the_tag() {
+        let digest = "sha256:e4355b66995c96b4b468159fc5c7e3540fcef961189ca13fee877798649f531a";
+        for (input, domain, image) in [
+            ("alpine", "", "alpine"),
+            ("library/alpine", "", "library/alpine"),
+            (
+                "demo.goharbor.io/test123/alpine",
+                "demo.goharbor.io",
+                "test123/alpine",
+            ),
+            ("localhost:5000/app", "localhost:5000", "app"),
+            (
+                "registry.example.com:5000/team/app:1.2",
+                "registry.example.com:5000",
+                "team/app",
+            ),
+        ] {
+            let expected = (domain.to_string(), image.to_string());
+            assert_eq!(ok(&format!("{input}@{digest}")), expected, "{input}");
+        }
+        assert_eq!(
+            ok("us-central1-docker.pkg.dev/p/r/app@sha512:00ff"),
+            (
+                "us-central1-docker.pkg.dev".to_string(),
+                "p/r/app".to_string()
+            )
+        );
+    }
+
+    #[test]
+    fn a_host_and_a_repository_make_an_image() {
+        for (host, repository, domain, image) in [
+            (
+                "myregistry.azurecr.io",
+                "hello-world",
+                "myregistry.azurecr.io",
+                "hello-world",
+            ),
+            (
+                "registry.example.com:5000",
+                "team/app",
+                "registry.example.com:5000",
+                "team/app",
+            ),
+            ("localhost:5000", "app", "localhost:5000", "app"),
+            ("10.0.0.7:5000", "a/b/c", "10.0.0.7:5000", "a/b/c"),
+        ] {
+            let name = in_registry(host, repository).unwrap();
+            assert_eq!((name.domain.as_str(), name.image.as_str()), (domain, image));
+        }
+        for (host, repository) in [
+            ("", "app"),
+            ("r.io", ""),
+            ("r.io/x", "app"),
+            ("user@r.io", "app"),
+            ("r .io", "app"),
+            ("r.io", "app:1"),
+            ("r.io", "app@sha256:00"),
+            ("r.io", "/app"),
+            ("r.io", "app/"),
+            ("r.io", "a//b"),
+        ] {
+            assert!(
+                matches!(in_registry(host, repository), Err(ImageError::Malformed(_))),
+                "{host:?} {repository:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn malformed_digests_are_refused() {
+        for bad in [
+            "app@",
+            "app@sha256",
+            "app@sha256:",
+            "app@:abc",
+            "app@SHA256:abc",
+            "app@sha256:ab/c",
+            "app@sha256:abc@sha256:abc",
+            "@sha256:abc",
+            "/app@sha256:abc",
+            "app/@sha256:abc",
+            "app:@sha256:abc",
+            "a//b@sha256:abc",
         ] {
             assert!(matches!(parse(bad), Err(ImageError::Malformed(_))), "{bad}");
         }

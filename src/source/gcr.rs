@@ -189,6 +189,24 @@ mod tests {
         }
     }
 
+    /// Artifact Registry, which replaced Container Registry, publishes the
+    /// same messages to the same `gcr` topic, naming images
+    /// `<location>-docker.pkg.dev/<project>/<repository>/<image>`.
+    #[test]
+    fn artifact_registry_images_notify() {
+        for data in [
+            br#"{"action":"INSERT","digest":"us-central1-docker.pkg.dev/my-project/team/app@sha256:6ec128e26cd5","tag":"us-central1-docker.pkg.dev/my-project/team/app:1.4.2"}"#.as_slice(),
+            br#"{"action":"INSERT","digest":"us-central1-docker.pkg.dev/my-project/team/app@sha256:6ec128e26cd5"}"#.as_slice(),
+        ] {
+            assert_eq!(
+                deliver(&envelope(data)),
+                Ok(image("us-central1-docker.pkg.dev", "my-project/team/app")),
+                "{}",
+                String::from_utf8_lossy(data)
+            );
+        }
+    }
+
     #[test]
     fn insert_is_matched_case_insensitively() {
         let body = envelope(br#"{"action":"insert","tag":"gcr.io/p/app:v1"}"#);

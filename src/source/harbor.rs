@@ -233,6 +233,25 @@ mod tests {
         assert_eq!(deliver(body), Ok(image("harbor.example.com", "p/app")));
     }
 
+    /// Harbor 2.x names an artifact pushed by digest (no tag) with its
+    /// digest; fluxd must be told of the repository, not of `…/alpine@sha256`.
+    #[test]
+    fn a_push_by_digest_names_the_repository() {
+        for url in [
+            "demo.goharbor.io/test123/alpine@sha256:9b1e4c7d2a5f8e3b6c0d1a4f7e2b5c8d3a6f9e0b1c4d7a2e5f8b3c6d9a0e1f4b",
+            "demo.goharbor.io/test123/alpine:3.19@sha256:9b1e4c7d2a5f8e3b6c0d1a4f7e2b5c8d3a6f9e0b1c4d7a2e5f8b3c6d9a0e1f4b",
+        ] {
+            let body = format!(
+                r#"{{"type":"PUSH_ARTIFACT","event_data":{{"resources":[{{"digest":"sha256:9b1e","resource_url":"{url}"}}]}}}}"#
+            );
+            assert_eq!(
+                deliver(body.as_bytes()),
+                Ok(image("demo.goharbor.io", "test123/alpine")),
+                "{url}"
+            );
+        }
+    }
+
     #[test]
     fn other_types_are_400() {
         for kind in [

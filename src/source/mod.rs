@@ -480,6 +480,10 @@ providers![
     harbor,
     nexus,
     gcr,
+    acr,
+    distribution,
+    generic,
+    generic_hmac,
 ];
 
 #[cfg(test)]

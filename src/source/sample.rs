@@ -162,7 +162,7 @@ pub fn json_headers() -> Vec<(&'static str, String)> {
 mod tests {
     use super::*;
     use crate::notification::Change;
-    use crate::source::{Outcome, Proof, Secret, Settings, Source};
+    use crate::source::{Extra, Outcome, Proof, Secret, Settings, Source};
 
     const KEY: &[u8] = b"0123456789abcdef0123456789abcdef";
 
@@ -174,11 +174,30 @@ mod tests {
         }
     }
 
+    /// What the endpoints of sources that take a `notify:` block name.
+    fn notify() -> Vec<Change> {
+        vec![Change::git("git@github.com:example/app.git", "main")]
+    }
+
+    /// An endpoint's settings for `source`, with a `notify:` block where the
+    /// source requires one (as the config does).
+    fn endpoint(source: Source, key: &[u8], registry_host: Option<&str>) -> Settings {
+        let notify = if source.takes(Extra::Notify) {
+            notify()
+        } else {
+            Vec::new()
+        };
+        Settings {
+            notify,
+            ..settings(key, registry_host)
+        }
+    }
+
     fn handle(source: Source, request: &SampleRequest) -> Outcome {
         let d = source
             .sample(request)
             .unwrap_or_else(|e| panic!("{source}: {e}"));
-        let s = settings(request.key, request.registry_host);
+        let s = endpoint(source, request.key, request.registry_host);
         source
             .handle(&d.header_map(), &d.body, &s)
             .unwrap_or_else(|e| panic!("{source} {}: {e}", request.event))
@@ -206,6 +225,13 @@ mod tests {
                 "GoogleContainerRegistry" => {
                     Change::image(crate::image::parse("gcr.io/example-project/app").unwrap())
                 }
+                "AzureContainerRegistry" => {
+                    Change::image(crate::image::parse("example.azurecr.io/example/app").unwrap())
+                }
+                "Distribution" => Change::image(
+                    crate::image::parse("registry.example.com:5000/example/app").unwrap(),
+                ),
+                "Generic" | "GenericHMAC" => notify()[0].clone(),
                 other => panic!("no expectation for {other}"),
             };
             assert_eq!(changes[0], expected, "{source}");
@@ -289,7 +315,16 @@ mod tests {
 
     #[test]
     fn registry_host_names_the_image() {
-        for source in ["Quay", "Harbor", "Nexus", "GoogleContainerRegistry"].map(Source::named) {
+        for source in [
+            "Quay",
+            "Harbor",
+            "Nexus",
+            "GoogleContainerRegistry",
+            "AzureContainerRegistry",
+            "Distribution",
+        ]
+        .map(Source::named)
+        {
             let request = SampleRequest {
                 registry_host: Some("registry.example.com"),
                 ..SampleRequest::push(b"0123456789abcdef")

@@ -76,6 +76,25 @@ pub fn token(header: &'static str, given: &str, key: &[u8]) -> Result<(), HookEr
     }
 }
 
+/// Check an `Authorization` value that carries the key either as a bearer
+/// token (`Bearer <key>`, the scheme in any case) or bare (`<key>`), as
+/// registries send whatever header value they were configured with. Both
+/// forms are compared in constant time.
+pub fn bearer_or_bare(header: &'static str, value: &str, key: &[u8]) -> Result<(), HookError> {
+    let bare = value.as_bytes().ct_eq(key);
+    let bearer = match value.split_once(' ') {
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("Bearer") => {
+            token.trim_start_matches(' ').as_bytes().ct_eq(key)
+        }
+        _ => subtle::Choice::from(0),
+    };
+    if bool::from(bare | bearer) {
+        Ok(())
+    } else {
+        Err(HookError::BadSignature(header))
+    }
+}
+
 /// Compute `<algo>=<hex>` for `body`: what a provider would send. Used by
 /// tests and by `flux-recv send`.
 pub fn sign(algo: Algorithm, key: &[u8], body: &[u8]) -> String {
@@ -128,6 +147,48 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn bearer_or_bare_key_is_accepted() {
+        for good in [
+            "secret",
+            "Bearer secret",
+            "bearer secret",
+            "BEARER secret",
+            "Bearer   secret",
+        ] {
+            assert_eq!(bearer_or_bare("A", good, b"secret"), Ok(()), "{good}");
+        }
+        // A key with inner blanks, or one that itself starts with the scheme.
+        assert_eq!(bearer_or_bare("A", "Bearer a b", b"a b"), Ok(()));
+        assert_eq!(bearer_or_bare("A", "a b", b"a b"), Ok(()));
+        assert_eq!(bearer_or_bare("A", "Bearer x", b"Bearer x"), Ok(()));
+    }
+
+    #[test]
+    fn bearer_or_bare_refuses_anything_else() {
+        for bad in [
+            "",
+            "Bearer",
+            "Bearer ",
+            "Bearer secre",
+            "Bearer secret ",
+            "Bearer secrets",
+            "Basic secret",
+            "Token secret",
+            "Bearersecret",
+            "secret\t",
+            "SECRET",
+            "Bearer Bearer secret",
+        ] {
+            assert_eq!(
+                bearer_or_bare("A", bad, b"secret"),
+                Err(HookError::BadSignature("A")),
+                "{bad:?}"
+            );
+        }
+        assert!(bearer_or_bare("A", "Bearer secret", b"secret\n").is_err());
     }
 
     #[test]
