@@ -1,6 +1,6 @@
-//! What `GET /metrics` reports, in the Prometheus text format (the
-//! OpenMetrics flavour `prometheus-client` writes, which Prometheus asks
-//! for first).
+//! What `GET /metrics` reports, in the format the scraper asks for: the
+//! OpenMetrics text format (what Prometheus asks for first), or the classic
+//! Prometheus text format 0.0.4 (what everything else reads).
 //!
 //! One [`Metrics`] value lives in [`crate::routes::State`]. Each place that
 //! knows an outcome records it with one call: [`crate::routes`] once per
@@ -24,8 +24,35 @@ use prometheus_client::registry::{Registry, Unit};
 
 use crate::table::Table;
 
-/// The `Content-Type` of a scrape.
-pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// The two text formats a scrape can be answered in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// OpenMetrics 1.0.0: `# UNIT` lines, counters' families named without
+    /// `_total`, `# EOF` at the end.
+    OpenMetrics,
+    /// The Prometheus text format 0.0.4, for scrapers and tools that do not
+    /// ask for OpenMetrics (`curl`, `promtool check metrics`, older agents).
+    Prometheus,
+}
+
+impl Format {
+    /// The format an `Accept` header asks for: OpenMetrics if it names it,
+    /// else the classic text format.
+    pub fn for_accept(accept: Option<&str>) -> Format {
+        match accept {
+            Some(a) if a.contains("application/openmetrics-text") => Format::OpenMetrics,
+            _ => Format::Prometheus,
+        }
+    }
+
+    /// The reply's `Content-Type`.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            Format::Prometheus => "text/plain; version=0.0.4; charset=utf-8",
+        }
+    }
+}
 
 /// Upper bounds of the relay duration buckets, in seconds: from a fluxd in
 /// the same pod answering in a millisecond to the default 8 s deadline.
@@ -284,13 +311,50 @@ impl Metrics {
         }
     }
 
-    /// Everything, in the text format (see [`CONTENT_TYPE`]).
-    pub fn encode(&self) -> String {
+    /// Everything, in `format`.
+    pub fn encode(&self, format: Format) -> String {
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry)
             .expect("writing to a String cannot fail");
-        out
+        match format {
+            Format::OpenMetrics => out,
+            Format::Prometheus => to_prometheus_text(&out),
+        }
     }
+}
+
+/// OpenMetrics text as the classic Prometheus text format: a counter's
+/// family takes its samples' `_total` name (or `HELP` and `TYPE` describe
+/// nothing that is there), and the OpenMetrics-only `UNIT` and `EOF` lines
+/// go. Samples are the same in both.
+fn to_prometheus_text(open_metrics: &str) -> String {
+    let counters: std::collections::HashSet<&str> = open_metrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|rest| rest.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(open_metrics.len());
+    for line in open_metrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let described = ["# HELP ", "# TYPE "]
+            .iter()
+            .find_map(|p| line.strip_prefix(p).map(|rest| (*p, rest)));
+        match described {
+            Some((prefix, rest)) => {
+                let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+                let name = match counters.contains(name) {
+                    true => format!("{name}_total"),
+                    false => name.to_string(),
+                };
+                out.push_str(&format!("{prefix}{name} {tail}"));
+            }
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
 }
 
 #[cfg(test)]
@@ -316,7 +380,7 @@ mod tests {
         metrics.hook("GitHub", Outcome::Unauthorized);
         metrics.relay_finished(Duration::from_millis(3));
         metrics.reloaded(Reload::Unchanged, &table(dir.path()));
-        let text = metrics.encode();
+        let text = metrics.encode(Format::OpenMetrics);
         for line in [
             "# TYPE fluxrecv_hooks counter",
             r#"fluxrecv_hooks_total{source="GitHub",outcome="unauthorized"} 1"#,
@@ -340,6 +404,18 @@ mod tests {
         ] {
             assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
         }
+        let classic = metrics.encode(Format::Prometheus);
+        for line in [
+            "# HELP fluxrecv_hooks_total Hooks to a known endpoint, by source and outcome.",
+            "# TYPE fluxrecv_hooks_total counter",
+            r#"fluxrecv_hooks_total{source="GitHub",outcome="unauthorized"} 1"#,
+            "# TYPE fluxrecv_relay_attempts_total counter",
+            "# TYPE fluxrecv_endpoints gauge",
+            "# TYPE fluxrecv_relay_duration_seconds histogram",
+        ] {
+            assert!(classic.lines().any(|l| l == line), "no {line:?} in\n{classic}");
+        }
+        assert!(!classic.contains("# EOF") && !classic.contains("# UNIT"), "{classic}");
         for help in text.lines().filter(|l| l.starts_with("# HELP")) {
             assert!(help.ends_with('.') && !help.ends_with(".."), "{help}");
         }

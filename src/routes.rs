@@ -138,12 +138,14 @@ pub fn routes(
 
     let metrics = warp::path!("metrics")
         .and(warp::get())
+        .and(warp::header::optional::<String>("accept"))
         .and(with_state.clone())
-        .map(|state: Arc<State>| {
+        .map(|accept: Option<String>, state: Arc<State>| {
+            let format = crate::metrics::Format::for_accept(accept.as_deref());
             warp::reply::with_header(
-                state.metrics.encode(),
+                state.metrics.encode(format),
                 warp::http::header::CONTENT_TYPE,
-                crate::metrics::CONTENT_TYPE,
+                format.content_type(),
             )
             .into_response()
         });
@@ -453,7 +455,7 @@ mod tests {
             body(&reply),
             "ok: dry run, fluxd would be notified of 1 change(s)\n"
         );
-        let metrics = state.metrics.encode();
+        let metrics = state.metrics.encode(crate::metrics::Format::OpenMetrics);
         assert!(
             metrics.contains(r#"fluxrecv_hooks_total{source="GitHub",outcome="relayed"} 1"#),
             "{metrics}"
@@ -495,7 +497,7 @@ mod tests {
             assert_eq!(reply.status(), status, "{}", body(&reply));
             assert_eq!(body(&reply), format!("{text}\n"));
         }
-        let metrics = state.metrics.encode();
+        let metrics = state.metrics.encode(crate::metrics::Format::OpenMetrics);
         for line in [
             r#"fluxrecv_hooks_total{source="GitHub",outcome="unauthorized"} 1"#,
             r#"fluxrecv_hooks_total{source="GitHub",outcome="too_large"} 1"#,
@@ -549,8 +551,22 @@ mod tests {
         assert_eq!(metrics.status(), 200);
         assert_eq!(
             metrics.headers()["content-type"],
-            crate::metrics::CONTENT_TYPE
+            "text/plain; version=0.0.4; charset=utf-8"
         );
+        let open_metrics = warp::test::request()
+            .path("/metrics")
+            .header(
+                "Accept",
+                "application/openmetrics-text;version=1.0.0,text/plain;q=0.5",
+            )
+            .reply(&routes)
+            .await;
+        assert_eq!(
+            open_metrics.headers()["content-type"],
+            "application/openmetrics-text; version=1.0.0; charset=utf-8"
+        );
+        assert!(body(&open_metrics).ends_with("# EOF\n"));
+        assert!(!body(&metrics).contains("# EOF"));
         assert_eq!(get("/elsewhere").await.status(), 404);
         state.stop();
         let ready = get("/ready").await;

@@ -47,7 +47,11 @@ async fn scrape(recv: &Recv) -> Scrape {
             .http_status_as_error(false)
             .build()
             .into();
-        let mut resp = agent.get(&url).call().expect("scrape");
+        let mut resp = agent
+            .get(&url)
+            .header("Accept", "application/openmetrics-text; version=1.0.0")
+            .call()
+            .expect("scrape");
         let content_type = resp
             .headers()
             .get("content-type")
@@ -450,4 +454,66 @@ async fn json_logs_have_one_object_per_line_with_every_field() {
     assert_eq!(refused["reason"], "X-Hub-Signature-256 does not match");
     // The key never reaches a log line.
     assert!(!text.contains(std::str::from_utf8(GITHUB_KEY).unwrap()));
+}
+
+/// `promtool check metrics` (a linter of the classic text format) on what a
+/// scraper that does not ask for OpenMetrics gets, where Debian's
+/// `prometheus` package is installed (CI installs it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn promtool_accepts_the_prometheus_text_format() {
+    let Ok(version) = std::process::Command::new("promtool")
+        .arg("--version")
+        .output()
+    else {
+        eprintln!("SKIPPED promtool_accepts_the_prometheus_text_format: promtool is not installed (apt-get install prometheus)");
+        return;
+    };
+    assert!(version.status.success());
+    let fluxd = FakeFluxd::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (config, hook) = two_sources(dir.path(), &fluxd.api());
+    let recv = Recv::start(&config, Options::default()).await;
+    let body = github_body("org/app", "main");
+    assert_eq!(
+        post(recv.url(&hook), github_push(&body), body).await.status,
+        200
+    );
+
+    for accept in [None, Some("text/plain"), Some("*/*")] {
+        let url = recv.url("/metrics");
+        let text = tokio::task::spawn_blocking(move || {
+            let agent: ureq::Agent = ureq::Agent::config_builder().build().into();
+            let mut request = agent.get(&url);
+            if let Some(accept) = accept {
+                request = request.header("Accept", accept);
+            }
+            request.call().unwrap().body_mut().read_to_string().unwrap()
+        })
+        .await
+        .unwrap();
+        let mut promtool = std::process::Command::new("promtool")
+            .args(["check", "metrics"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        promtool
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+        let out = promtool.wait_with_output().unwrap();
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.status.success() && said.trim().is_empty(),
+            "{accept:?}: {said}\n{text}"
+        );
+    }
 }
