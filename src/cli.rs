@@ -189,6 +189,11 @@ pub struct KeygenArgs {
     /// the provider must be given the new key and URL.
     #[arg(long, requires = "out")]
     pub force: bool,
+
+    /// The config the key is for: the `keyPath:` suggested is relative to
+    /// its directory, as the server reads it.
+    #[arg(long, env = "FLUXRECV_CONFIG", default_value = "fluxrecv.yaml")]
+    pub config: PathBuf,
 }
 
 /// Flags of `flux-recv endpoints`.

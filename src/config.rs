@@ -172,7 +172,17 @@ impl ConfigFile {
             } else {
                 field
             };
-            Problem::error(file, field, format!("not a valid flux-recv config: {e}"))
+            // `key` is another name for `keyPath`, so serde calls both
+            // together a duplicate of the one it knows.
+            let hint = match e.to_string().contains("duplicate field `keyPath`") {
+                true => "; `key` and `keyPath` are two names for the key file: give one",
+                false => "",
+            };
+            Problem::error(
+                file,
+                field,
+                format!("not a valid flux-recv config: {e}{hint}"),
+            )
         })?;
         match config.flux_recv_version {
             Some(1) => {}
@@ -262,6 +272,11 @@ mod tests {
         let e = parse("fluxRecvVersion: 1\nendpoints:\n- source: GitHub\n  key: a\n  keyPath: b\n")
             .unwrap_err();
         assert!(e.message.contains("duplicate field"), "{e}");
+        assert!(
+            e.message
+                .contains("`key` and `keyPath` are two names for the key file: give one"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -413,9 +413,15 @@ mod tests {
             "# TYPE fluxrecv_endpoints gauge",
             "# TYPE fluxrecv_relay_duration_seconds histogram",
         ] {
-            assert!(classic.lines().any(|l| l == line), "no {line:?} in\n{classic}");
+            assert!(
+                classic.lines().any(|l| l == line),
+                "no {line:?} in\n{classic}"
+            );
         }
-        assert!(!classic.contains("# EOF") && !classic.contains("# UNIT"), "{classic}");
+        assert!(
+            !classic.contains("# EOF") && !classic.contains("# UNIT"),
+            "{classic}"
+        );
         for help in text.lines().filter(|l| l.starts_with("# HELP")) {
             assert!(help.ends_with('.') && !help.ends_with(".."), "{help}");
         }

@@ -9,7 +9,7 @@
 use std::fs::OpenOptions;
 use std::io::{IsTerminal, Write};
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
+use std::path::{Component, Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{anyhow, Context};
@@ -75,11 +75,11 @@ fn create_private(path: &Path, key: &str) -> std::io::Result<()> {
 /// How to use a new key, for a person at a terminal. `out` is the file the
 /// key went to; `on_screen` says whether it was printed to the terminal
 /// (rather than redirected). The key itself is never repeated.
-pub fn advice(key: &str, out: Option<&Path>, on_screen: bool) -> String {
+pub fn advice(key: &str, out: Option<&Path>, config: &Path, on_screen: bool) -> String {
     let fp = fingerprint(key.as_bytes(), None);
     let (key_path, written) = match out {
         Some(path) => (
-            path.display().to_string(),
+            relative_to(config, path).display().to_string(),
             format!(
                 "Wrote a new key to {} ({} hex characters, no trailing newline, mode 0600).\n",
                 path.display(),
@@ -105,6 +105,39 @@ pub fn advice(key: &str, out: Option<&Path>, on_screen: bool) -> String {
     )
 }
 
+/// `key` as a `keyPath:` in `config`, which the server resolves against
+/// the config's directory. Both are taken from the current directory, as
+/// the command line gives them; nothing needs to exist.
+fn relative_to(config: &Path, key: &Path) -> PathBuf {
+    // Lexically, without following links: `a/../b` is `b`.
+    let absolute = |p: &Path| -> Vec<std::ffi::OsString> {
+        let cwd = std::env::current_dir().unwrap_or_default();
+        let mut parts = Vec::new();
+        for c in cwd.join(p).components() {
+            match c {
+                Component::ParentDir => {
+                    parts.pop();
+                }
+                Component::Normal(name) => parts.push(name.to_os_string()),
+                Component::CurDir | Component::RootDir | Component::Prefix(_) => {}
+            }
+        }
+        parts
+    };
+    let mut dir = absolute(config);
+    dir.pop();
+    let key = absolute(key);
+    let common = dir.iter().zip(&key).take_while(|(a, b)| a == b).count();
+    let mut relative = PathBuf::new();
+    for _ in common..dir.len() {
+        relative.push("..");
+    }
+    for name in &key[common..] {
+        relative.push(name);
+    }
+    relative
+}
+
 /// Run `flux-recv keygen`.
 pub fn run(args: KeygenArgs) -> anyhow::Result<ExitCode> {
     let key = new_key()?;
@@ -125,7 +158,10 @@ pub fn run(args: KeygenArgs) -> anyhow::Result<ExitCode> {
         }
     }
     if std::io::stderr().is_terminal() {
-        eprint!("{}", advice(&key, args.out.as_deref(), on_screen));
+        eprint!(
+            "{}",
+            advice(&key, args.out.as_deref(), &args.config, on_screen)
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -166,11 +202,37 @@ mod tests {
     #[test]
     fn advice_names_the_url_but_not_a_written_key() {
         let key = "0123456789abcdef0123456789abcdef";
-        let text = advice(key, Some(Path::new("github.key")), false);
+        let config = Path::new("fluxrecv.yaml");
+        let text = advice(key, Some(Path::new("github.key")), config, false);
         assert!(text.contains(&format!("/hook/{}", fingerprint(key.as_bytes(), None))));
         assert!(text.contains("keyPath: github.key"));
         assert!(!text.contains(key));
-        assert!(advice(key, None, true).contains("printf %s"));
-        assert!(!advice(key, None, false).contains(key));
+        assert!(advice(key, None, config, true).contains("printf %s"));
+        assert!(!advice(key, None, config, false).contains(key));
+    }
+
+    #[test]
+    fn the_key_path_suggested_is_relative_to_the_config() {
+        for (config, key, want) in [
+            ("fluxrecv.yaml", "github.key", "github.key"),
+            (
+                "container/kubernetes/fluxrecv.yaml",
+                "container/kubernetes/github.key",
+                "github.key",
+            ),
+            (
+                "/etc/fluxrecv/fluxrecv.yaml",
+                "/etc/fluxrecv-keys/a.key",
+                "../fluxrecv-keys/a.key",
+            ),
+            ("a/b/fluxrecv.yaml", "a/c/./d/k.key", "../c/d/k.key"),
+            ("a/fluxrecv.yaml", "k.key", "../k.key"),
+        ] {
+            assert_eq!(
+                relative_to(Path::new(config), Path::new(key)),
+                Path::new(want),
+                "{config} {key}"
+            );
+        }
     }
 }
