@@ -19,6 +19,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+pub use crate::gcr_auth::GcrAuth;
+
 /// Where fluxd's API is when the config does not say: fluxd in the same pod.
 pub const DEFAULT_API: &str = "http://localhost:3030/api/flux";
 
@@ -51,25 +53,6 @@ pub struct EndpointConfig {
     /// GoogleContainerRegistry only: verify the Google-signed token on each
     /// Pub/Sub push. Without it, GCR pushes are accepted unverified.
     pub gcr: Option<GcrAuth>,
-}
-
-/// An endpoint's `gcr:` block: who must have signed a Pub/Sub push.
-///
-/// ```yaml
-/// gcr:
-///   audience: https://hooks.example.com/hook/…   # the push subscription's audience
-///   email: gcr-push@my-project.iam.gserviceaccount.com   # its service account
-/// ```
-///
-/// Both are required: a token Google signed for some other audience or
-/// service account proves nothing about this subscription.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct GcrAuth {
-    /// The token's `aud` must equal this.
-    pub audience: String,
-    /// The token's `email` must equal this, and be verified.
-    pub email: String,
 }
 
 /// How bad a problem is: errors stop a table from loading, warnings do not.

@@ -230,7 +230,7 @@ where
 
 /// For a GoogleContainerRegistry endpoint with a `gcr:` block: the Pub/Sub
 /// push must carry a Google-signed token for the configured audience and
-/// service account (see [`crate::jwks`]). Checked before the body is read,
+/// service account (see [`crate::gcr_auth`]). Checked before the body is read,
 /// so a push without one costs nothing more. The reply does not tell a
 /// forger which check failed; the log line does (never the token).
 async fn check_google_token(

@@ -14,10 +14,9 @@
 pub mod cli;
 pub mod commands;
 pub mod config;
-pub mod google_token;
+pub mod gcr_auth;
 pub mod hook;
 pub mod image;
-pub mod jwks;
 pub mod logging;
 pub mod metrics;
 pub mod notification;

@@ -20,7 +20,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use warp::http::StatusCode;
 use warp::{Filter, Reply};
 
-use crate::jwks::Jwks;
+use crate::gcr_auth::Jwks;
 use crate::metrics::Metrics;
 use crate::relay::Relay;
 use crate::table::Table;
@@ -64,8 +64,8 @@ impl Default for Options {
             relay_timeout: Duration::from_secs(8),
             drain_timeout: Duration::from_secs(10),
             dry_run: false,
-            google_jwks_url: crate::jwks::GOOGLE_JWKS_URL.to_string(),
-            google_jwks_min_refresh: crate::jwks::MIN_REFRESH,
+            google_jwks_url: crate::gcr_auth::GOOGLE_JWKS_URL.to_string(),
+            google_jwks_min_refresh: crate::gcr_auth::MIN_REFRESH,
             max_relays: 64,
             max_connections: 1024,
             header_timeout: Duration::from_secs(10),

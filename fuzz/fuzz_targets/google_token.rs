@@ -2,8 +2,7 @@
 //! The Pub/Sub push token parser and the JWKS parser on arbitrary input:
 //! untrusted bytes from the network, so they must never panic. Signatures
 //! cannot be forged by a fuzzer, so verification must always fail.
-use flux_recv::config::GcrAuth;
-use flux_recv::google_token::{KeySet, Token};
+use flux_recv::gcr_auth::{GcrAuth, KeySet, Token};
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let _ = KeySet::from_jwks(data);

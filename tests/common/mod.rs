@@ -2,6 +2,7 @@
 //! flux-recv started on 127.0.0.1:0 through the library, and small clients.
 #![allow(dead_code)]
 
+pub mod gcr_token;
 pub mod kubelet;
 
 use std::io::{Read, Write};

@@ -1,49 +1,19 @@
 //! Google Container Registry pushes with a `gcr:` block: the Google-signed
 //! OIDC token on each Pub/Sub push is verified against a JWKS served on
 //! loopback, before anything reaches the stand-in fluxd.
-//!
-//! Tokens are signed with the test-only keys in `testdata/gcr/`.
 
-mod common;
-
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use clap::Parser;
-use common::*;
 use flux_recv::server::Options;
-use rsa::pkcs1v15::SigningKey;
-use rsa::pkcs8::DecodePrivateKey;
-use rsa::signature::{SignatureEncoding, Signer};
-use rsa::traits::PublicKeyParts;
-use rsa::RsaPrivateKey;
 use serde_json::{json, Value};
-use sha2::Sha256;
-use tokio::sync::oneshot;
-use warp::Filter;
 
-const AUDIENCE: &str = "https://hooks.example.com/hook/gcr";
-const EMAIL: &str = "gcr-push@my-project.iam.gserviceaccount.com";
-const KID: &str = "kid-one";
-const NEW_KID: &str = "kid-two";
+use crate::common::gcr_token::*;
+use crate::common::*;
+use crate::FakeJwks;
+
 const GCR_KEY: &[u8] = b"0123456789abcdef-gcr-endpoint-key";
 const REFUSED: &str = "the Pub/Sub push token is not valid\n";
-
-fn signing_key(file: &str) -> RsaPrivateKey {
-    RsaPrivateKey::read_pkcs8_pem_file(testdata().join("gcr").join(file)).unwrap()
-}
-
-fn b64(bytes: &[u8]) -> String {
-    URL_SAFE_NO_PAD.encode(bytes)
-}
-
-fn jwk(kid: &str, key: &RsaPrivateKey) -> Value {
-    json!({"kty": "RSA", "alg": "RS256", "use": "sig", "kid": kid,
-           "n": b64(&key.n().to_bytes_be()), "e": b64(&key.e().to_bytes_be())})
-}
 
 fn now() -> u64 {
     SystemTime::now()
@@ -54,87 +24,7 @@ fn now() -> u64 {
 
 /// Claims as Google puts them in a Pub/Sub push token for this endpoint.
 fn claims() -> Value {
-    let now = now();
-    json!({"aud": AUDIENCE, "azp": "103416794574132452123", "email": EMAIL,
-           "email_verified": true, "exp": now + 3600, "iat": now,
-           "iss": "https://accounts.google.com", "sub": "103243794525501032581"})
-}
-
-fn with(field: &str, value: Value) -> Value {
-    let mut c = claims();
-    c[field] = value;
-    c
-}
-
-fn token(header: Value, claims: &Value, key: &RsaPrivateKey) -> String {
-    let signed = format!(
-        "{}.{}",
-        b64(header.to_string().as_bytes()),
-        b64(claims.to_string().as_bytes())
-    );
-    let signature = SigningKey::<Sha256>::new(key.clone()).sign(signed.as_bytes());
-    format!("{signed}.{}", b64(&signature.to_bytes()))
-}
-
-/// A token signed with the first test key under `kid`.
-fn signed(kid: &str, claims: &Value) -> String {
-    token(
-        json!({"alg": "RS256", "kid": kid, "typ": "JWT"}),
-        claims,
-        &signing_key("test-signing-key.pem"),
-    )
-}
-
-/// A stand-in for Google's JWKS endpoint that counts the fetches.
-struct FakeJwks {
-    addr: std::net::SocketAddr,
-    doc: Arc<Mutex<Value>>,
-    fetches: Arc<AtomicUsize>,
-    _stop: oneshot::Sender<()>,
-}
-
-impl FakeJwks {
-    async fn start(doc: Value) -> FakeJwks {
-        let doc = Arc::new(Mutex::new(doc));
-        let fetches = Arc::new(AtomicUsize::new(0));
-        let (d, f) = (doc.clone(), fetches.clone());
-        let certs = warp::path!("oauth2" / "v3" / "certs")
-            .and(warp::get())
-            .map(move || {
-                f.fetch_add(1, Ordering::SeqCst);
-                warp::reply::json(&*d.lock().unwrap())
-            });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (stop, stopped) = oneshot::channel::<()>();
-        tokio::spawn(
-            warp::serve(certs)
-                .incoming(listener)
-                .graceful(async {
-                    let _ = stopped.await;
-                })
-                .run(),
-        );
-        FakeJwks {
-            addr,
-            doc,
-            fetches,
-            _stop: stop,
-        }
-    }
-
-    /// Publishing the first test key as KID.
-    async fn google() -> FakeJwks {
-        FakeJwks::start(json!({"keys": [jwk(KID, &signing_key("test-signing-key.pem"))]})).await
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}/oauth2/v3/certs", self.addr)
-    }
-
-    fn fetches(&self) -> usize {
-        self.fetches.load(Ordering::SeqCst)
-    }
+    claims_at(now())
 }
 
 /// flux-recv with one GCR endpoint (with `gcr_block` under it, if any) in
@@ -223,8 +113,8 @@ async fn every_failed_check_is_401_and_nothing_reaches_fluxd() {
     let dir = tempfile::tempdir().unwrap();
     let (recv, hook) = start(dir.path(), &fluxd, true, options(&jwks)).await;
     let now = now();
-    let other_key = signing_key("test-signing-key-2.pem");
-    let one = signing_key("test-signing-key.pem");
+    let other_key = signing_key(KEY_TWO);
+    let one = signing_key(KEY_ONE);
     let unsigned = format!(
         "{}.{}.",
         b64(json!({"alg": "none", "kid": KID}).to_string().as_bytes()),
@@ -241,8 +131,8 @@ async fn every_failed_check_is_401_and_nothing_reaches_fluxd() {
         ("not a JWT", Some(bearer("not.a.jwt")), "format"),
         (
             "signed with another key",
-            Some(bearer(&token(
-                json!({"alg": "RS256", "kid": KID}),
+            Some(bearer(&sign(
+                &json!({"alg": "RS256", "kid": KID}),
                 &claims(),
                 &other_key,
             ))),
@@ -251,8 +141,8 @@ async fn every_failed_check_is_401_and_nothing_reaches_fluxd() {
         ("alg none", Some(bearer(&unsigned)), "alg"),
         (
             "alg HS256",
-            Some(bearer(&token(
-                json!({"alg": "HS256", "kid": KID}),
+            Some(bearer(&sign(
+                &json!({"alg": "HS256", "kid": KID}),
                 &claims(),
                 &one,
             ))),
@@ -265,19 +155,25 @@ async fn every_failed_check_is_401_and_nothing_reaches_fluxd() {
         ),
         (
             "expired",
-            Some(bearer(&signed(KID, &with("exp", json!(now - 3600))))),
+            Some(bearer(&signed(
+                KID,
+                &with(claims(), "exp", json!(now - 3600)),
+            ))),
             "exp",
         ),
         (
             "issued in the future",
-            Some(bearer(&signed(KID, &with("iat", json!(now + 600))))),
+            Some(bearer(&signed(
+                KID,
+                &with(claims(), "iat", json!(now + 600)),
+            ))),
             "iat",
         ),
         (
             "wrong issuer",
             Some(bearer(&signed(
                 KID,
-                &with("iss", json!("https://evil.example.com")),
+                &with(claims(), "iss", json!("https://evil.example.com")),
             ))),
             "iss",
         ),
@@ -285,7 +181,7 @@ async fn every_failed_check_is_401_and_nothing_reaches_fluxd() {
             "wrong audience",
             Some(bearer(&signed(
                 KID,
-                &with("aud", json!("https://other.example.com/hook")),
+                &with(claims(), "aud", json!("https://other.example.com/hook")),
             ))),
             "aud",
         ),
@@ -293,22 +189,25 @@ async fn every_failed_check_is_401_and_nothing_reaches_fluxd() {
             "another service account",
             Some(bearer(&signed(
                 KID,
-                &with("email", json!("attacker@other.iam.gserviceaccount.com")),
+                &with(
+                    claims(),
+                    "email",
+                    json!("attacker@other.iam.gserviceaccount.com"),
+                ),
             ))),
             "email",
         ),
         (
             "email not verified",
-            Some(bearer(&signed(KID, &with("email_verified", json!(false))))),
+            Some(bearer(&signed(
+                KID,
+                &with(claims(), "email_verified", json!(false)),
+            ))),
             "email_verified",
         ),
         (
             "email_verified missing",
-            Some(bearer(&signed(KID, &{
-                let mut c = claims();
-                c.as_object_mut().unwrap().remove("email_verified");
-                c
-            }))),
+            Some(bearer(&signed(KID, &without(claims(), "email_verified")))),
             "email_verified",
         ),
     ];
@@ -352,10 +251,10 @@ async fn a_rotated_key_is_fetched_once_and_accepted() {
         },
     )
     .await;
-    let new_key = signing_key("test-signing-key-2.pem");
+    let new_key = signing_key(KEY_TWO);
     let rotated = || {
-        token(
-            json!({"alg": "RS256", "kid": NEW_KID, "typ": "JWT"}),
+        sign(
+            &json!({"alg": "RS256", "kid": NEW_KID, "typ": "JWT"}),
             &claims(),
             &new_key,
         )
@@ -370,10 +269,10 @@ async fn a_rotated_key_is_fetched_once_and_accepted() {
     assert_eq!(jwks.fetches(), 1);
 
     // Google publishes a new key, then signs with it.
-    *jwks.doc.lock().unwrap() = json!({"keys": [
-        jwk(KID, &signing_key("test-signing-key.pem")),
+    jwks.publish(json!({"keys": [
+        jwk(KID, &signing_key(KEY_ONE)),
         jwk(NEW_KID, &new_key),
-    ]});
+    ]}));
     tokio::time::sleep(min_refresh + Duration::from_millis(100)).await;
     let reply = push(&hook, Some(&bearer(&rotated()))).await;
     assert_eq!(reply.status, 200, "{}", reply.body);
@@ -466,7 +365,7 @@ async fn a_key_server_error_keeps_the_keys_we_have() {
         200
     );
     // The key server starts serving garbage; an unknown kid makes us fetch it.
-    *jwks.doc.lock().unwrap() = json!({"keys": []});
+    jwks.publish(json!({"keys": []}));
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(
         push(&hook, Some(&bearer(&signed("new", &claims()))))
