@@ -22,11 +22,10 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use rsa::pkcs1v15::VerifyingKey;
+use jsonwebtoken::DecodingKey;
 use rsa::traits::PublicKeyParts;
 use rsa::{BigUint, RsaPublicKey};
 use serde::Deserialize;
-use sha2::Sha256;
 use slog::{info, warn, Logger};
 use url::{Host, Url};
 
@@ -99,7 +98,7 @@ pub enum KeySetError {
 /// Google's published signing keys, by key id (`kid`).
 #[derive(Clone, Default)]
 pub struct KeySet {
-    keys: HashMap<String, VerifyingKey<Sha256>>,
+    keys: HashMap<String, DecodingKey>,
 }
 
 impl std::fmt::Debug for KeySet {
@@ -162,11 +161,14 @@ impl KeySet {
             };
             let n = number(jwk.n.as_ref()).ok_or_else(|| bad("n is missing or not base64url"))?;
             let e = number(jwk.e.as_ref()).ok_or_else(|| bad("e is missing or not base64url"))?;
+            // Checked here (exponent, at most 4096 bits) so that a bad key
+            // refuses the document, not every token signed with it.
             let key = RsaPublicKey::new(n, e).map_err(|e| bad(&e.to_string()))?;
             if key.n().bits() < MIN_KEY_BITS {
                 return Err(bad("the modulus is shorter than 2048 bits"));
             }
-            keys.insert(kid, VerifyingKey::new(key));
+            let (n, e) = (key.n().to_bytes_be(), key.e().to_bytes_be());
+            keys.insert(kid, DecodingKey::from_rsa_raw_components(&n, &e));
         }
         if keys.is_empty() {
             return Err(KeySetError::Empty);
@@ -175,7 +177,7 @@ impl KeySet {
     }
 
     /// The key with this id.
-    pub(super) fn get(&self, kid: &str) -> Option<&VerifyingKey<Sha256>> {
+    pub(super) fn get(&self, kid: &str) -> Option<&DecodingKey> {
         self.keys.get(kid)
     }
 

@@ -9,7 +9,9 @@
 //!
 //! 1. the header says `alg: RS256` (never `none`, never an HMAC) and names a
 //!    `kid` that is among Google's published keys;
-//! 2. the RS256 signature over `header.payload` verifies with that key;
+//! 2. the RS256 signature over `header.payload` verifies with that key
+//!    (checked by the `jsonwebtoken` crate, which also re-checks that the
+//!    algorithm is RS256 and the key an RSA key);
 //! 3. `iss` is `accounts.google.com` or `https://accounts.google.com`;
 //! 4. `aud` equals the endpoint's configured audience;
 //! 5. `exp` has not passed and `iat` is not in the future, each give or take
@@ -29,10 +31,10 @@
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use http::HeaderMap;
-use rsa::pkcs1v15::Signature;
-use rsa::signature::Verifier;
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, Validation};
 use serde::Deserialize;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use super::keys::KeySet;
 use super::GcrAuth;
@@ -129,10 +131,8 @@ impl TokenError {
 /// A token split into its parts, its header checked, its signature not yet.
 pub struct Token {
     kid: String,
-    /// `header.payload`, the bytes the signature covers.
-    signed: String,
-    signature: Vec<u8>,
-    payload: Vec<u8>,
+    /// The whole compact JWS, for `jsonwebtoken` to verify.
+    compact: String,
 }
 
 /// The claims of a token that passed every check.
@@ -196,18 +196,17 @@ impl Token {
             .kid
             .filter(|k| !k.is_empty())
             .ok_or(TokenError::MissingKid)?;
-        let signed = compact[..compact.len() - signature.len() - 1].to_string();
-        let payload = URL_SAFE_NO_PAD
-            .decode(payload)
-            .map_err(|_| TokenError::Malformed("the payload is not base64url"))?;
-        let signature = URL_SAFE_NO_PAD
-            .decode(signature)
-            .map_err(|_| TokenError::Malformed("the signature is not base64url"))?;
+        // Decoded by `jsonwebtoken` in `verify`; refused here already, so
+        // that junk never makes us look for keys.
+        if !is_base64url(payload) {
+            return Err(TokenError::Malformed("the payload is not base64url"));
+        }
+        if !is_base64url(signature) {
+            return Err(TokenError::Malformed("the signature is not base64url"));
+        }
         Ok(Token {
             kid,
-            signed,
-            signature,
-            payload,
+            compact: compact.to_string(),
         })
     }
 
@@ -222,14 +221,25 @@ impl Token {
         let key = keys
             .get(&self.kid)
             .ok_or_else(|| TokenError::UnknownKey(crate::printable(&self.kid)))?;
-        let signature =
-            Signature::try_from(self.signature.as_slice()).map_err(|_| TokenError::BadSignature)?;
-        key.verify(self.signed.as_bytes(), &signature)
-            .map_err(|_| TokenError::BadSignature)?;
+        // jsonwebtoken checks the JWS: RS256 only, and only with an RSA key
+        // (no HMAC with a public key as the secret), and the signature. Its
+        // claim checks are off: ours below use the clock we are given, and
+        // are stricter (jsonwebtoken 10 takes an `iss` list, a fractional
+        // `exp`, and no `iat`, `email` or `email_verified`).
+        let mut validation = Validation::new(Algorithm::RS256);
+        validation.validate_exp = false;
+        validation.validate_aud = false;
+        validation.required_spec_claims.clear();
+        let claims = jsonwebtoken::decode::<Map<String, Value>>(&self.compact, key, &validation)
+            .map_err(|e| match e.kind() {
+                ErrorKind::Json(_) | ErrorKind::Utf8(_) | ErrorKind::Base64(_) => {
+                    TokenError::Malformed("a part does not decode")
+                }
+                _ => TokenError::BadSignature,
+            })?
+            .claims;
 
         // Signed by Google from here on; still checked field by field.
-        let claims: serde_json::Map<String, Value> = serde_json::from_slice(&self.payload)
-            .map_err(|_| TokenError::Malformed("the payload is not a JSON object"))?;
         let text = |name: &str| claims.get(name).and_then(Value::as_str).unwrap_or("");
 
         let iss = text("iss");
@@ -293,6 +303,15 @@ impl Token {
             exp: exp.unwrap_or(0),
         })
     }
+}
+
+/// Whether a JWS part is base64url without padding: its alphabet, and a
+/// length that is not one more than a multiple of four.
+fn is_base64url(part: &str) -> bool {
+    part.len() % 4 != 1
+        && part
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// A JWT NumericDate in whole seconds: a JSON number, or a string of digits

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -47,9 +48,18 @@ pub fn jwk(kid: &str, key: &RsaPrivateKey) -> Value {
            "n": b64(&key.n().to_bytes_be()), "e": b64(&key.e().to_bytes_be())})
 }
 
-/// A JWKS document publishing the first test key as [`KID`].
+/// `testdata/gcr/jwks.json`: the first test key published as [`KID`].
 pub fn google_jwks() -> Value {
-    json!({"keys": [jwk(KID, &signing_key(KEY_ONE))]})
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/gcr/jwks.json");
+    serde_json::from_slice(&std::fs::read(path).expect("jwks.json")).expect("JSON")
+}
+
+/// Our clock, in Unix seconds.
+pub fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs()
 }
 
 /// Claims as Google puts them in a Pub/Sub push token for [`AUDIENCE`] and

@@ -1,8 +1,6 @@
 //! Google's keys: reading a JWKS document strictly, the `--google-jwks-url`
 //! rules, and when a fetch happens.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use flux_recv::gcr_auth::{
     check_url, GcrAuth, Jwks, KeySet, TokenError, GOOGLE_JWKS_URL, MIN_REFRESH,
 };
@@ -60,6 +58,13 @@ fn jwks_documents_are_read_strictly() {
         assert!(err.to_string().contains(want), "{doc}: {err}");
     }
     assert!(KeySet::from_jwks(b"<html>").is_err());
+}
+
+#[test]
+fn the_jwks_fixture_publishes_the_first_test_key() {
+    // testdata/gcr/jwks.json also seeds the fuzz target; it must not rot.
+    let doc = json!({"keys": [jwk(KID, &signing_key(KEY_ONE))]});
+    assert_eq!(google_jwks(), doc);
 }
 
 #[test]
@@ -134,13 +139,6 @@ fn the_checked_url_is_the_one_fetched() {
         let url = check_url(given).map(String::from);
         assert_eq!(url, Ok(fetched.to_string()), "{given}");
     }
-}
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
 }
 
 /// A push's headers with a genuine token for `expect()`.

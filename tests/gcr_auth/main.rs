@@ -62,21 +62,11 @@ impl FakeJwks {
                 }
             });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (stop, stopped) = oneshot::channel::<()>();
-        tokio::spawn(
-            warp::serve(certs)
-                .incoming(listener)
-                .graceful(async {
-                    let _ = stopped.await;
-                })
-                .run(),
-        );
         FakeJwks {
-            addr,
+            addr: listener.local_addr().unwrap(),
             answer,
             fetches,
-            _stop: stop,
+            _stop: common::serve(certs, listener),
         }
     }
 

@@ -2,9 +2,10 @@
 //! OIDC token on each Pub/Sub push is verified against a JWKS served on
 //! loopback, before anything reaches the stand-in fluxd.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use clap::Parser;
+use flux_recv::gcr_auth::MIN_REFRESH;
 use flux_recv::server::Options;
 use serde_json::{json, Value};
 
@@ -15,20 +16,13 @@ use crate::FakeJwks;
 const GCR_KEY: &[u8] = b"0123456789abcdef-gcr-endpoint-key";
 const REFUSED: &str = "the Pub/Sub push token is not valid\n";
 
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
 /// Claims as Google puts them in a Pub/Sub push token for this endpoint.
 fn claims() -> Value {
     claims_at(now())
 }
 
 /// flux-recv with one GCR endpoint (with `gcr_block` under it, if any) in
-/// front of a stand-in fluxd, fetching keys from `jwks_url`.
+/// front of a stand-in fluxd, with `options`.
 async fn start(
     dir: &std::path::Path,
     fluxd: &FakeFluxd,
@@ -51,10 +45,35 @@ async fn start(
     (recv, hook)
 }
 
-fn options(jwks: &FakeJwks) -> Options {
-    Options {
-        google_jwks_url: jwks.url(),
-        ..Options::default()
+/// [`start`] with a stand-in Google publishing the first test key, from
+/// which keys are fetched at most once per `min_refresh`.
+struct WithGoogle {
+    fluxd: FakeFluxd,
+    jwks: FakeJwks,
+    recv: Recv,
+    hook: String,
+    /// The config's directory, kept for the test's duration.
+    _dir: tempfile::TempDir,
+}
+
+impl WithGoogle {
+    async fn start(gcr_block: bool, min_refresh: Duration) -> WithGoogle {
+        let fluxd = FakeFluxd::start().await;
+        let jwks = FakeJwks::google().await;
+        let dir = tempfile::tempdir().unwrap();
+        let options = Options {
+            google_jwks_url: jwks.url(),
+            google_jwks_min_refresh: min_refresh,
+            ..Options::default()
+        };
+        let (recv, hook) = start(dir.path(), &fluxd, gcr_block, options).await;
+        WithGoogle {
+            fluxd,
+            jwks,
+            recv,
+            hook,
+            _dir: dir,
+        }
     }
 }
 
@@ -79,28 +98,36 @@ fn bearer(token: &str) -> String {
     format!("Bearer {token}")
 }
 
+/// A token as Google makes it for this endpoint, now.
+fn genuine() -> String {
+    signed(KID, &claims())
+}
+
+/// The status of a push carrying `token`.
+async fn status(hook: &str, token: &str) -> u16 {
+    push(hook, Some(&bearer(token))).await.status
+}
+
 fn gcr_notification() -> Value {
     json!({"Kind": "image", "Source": {"Name": {"Domain": "us.gcr.io", "Image": "am/am.kebab.api"}}})
 }
 
 #[tokio::test]
 async fn a_google_signed_push_reaches_fluxd() {
-    let fluxd = FakeFluxd::start().await;
-    let jwks = FakeJwks::google().await;
-    let dir = tempfile::tempdir().unwrap();
-    let (recv, hook) = start(dir.path(), &fluxd, true, options(&jwks)).await;
+    let gcr = WithGoogle::start(true, MIN_REFRESH).await;
 
-    let reply = push(&hook, Some(&bearer(&signed(KID, &claims())))).await;
+    let reply = push(&gcr.hook, Some(&bearer(&genuine()))).await;
     assert_eq!(reply.status, 200, "{}", reply.body);
-    assert_eq!(fluxd.take(), vec![gcr_notification()]);
-    assert_eq!(jwks.fetches(), 1);
+    assert_eq!(gcr.fluxd.take(), vec![gcr_notification()]);
+    assert_eq!(gcr.jwks.fetches(), 1);
 
     // The keys are cached: the next push does not fetch them again.
-    let reply = push(&hook, Some(&bearer(&signed(KID, &claims())))).await;
+    let reply = push(&gcr.hook, Some(&bearer(&genuine()))).await;
     assert_eq!(reply.status, 200, "{}", reply.body);
-    assert_eq!(fluxd.take().len(), 1);
-    assert_eq!(jwks.fetches(), 1);
-    assert!(recv
+    assert_eq!(gcr.fluxd.take().len(), 1);
+    assert_eq!(gcr.jwks.fetches(), 1);
+    assert!(gcr
+        .recv
         .logs
         .text()
         .contains("fetched Google's token signing keys"));
@@ -108,10 +135,7 @@ async fn a_google_signed_push_reaches_fluxd() {
 
 #[tokio::test]
 async fn every_failed_check_is_401_and_nothing_reaches_fluxd() {
-    let fluxd = FakeFluxd::start().await;
-    let jwks = FakeJwks::google().await;
-    let dir = tempfile::tempdir().unwrap();
-    let (recv, hook) = start(dir.path(), &fluxd, true, options(&jwks)).await;
+    let gcr = WithGoogle::start(true, MIN_REFRESH).await;
     let now = now();
     let other_key = signing_key(KEY_TWO);
     let one = signing_key(KEY_ONE);
@@ -213,11 +237,11 @@ async fn every_failed_check_is_401_and_nothing_reaches_fluxd() {
     ];
 
     for (name, authorization, check) in &cases {
-        let before = recv.logs.text().len();
-        let reply = push(&hook, authorization.as_deref()).await;
+        let before = gcr.recv.logs.text().len();
+        let reply = push(&gcr.hook, authorization.as_deref()).await;
         assert_eq!(reply.status, 401, "{name}: {}", reply.body);
         assert_eq!(reply.body, REFUSED, "{name}");
-        let logged = recv.logs.text()[before..].to_string();
+        let logged = gcr.recv.logs.text()[before..].to_string();
         assert!(
             logged.contains(&format!("check: {check},")),
             "{name}: {logged}"
@@ -230,27 +254,15 @@ async fn every_failed_check_is_401_and_nothing_reaches_fluxd() {
             }
         }
     }
-    assert!(fluxd.take().is_empty());
+    assert!(gcr.fluxd.take().is_empty());
     // One fetch on first use; the unknown kid came within the rate limit.
-    assert_eq!(jwks.fetches(), 1);
+    assert_eq!(gcr.jwks.fetches(), 1);
 }
 
 #[tokio::test]
 async fn a_rotated_key_is_fetched_once_and_accepted() {
-    let fluxd = FakeFluxd::start().await;
-    let jwks = FakeJwks::google().await;
-    let dir = tempfile::tempdir().unwrap();
     let min_refresh = Duration::from_millis(300);
-    let (_recv, hook) = start(
-        dir.path(),
-        &fluxd,
-        true,
-        Options {
-            google_jwks_min_refresh: min_refresh,
-            ..options(&jwks)
-        },
-    )
-    .await;
+    let gcr = WithGoogle::start(true, min_refresh).await;
     let new_key = signing_key(KEY_TWO);
     let rotated = || {
         sign(
@@ -260,50 +272,37 @@ async fn a_rotated_key_is_fetched_once_and_accepted() {
         )
     };
 
-    assert_eq!(
-        push(&hook, Some(&bearer(&signed(KID, &claims()))))
-            .await
-            .status,
-        200
-    );
-    assert_eq!(jwks.fetches(), 1);
+    assert_eq!(status(&gcr.hook, &genuine()).await, 200);
+    assert_eq!(gcr.jwks.fetches(), 1);
 
     // Google publishes a new key, then signs with it.
-    jwks.publish(json!({"keys": [
+    gcr.jwks.publish(json!({"keys": [
         jwk(KID, &signing_key(KEY_ONE)),
         jwk(NEW_KID, &new_key),
     ]}));
     tokio::time::sleep(min_refresh + Duration::from_millis(100)).await;
-    let reply = push(&hook, Some(&bearer(&rotated()))).await;
+    let reply = push(&gcr.hook, Some(&bearer(&rotated()))).await;
     assert_eq!(reply.status, 200, "{}", reply.body);
-    assert_eq!(jwks.fetches(), 2);
+    assert_eq!(gcr.jwks.fetches(), 2);
 
     // Both keys are now known; neither makes us fetch again.
     tokio::time::sleep(min_refresh + Duration::from_millis(100)).await;
-    assert_eq!(push(&hook, Some(&bearer(&rotated()))).await.status, 200);
-    assert_eq!(
-        push(&hook, Some(&bearer(&signed(KID, &claims()))))
-            .await
-            .status,
-        200
-    );
-    assert_eq!(jwks.fetches(), 2);
-    assert_eq!(fluxd.take().len(), 4);
+    assert_eq!(status(&gcr.hook, &rotated()).await, 200);
+    assert_eq!(status(&gcr.hook, &genuine()).await, 200);
+    assert_eq!(gcr.jwks.fetches(), 2);
+    assert_eq!(gcr.fluxd.take().len(), 4);
 }
 
 #[tokio::test]
 async fn a_flood_of_unknown_kids_fetches_the_keys_once() {
-    let fluxd = FakeFluxd::start().await;
-    let jwks = FakeJwks::google().await;
-    let dir = tempfile::tempdir().unwrap();
-    let (_recv, hook) = start(dir.path(), &fluxd, true, options(&jwks)).await;
+    let gcr = WithGoogle::start(true, MIN_REFRESH).await;
 
     // 60 pushes naming made-up keys, 20 at a time, on a fresh server: the
     // first fetch is shared by those waiting for it, and the rest fall
     // inside the 30 s rate limit.
     for round in 0..3 {
         let pushes = (0..20).map(|i| {
-            let hook = hook.clone();
+            let hook = gcr.hook.clone();
             let token = signed(&format!("random-{round}-{i}"), &claims());
             tokio::spawn(async move { push(&hook, Some(&bearer(&token))).await })
         });
@@ -311,16 +310,11 @@ async fn a_flood_of_unknown_kids_fetches_the_keys_once() {
             assert_eq!(reply.unwrap().status, 401);
         }
     }
-    assert_eq!(jwks.fetches(), 1);
+    assert_eq!(gcr.jwks.fetches(), 1);
     // A genuine push still gets through, on the keys fetched then.
-    assert_eq!(
-        push(&hook, Some(&bearer(&signed(KID, &claims()))))
-            .await
-            .status,
-        200
-    );
-    assert_eq!(jwks.fetches(), 1);
-    assert_eq!(fluxd.take(), vec![gcr_notification()]);
+    assert_eq!(status(&gcr.hook, &genuine()).await, 200);
+    assert_eq!(gcr.jwks.fetches(), 1);
+    assert_eq!(gcr.fluxd.take(), vec![gcr_notification()]);
 }
 
 #[tokio::test]
@@ -332,7 +326,7 @@ async fn unreachable_keys_refuse_every_push() {
         ..Options::default()
     };
     let (recv, hook) = start(dir.path(), &fluxd, true, options).await;
-    let reply = push(&hook, Some(&bearer(&signed(KID, &claims())))).await;
+    let reply = push(&hook, Some(&bearer(&genuine()))).await;
     assert_eq!(reply.status, 401, "{}", reply.body);
     assert!(fluxd.take().is_empty());
     let logs = recv.logs.text();
@@ -345,58 +339,29 @@ async fn unreachable_keys_refuse_every_push() {
 
 #[tokio::test]
 async fn a_key_server_error_keeps_the_keys_we_have() {
-    let fluxd = FakeFluxd::start().await;
-    let jwks = FakeJwks::google().await;
-    let dir = tempfile::tempdir().unwrap();
-    let (_recv, hook) = start(
-        dir.path(),
-        &fluxd,
-        true,
-        Options {
-            google_jwks_min_refresh: Duration::from_millis(100),
-            ..options(&jwks)
-        },
-    )
-    .await;
-    assert_eq!(
-        push(&hook, Some(&bearer(&signed(KID, &claims()))))
-            .await
-            .status,
-        200
-    );
+    let min_refresh = Duration::from_millis(100);
+    let gcr = WithGoogle::start(true, min_refresh).await;
+    assert_eq!(status(&gcr.hook, &genuine()).await, 200);
     // The key server starts serving garbage; an unknown kid makes us fetch it.
-    jwks.publish(json!({"keys": []}));
+    gcr.jwks.publish(json!({"keys": []}));
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(
-        push(&hook, Some(&bearer(&signed("new", &claims()))))
-            .await
-            .status,
-        401
-    );
-    assert_eq!(jwks.fetches(), 2);
+    assert_eq!(status(&gcr.hook, &signed("new", &claims())).await, 401);
+    assert_eq!(gcr.jwks.fetches(), 2);
     // The good key is still there.
-    assert_eq!(
-        push(&hook, Some(&bearer(&signed(KID, &claims()))))
-            .await
-            .status,
-        200
-    );
-    assert_eq!(fluxd.take().len(), 2);
+    assert_eq!(status(&gcr.hook, &genuine()).await, 200);
+    assert_eq!(gcr.fluxd.take().len(), 2);
 }
 
 #[tokio::test]
 async fn without_a_gcr_block_pushes_are_unverified_and_google_is_never_asked() {
-    let fluxd = FakeFluxd::start().await;
-    let jwks = FakeJwks::google().await;
-    let dir = tempfile::tempdir().unwrap();
-    let (recv, hook) = start(dir.path(), &fluxd, false, options(&jwks)).await;
-    let reply = push(&hook, None).await;
+    let gcr = WithGoogle::start(false, MIN_REFRESH).await;
+    let reply = push(&gcr.hook, None).await;
     assert_eq!(reply.status, 200, "{}", reply.body);
-    let reply = push(&hook, Some("Bearer not.even.a-token")).await;
+    let reply = push(&gcr.hook, Some("Bearer not.even.a-token")).await;
     assert_eq!(reply.status, 200, "{}", reply.body);
-    assert_eq!(fluxd.take().len(), 2);
-    assert_eq!(jwks.fetches(), 0);
-    let table = recv.state.table.load_full();
+    assert_eq!(gcr.fluxd.take().len(), 2);
+    assert_eq!(gcr.jwks.fetches(), 0);
+    let table = gcr.recv.state.table.load_full();
     assert!(!table.endpoints()[0].verifies_sender());
 }
 

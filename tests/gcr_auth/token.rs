@@ -38,6 +38,16 @@ fn check_at(token: &str, now: u64) -> Result<Claims, TokenError> {
     Token::parse(token)?.verify(&keys(), &expect(), now)
 }
 
+/// Check Google's token with `field` of its claims set to `value`.
+fn check_with(field: &str, value: Value) -> Result<Claims, TokenError> {
+    check(&signed(KID, &with(claims(), field, value)))
+}
+
+/// Check Google's token without `field` in its claims.
+fn check_without(field: &str) -> Result<Claims, TokenError> {
+    check(&signed(KID, &without(claims(), field)))
+}
+
 fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
     let mut map = HeaderMap::new();
     for (name, value) in pairs {
@@ -63,10 +73,7 @@ fn a_google_token_for_this_endpoint_passes() {
 #[test]
 fn both_issuer_spellings_pass() {
     for iss in ISSUERS {
-        assert!(
-            check(&signed(KID, &with(claims(), "iss", json!(iss)))).is_ok(),
-            "{iss}"
-        );
+        assert!(check_with("iss", json!(iss)).is_ok(), "{iss}");
     }
 }
 
@@ -211,15 +218,10 @@ fn expiry_allows_the_skew_and_no_more() {
         json!(1.5e9),
         json!(""),
     ] {
-        let err = check(&signed(KID, &with(claims(), "exp", bad.clone()))).unwrap_err();
+        let err = check_with("exp", bad.clone()).unwrap_err();
         assert_eq!(err, TokenError::Expired { exp: 0, now: NOW }, "{bad}");
     }
-    assert_eq!(
-        check(&signed(KID, &without(claims(), "exp")))
-            .unwrap_err()
-            .check(),
-        "exp"
-    );
+    assert_eq!(check_without("exp").unwrap_err().check(), "exp");
 }
 
 #[test]
@@ -234,18 +236,8 @@ fn a_token_from_the_future_is_refused() {
             now: NOW
         })
     );
-    assert_eq!(
-        check(&signed(KID, &without(claims(), "iat")))
-            .unwrap_err()
-            .check(),
-        "iat"
-    );
-    assert_eq!(
-        check(&signed(KID, &with(claims(), "iat", json!("x"))))
-            .unwrap_err()
-            .check(),
-        "iat"
-    );
+    assert_eq!(check_without("iat").unwrap_err().check(), "iat");
+    assert_eq!(check_with("iat", json!("x")).unwrap_err().check(), "iat");
 }
 
 #[test]
@@ -257,22 +249,16 @@ fn the_issuer_must_be_google() {
         json!(""),
         json!(["accounts.google.com"]),
     ] {
-        let err = check(&signed(KID, &with(claims(), "iss", iss.clone()))).unwrap_err();
+        let err = check_with("iss", iss.clone()).unwrap_err();
         assert_eq!(err.check(), "iss", "{iss}");
     }
-    assert_eq!(
-        check(&signed(KID, &without(claims(), "iss"))),
-        Err(TokenError::Issuer(String::new()))
-    );
+    assert_eq!(check_without("iss"), Err(TokenError::Issuer(String::new())));
 }
 
 #[test]
 fn the_audience_must_be_the_configured_one() {
     assert_eq!(
-        check(&signed(
-            KID,
-            &with(claims(), "aud", json!("https://other.example.com/"))
-        )),
+        check_with("aud", json!("https://other.example.com/")),
         Err(TokenError::Audience("https://other.example.com/".into()))
     );
     for aud in [
@@ -282,43 +268,34 @@ fn the_audience_must_be_the_configured_one() {
         json!(null),
         json!(7),
     ] {
-        let err = check(&signed(KID, &with(claims(), "aud", aud.clone()))).unwrap_err();
+        let err = check_with("aud", aud.clone()).unwrap_err();
         assert_eq!(err.check(), "aud", "{aud}");
     }
-    assert_eq!(
-        check(&signed(KID, &without(claims(), "aud")))
-            .unwrap_err()
-            .check(),
-        "aud"
-    );
+    assert_eq!(check_without("aud").unwrap_err().check(), "aud");
     // A list that includes ours is fine (RFC 7519).
-    assert!(check(&signed(KID, &with(claims(), "aud", json!(["x", AUDIENCE])))).is_ok());
+    assert!(check_with("aud", json!(["x", AUDIENCE])).is_ok());
 }
 
 #[test]
 fn the_email_must_be_the_configured_service_account() {
     let other = "someone-else@other-project.iam.gserviceaccount.com";
     assert_eq!(
-        check(&signed(KID, &with(claims(), "email", json!(other)))),
+        check_with("email", json!(other)),
         Err(TokenError::Email(other.into()))
     );
     for email in [json!(EMAIL.to_uppercase()), json!(null), json!([EMAIL])] {
-        let err = check(&signed(KID, &with(claims(), "email", email.clone()))).unwrap_err();
+        let err = check_with("email", email.clone()).unwrap_err();
         assert_eq!(err.check(), "email", "{email}");
     }
     assert_eq!(
-        check(&signed(KID, &without(claims(), "email"))),
+        check_without("email"),
         Err(TokenError::Email(String::new()))
     );
 }
 
 #[test]
 fn the_email_must_be_verified() {
-    assert!(check(&signed(
-        KID,
-        &with(claims(), "email_verified", json!("true"))
-    ))
-    .is_ok());
+    assert!(check_with("email_verified", json!("true")).is_ok());
     for v in [
         json!(false),
         json!("false"),
@@ -328,13 +305,13 @@ fn the_email_must_be_verified() {
         json!(""),
     ] {
         assert_eq!(
-            check(&signed(KID, &with(claims(), "email_verified", v.clone()))),
+            check_with("email_verified", v.clone()),
             Err(TokenError::EmailNotVerified),
             "{v}"
         );
     }
     assert_eq!(
-        check(&signed(KID, &without(claims(), "email_verified"))),
+        check_without("email_verified"),
         Err(TokenError::EmailNotVerified)
     );
 }
@@ -356,6 +333,13 @@ fn malformed_tokens_are_refused() {
         format!("{header}.{}!.{}", parts[1], parts[2]),
         format!("{header}.{}.{}==", parts[1], parts[2]),
         format!("{header}.{}.{}\u{e9}", parts[1], parts[2]),
+        // Two `alg`s: no parser may pick one and another parser the other.
+        format!(
+            "{}.{}.{}",
+            b64(br#"{"alg":"RS256","alg":"none","kid":"kid-one"}"#),
+            parts[1],
+            parts[2]
+        ),
     ] {
         let err = Token::parse(&bad).err().unwrap_or_else(|| panic!("{bad}"));
         assert!(
@@ -368,6 +352,17 @@ fn malformed_tokens_are_refused() {
     for payload in [json!("claims"), json!([1, 2])] {
         let token = sign(&json!({"alg": "RS256", "kid": KID}), &payload, &key);
         assert!(matches!(check(&token), Err(TokenError::Malformed(_))));
+    }
+    // A signed header whose registered fields have the wrong types.
+    for header in [
+        json!({"alg": "RS256", "kid": KID, "typ": 7}),
+        json!({"alg": "RS256", "kid": KID, "x5c": "not a list"}),
+    ] {
+        let token = sign(&header, &claims(), &key);
+        assert!(
+            matches!(check(&token), Err(TokenError::Malformed(_))),
+            "{header}"
+        );
     }
 }
 
