@@ -142,7 +142,7 @@ pub struct ServeArgs {
     /// Where Google publishes the keys that sign Pub/Sub push tokens, for
     /// GoogleContainerRegistry endpoints with a `gcr:` block. https only
     /// (plain http to localhost, for tests).
-    #[arg(long, env = "FLUXRECV_GOOGLE_JWKS_URL", default_value = crate::jwks::GOOGLE_JWKS_URL,
+    #[arg(long, env = "FLUXRECV_GOOGLE_JWKS_URL", default_value = crate::gcr_auth::GOOGLE_JWKS_URL,
           value_parser = parse_jwks_url)]
     pub google_jwks_url: String,
 }
@@ -291,7 +291,7 @@ fn parse_api(s: &str) -> Result<String, String> {
 
 /// `https://…`, or `http://` to localhost.
 fn parse_jwks_url(s: &str) -> Result<String, String> {
-    crate::jwks::check_url(s).map(|()| s.to_string())
+    crate::gcr_auth::check_url(s).map(String::from)
 }
 
 /// An `http://` or `https://` URL with a host, without its trailing `/`.

@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+pub use crate::gcr_auth::GcrAuth;
 use crate::routing::{ApiConfig, FilterConfig, DEFAULT_API};
 
 /// The file as written.
@@ -88,25 +89,6 @@ pub struct GitNotify {
     pub url: String,
     /// The branch, as fluxd's `--git-branch`.
     pub branch: String,
-}
-
-/// An endpoint's `gcr:` block: who must have signed a Pub/Sub push.
-///
-/// ```yaml
-/// gcr:
-///   audience: https://hooks.example.com/hook/…   # the push subscription's audience
-///   email: gcr-push@my-project.iam.gserviceaccount.com   # its service account
-/// ```
-///
-/// Both are required: a token Google signed for some other audience or
-/// service account proves nothing about this subscription.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct GcrAuth {
-    /// The token's `aud` must equal this.
-    pub audience: String,
-    /// The token's `email` must equal this, and be verified.
-    pub email: String,
 }
 
 /// How bad a problem is: errors stop a table from loading, warnings do not.

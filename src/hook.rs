@@ -14,7 +14,7 @@ use futures_util::{Stream, StreamExt};
 use http::HeaderMap;
 
 use crate::endpoint::Endpoint;
-use crate::jwks::Jwks;
+use crate::gcr_auth::Jwks;
 use crate::notification::Change;
 use crate::relay::{Relay, RelayError};
 use crate::routing::notify_url;
@@ -106,7 +106,7 @@ pub enum Refusal {
     /// The request does not prove it comes from the provider.
     Unauthorized(HookError),
     /// A `gcr:` endpoint's Pub/Sub push token failed a check.
-    PubSubToken(crate::google_token::TokenError),
+    PubSubToken(crate::gcr_auth::TokenError),
     /// A genuine request we cannot use: wrong event, bad payload.
     BadRequest(HookError),
     /// More distinct changes than `max_changes`.

@@ -273,7 +273,7 @@ impl Metrics {
     }
 
     /// Count one refused Pub/Sub push token by the check that failed
-    /// ([`crate::google_token::TokenError::check`]).
+    /// ([`crate::gcr_auth::TokenError::check`]).
     pub fn gcr_token_refused(&self, check: &'static str) {
         self.gcr_token_refusals
             .get_or_create(&CheckLabels { check })

@@ -18,8 +18,8 @@ use slog::{debug, info, o, warn, Logger};
 use warp::http::{HeaderMap, HeaderValue, StatusCode};
 use warp::{Filter, Reply};
 
+use crate::gcr_auth::Jwks;
 use crate::hook::{Confirmation, Handled, Hooks, Refusal, Report};
-use crate::jwks::Jwks;
 use crate::logging::{Admit, Throttle};
 use crate::metrics::{Metrics, Outcome};
 use crate::options::Options;

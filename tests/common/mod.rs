@@ -2,6 +2,7 @@
 //! flux-recv started on 127.0.0.1:0 through the library, and small clients.
 #![allow(dead_code)]
 
+pub mod gcr_token;
 pub mod kubelet;
 
 use std::io::{Read, Write};
@@ -78,15 +79,7 @@ impl FakeFluxd {
                     warp::reply::with_status("", warp::http::StatusCode::from_u16(status).unwrap())
                 }
             });
-        let (stop, stopped) = oneshot::channel::<()>();
-        tokio::spawn(
-            warp::serve(notify)
-                .incoming(listener)
-                .graceful(async {
-                    let _ = stopped.await;
-                })
-                .run(),
-        );
+        let stop = serve(notify, listener);
         FakeFluxd {
             addr,
             received,
@@ -119,6 +112,25 @@ impl Drop for FakeFluxd {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Serve `filter` on `listener` until the returned sender is used or
+/// dropped.
+pub fn serve<F, R>(filter: F, listener: tokio::net::TcpListener) -> oneshot::Sender<()>
+where
+    F: Filter<Extract = (R,), Error = warp::Rejection> + Clone + Send + Sync + 'static,
+    R: warp::Reply,
+{
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(
+        warp::serve(filter)
+            .incoming(listener)
+            .graceful(async {
+                let _ = stopped.await;
+            })
+            .run(),
+    );
+    stop
 }
 
 /// An address nothing listens on.
