@@ -7,8 +7,9 @@
 //!   `X-Forgejo-Signature` is absent (older Forgejo releases send only
 //!   Gitea's headers). A wrong `X-Forgejo-Signature` is not rescued by a
 //!   right `X-Gitea-Signature`.
-//! - Event: `X-Forgejo-Event`, else `X-Gitea-Event`. `push` notifies; every
-//!   other event is acknowledged and ignored.
+//! - Event: `X-Forgejo-Event`, or `X-Gitea-Event` for a delivery checked
+//!   by `X-Gitea-Signature`. `push` notifies; every other event is
+//!   acknowledged and ignored.
 //! - Body and notification: as for Gitea: `repository.ssh_url`, and
 //!   `repository.clone_url` where fluxd would take it for another
 //!   repository; tag pushes and deleted branches are acknowledged.
@@ -86,15 +87,15 @@ mod tests {
         for pairs in [
             [("X-Forgejo-Event", "push"), ("X-Forgejo-Signature", &sig)],
             [("X-Gitea-Event", "push"), ("X-Gitea-Signature", &sig)],
-            [("X-Gitea-Event", "push"), ("X-Forgejo-Signature", &sig)],
         ] {
             assert_eq!(push_with(&pairs), notified(), "{pairs:?}");
         }
-        // Forgejo's event header wins.
+        // The event comes from the set of headers the signature came from.
         let outcome = push_with(&[
             ("X-Forgejo-Event", "delete"),
             ("X-Gitea-Event", "push"),
             ("X-Forgejo-Signature", &sig),
+            ("X-Gitea-Signature", &sig),
         ]);
         assert_eq!(outcome, Ok(Outcome::Ignore("delete event".into())));
     }
@@ -102,7 +103,7 @@ mod tests {
     #[test]
     fn forgejos_signature_is_the_one_checked() {
         let (good, bad) = (signed_with(KEY), signed_with(b"another key"));
-        let cases: [(&[(&str, &str)], HookError); 5] = [
+        let cases: [(&[(&str, &str)], HookError); 6] = [
             // A wrong Forgejo signature is not rescued by a right Gitea one.
             (
                 &[("X-Forgejo-Signature", &bad), ("X-Gitea-Signature", &good)],
@@ -118,10 +119,15 @@ mod tests {
                 HookError::Unsigned("X-Forgejo-Signature"),
             ),
             (&[], HookError::Unsigned("X-Forgejo-Signature")),
-            // Verified, but the event header is neither forge's.
+            // Verified, but without the event header that goes with the
+            // signature.
             (
-                &[("X-Forgejo-Signature", &good), ("X-Gogs-Event", "push")],
+                &[("X-Forgejo-Signature", &good), ("X-Gitea-Event", "push")],
                 HookError::MissingEvent("X-Forgejo-Event"),
+            ),
+            (
+                &[("X-Gitea-Signature", &good), ("X-Forgejo-Event", "push")],
+                HookError::MissingEvent("X-Gitea-Event"),
             ),
         ];
         for (pairs, want) in cases {

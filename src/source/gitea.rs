@@ -41,10 +41,11 @@ use crate::notification::{same_repository, Change};
 pub(super) trait Forge {
     /// Its name in the config file.
     const NAME: &'static str;
-    /// The headers it sends, in order of preference: the first signature
-    /// header present is the one checked (a wrong one is not rescued by a
-    /// right one further on), and the first event header present names the
-    /// event. The first are the ones its description names.
+    /// The sets of headers it sends, its own first (those its description
+    /// names). A delivery is read with the first set whose signature header
+    /// it carries: that signature is the one checked (a wrong one is not
+    /// rescued by a right one in a later set), and that set's event header
+    /// names the event.
     const HEADERS: &'static [Headers];
     /// The host its samples name.
     const SAMPLE_HOST: &'static str;
@@ -118,28 +119,24 @@ struct Repository {
 
 /// Verify and parse one delivery from forge `F`.
 fn receive<F: Forge>(headers: &HeaderMap, body: &[u8], settings: &Settings) -> HookResult {
-    let family = F::HEADERS;
-    let (name, signature) = family
+    let (set, signature) = F::HEADERS
         .iter()
-        .find_map(|h| header(headers, h.signature).map(|value| (h.signature, value)))
+        .find_map(|set| header(headers, set.signature).map(|value| (set, value)))
         .filter(|(_, value)| !value.trim().is_empty())
-        .ok_or(HookError::Unsigned(family[0].signature))?;
+        .ok_or(HookError::Unsigned(F::HEADERS[0].signature))?;
     let payload = signed_payload(headers, body);
     // A form without the field has nothing signed; checking the body means
     // only a genuine delivery learns what is wrong with it.
     let signed = payload.as_deref().unwrap_or(body);
     verify::hex_hmac(
-        name,
+        set.signature,
         Algorithm::Sha256,
         signature,
         settings.key.expose(),
         signed,
     )?;
 
-    let event = family
-        .iter()
-        .find_map(|h| header(headers, h.event))
-        .ok_or(HookError::MissingEvent(family[0].event))?;
+    let event = header(headers, set.event).ok_or(HookError::MissingEvent(set.event))?;
     if event != "push" {
         let event = crate::printable(event);
         return Ok(Outcome::Ignore(format!("{event} event")));

@@ -18,6 +18,8 @@
 //!   lowercased as the registry names it. Other actions (`updated`) and
 //!   package types (npm, maven, …) are acknowledged and ignored.
 
+use std::borrow::Cow;
+
 use http::HeaderMap;
 use serde::Deserialize;
 use serde_json::json;
@@ -108,13 +110,13 @@ pub fn handle(headers: &HeaderMap, body: &[u8], settings: &Settings) -> HookResu
 }
 
 /// The JSON: the body, or the form field `payload` of a form-encoded one.
-fn payload(headers: &HeaderMap, body: &[u8]) -> Result<Vec<u8>, HookError> {
+fn payload<'a>(headers: &HeaderMap, body: &'a [u8]) -> Result<Cow<'a, [u8]>, HookError> {
     if media_type(headers).as_deref() != Some("application/x-www-form-urlencoded") {
-        return Ok(body.to_vec());
+        return Ok(Cow::Borrowed(body));
     }
     form_urlencoded::parse(body)
         .find(|(name, _)| name == "payload")
-        .map(|(_, value)| value.into_owned().into_bytes())
+        .map(|(_, value)| Cow::Owned(value.into_owned().into_bytes()))
         .ok_or_else(|| HookError::BadPayload("form field payload is missing".into()))
 }
 
