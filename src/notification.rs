@@ -82,6 +82,44 @@ impl std::fmt::Display for Change {
     }
 }
 
+/// Whether fluxd takes git URLs `a` and `b` for the same repository.
+///
+/// fluxd checks a notification against its own `--git-url` by host (port
+/// included) and path alone: scheme, user, one leading `/` and one trailing
+/// `.git` do not count, so `git@host:org/app.git` and
+/// `https://host/org/app.git` are one repository, while
+/// `ssh://git@host:2222/org/app.git` is another. A source that knows
+/// several URLs for a repository sends one notification for each that this
+/// says is different. Paths are compared as written (fluxd decodes `%xx`
+/// first), so two spellings of one path count as two: one notification too
+/// many, never one too few.
+pub fn same_repository(a: &str, b: &str) -> bool {
+    match (host_and_path(a), host_and_path(b)) {
+        (Some(a), Some(b)) => a == b,
+        _ => false,
+    }
+}
+
+/// The host (with port) and path of a URL (`scheme://[user@]host[:port]/path`)
+/// or of an scp-like address (`[user@]host:path`), as fluxd compares them.
+fn host_and_path(url: &str) -> Option<(&str, &str)> {
+    let (authority, path) = match url.split_once("://") {
+        Some((_, rest)) => {
+            let rest = &rest[..rest.find(['?', '#']).unwrap_or(rest.len())];
+            rest.split_at(rest.find('/').unwrap_or(rest.len()))
+        }
+        None => url.split_once(':')?,
+    };
+    let host = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    if host.is_empty() {
+        return None;
+    }
+    let path = path.strip_prefix('/').unwrap_or(path);
+    Some((host, path.strip_suffix(".git").unwrap_or(path)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -117,5 +155,43 @@ mod tests {
             String::from_utf8(c.to_json()).unwrap(),
             r#"{"Kind":"image","Source":{"Name":{"Domain":"quay.io","Image":"a/b"}}}"#
         );
+    }
+
+    #[test]
+    fn repositories_are_told_apart_by_host_and_path() {
+        let same = [
+            ("git@host:org/app.git", "https://host/org/app.git"),
+            ("git@host:org/app.git", "ssh://git@host/org/app"),
+            (
+                "https://user:pw@host/org/app.git?x=1",
+                "http://host/org/app#frag",
+            ),
+            ("git@host:/org/app.git", "git@host:org/app"),
+        ];
+        for (a, b) in same {
+            assert!(same_repository(a, b), "{a} {b}");
+            assert!(same_repository(b, a), "{b} {a}");
+        }
+        let different = [
+            // A custom ssh port is part of the host.
+            (
+                "ssh://git@host:2222/org/app.git",
+                "https://host/org/app.git",
+            ),
+            // An https port too.
+            ("git@host:org/app.git", "http://host:3000/org/app.git"),
+            // A sub-path (a forge served under /git/).
+            ("git@host:org/app.git", "https://host/git/org/app.git"),
+            ("git@host:org/app.git", "git@other:org/app.git"),
+            ("git@host:org/app.git", "git@host:org/app2.git"),
+            // Hosts compare as written.
+            ("git@Host:org/app.git", "git@host:org/app.git"),
+            // Unparseable: never the same, even as itself.
+            ("no-host", "no-host"),
+            (":org/app", ":org/app"),
+        ];
+        for (a, b) in different {
+            assert!(!same_repository(a, b), "{a} {b}");
+        }
     }
 }

@@ -223,8 +223,13 @@ async fn every_bad_input_gets_its_4xx_and_nothing_reaches_fluxd() {
         for case in cases {
             for (k, v) in &case.headers {
                 if proof.is_some_and(|p| p.eq_ignore_ascii_case(k)) && v.len() >= 16 {
-                    let value = v.split_once('=').map_or(v.as_str(), |(_, hex)| hex);
-                    let value = value.rsplit(' ').next().unwrap_or(value);
+                    // `sha256=<hex>`, or `Basic <base64>`, whose `=`
+                    // padding is no prefix.
+                    let value = v.rsplit(' ').next().unwrap_or(v);
+                    let value = ["sha1=", "sha256=", "sha512="]
+                        .iter()
+                        .find_map(|algo| value.strip_prefix(algo))
+                        .unwrap_or(value);
                     secrets.push((format!("{} proof", case.name), value.to_string()));
                 }
             }

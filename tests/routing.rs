@@ -290,12 +290,6 @@ fn routing_mistakes_are_config_errors_naming_the_field() {
             "sends no git changes",
         ),
         (
-            "  filter:\n    images: [a]\n",
-            "",
-            "endpoints[0].filter.images",
-            "sends no image changes",
-        ),
-        (
             "  filter:\n    branches: [\"[\"]\n",
             "",
             "endpoints[0].filter.branches",
@@ -321,6 +315,32 @@ fn routing_mistakes_are_config_errors_naming_the_field() {
         assert!(problem.message.contains(says), "{problem}");
         assert!(!problem.to_string().contains(":pw@"), "{problem}");
     }
+
+    // GitHub sends images too (containers published to ghcr.io), so its
+    // endpoints may filter them; GitLab's may not.
+    let cfg = config(
+        dir.path(),
+        "http://localhost:3030/api/flux",
+        "  filter:\n    images: [\"ghcr.io/org/*\"]\n",
+        "",
+    );
+    assert!(flux_recv::table::Table::load(&cfg).table.is_some());
+    std::fs::write(dir.path().join("gitlab.key"), b"0123456789abcdef-gitlab").unwrap();
+    let cfg = write_config(
+        dir.path(),
+        "http://localhost:3030/api/flux",
+        "- source: GitLab\n  keyPath: gitlab.key\n  filter:\n    images: [a]\n",
+    );
+    let loaded = flux_recv::table::Table::load(&cfg);
+    let problem = loaded.errors().next().unwrap();
+    assert!(
+        problem.field.starts_with("endpoints[0].filter.images"),
+        "{problem}"
+    );
+    assert!(
+        problem.message.contains("sends no image changes"),
+        "{problem}"
+    );
 }
 
 #[test]

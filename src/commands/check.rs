@@ -101,21 +101,33 @@ fn unprotected(config_path: &Path, config: &ConfigFile) -> Vec<Problem> {
         let Some(source) = Source::from_name(&ep.source) else {
             continue; // already an error
         };
-        if source.verifies_sender() || ep.gcr.is_some() {
+        if source.verifies_sender() || ep.gcr.is_some() || ep.require_signature == Some(true) {
             continue;
         }
-        let how = if source.takes(Extra::PubSubToken) {
-            "add a `gcr:` block (audience, email) to verify the token Google signs \
-             each Pub/Sub push with"
+        let (what, how) = if source.takes(Extra::PubSubToken) {
+            (
+                "carry no signature or token",
+                "add a `gcr:` block (audience, email) to verify the token Google signs \
+                 each Pub/Sub push with",
+            )
+        } else if source.takes(Extra::RequireSignature) {
+            (
+                "need not be signed",
+                "give the webhook the key as its secret and set `requireSignature: true` \
+                 to refuse unsigned requests",
+            )
         } else {
-            "keep the key secret and long, and the URL out of logs and tickets"
+            (
+                "carry no signature or token",
+                "keep the key secret and long, and the URL out of logs and tickets",
+            )
         };
         warnings.push(Problem::warning(
             config_path,
             format!("endpoints[{i}].source"),
             format!(
-                "{source} requests carry no signature or token, so this endpoint is exposed \
-                 without a secret: the unguessable URL is its only protection; {how}"
+                "{source} requests {what}, so this endpoint is exposed without a secret: \
+                 the unguessable URL is its only protection; {how}"
             ),
         ));
     }
@@ -229,9 +241,22 @@ mod tests {
         assert!(r.problems[0]
             .message
             .contains("the unguessable URL is its only protection"));
+        assert!(r.problems[3]
+            .message
+            .contains("set `requireSignature: true` to refuse unsigned requests"));
         assert!(r.problems[4].message.contains("add a `gcr:` block"));
         assert_eq!(r.errors(), 0);
         assert_eq!(r.summary(), "5 endpoints, 0 errors, 5 warnings");
+    }
+
+    #[test]
+    fn a_required_signature_protects_an_endpoint() {
+        let (_dir, r) = report(
+            "fluxRecvVersion: 1\nendpoints:\n- source: BitbucketCloud\n  keyPath: a.key\n  requireSignature: true\n- source: BitbucketCloud\n  keyPath: b.key\n  requireSignature: false\n",
+            &[("a.key", GOOD), ("b.key", b"0123456789abcdef-b")],
+        );
+        let fields: Vec<&str> = r.problems.iter().map(|p| p.field.as_str()).collect();
+        assert_eq!(fields, ["endpoints[1].source"]);
     }
 
     #[test]

@@ -1,7 +1,12 @@
 //! Bitbucket Cloud (bitbucket.org) push webhooks.
 //!
-//! - Verification: none. Bitbucket Cloud does not sign its webhooks, so the
-//!   unguessable hook URL is the only protection.
+//! - Verification: Bitbucket Cloud signs the webhooks that were given a
+//!   secret, with the HMAC-SHA256 of the body in `X-Hub-Signature`
+//!   (`sha256=<hex>`). When the header is present it must verify with the
+//!   endpoint's key (constant time). Hooks without a secret send no
+//!   signature; such deliveries are accepted, with the unguessable hook URL
+//!   as the only protection, unless the endpoint sets
+//!   `requireSignature: true`, which refuses them (401).
 //! - Event: `X-Event-Key` must be `repo:push`; any other event is refused
 //!   with 400, as the Go original did.
 //! - Body: JSON (Bitbucket sends `application/json; charset=UTF-8`).
@@ -16,25 +21,31 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::sample::{self, SampleRequest, AFTER, BEFORE, BRANCH, MESSAGE, OWNER, TIME};
-use super::{Kinds, 
-    header, json, required, Delivery, HookError, HookResult, Outcome, Proof, Provider, Settings,
+use super::verify::{self, sign, Algorithm};
+use super::{
+    header, json, required, Delivery, Extra, HookError, HookResult, Kinds, Outcome, Proof,
+    Provider, Settings,
 };
 use crate::notification::Change;
 
+const SIGNATURE: &str = "X-Hub-Signature";
 const EVENT: &str = "X-Event-Key";
 const DELIVERY: &str = "X-Request-UUID";
 
 /// Bitbucket Cloud, as the config names it.
 pub const PROVIDER: Provider = Provider {
     name: "BitbucketCloud",
-    proof: Proof::HookUrl,
+    proof: Proof::OptionalSignature {
+        header: SIGNATURE,
+        prefixed: true,
+    },
     event_header: Some(EVENT),
     delivery_header: Some(DELIVERY),
     handle,
     sample_events: &["push"],
     sample,
     changes: Kinds::Git,
-    extras: &[],
+    extras: &[Extra::RequireSignature],
 };
 
 #[derive(Deserialize)]
@@ -64,8 +75,15 @@ struct NewRef {
     name: Option<String>,
 }
 
-/// Parse one Bitbucket Cloud delivery.
-pub fn handle(headers: &HeaderMap, body: &[u8], _settings: &Settings) -> HookResult {
+/// Verify (where signed, or required to be) and parse one Bitbucket Cloud
+/// delivery.
+pub fn handle(headers: &HeaderMap, body: &[u8], settings: &Settings) -> HookResult {
+    match header(headers, SIGNATURE) {
+        Some(sig) => verify::prefixed_hmac(SIGNATURE, sig, settings.key.expose(), body)?,
+        None if settings.require_signature => return Err(HookError::Unsigned(SIGNATURE)),
+        None => {}
+    }
+
     let event = header(headers, EVENT).ok_or(HookError::MissingEvent(EVENT))?;
     if event != "repo:push" {
         return Err(HookError::wrong_event(EVENT, event));
@@ -94,7 +112,7 @@ pub fn handle(headers: &HeaderMap, body: &[u8], _settings: &Settings) -> HookRes
     Ok(Outcome::Notify(notify))
 }
 
-/// A `repo:push` updating one branch.
+/// A `repo:push` updating one branch, signed as a hook with a secret is.
 fn sample(s: &SampleRequest) -> Delivery {
     let full_name = format!("{OWNER}/{}", s.name);
     let html = format!("https://bitbucket.org/{full_name}");
@@ -131,9 +149,11 @@ fn sample(s: &SampleRequest) -> Delivery {
         },
         "actor": {"type": "user", "display_name": "Example Developer", "nickname": OWNER},
     });
+    let body = s.body_or(&body);
     let mut headers = sample::json_headers();
     headers.extend([
         (EVENT, "repo:push".to_string()),
+        (SIGNATURE, sign(Algorithm::Sha256, s.key, &body)),
         (DELIVERY, s.delivery_id.to_string()),
         (
             "X-Hook-UUID",
@@ -143,7 +163,7 @@ fn sample(s: &SampleRequest) -> Delivery {
     ]);
     Delivery {
         headers,
-        body: s.body_or(&body),
+        body,
         summary: format!("a push to branch {BRANCH} of git@bitbucket.org:{full_name}.git"),
     }
 }
@@ -189,7 +209,7 @@ mod tests {
             "master",
         )]));
         assert_eq!(push(&fixture("bitbucket_cloud_payload")), expected);
-        // No verification: the endpoint's key plays no part.
+        // Unsigned: the endpoint's key plays no part.
         let h = headers(&[(EVENT, "repo:push")]);
         assert_eq!(
             handle(&h, &fixture("bitbucket_cloud_payload"), &settings(b"other")),
@@ -278,5 +298,85 @@ mod tests {
             assert!(matches!(err, HookError::BadPayload(_)), "{bad:?}: {err:?}");
             assert!(!err.is_unauthorized());
         }
+    }
+
+    fn signature_required() -> Settings {
+        Settings {
+            require_signature: true,
+            ..settings(&fixture("bitbucket_cloud_key"))
+        }
+    }
+
+    fn signed(key: &[u8], body: &[u8]) -> HeaderMap {
+        headers(&[
+            ("Content-Type", "application/json"),
+            (EVENT, "repo:push"),
+            (SIGNATURE, &sign(Algorithm::Sha256, key, body)),
+        ])
+    }
+
+    #[test]
+    fn a_signature_present_must_verify() {
+        let body = fixture("bitbucket_cloud_payload");
+        let key = fixture("bitbucket_cloud_key");
+        let expected = Ok(Outcome::Notify(vec![Change::git(
+            "git@bitbucket.org:mbridgen/dummy.git",
+            "master",
+        )]));
+        for settings in [settings(&key), signature_required()] {
+            assert_eq!(handle(&signed(&key, &body), &body, &settings), expected);
+        }
+        // Another key, another body, a malformed or bare value: 401, with
+        // or without requireSignature, before the event is looked at.
+        let mut wrong_event = signed(b"another key", &body);
+        wrong_event.insert(EVENT, "pullrequest:created".parse().unwrap());
+        for h in [
+            signed(b"another key", &body),
+            signed(&key, b"{}"),
+            wrong_event,
+            headers(&[(EVENT, "repo:push"), (SIGNATURE, "sha256=zz")]),
+            headers(&[(EVENT, "repo:push"), (SIGNATURE, "")]),
+            headers(&[
+                (EVENT, "repo:push"),
+                (
+                    SIGNATURE,
+                    sign(Algorithm::Sha256, &key, &body).trim_start_matches("sha256="),
+                ),
+            ]),
+        ] {
+            assert_eq!(
+                handle(&h, &body, &settings(&key)),
+                Err(HookError::BadSignature(SIGNATURE)),
+                "{h:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn require_signature_refuses_unsigned_deliveries() {
+        let body = fixture("bitbucket_cloud_payload");
+        let h = headers(&[("Content-Type", "application/json"), (EVENT, "repo:push")]);
+        let e = handle(&h, &body, &signature_required()).unwrap_err();
+        assert_eq!(e, HookError::Unsigned(SIGNATURE));
+        assert!(e.is_unauthorized());
+        assert!(handle(&h, &body, &settings(b"k")).is_ok());
+    }
+
+    #[test]
+    fn the_sample_is_signed() {
+        let key = b"bitbucket-cloud-secret-012345678";
+        let d = sample(&SampleRequest::push(key));
+        assert_eq!(
+            d.header(SIGNATURE),
+            Some(sign(Algorithm::Sha256, key, &d.body).as_str())
+        );
+        let require = Settings {
+            require_signature: true,
+            ..settings(key)
+        };
+        assert!(matches!(
+            handle(&d.header_map(), &d.body, &require),
+            Ok(Outcome::Notify(_))
+        ));
     }
 }

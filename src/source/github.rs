@@ -3,22 +3,34 @@
 //! - Verification: HMAC of the raw body with the webhook secret, in
 //!   `X-Hub-Signature-256` (`sha256=<hex>`, preferred) or the legacy
 //!   `X-Hub-Signature` (`sha1=`; `sha256=` and `sha512=` are accepted too).
-//! - Event: `X-GitHub-Event`. `push` notifies; `ping` (sent when a hook is
-//!   created) and any other event are acknowledged and ignored.
+//! - Event: `X-GitHub-Event`. `push` notifies, and so does the publication
+//!   of a container image (below); `ping` (sent when a hook is created) and
+//!   any other event are acknowledged and ignored.
 //! - Body: JSON, or with content type `application/x-www-form-urlencoded`
 //!   the JSON in the form field `payload`. The signature covers the raw body
 //!   as sent, form encoding included.
-//! - Notification: git, `repository.ssh_url`, `ref` without `refs/heads/`.
+//! - Notification for `push`: git, `repository.ssh_url`, `ref` without
+//!   `refs/heads/`.
+//! - Notification for `package` (and the older `registry_package`, whose
+//!   payload names the package `registry_package`): when `action` is
+//!   `published` and `package_type` is `container` (any case), an image in
+//!   GitHub's registry, `ghcr.io/<package.owner.login>/<package.name>`,
+//!   lowercased as the registry names it. Other actions (`updated`) and
+//!   package types (npm, maven, …) are acknowledged and ignored.
+
+use std::borrow::Cow;
 
 use http::HeaderMap;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::sample::{self, SampleRequest, AFTER, BEFORE, BRANCH, EPOCH, MESSAGE, OWNER, TIME};
+use super::sample::{
+    self, SampleRequest, AFTER, BEFORE, BRANCH, DIGEST, EPOCH, MESSAGE, OWNER, TAG, TIME,
+};
 use super::verify::{sign, Algorithm};
-use super::{Kinds, 
-    header, json, media_type, required, verify, Delivery, HookError, HookResult, Outcome, Proof,
-    Provider, Settings,
+use super::{
+    header, json, media_type, required, verify, Delivery, HookError, HookResult, Kinds, Outcome,
+    Proof, Provider, Settings,
 };
 use crate::notification::Change;
 
@@ -37,9 +49,9 @@ pub const PROVIDER: Provider = Provider {
     event_header: Some(EVENT),
     delivery_header: Some(DELIVERY),
     handle,
-    sample_events: &["push", "ping"],
+    sample_events: &["push", "ping", "package"],
     sample,
-    changes: Kinds::Git,
+    changes: Kinds::GitAndImage,
     extras: &[],
 };
 
@@ -55,6 +67,27 @@ struct Repository {
     ssh_url: Option<String>,
 }
 
+#[derive(Deserialize)]
+struct PackageEvent {
+    action: Option<String>,
+    /// In `package` events.
+    package: Option<Package>,
+    /// In `registry_package` events.
+    registry_package: Option<Package>,
+}
+
+#[derive(Deserialize)]
+struct Package {
+    name: Option<String>,
+    package_type: Option<String>,
+    owner: Option<Owner>,
+}
+
+#[derive(Deserialize)]
+struct Owner {
+    login: Option<String>,
+}
+
 /// Verify and parse one GitHub delivery.
 pub fn handle(headers: &HeaderMap, body: &[u8], settings: &Settings) -> HookResult {
     let key = settings.key.expose();
@@ -66,27 +99,29 @@ pub fn handle(headers: &HeaderMap, body: &[u8], settings: &Settings) -> HookResu
 
     let event = header(headers, EVENT).ok_or(HookError::MissingEvent(EVENT))?;
     match event {
-        "push" => {}
-        "ping" => return Ok(Outcome::Ignore("ping".into())),
-        other => {
-            return Ok(Outcome::Ignore(format!(
-                "{} event",
-                crate::printable(other)
-            )))
-        }
+        "push" => push(&payload(headers, body)?),
+        "package" | "registry_package" => package(event, &payload(headers, body)?),
+        "ping" => Ok(Outcome::Ignore("ping".into())),
+        other => Ok(Outcome::Ignore(format!(
+            "{} event",
+            crate::printable(other)
+        ))),
     }
+}
 
-    let push: Push = if media_type(headers).as_deref() == Some("application/x-www-form-urlencoded")
-    {
-        let payload = form_urlencoded::parse(body)
-            .find(|(name, _)| name == "payload")
-            .map(|(_, value)| value.into_owned())
-            .ok_or_else(|| HookError::BadPayload("form field payload is missing".into()))?;
-        json(payload.as_bytes())?
-    } else {
-        json(body)?
-    };
+/// The JSON: the body, or the form field `payload` of a form-encoded one.
+fn payload<'a>(headers: &HeaderMap, body: &'a [u8]) -> Result<Cow<'a, [u8]>, HookError> {
+    if media_type(headers).as_deref() != Some("application/x-www-form-urlencoded") {
+        return Ok(Cow::Borrowed(body));
+    }
+    form_urlencoded::parse(body)
+        .find(|(name, _)| name == "payload")
+        .map(|(_, value)| Cow::Owned(value.into_owned().into_bytes()))
+        .ok_or_else(|| HookError::BadPayload("form field payload is missing".into()))
+}
 
+fn push(json_payload: &[u8]) -> HookResult {
+    let push: Push = json(json_payload)?;
     let url = required(
         push.repository.and_then(|r| r.ssh_url),
         "repository.ssh_url",
@@ -95,7 +130,37 @@ pub fn handle(headers: &HeaderMap, body: &[u8], settings: &Settings) -> HookResu
     Ok(Outcome::Notify(vec![Change::git(url, &git_ref)]))
 }
 
-/// A push (or the ping GitHub sends when a webhook is created), with both
+/// A `package` or `registry_package` event.
+fn package(event: &str, json_payload: &[u8]) -> HookResult {
+    let payload: PackageEvent = json(json_payload)?;
+    let action = payload.action.unwrap_or_default();
+    if action != "published" {
+        let action = crate::printable(&action);
+        return Ok(Outcome::Ignore(format!("{event} {action}")));
+    }
+    let package = match event {
+        "package" => payload.package,
+        _ => payload.registry_package,
+    }
+    .ok_or_else(|| HookError::BadPayload(format!("{event} is missing")))?;
+    let kind = package.package_type.unwrap_or_default();
+    if !kind.eq_ignore_ascii_case("container") {
+        let kind = crate::printable(&kind);
+        return Ok(Outcome::Ignore(format!(
+            "a {kind} package, not a container"
+        )));
+    }
+    let owner = required(
+        package.owner.and_then(|o| o.login),
+        &format!("{event}.owner.login"),
+    )?;
+    let name = required(package.name, &format!("{event}.name"))?;
+    let image = crate::image::parse(&format!("ghcr.io/{owner}/{name}").to_lowercase())?;
+    Ok(Outcome::Notify(vec![Change::image(image)]))
+}
+
+/// A push, the ping GitHub sends when a webhook is created, or the
+/// publication of a container image to ghcr.io (`package`), with both
 /// signature headers, as GitHub sends them.
 fn sample(s: &SampleRequest) -> Delivery {
     let name = s.name;
@@ -134,6 +199,56 @@ fn sample(s: &SampleRequest) -> Delivery {
         });
         let summary = "a ping (sent when a webhook is created; nothing is relayed)";
         (body, summary.to_string())
+    } else if s.event == "package" {
+        let image = format!("ghcr.io/{OWNER}/{name}");
+        let packages = format!("https://github.com/users/{OWNER}/packages/container");
+        let version = json!({
+            "id": 214_748_361,
+            "version": DIGEST,
+            "name": DIGEST,
+            "description": "",
+            "html_url": format!("{packages}/{name}/214748361"),
+            "created_at": TIME,
+            "updated_at": TIME,
+            "metadata": [],
+            "container_metadata": {
+                "tag": {"name": TAG, "digest": DIGEST},
+                "labels": {"source": html_url, "revision": AFTER},
+                "manifest": {
+                    "digest": DIGEST,
+                    "media_type": "application/vnd.oci.image.index.v1+json",
+                },
+            },
+            "package_files": [],
+            "installation_command": format!("docker pull {image}:{TAG}"),
+            "package_url": format!("{image}:{TAG}"),
+        });
+        let body = json!({
+            "action": "published",
+            "package": {
+                "id": 4_194_303,
+                "name": name,
+                "namespace": OWNER,
+                "description": null,
+                "ecosystem": "CONTAINER",
+                "package_type": "CONTAINER",
+                "html_url": format!("{packages}/package/{name}"),
+                "created_at": TIME,
+                "updated_at": TIME,
+                "owner": sender,
+                "package_version": version,
+                "registry": {
+                    "about_url": "https://docs.github.com/packages",
+                    "name": "GitHub CONTAINER registry",
+                    "type": "CONTAINER",
+                    "url": format!("https://ghcr.io/{OWNER}"),
+                    "vendor": "GitHub Inc",
+                },
+            },
+            "repository": repository,
+            "sender": sender,
+        });
+        (body, format!("the publication of image {image}:{TAG}"))
     } else {
         let commit = json!({
             "id": AFTER,
@@ -280,7 +395,9 @@ mod tests {
                 "application/x-www-form-urlencoded; charset=utf-8",
             ),
         ]);
-        assert!(!handle(&h, body, &settings(KEY)).unwrap_err().is_unauthorized());
+        assert!(!handle(&h, body, &settings(KEY))
+            .unwrap_err()
+            .is_unauthorized());
     }
 
     #[test]
@@ -299,7 +416,9 @@ mod tests {
     #[test]
     fn ping_with_a_bad_signature_is_still_401() {
         let h = headers(&[(SIGNATURE_256, "sha256=00"), (EVENT, "ping")]);
-        assert!(handle(&h, b"{}", &settings(KEY)).unwrap_err().is_unauthorized());
+        assert!(handle(&h, b"{}", &settings(KEY))
+            .unwrap_err()
+            .is_unauthorized());
     }
 
     #[test]
@@ -314,7 +433,9 @@ mod tests {
         );
         // Signed with the key minus its trailing newline.
         let sig = sign(Algorithm::Sha256, &KEY[..KEY.len() - 1], &body);
-        assert!(push(SIGNATURE_256, &sig, &body).unwrap_err().is_unauthorized());
+        assert!(push(SIGNATURE_256, &sig, &body)
+            .unwrap_err()
+            .is_unauthorized());
         // Missing event header.
         let h = headers(&[(SIGNATURE_256, &good)]);
         assert_eq!(
@@ -330,7 +451,131 @@ mod tests {
             b"".as_slice(),
         ] {
             let sig = sign(Algorithm::Sha256, KEY, bad);
-            assert!(!push(SIGNATURE_256, &sig, bad).unwrap_err().is_unauthorized());
+            assert!(!push(SIGNATURE_256, &sig, bad)
+                .unwrap_err()
+                .is_unauthorized());
         }
+    }
+
+    fn delivered(event: &str, body: &[u8]) -> HookResult {
+        let sig = sign(Algorithm::Sha256, KEY, body);
+        let h = headers(&[(SIGNATURE_256, &sig), (EVENT, event)]);
+        handle(&h, body, &settings(KEY))
+    }
+
+    fn ghcr(image: &str) -> HookResult {
+        Ok(Outcome::Notify(vec![Change::image(
+            crate::image::parse(image).unwrap(),
+        )]))
+    }
+
+    /// A container version published to GitHub's registry, as both events
+    /// describe it; names lowercased as ghcr.io has them.
+    #[test]
+    fn a_published_container_is_an_image_in_ghcr() {
+        assert_eq!(
+            delivered("package", &fixture("github/package.published.json")),
+            ghcr("ghcr.io/acme-corp/billing-api")
+        );
+        assert_eq!(
+            delivered(
+                "registry_package",
+                &fixture("github/registry_package.published.json")
+            ),
+            ghcr("ghcr.io/acme-corp/billing-api")
+        );
+        // Form-encoded, like a push.
+        let json = fixture("github/package.published.json");
+        let body: String = form_urlencoded::Serializer::new(String::new())
+            .append_pair("payload", std::str::from_utf8(&json).unwrap())
+            .finish();
+        let sig = sign(Algorithm::Sha256, KEY, body.as_bytes());
+        let h = headers(&[
+            (SIGNATURE_256, &sig),
+            (EVENT, "package"),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+        ]);
+        assert_eq!(
+            handle(&h, body.as_bytes(), &settings(KEY)),
+            ghcr("ghcr.io/acme-corp/billing-api")
+        );
+        // Nested names and the type in lower case.
+        let body = br#"{"action":"published","package":{"name":"Tools/Lint","package_type":"container","owner":{"login":"Someone"}}}"#;
+        assert_eq!(
+            delivered("package", body),
+            ghcr("ghcr.io/someone/tools/lint")
+        );
+    }
+
+    #[test]
+    fn other_packages_and_actions_are_acknowledged() {
+        let published = std::str::from_utf8(&fixture("github/package.published.json"))
+            .unwrap()
+            .to_string();
+        for (event, body) in [
+            (
+                "package",
+                published.replace(r#""action": "published""#, r#""action": "updated""#),
+            ),
+            (
+                "package",
+                published.replace(r#""package_type": "CONTAINER""#, r#""package_type": "npm""#),
+            ),
+            (
+                "package",
+                published.replace(
+                    r#""package_type": "CONTAINER""#,
+                    r#""package_type": "docker""#,
+                ),
+            ),
+            (
+                "package",
+                published.replace(r#""package_type": "CONTAINER","#, ""),
+            ),
+            (
+                "registry_package",
+                r#"{"action":"updated","registry_package":{}}"#.to_string(),
+            ),
+            ("package", "{}".to_string()),
+        ] {
+            assert!(
+                matches!(delivered(event, body.as_bytes()), Ok(Outcome::Ignore(_))),
+                "{event}: {body}"
+            );
+        }
+    }
+
+    #[test]
+    fn bad_package_payloads_are_400_and_bad_signatures_401() {
+        for (event, body) in [
+            ("package", r#"{"action":"published"}"#),
+            // The package under the other event's name.
+            (
+                "registry_package",
+                r#"{"action":"published","package":{"name":"a","package_type":"CONTAINER","owner":{"login":"o"}}}"#,
+            ),
+            (
+                "package",
+                r#"{"action":"published","package":{"name":"a","package_type":"CONTAINER"}}"#,
+            ),
+            (
+                "package",
+                r#"{"action":"published","package":{"name":"","package_type":"CONTAINER","owner":{"login":"o"}}}"#,
+            ),
+            (
+                "package",
+                r#"{"action":"published","package":{"name":"a/","package_type":"CONTAINER","owner":{"login":"o"}}}"#,
+            ),
+            ("package", r#"{"action":7}"#),
+            ("package", "not json"),
+        ] {
+            let e = delivered(event, body.as_bytes()).unwrap_err();
+            assert!(matches!(e, HookError::BadPayload(_)), "{body}: {e:?}");
+        }
+        let body = fixture("github/package.published.json");
+        let h = headers(&[(SIGNATURE_256, "sha256=00"), (EVENT, "package")]);
+        assert!(handle(&h, &body, &settings(KEY))
+            .unwrap_err()
+            .is_unauthorized());
     }
 }
