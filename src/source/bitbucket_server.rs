@@ -21,8 +21,9 @@ use serde_json::json;
 
 use super::sample::{SampleRequest, AFTER, BEFORE, BRANCH, OWNER};
 use super::verify::{sign, Algorithm};
-use super::{Kinds, 
-    header, json, verify, Delivery, HookError, HookResult, Outcome, Proof, Provider, Settings,
+use super::{
+    header, json, verify, Delivery, HookError, HookResult, Kinds, Outcome, Proof, Provider,
+    Settings,
 };
 use crate::notification::Change;
 

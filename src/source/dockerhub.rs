@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::sample::{self, SampleRequest, EPOCH, OWNER, TAG};
-use super::{Kinds, json, required, Delivery, HookResult, Outcome, Proof, Provider, Settings};
+use super::{json, required, Delivery, HookResult, Kinds, Outcome, Proof, Provider, Settings};
 use crate::image;
 use crate::notification::Change;
 

@@ -22,8 +22,9 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::sample::{self, SampleRequest, DIGEST, OWNER, TAG, TIME};
-use super::{Extra, Kinds, 
-    json, required, Delivery, HookError, HookResult, Outcome, Proof, Provider, Settings,
+use super::{
+    json, required, Delivery, Extra, HookError, HookResult, Kinds, Outcome, Proof, Provider,
+    Settings,
 };
 use crate::image;
 use crate::notification::Change;

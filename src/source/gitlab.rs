@@ -15,9 +15,9 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::sample::{self, SampleRequest, AFTER, BEFORE, BRANCH, MESSAGE, OWNER, TIME};
-use super::{Kinds, 
-    header, json, required, verify, Delivery, HookError, HookResult, Outcome, Proof, Provider,
-    Settings,
+use super::{
+    header, json, required, verify, Delivery, HookError, HookResult, Kinds, Outcome, Proof,
+    Provider, Settings,
 };
 use crate::notification::Change;
 
@@ -232,7 +232,8 @@ mod tests {
         let mut h = headers(&[(EVENT, "Push Hook")]);
         h.insert(TOKEN, http::HeaderValue::from_bytes(b"\xffkey").unwrap());
         assert!(handle(&h, &fixture("gitlab_payload"), &settings(KEY))
-                .unwrap_err().is_unauthorized());
+            .unwrap_err()
+            .is_unauthorized());
     }
 
     #[test]

@@ -16,9 +16,9 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::sample::{self, SampleRequest, DIGEST, EPOCH, TAG};
-use super::{Kinds, 
-    header, json, required, verify, Delivery, HookError, HookResult, Outcome, Proof, Provider,
-    Settings,
+use super::{
+    header, json, required, verify, Delivery, HookError, HookResult, Kinds, Outcome, Proof,
+    Provider, Settings,
 };
 use crate::image;
 use crate::notification::Change;
@@ -219,9 +219,11 @@ mod tests {
         for body in [b"".as_slice(), br#"{"type":"DELETE_ARTIFACT"}"#.as_slice()] {
             let h = headers(&[(AUTHORIZATION, "BOGUS")]);
             assert!(handle(&h, body, &settings(KEY.as_bytes()))
-                    .unwrap_err().is_unauthorized());
+                .unwrap_err()
+                .is_unauthorized());
             assert!(handle(&headers(&[]), body, &settings(KEY.as_bytes()))
-                    .unwrap_err().is_unauthorized());
+                .unwrap_err()
+                .is_unauthorized());
         }
     }
 

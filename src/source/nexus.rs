@@ -21,8 +21,9 @@ use serde_json::json;
 
 use super::sample::{SampleRequest, OWNER, TAG};
 use super::verify::{self, sign, Algorithm};
-use super::{Kinds, 
-    header, json, required, Delivery, HookError, HookResult, Outcome, Proof, Provider, Settings,
+use super::{
+    header, json, required, Delivery, HookError, HookResult, Kinds, Outcome, Proof, Provider,
+    Settings,
 };
 use crate::image;
 use crate::notification::Change;
