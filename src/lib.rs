@@ -14,6 +14,7 @@
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod conn;
 pub mod fd_limit;
 pub mod files;
 pub mod google_token;

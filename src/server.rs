@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use slog::{info, o, warn, Logger};
 use tokio::net::{TcpListener, TcpStream};
@@ -48,7 +48,8 @@ pub struct Options {
     /// kernel's accept queue.
     pub max_connections: usize,
     /// A client must send a request's headers within this time (also
-    /// closes idle keep-alive connections).
+    /// closes idle keep-alive connections), and take a reply's bytes: a
+    /// write that makes no progress for this long closes the connection.
     pub header_timeout: Duration,
     /// A client must send a request's body within this time.
     pub body_timeout: Duration,
@@ -209,15 +210,15 @@ pub async fn run(listener: TcpListener, state: Arc<State>, shutdown: impl Future
     // Slow or idle clients cannot hold more than this many connections; the
     // header and body timeouts make sure they let go.
     let connections = Arc::new(Semaphore::new(options.max_connections.max(1)));
+    // Every connection must make progress, with bounded buffers (see
+    // crate::conn).
+    let limits = crate::conn::Limits::new(options.header_timeout);
     // Serve one client; without keep-alive, one request and then close.
     let connection = |stream: TcpStream, keep_alive: bool| {
-        let _ = stream.set_nodelay(true);
-        hyper::server::conn::http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(options.header_timeout)
+        crate::conn::http1_builder(&limits)
             .keep_alive(keep_alive)
             .serve_connection(
-                TokioIo::new(stream),
+                TokioIo::new(crate::conn::guard(stream, &limits)),
                 TowerToHyperService::new(service.clone()),
             )
     };
