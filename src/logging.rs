@@ -20,7 +20,7 @@
 use std::io::{self, LineWriter, Write};
 use std::panic::{RefUnwindSafe, UnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::sync::mpsc::{Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -84,7 +84,11 @@ static DROPPED: AtomicU64 = AtomicU64::new(0);
 /// [`QUEUE_LINES`] lines, so that logging never blocks (see the module
 /// documentation).
 pub fn stderr_as(format: Format, level: Level) -> Logger {
-    nonblocking_as(format, level, io::stderr(), QUEUE_LINES).0
+    match nonblocking_as(format, level, io::stderr(), QUEUE_LINES) {
+        Ok((logger, _)) => logger,
+        // No thread to spare at start: log as before rather than not at all.
+        Err(_) => to_writer_as(format, level, io::stderr()),
+    }
 }
 
 /// Logs in `format` written to `w`, at `level` and above, each line written
@@ -96,36 +100,27 @@ pub fn to_writer_as<W: Write + Send + 'static>(format: Format, level: Level, w: 
 
 /// Logs in `format` written to `w` by a thread of its own, at `level` and
 /// above, through a queue of `capacity` lines that drops (and counts) what
-/// does not fit. Returns the logger and a handle on its queue.
+/// does not fit. Returns the logger and a handle on its queue; fails only
+/// if the thread cannot start.
 pub fn nonblocking_as<W: Write + Send + 'static>(
     format: Format,
     level: Level,
     w: W,
     capacity: usize,
-) -> (Logger, Queue) {
+) -> io::Result<(Logger, Queue)> {
     let queue = Queue::default();
     let (lines, incoming) = std::sync::mpsc::sync_channel(capacity);
     let (finished, done) = std::sync::mpsc::channel();
-    let spawned = std::thread::Builder::new()
+    std::thread::Builder::new()
         .name("flux-recv-log".into())
-        .spawn(move || write_lines(w, incoming, finished));
-    let writer = match spawned {
-        Ok(_) => QueueWriter {
-            lines: Some(lines),
-            pending: Vec::new(),
-            queue: queue.clone(),
-            done: Some(done),
-        },
-        // No thread (the process is at its limit): every line is dropped,
-        // and counted, rather than written where it could block.
-        Err(_) => QueueWriter {
-            lines: None,
-            pending: Vec::new(),
-            queue: queue.clone(),
-            done: None,
-        },
+        .spawn(move || write_lines(w, incoming, finished))?;
+    let writer = QueueWriter {
+        lines: Some(lines),
+        pending: Vec::new(),
+        queue: queue.clone(),
+        done: Some(done),
     };
-    (root(format, level, writer, Some(queue.clone())), queue)
+    Ok((root(format, level, writer, Some(queue.clone())), queue))
 }
 
 /// A nonblocking logger's queue.
@@ -247,7 +242,7 @@ impl<D: Drain<Ok = (), Err = Never>> Drain for ReportDrops<D> {
 /// Where a nonblocking logger's drain writes: complete lines go into the
 /// queue if it has room, and are dropped otherwise.
 struct QueueWriter {
-    /// `None` if the writer thread could not start.
+    /// Taken when the writer is dropped, which lets the thread finish.
     lines: Option<SyncSender<Vec<u8>>>,
     /// The line being formatted.
     pending: Vec<u8>,
@@ -259,11 +254,11 @@ struct QueueWriter {
 impl QueueWriter {
     fn send(&mut self) {
         let line = std::mem::take(&mut self.pending);
-        let sent = match &self.lines {
-            Some(lines) => lines.try_send(line),
-            None => Err(TrySendError::Disconnected(line)),
-        };
-        self.queue.offered(sent.is_ok());
+        let taken = self
+            .lines
+            .as_ref()
+            .is_some_and(|lines| lines.try_send(line).is_ok());
+        self.queue.offered(taken);
     }
 }
 
@@ -291,6 +286,7 @@ impl Drop for QueueWriter {
     /// wait for it, within bounds.
     fn drop(&mut self) {
         let _ = self.flush();
+        // The thread finishes once its only sender is gone.
         self.lines = None;
         if let Some(done) = self.done.take() {
             let _ = done.recv_timeout(FLUSH_TIMEOUT);
@@ -717,7 +713,7 @@ mod tests {
         let out = Captured::default();
         let gate = Gate::closed(out.clone());
         let _open = OpenOnDrop(gate.clone());
-        let (log, queue) = nonblocking_as(Format::Text, Level::Info, gate.clone(), 16);
+        let (log, queue) = nonblocking_as(Format::Text, Level::Info, gate.clone(), 16).unwrap();
 
         let logging = tokio::spawn(async move {
             for i in 0..1000 {
@@ -770,7 +766,7 @@ mod tests {
     fn dropping_the_last_logger_writes_out_the_queue() {
         for format in [Format::Text, Format::Json] {
             let out = Captured::default();
-            let (log, queue) = nonblocking_as(format, Level::Info, out.clone(), 4096);
+            let (log, queue) = nonblocking_as(format, Level::Info, out.clone(), 4096).unwrap();
             for i in 0..1000 {
                 info!(log, "line"; "i" => i);
             }
