@@ -83,7 +83,7 @@ impl Endpoint {
                 }),
         };
         let key_path = key_path(config_path, ep);
-        let key = match std::fs::read(&key_path) {
+        let key = match crate::files::read_regular(&key_path, crate::files::KEY) {
             Ok(key) if key.is_empty() => {
                 let at = format!("{field}.keyPath");
                 problems.push(Problem::error(&key_path, at, "the key file is empty"));
@@ -94,7 +94,7 @@ impl Endpoint {
                 Some(key)
             }
             Err(e) => {
-                let message = format!("cannot read key file {}: {e}", key_path.display());
+                let message = format!("cannot read key file {e}");
                 problems.push(error(&format!("{field}.keyPath"), message));
                 None
             }

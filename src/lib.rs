@@ -14,7 +14,10 @@
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod conn;
 pub mod endpoint;
+pub mod fd_limit;
+pub mod files;
 pub mod gcr_auth;
 pub mod hook;
 pub mod image;

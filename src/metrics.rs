@@ -217,6 +217,7 @@ impl Metrics {
         for collector in collectors {
             registry.register_collector(collector);
         }
+        registry.register_collector(Box::new(LogLinesDropped));
         registry.register(
             "reloads",
             "Reloads of the config and keys, by result (changed, unchanged, failed)",
@@ -323,6 +324,29 @@ impl Metrics {
     }
 }
 
+/// Log lines dropped because stderr was not taking them (see
+/// [`crate::logging`]), read at scrape time.
+#[derive(Debug)]
+struct LogLinesDropped;
+
+impl Collector for LogLinesDropped {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::DescriptorEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        use prometheus_client::encoding::EncodeMetric;
+        let counter =
+            prometheus_client::metrics::counter::ConstCounter::new(crate::logging::dropped());
+        let metric = encoder.encode_descriptor(
+            "log_lines_dropped",
+            "Log lines dropped because stderr was not taking them.",
+            None,
+            counter.metric_type(),
+        )?;
+        counter.encode(metric)
+    }
+}
+
 /// OpenMetrics text as the classic Prometheus text format: a counter's
 /// family takes its samples' `_total` name (or `HELP` and `TYPE` describe
 /// nothing that is there), and the OpenMetrics-only `UNIT` and `EOF` lines
@@ -395,6 +419,7 @@ mod tests {
             r#"fluxrecv_reloads_total{result="unchanged"} 1"#,
             r#"fluxrecv_reloads_total{result="failed"} 0"#,
             "fluxrecv_endpoints 1",
+            "# TYPE fluxrecv_log_lines_dropped counter",
             concat!(
                 r#"fluxrecv_build_info{version=""#,
                 env!("CARGO_PKG_VERSION"),

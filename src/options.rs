@@ -34,7 +34,8 @@ pub struct Options {
     /// kernel's accept queue.
     pub max_connections: usize,
     /// A client must send a request's headers within this time (also
-    /// closes idle keep-alive connections).
+    /// closes idle keep-alive connections), and take a reply's bytes: a
+    /// write that makes no progress for this long closes the connection.
     pub header_timeout: Duration,
     /// A client must send a request's body within this time.
     pub body_timeout: Duration,

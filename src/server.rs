@@ -6,7 +6,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use slog::{info, o, warn, Logger};
 use tokio::net::{TcpListener, TcpStream};
@@ -36,15 +36,15 @@ pub async fn run(listener: TcpListener, state: Arc<State>, shutdown: impl Future
     // Slow or idle clients cannot hold more than this many connections; the
     // header and body timeouts make sure they let go.
     let connections = Arc::new(Semaphore::new(options.max_connections.max(1)));
+    // Every connection must make progress, with bounded buffers (see
+    // crate::conn).
+    let limits = crate::conn::Limits::new(options.header_timeout);
     // Serve one client; without keep-alive, one request and then close.
     let connection = |stream: TcpStream, keep_alive: bool| {
-        let _ = stream.set_nodelay(true);
-        hyper::server::conn::http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(options.header_timeout)
+        crate::conn::http1_builder(&limits)
             .keep_alive(keep_alive)
             .serve_connection(
-                TokioIo::new(stream),
+                TokioIo::new(crate::conn::guard(stream, &limits)),
                 TowerToHyperService::new(service.clone()),
             )
     };

@@ -155,8 +155,12 @@ pub fn directory_of(file: &Path) -> PathBuf {
 /// Read and parse a config file: the first half of [`Table::load`], for
 /// callers (`flux-recv check`) that look at the config itself too.
 pub fn read_config(config_path: &Path) -> Result<ConfigFile, Problem> {
-    let text = std::fs::read(config_path).map_err(|e| {
-        Problem::error(config_path, "", format!("cannot read the config file: {e}"))
+    let text = crate::files::read_regular(config_path, crate::files::CONFIG).map_err(|e| {
+        Problem::error(
+            config_path,
+            "",
+            format!("cannot read the config file: {}", e.kind),
+        )
     })?;
     ConfigFile::parse(config_path, &text)
 }
@@ -341,6 +345,41 @@ mod tests {
         assert!(warnings[1].contains("only 6 bytes"));
         // Never the key itself.
         assert!(!warnings.iter().any(|w| w.contains("short\n")));
+    }
+
+    #[test]
+    fn keys_and_configs_that_are_not_small_regular_files_are_errors() {
+        let dir = dir_with(
+            "fluxRecvVersion: 1\nendpoints:\n- source: GitHub\n  keyPath: fifo.key\n- source: GitLab\n  keyPath: zero.key\n- source: Quay\n  keyPath: big.key\n",
+            &[],
+        );
+        let made = std::process::Command::new("mkfifo")
+            .arg(dir.path().join("fifo.key"))
+            .status()
+            .unwrap();
+        assert!(made.success());
+        std::os::unix::fs::symlink("/dev/zero", dir.path().join("zero.key")).unwrap();
+        fs::File::create(dir.path().join("big.key"))
+            .unwrap()
+            .set_len(1 << 30)
+            .unwrap();
+        let loaded = Table::load(&dir.path().join("fluxrecv.yaml"));
+        assert!(loaded.table.is_none());
+        let errors: Vec<String> = loaded.errors().map(|p| p.to_string()).collect();
+        assert_eq!(errors.len(), 3, "{errors:#?}");
+        assert!(errors[0].ends_with("fifo.key: is a FIFO, not a regular file"));
+        assert!(errors[1].ends_with("zero.key: is a character device, not a regular file"));
+        assert!(errors[2].ends_with("big.key: is 1073741824 bytes; key files are at most 65536"));
+        assert!(errors[2].contains("endpoints[2].keyPath: cannot read key file /"));
+
+        let config = dir.path().join("fluxrecv.yaml");
+        fs::remove_file(&config).unwrap();
+        std::os::unix::fs::symlink("fifo.key", &config).unwrap();
+        let e = read_config(&config).unwrap_err();
+        assert_eq!(
+            e.message,
+            "cannot read the config file: is a FIFO, not a regular file"
+        );
     }
 
     #[test]

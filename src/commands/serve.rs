@@ -25,13 +25,34 @@ pub fn main(args: ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(serve(args, log.clone())) {
+    let code = match runtime.block_on(serve(args, log.clone())) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             error!(log, "flux-recv cannot start"; "error" => format!("{e:#}"));
             ExitCode::FAILURE
         }
+    };
+    // A blocking task that never ends (there should be none) must not keep
+    // the process from exiting once serving is over.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    code
+}
+
+/// Raise the open-file limit as far as it goes, and serve no more
+/// connections than fit in it beside the files, watches and relay sockets
+/// the process needs; say so in one line when that is fewer than asked.
+fn fit_connections(options: &crate::options::Options, log: &Logger) -> usize {
+    use crate::fd_limit;
+    let limits = fd_limit::raise().unwrap_or_else(|e| {
+        warn!(log, "cannot raise the open-file limit"; "error" => %e);
+        fd_limit::current()
+    });
+    let margin = fd_limit::margin(options.max_relays);
+    let fits = fd_limit::effective_connections(options.max_connections, limits.soft, margin);
+    if let Some(line) = fd_limit::lowered_message(options.max_connections, fits, limits) {
+        warn!(log, "{}", line);
     }
+    fits
 }
 
 /// Load the table, bind, serve until SIGTERM/SIGINT.
@@ -45,7 +66,9 @@ pub async fn serve(args: ServeArgs, log: Logger) -> anyhow::Result<()> {
     let api = args.api.clone().unwrap_or_else(|| table.api.clone());
     info!(log, "listening"; "address" => %listener.local_addr()?, "api" => api,
           "dry_run" => args.dry_run);
-    let state = State::new(table, args.options(), log.new(o!()));
+    let mut options = args.options();
+    options.max_connections = fit_connections(&options, &log);
+    let state = State::new(table, options, log.new(o!()));
     let _reloader = crate::reload::spawn(
         state.table().clone(),
         state.metrics.clone(),

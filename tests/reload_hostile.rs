@@ -1,0 +1,305 @@
+//! Hot reload against files that are not what they claim: a key replaced by
+//! a FIFO that nothing ever writes, or a symlink to `/dev/zero`. The reload
+//! must fail with a clear error while the last good table serves, later
+//! updates must still be taken up, and SIGTERM must still stop the process.
+//!
+//! Without the safe reads in `flux_recv::files`, the FIFO blocks the reload
+//! task (and the process's exit) for good. The tests unblock such a FIFO
+//! when they end, so that a regression fails them instead of hanging them.
+
+mod common;
+
+use std::fs::OpenOptions;
+use std::io::BufRead;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use flux_recv::endpoint::fingerprint;
+use flux_recv::options::Options;
+use flux_recv::reload::{self, Trigger};
+use flux_recv::source::verify::{sign, Algorithm};
+
+const KEY_A: &[u8] = b"0123456789abcdef-key-a-0123456789";
+const KEY_B: &[u8] = b"0123456789abcdef-key-b-0123456789";
+const KEY_C: &[u8] = b"0123456789abcdef-key-c-0123456789";
+
+fn hook(key: &[u8]) -> String {
+    format!("/hook/{}", fingerprint(key, None))
+}
+
+/// A GitHub push signed with `key`.
+fn push(key: &[u8]) -> (Vec<(String, String)>, Vec<u8>) {
+    let body = github_body("org/app", "main");
+    let headers = vec![
+        ("Content-Type".into(), "application/json".into()),
+        ("X-GitHub-Event".into(), "push".into()),
+        (
+            "X-Hub-Signature-256".into(),
+            sign(Algorithm::Sha256, key, &body),
+        ),
+    ];
+    (headers, body)
+}
+
+async fn status(addr: std::net::SocketAddr, key: &[u8]) -> u16 {
+    let (headers, body) = push(key);
+    post(format!("http://{addr}{}", hook(key)), headers, body)
+        .await
+        .status
+}
+
+/// A config naming `a.key` and `b.key` in `dir`, both written.
+fn plain_config(dir: &Path, api: &str) -> PathBuf {
+    std::fs::write(dir.join("a.key"), KEY_A).unwrap();
+    std::fs::write(dir.join("b.key"), KEY_B).unwrap();
+    write_config(
+        dir,
+        api,
+        "- source: GitHub\n  keyPath: a.key\n- source: GitHub\n  keyPath: b.key\n",
+    )
+}
+
+/// Put a FIFO at `path` in one rename, as a hostile writer of the Secret
+/// would.
+fn replace_with_fifo(path: &Path) -> Unblock {
+    let tmp = path.with_extension("fifo-tmp");
+    let made = Command::new("mkfifo").arg(&tmp).status().unwrap();
+    assert!(made.success());
+    std::fs::rename(&tmp, path).unwrap();
+    Unblock(path.to_path_buf())
+}
+
+/// Replace `path` with a regular file holding `bytes`, in one rename.
+fn replace_with_file(path: &Path, bytes: &[u8]) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+/// On drop, opens the FIFO for writing (without blocking) and closes it: a
+/// reader stuck opening or reading it gets end-of-file, so a regression
+/// fails the test rather than hanging it.
+struct Unblock(PathBuf);
+
+impl Drop for Unblock {
+    fn drop(&mut self) {
+        let _ = OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&self.0);
+    }
+}
+
+/// Poll `check` every 20 ms until it holds; fail after 10 s.
+async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !check() {
+        assert!(Instant::now() < deadline, "not within 10 s: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn count(logs: &str, needles: &[&str]) -> usize {
+    logs.lines()
+        .filter(|l| needles.iter().all(|n| l.contains(n)))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_replaced_by_a_fifo_fails_the_reload_and_later_updates_are_taken_up() {
+    let fluxd = FakeFluxd::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = plain_config(dir.path(), &fluxd.api());
+    let mut recv = Recv::start(&config, Options::default()).await;
+    let reloader = reload::spawn(
+        recv.state.table().clone(),
+        recv.state.metrics.clone(),
+        reload::Options {
+            resync_interval: Duration::from_secs(3600),
+            ..reload::Options::default()
+        },
+        recv.state.log.clone(),
+    );
+    eventually("the reload task watches", || {
+        recv.logs.text().contains("watching for changes")
+    })
+    .await;
+
+    let b = dir.path().join("b.key");
+    let _unblock = replace_with_fifo(&b);
+    let fifo_error = format!(
+        "cannot read key file {}: is a FIFO, not a regular file",
+        b.display()
+    );
+    eventually("the FIFO is refused by name", || {
+        count(
+            &recv.logs.text(),
+            &["ERRO", &fifo_error, "field: endpoints[1].keyPath"],
+        ) > 0
+    })
+    .await;
+    eventually("the reload says it failed", || {
+        count(&recv.logs.text(), &["WARN", "reload failed; still serving"]) > 0
+    })
+    .await;
+    assert_eq!(status(recv.addr, KEY_B).await, 200, "the last good table");
+    assert_eq!(status(recv.addr, KEY_A).await, 200);
+    assert_eq!(get(recv.url("/ready")).await.status, 200);
+
+    // The task still takes requests: a SIGHUP re-reads and fails again.
+    reloader.request(Trigger::Hangup);
+    eventually("the SIGHUP reload fails the same way", || {
+        count(&recv.logs.text(), &[&fifo_error, "trigger: sighup"]) > 0
+    })
+    .await;
+
+    // A symlink to /dev/zero: refused before a byte is read.
+    let zero = dir.path().join("zero.tmp");
+    std::os::unix::fs::symlink("/dev/zero", &zero).unwrap();
+    std::fs::rename(&zero, &b).unwrap();
+    eventually("/dev/zero is refused", || {
+        count(&recv.logs.text(), &["ERRO", "b.key: is a character device"]) > 0
+    })
+    .await;
+    assert_eq!(status(recv.addr, KEY_B).await, 200);
+
+    // The next good write is taken up.
+    replace_with_file(&b, KEY_C);
+    let mut moved = false;
+    for _ in 0..500 {
+        if status(recv.addr, KEY_C).await == 200 {
+            moved = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(moved, "the good key was not taken up");
+    assert_eq!(status(recv.addr, KEY_B).await, 404);
+    assert!(!recv
+        .logs
+        .text()
+        .contains(std::str::from_utf8(KEY_C).unwrap()));
+
+    // And the server stops as SIGTERM asks.
+    recv.shutdown();
+    recv.wait_stopped().await;
+    drop(reloader);
+}
+
+/// The binary as it runs in a pod, killed with SIGTERM on drop if a test
+/// fails half-way.
+struct Running {
+    child: Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Running {
+    fn start(config: &Path) -> Running {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_flux-recv"))
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--dry-run",
+                "--resync-interval",
+                "60m",
+            ])
+            .arg("--config")
+            .arg(config)
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel::<String>();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines() {
+                if tx.send(line.unwrap_or_default()).is_err() {
+                    break;
+                }
+            }
+        });
+        Running {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// The next line containing `needle`, waiting up to 10 s.
+    fn wait_for(&mut self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                Err(e) => panic!("no {needle:?} in the logs ({e}): {:#?}", self.seen),
+            }
+        }
+    }
+
+    fn signal(&self, name: &str) {
+        let sent = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Without safe reads, the reload's blocking thread waits on the FIFO for
+/// ever, and the runtime waits for that thread at exit: SIGTERM never ends
+/// the process.
+#[test]
+fn the_binary_exits_on_sigterm_while_a_key_is_a_fifo() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = plain_config(dir.path(), "http://127.0.0.1:9/api/flux");
+    let mut running = Running::start(&config);
+    let listening = running.wait_for("listening");
+    let addr: std::net::SocketAddr = listening
+        .split("address: ")
+        .nth(1)
+        .and_then(|rest| rest.split(',').next())
+        .expect("address in the listening line")
+        .parse()
+        .unwrap();
+    running.wait_for("watching for changes");
+
+    let b = dir.path().join("b.key");
+    let unblock = replace_with_fifo(&b);
+    running.wait_for("is a FIFO, not a regular file");
+    running.wait_for("reload failed; still serving the previous table");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    assert_eq!(rt.block_on(status(addr, KEY_A)), 200);
+
+    running.signal("TERM");
+    let started = Instant::now();
+    let exit = loop {
+        if let Some(exit) = running.child.try_wait().unwrap() {
+            break exit;
+        }
+        if started.elapsed() > Duration::from_secs(12) {
+            // Let the test fail, not hang: unblock the FIFO, then look.
+            drop(unblock);
+            panic!("still running 12 s after SIGTERM: {:#?}", running.seen);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(exit.success(), "{exit}");
+    // Every line logged before exit was written out, the last included.
+    running.wait_for("stopped");
+}
