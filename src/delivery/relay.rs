@@ -149,7 +149,8 @@ impl Relay {
                 classify(response.status(), location.as_deref())
             }
             Err(e) => {
-                // fluxd may have moved: look its host up again next time.
+                // fluxd may have moved: look its host up again (at most
+                // once a second).
                 self.resolver.forget(url);
                 self.failure(url, e)
             }
@@ -204,10 +205,11 @@ mod tests {
     use super::*;
     use crate::delivery::resolver::{Counting, TTL};
 
-    /// A relay whose lookups are counted.
+    /// A relay whose lookups are counted, and that looks a host up again
+    /// after every failure.
     fn counting_relay() -> (Relay, Counting) {
         let counting = Counting::default();
-        let resolver = CachingResolver::over(counting.clone(), TTL);
+        let resolver = CachingResolver::over(counting.clone(), TTL, Duration::ZERO);
         let relay = Relay::with_resolver(1, Duration::from_secs(5), resolver);
         (relay, counting)
     }

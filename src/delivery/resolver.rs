@@ -5,9 +5,12 @@
 //! with a timeout set its default resolver runs each lookup on a new thread.
 //! At thousands of notifications a second that is a thread and a
 //! `getaddrinfo` per POST for an address that does not change. So the
-//! addresses are kept for a short time (`ttl`), and forgotten at once when a
-//! POST to that host fails, so that a fluxd that moved (a new pod IP behind
-//! a DNS name) is found again on the next attempt.
+//! addresses are kept for a short time (`ttl`), and forgotten when a POST
+//! to that host fails, so that a fluxd that moved (a new pod IP behind a
+//! DNS name) is found again on the next attempt. While fluxd is down every
+//! attempt fails, so a failure forgets addresses only once they are a
+//! second old: a thousand pending notifications retrying make one lookup a
+//! second, not a thousand.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -22,6 +25,9 @@ use ureq::unversioned::transport::NextTimeout;
 /// How long resolved addresses are used before the host is looked up again.
 pub(crate) const TTL: Duration = Duration::from_secs(30);
 
+/// How old addresses must be for a failure to have them looked up again.
+pub(crate) const REFRESH: Duration = Duration::from_secs(1);
+
 /// A [`Resolver`] that remembers what another one answered. Clones share
 /// the cache, so the relay can [`forget`](CachingResolver::forget) a host
 /// the agent's copy resolved.
@@ -33,6 +39,7 @@ pub(crate) struct CachingResolver {
 struct Inner {
     lookup: Box<dyn Resolver>,
     ttl: Duration,
+    refresh: Duration,
     /// By `host:port`. A std Mutex: held for a map operation, never during a
     /// lookup, so workers resolving different hosts do not wait on each other.
     cache: Mutex<HashMap<String, (Instant, ResolvedSocketAddrs)>>,
@@ -41,24 +48,34 @@ struct Inner {
 impl CachingResolver {
     /// ureq's own resolver behind a cache.
     pub(crate) fn new() -> CachingResolver {
-        CachingResolver::over(DefaultResolver::default(), TTL)
+        CachingResolver::over(DefaultResolver::default(), TTL, REFRESH)
     }
 
-    /// `lookup` behind a cache keeping its answers for `ttl`.
-    pub(crate) fn over(lookup: impl Resolver, ttl: Duration) -> CachingResolver {
+    /// `lookup` behind a cache keeping its answers for `ttl`, or until a
+    /// failure once they are `refresh` old.
+    pub(crate) fn over(lookup: impl Resolver, ttl: Duration, refresh: Duration) -> CachingResolver {
         CachingResolver {
             inner: Arc::new(Inner {
                 lookup: Box::new(lookup),
                 ttl,
+                refresh,
                 cache: Mutex::new(HashMap::new()),
             }),
         }
     }
 
-    /// Look `url`'s host up again next time.
+    /// A POST to `url` failed: look its host up again next time, unless
+    /// that was done less than `refresh` ago.
     pub(crate) fn forget(&self, url: &str) {
-        if let Some(key) = url.parse::<Uri>().ok().as_ref().and_then(key) {
-            self.cache().remove(&key);
+        let Some(key) = url.parse::<Uri>().ok().as_ref().and_then(key) else {
+            return;
+        };
+        let mut cache = self.cache();
+        if cache
+            .get(&key)
+            .is_some_and(|(at, _)| at.elapsed() >= self.inner.refresh)
+        {
+            cache.remove(&key);
         }
     }
 
@@ -152,7 +169,7 @@ mod tests {
     #[test]
     fn a_host_is_looked_up_once_until_forgotten() {
         let counting = Counting::default();
-        let r = CachingResolver::over(counting.clone(), Duration::from_secs(3600));
+        let r = CachingResolver::over(counting.clone(), Duration::from_secs(3600), Duration::ZERO);
         let first = resolve(&r, "http://127.0.0.1:3030/api/flux/v11/notify");
         for _ in 0..10 {
             assert_eq!(resolve(&r, "http://127.0.0.1:3030/other"), first);
@@ -172,7 +189,7 @@ mod tests {
     #[test]
     fn addresses_expire_after_the_ttl() {
         let counting = Counting::default();
-        let r = CachingResolver::over(counting.clone(), Duration::ZERO);
+        let r = CachingResolver::over(counting.clone(), Duration::ZERO, Duration::ZERO);
         for _ in 0..3 {
             resolve(&r, "http://127.0.0.1:3030/");
         }
@@ -180,9 +197,24 @@ mod tests {
     }
 
     #[test]
+    fn failures_forget_fresh_addresses_at_most_once_per_refresh() {
+        let counting = Counting::default();
+        let r = CachingResolver::over(
+            counting.clone(),
+            Duration::from_secs(3600),
+            Duration::from_secs(3600),
+        );
+        for _ in 0..5 {
+            resolve(&r, "http://127.0.0.1:3030/");
+            r.forget("http://127.0.0.1:3030/");
+        }
+        assert_eq!(counting.lookups.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
     fn failures_are_not_cached() {
         let counting = Counting::default();
-        let r = CachingResolver::over(counting.clone(), Duration::from_secs(3600));
+        let r = CachingResolver::over(counting.clone(), Duration::from_secs(3600), Duration::ZERO);
         counting.fail.store(true, Ordering::SeqCst);
         let uri: Uri = "http://127.0.0.1:3030/".parse().unwrap();
         for _ in 0..2 {
