@@ -65,10 +65,13 @@ use tokio::sync::watch;
 use crate::notification::Change;
 use relay::{Answer, Job, Jobs, Relay};
 
-/// Relay workers when `--max-relays` is not given. Measured against a
-/// stand-in fluxd on loopback (`cargo bench --bench delivery`): throughput
-/// of distinct notifications stops growing well below this, and a few more
-/// workers keep deliveries moving while some wait on a slow fluxd.
+/// Relay workers when `--max-relays` is not given. Measured on a 2-core
+/// machine against a stand-in fluxd on loopback (`cargo bench --bench
+/// delivery`): with fluxd answering at once, distinct notifications a
+/// second level off from 4 workers (37k/s; 8: 40k/s, 64: 49k/s, 1: 22k/s),
+/// and with fluxd taking 1–2 ms a worker carries ~400/s, so 8 still carry
+/// over 3000/s. Each worker that has sent costs about 90 KiB of RSS
+/// (8: +1.9 MiB, 64: +6.6 MiB).
 pub const DEFAULT_WORKERS: usize = 8;
 
 /// How the queue runs.

@@ -117,6 +117,12 @@ impl Relay {
             .max_idle_connections(workers.max(1))
             .max_idle_connections_per_host(workers.max(1))
             .user_agent(concat!("flux-recv/", env!("CARGO_PKG_VERSION")))
+            // fluxd's answers and our notifications are a few hundred
+            // bytes: ureq's 128 KiB buffers per connection cost each worker
+            // some 200 KiB of RSS for nothing.
+            .input_buffer_size(16 * 1024)
+            .output_buffer_size(16 * 1024)
+            .max_response_header_size(16 * 1024)
             .build();
         let agent = ureq::Agent::with_parts(config, DefaultConnector::new(), resolver.clone());
         Relay {
