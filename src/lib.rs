@@ -15,6 +15,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod conn;
+pub mod delivery;
 pub mod endpoint;
 pub mod fd_limit;
 pub mod files;
