@@ -84,14 +84,39 @@ pub struct ServeArgs {
     #[arg(long, env = "FLUXRECV_MAX_BODY", default_value_t = Size(Options::default().max_body))]
     pub max_body: Size,
 
+    /// Most body bytes held by all requests at once (bytes, or with
+    /// KiB/MiB); past it, 503 with Retry-After. The default keeps the
+    /// process inside a 64 MiB container limit.
+    #[arg(long, env = "FLUXRECV_BODY_BUDGET", default_value_t = Size(Options::default().body_budget))]
+    pub body_budget: Size,
+
     /// Most distinct changes one delivery may ask for (branches, images);
     /// a delivery naming more gets 400 and nothing is sent.
     #[arg(long, env = "FLUXRECV_MAX_CHANGES", default_value_t = Options::default().max_changes,
           value_parser = RangedU64ValueParser::<usize>::new().range(1..=100_000))]
     pub max_changes: usize,
 
-    /// Deadline for relaying one hook to fluxd (e.g. 8s, 500ms). Keep it
-    /// under the 10 s after which GitHub and GitLab give up on a delivery.
+    /// How long a reply waits for fluxd to accept a hook's changes: 200 when
+    /// it did, else 202 (the changes stay queued and are retried). Keep it
+    /// under the shortest provider timeout (Harbor's 3 s); 0 never waits.
+    #[arg(long, env = "FLUXRECV_REPLY_BUDGET", value_parser = parse_budget,
+          default_value_t = Span(Options::default().reply_budget))]
+    pub reply_budget: Span,
+
+    /// How long a queued change is retried while fluxd is away before it
+    /// is dropped with a warning (fluxd's own polling catches up by then).
+    #[arg(long, env = "FLUXRECV_DELIVERY_MAX_AGE",
+          default_value_t = Span(Options::default().delivery_max_age))]
+    pub delivery_max_age: Span,
+
+    /// Most distinct notifications waiting for fluxd at once; a delivery
+    /// that does not fit whole gets 503 with Retry-After.
+    #[arg(long, env = "FLUXRECV_MAX_PENDING", default_value_t = Options::default().max_pending,
+          value_parser = RangedU64ValueParser::<usize>::new().range(1..=1_000_000))]
+    pub max_pending: usize,
+
+    /// Longest one POST to fluxd may take (e.g. 5s, 500ms); a timeout is
+    /// retried.
     #[arg(long, env = "FLUXRECV_RELAY_TIMEOUT", default_value_t = Span(Options::default().relay_timeout))]
     pub relay_timeout: Span,
 
@@ -101,8 +126,9 @@ pub struct ServeArgs {
           default_value_t = Span(crate::reload::Options::default().resync_interval))]
     pub resync_interval: Span,
 
-    /// Most calls to fluxd in flight at once; a hook that cannot get a slot
-    /// before its deadline gets 503 with Retry-After.
+    /// Relay worker threads: most POSTs to fluxd at once. One fluxd is
+    /// served well by the default; a fluxd that is failing gets at most
+    /// half of them.
     #[arg(long, env = "FLUXRECV_MAX_RELAYS", default_value_t = Options::default().max_relays,
           value_parser = RangedU64ValueParser::<usize>::new().range(1..=4096))]
     pub max_relays: usize,
@@ -152,7 +178,11 @@ impl ServeArgs {
     pub fn options(&self) -> Options {
         Options {
             max_body: self.max_body.0,
+            body_budget: self.body_budget.0,
             max_changes: self.max_changes,
+            reply_budget: self.reply_budget.0,
+            delivery_max_age: self.delivery_max_age.0,
+            max_pending: self.max_pending,
             relay_timeout: self.relay_timeout.0,
             drain_timeout: self.drain_timeout.0,
             dry_run: self.dry_run,
@@ -375,8 +405,22 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("{s:?} is out of range"))
 }
 
-/// `8s`, `500ms`, `2m`, or bare seconds.
+/// A duration that may be zero (`0` turns a wait off).
+fn parse_budget(s: &str) -> Result<Span, String> {
+    parse_duration_or_zero(s).map(Span)
+}
+
+/// `8s`, `500ms`, `2m`, or bare seconds; more than zero.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let d = parse_duration_or_zero(s)?;
+    if d.is_zero() {
+        return Err(format!("{:?} must be more than zero", s.trim()));
+    }
+    Ok(d)
+}
+
+/// `8s`, `500ms`, `2m`, `0`, or bare seconds.
+fn parse_duration_or_zero(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let bad = || format!("{s:?} is not a duration like 8s, 500ms or 2m");
     let (digits, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
@@ -387,9 +431,6 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "m" => Duration::from_secs(n.checked_mul(60).ok_or_else(bad)?),
         _ => return Err(bad()),
     };
-    if d.is_zero() {
-        return Err(format!("{s:?} must be more than zero"));
-    }
     Ok(d)
 }
 
@@ -476,6 +517,18 @@ mod tests {
             };
             assert_eq!(round, s);
         }
+    }
+
+    #[test]
+    fn a_reply_budget_may_be_zero_other_durations_not() {
+        let cli = Cli::try_parse_from(["flux-recv", "--reply-budget", "0"]).unwrap();
+        assert_eq!(cli.serve.options().reply_budget, Duration::ZERO);
+        assert!(Cli::try_parse_from(["flux-recv", "--body-timeout", "0"]).is_err());
+        let cli = Cli::try_parse_from(["flux-recv", "--reply-budget", "1500ms"]).unwrap();
+        assert_eq!(
+            cli.serve.options().reply_budget,
+            Duration::from_millis(1500)
+        );
     }
 
     #[test]

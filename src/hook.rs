@@ -1,22 +1,25 @@
 //! One delivery to `/hook/<fingerprint>`, as typed values: find the
 //! endpoint, check the credentials that sit in headers, read the body under
-//! its limits, let the source verify and parse it, and hand the changes to
-//! the relay. The result is a [`Report`]; what it means for the reply, the
-//! metrics and the log is decided in one place, [`crate::routes`].
+//! its limits and the global body budget, let the source verify and parse
+//! it, filter the changes, and hand them to the delivery queue, waiting for
+//! fluxd's answer at most the reply budget. The result is a [`Report`];
+//! what it means for the reply, the metrics and the log is decided in one
+//! place, [`crate::routes`].
 //!
 //! Nothing here knows about HTTP replies, metrics or logs.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
 use futures_util::{Stream, StreamExt};
 use http::HeaderMap;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::delivery::{self, Full, Item, Queue};
 use crate::endpoint::Endpoint;
 use crate::gcr_auth::Jwks;
 use crate::notification::Change;
-use crate::relay::{Relay, RelayError};
 use crate::routing::notify_url;
 use crate::source::{header, HookError, Outcome};
 use crate::table::TableHandle;
@@ -36,14 +39,22 @@ pub struct Options {
     /// `--api`: where changes go for endpoints without their own `api`,
     /// instead of the config's top-level one.
     pub api: Option<String>,
+    /// How long a reply waits for fluxd to accept its changes; zero never
+    /// waits.
+    pub reply_budget: Duration,
+    /// Most body bytes held by all requests together; past it, 503.
+    pub body_budget: u64,
 }
 
 /// What one delivery needs: the endpoint table, Google's keys for `gcr:`
-/// endpoints, and the relay.
+/// endpoints, the body budget, and the delivery queue.
 pub struct Hooks {
     table: TableHandle,
     google_keys: Jwks,
-    relay: Relay,
+    queue: Queue,
+    /// One permit per body byte held: bodies of unsigned or slow requests
+    /// cannot add up past it, whatever the number of connections.
+    body_budget: Arc<Semaphore>,
     options: Options,
 }
 
@@ -86,13 +97,15 @@ pub enum Handled {
     Refused(Refusal),
 }
 
-/// What fluxd said about a delivery's changes.
+/// What fluxd said about a delivery's changes within the reply budget.
 #[derive(Debug)]
 pub enum Confirmation {
     /// fluxd accepted every change.
-    Accepted {
-        /// How long relaying took, retries included.
-        took: Duration,
+    Accepted,
+    /// Not confirmed yet: queued, and retried for at least this long.
+    Pending {
+        /// Until the first of them would expire.
+        retry_for: Duration,
     },
     /// A dry run: nothing was sent.
     DryRun,
@@ -126,12 +139,24 @@ pub enum Refusal {
     /// The body could not be read (the client broke the connection or the
     /// framing).
     BodyBroken,
-    /// fluxd could not be told.
-    Relay {
-        /// What went wrong.
-        error: RelayError,
-        /// How long the relay tried, retries included.
-        took: Duration,
+    /// Reading the body would take the bytes held by all requests past the
+    /// body budget.
+    OverBodyBudget,
+    /// The delivery queue has no room for these changes; none was queued.
+    QueueFull {
+        /// Notifications pending.
+        pending: usize,
+        /// The most that may be.
+        max: usize,
+    },
+    /// Shutting down: no new changes are taken.
+    ShuttingDown,
+    /// fluxd refused a change for good (a wrong `api:` path, a redirect).
+    FluxdRefused {
+        /// The notify URL that refused it.
+        api: Arc<str>,
+        /// fluxd's answer.
+        reason: String,
     },
 }
 
@@ -139,15 +164,20 @@ pub enum Refusal {
 enum BodyError {
     TooLarge,
     Broken,
+    OverBudget,
 }
 
 impl Hooks {
-    /// The request path over `table`, relaying through `relay`.
-    pub fn new(table: TableHandle, google_keys: Jwks, relay: Relay, options: Options) -> Hooks {
+    /// The request path over `table`, delivering through `queue`.
+    pub fn new(table: TableHandle, google_keys: Jwks, queue: Queue, options: Options) -> Hooks {
+        let permits = usize::try_from(options.body_budget)
+            .unwrap_or(usize::MAX)
+            .min(Semaphore::MAX_PERMITS);
         Hooks {
             table,
             google_keys,
-            relay,
+            queue,
+            body_budget: Arc::new(Semaphore::new(permits)),
             options,
         }
     }
@@ -157,9 +187,9 @@ impl Hooks {
         &self.table
     }
 
-    /// The relay, for its counters.
-    pub fn relay(&self) -> &Relay {
-        &self.relay
+    /// The delivery queue.
+    pub fn queue(&self) -> &Queue {
+        &self.queue
     }
 
     /// The request path's options.
@@ -183,10 +213,13 @@ impl Hooks {
                 handled: Handled::Refused(Refusal::UnknownHook),
             };
         };
-        let handled = self.deliver(&table, &endpoint, headers, body).await;
+        let delivery = endpoint.source.delivery_of(headers);
+        let handled = self
+            .deliver(&table, &endpoint, headers, body, &delivery)
+            .await;
         Report {
             event: endpoint.source.event_of(headers),
-            delivery: endpoint.source.delivery_of(headers),
+            delivery,
             endpoint: Some(endpoint),
             handled,
         }
@@ -198,6 +231,7 @@ impl Hooks {
         endpoint: &Endpoint,
         headers: &HeaderMap,
         body: S,
+        delivery: &str,
     ) -> Handled
     where
         S: Stream<Item = Result<B, E>>,
@@ -214,11 +248,14 @@ impl Hooks {
             return Handled::Refused(Refusal::Unauthorized(e));
         }
 
-        let body = match self.read_body(headers, body).await {
-            Ok(body) => body,
+        // The body's bytes count against the budget until it is parsed.
+        let (body, _held) = match self.read_body(headers, body).await {
+            Ok(read) => read,
             Err(refusal) => return Handled::Refused(refusal),
         };
-        let mut changes = match endpoint.source.handle(headers, &body, &endpoint.settings) {
+        let parsed = endpoint.source.handle(headers, &body, &endpoint.settings);
+        drop((body, _held));
+        let mut changes = match parsed {
             Err(e) if e.is_unauthorized() => return Handled::Refused(Refusal::Unauthorized(e)),
             Err(e) => return Handled::Refused(Refusal::BadRequest(e)),
             Ok(Outcome::Ignore(why)) => return Handled::Ignored(why),
@@ -250,34 +287,51 @@ impl Hooks {
                 confirmation: Confirmation::DryRun,
             };
         }
-        let started = Instant::now();
-        // Each API independently: one that is down does not hold the others.
-        let sends = apis
+        // One entry per (API, change): each API is delivered to on its own.
+        let delivery: Arc<str> = Arc::from(delivery);
+        let items = apis
             .iter()
-            .map(|api| self.relay.notify(notify_url(api), changes.clone()));
-        let results = futures_util::future::join_all(sends).await;
-        match results.into_iter().find_map(Result::err) {
-            None => Handled::Delivered {
-                changes,
-                filtered,
-                apis,
-                confirmation: Confirmation::Accepted {
-                    took: started.elapsed(),
-                },
-            },
-            Some(error) => Handled::Refused(Refusal::Relay {
-                error,
-                took: started.elapsed(),
-            }),
+            .flat_map(|api| {
+                let url: Arc<str> = Arc::from(notify_url(api));
+                changes
+                    .iter()
+                    .map(move |change| (url.clone(), change.clone()))
+            })
+            .map(|(url, change)| Item {
+                url,
+                change,
+                delivery: delivery.clone(),
+            })
+            .collect();
+        let ticket = match self.queue.submit(items) {
+            Ok(ticket) => ticket,
+            Err(Full::NoRoom { pending, max, .. }) => {
+                return Handled::Refused(Refusal::QueueFull { pending, max })
+            }
+            Err(Full::Closed) => return Handled::Refused(Refusal::ShuttingDown),
+        };
+        let confirmation = match ticket.wait(self.options.reply_budget).await {
+            delivery::Confirmation::Accepted => Confirmation::Accepted,
+            delivery::Confirmation::Pending { retry_for } => Confirmation::Pending { retry_for },
+            delivery::Confirmation::Refused { api, reason } => {
+                return Handled::Refused(Refusal::FluxdRefused { api, reason })
+            }
+        };
+        Handled::Delivered {
+            changes,
+            filtered,
+            apis,
+            confirmation,
         }
     }
 
-    /// The body, under the size cap and the body timeout.
+    /// The body, under the size cap, the body timeout and the body
+    /// budget; with the budget it holds, to be dropped once it is parsed.
     async fn read_body<S, B, E>(
         &self,
         headers: &HeaderMap,
         body: S,
-    ) -> Result<bytes::Bytes, Refusal>
+    ) -> Result<(bytes::Bytes, Held), Refusal>
     where
         S: Stream<Item = Result<B, E>>,
         B: Buf,
@@ -287,28 +341,91 @@ impl Hooks {
         if declared.is_some_and(|n| n > limit) {
             return Err(Refusal::TooLarge { limit });
         }
-        match tokio::time::timeout(self.options.body_timeout, read_body(body, limit)).await {
-            Ok(Ok(body)) => Ok(body),
+        let mut held = Held::new(self.body_budget.clone());
+        // A declared length is taken from the budget at once: a request the
+        // budget cannot hold is refused before a byte of it is read.
+        if let Some(n) = declared {
+            if !held.take(n as usize) {
+                return Err(Refusal::OverBodyBudget);
+            }
+        }
+        let reading = read_body(body, limit, declared, &mut held);
+        match tokio::time::timeout(self.options.body_timeout, reading).await {
+            Ok(Ok(body)) => Ok((body, held)),
             Ok(Err(BodyError::TooLarge)) => Err(Refusal::TooLarge { limit }),
             Ok(Err(BodyError::Broken)) => Err(Refusal::BodyBroken),
+            Ok(Err(BodyError::OverBudget)) => Err(Refusal::OverBodyBudget),
             Err(_) => Err(Refusal::BodyTimeout),
         }
     }
 }
 
+/// Body bytes a request holds against the global budget; given back when
+/// dropped.
+struct Held {
+    budget: Arc<Semaphore>,
+    permit: Option<OwnedSemaphorePermit>,
+}
+
+impl Held {
+    fn new(budget: Arc<Semaphore>) -> Held {
+        Held {
+            budget,
+            permit: None,
+        }
+    }
+
+    fn count(&self) -> usize {
+        self.permit.as_ref().map_or(0, |p| p.num_permits())
+    }
+
+    /// Hold at least `total` bytes; false when the budget has not got them.
+    fn take(&mut self, total: usize) -> bool {
+        let more = total.saturating_sub(self.count());
+        if more == 0 {
+            return true;
+        }
+        let Ok(more) = u32::try_from(more) else {
+            return false;
+        };
+        match self.budget.clone().try_acquire_many_owned(more) {
+            Ok(permit) => {
+                match &mut self.permit {
+                    Some(held) => held.merge(permit),
+                    None => self.permit = Some(permit),
+                }
+                true
+            }
+            Err(_) => false,
+        }
+    }
+}
+
 /// Read the body, refusing it as soon as it grows past `limit` (so a huge or
-/// endless chunked body is never buffered whole).
-async fn read_body<S, B, E>(body: S, limit: u64) -> Result<bytes::Bytes, BodyError>
+/// endless chunked body is never buffered whole) or past what the budget
+/// lets `held` take.
+async fn read_body<S, B, E>(
+    body: S,
+    limit: u64,
+    declared: Option<u64>,
+    held: &mut Held,
+) -> Result<bytes::Bytes, BodyError>
 where
     S: Stream<Item = Result<B, E>>,
     B: Buf,
 {
     let mut body = std::pin::pin!(body);
-    let mut buf = BytesMut::new();
+    // A declared length is allocated once, so what is held is what the
+    // budget counts.
+    let mut buf = BytesMut::with_capacity(declared.unwrap_or(0) as usize);
     while let Some(chunk) = body.next().await {
         let mut chunk = chunk.map_err(|_| BodyError::Broken)?;
-        if (buf.len() + chunk.remaining()) as u64 > limit {
+        let total = buf.len() + chunk.remaining();
+        if total as u64 > limit {
             return Err(BodyError::TooLarge);
+        }
+        if !held.take(total) {
+            return Err(BodyError::OverBudget);
         }
         while chunk.has_remaining() {
             let bytes = chunk.chunk();
@@ -324,19 +441,44 @@ where
 mod tests {
     use super::*;
 
+    fn budget(bytes: usize) -> Held {
+        Held::new(Arc::new(Semaphore::new(bytes)))
+    }
+
+    fn chunk() -> Result<bytes::Bytes, std::io::Error> {
+        Ok(bytes::Bytes::from_static(&[b'x'; 1000]))
+    }
+
     #[tokio::test]
     async fn an_endless_body_is_refused_once_it_passes_the_limit() {
-        let chunk = || Ok::<_, std::io::Error>(bytes::Bytes::from_static(&[b'x'; 1000]));
         let endless = futures_util::stream::repeat_with(chunk);
+        let mut held = budget(1 << 20);
         assert!(matches!(
-            read_body(endless, 10_000).await,
+            read_body(endless, 10_000, None, &mut held).await,
             Err(BodyError::TooLarge)
         ));
         let exact = futures_util::stream::iter((0..10).map(|_| chunk()));
-        assert_eq!(
-            read_body(exact, 10_000).await.ok().map(|b| b.len()),
-            Some(10_000)
-        );
+        let mut held = budget(1 << 20);
+        let body = read_body(exact, 10_000, None, &mut held).await;
+        assert_eq!(body.ok().map(|b| b.len()), Some(10_000));
+        assert_eq!(held.count(), 10_000);
+    }
+
+    #[tokio::test]
+    async fn bodies_together_cannot_pass_the_budget() {
+        let shared = Arc::new(Semaphore::new(15_000));
+        let mut first = Held::new(shared.clone());
+        let ten = || futures_util::stream::iter((0..10).map(|_| chunk()));
+        assert!(read_body(ten(), 1 << 20, None, &mut first).await.is_ok());
+        // The first still holds 10,000 of 15,000 bytes.
+        let mut second = Held::new(shared.clone());
+        assert!(matches!(
+            read_body(ten(), 1 << 20, None, &mut second).await,
+            Err(BodyError::OverBudget)
+        ));
+        drop((first, second));
+        let mut third = Held::new(shared);
+        assert!(read_body(ten(), 1 << 20, None, &mut third).await.is_ok());
     }
 
     #[tokio::test]
@@ -345,8 +487,9 @@ mod tests {
             Ok(bytes::Bytes::from_static(b"{\"ref\":")),
             Err(std::io::Error::other("connection reset")),
         ];
+        let mut held = budget(1 << 20);
         assert!(matches!(
-            read_body(futures_util::stream::iter(parts), 10_000).await,
+            read_body(futures_util::stream::iter(parts), 10_000, None, &mut held).await,
             Err(BodyError::Broken)
         ));
     }

@@ -26,7 +26,6 @@ pub mod logging;
 pub mod metrics;
 pub mod notification;
 pub mod options;
-pub mod relay;
 pub mod reload;
 pub mod routes;
 pub mod routing;

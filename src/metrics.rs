@@ -54,17 +54,22 @@ impl Format {
     }
 }
 
-/// Upper bounds of the relay duration buckets, in seconds: from a fluxd in
-/// the same pod answering in a millisecond to the default 8 s deadline.
-const RELAY_BUCKETS: [f64; 13] = [
+/// Upper bounds of the reply duration buckets, in seconds: from a fluxd in
+/// the same pod answering in a millisecond, past the default 2 s reply
+/// budget, to a body that took its time to arrive.
+const REPLY_BUCKETS: [f64; 13] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
 /// How a hook to a known endpoint ended: the `outcome` label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
-    /// fluxd accepted every change (or, in a dry run, would have been told).
+    /// fluxd accepted every change within the reply budget (or, in a dry
+    /// run, would have been told): answered 200.
     Relayed,
+    /// Queued, and not confirmed by fluxd within the reply budget: answered
+    /// 202, and delivered later.
+    Queued,
     /// Verified, nothing to send.
     Ignored,
     /// Verified, and the endpoint's filter left out every change.
@@ -73,8 +78,12 @@ pub enum Outcome {
     Unauthorized,
     /// Wrong event, bad payload, a body that did not arrive.
     BadRequest,
-    /// fluxd down, refusing, or too slow.
+    /// fluxd refused a change for good (a wrong `api:` path, a redirect):
+    /// answered 502.
     UpstreamError,
+    /// flux-recv could not take the delivery now (body budget, queue full,
+    /// shutting down): answered 503 with `Retry-After`.
+    Busy,
     /// Body over `--max-body`.
     TooLarge,
     /// No endpoint has the URL: counted apart, with no source.
@@ -86,10 +95,12 @@ impl Outcome {
     /// created at zero for each as soon as the source is served, so an alert
     /// on the first unauthorized hook sees 0 → 1 rather than a series
     /// appearing from nowhere.
-    const FOR_ENDPOINTS: [Outcome; 7] = [
+    const FOR_ENDPOINTS: [Outcome; 9] = [
         Outcome::Relayed,
+        Outcome::Queued,
         Outcome::Ignored,
         Outcome::Filtered,
+        Outcome::Busy,
         Outcome::Unauthorized,
         Outcome::BadRequest,
         Outcome::UpstreamError,
@@ -100,6 +111,8 @@ impl Outcome {
     pub fn label(self) -> &'static str {
         match self {
             Outcome::Relayed => "relayed",
+            Outcome::Queued => "queued",
+            Outcome::Busy => "busy",
             Outcome::Ignored => "ignored",
             Outcome::Filtered => "filtered",
             Outcome::Unauthorized => "unauthorized",
@@ -160,7 +173,7 @@ pub struct Metrics {
     registry: Registry,
     hooks: Family<HookLabels, Counter>,
     unknown_hooks: Counter,
-    relay_duration: Histogram,
+    reply_duration: Histogram,
     reloads: Family<ResultLabels, Counter>,
     last_reload_success: Gauge<f64, AtomicU64>,
     endpoints: Gauge,
@@ -176,7 +189,7 @@ impl Metrics {
             registry: Registry::with_prefix("fluxrecv"),
             hooks: Family::default(),
             unknown_hooks: Counter::default(),
-            relay_duration: Histogram::new(RELAY_BUCKETS),
+            reply_duration: Histogram::new(REPLY_BUCKETS),
             reloads: Family::default(),
             last_reload_success: Gauge::default(),
             endpoints: Gauge::default(),
@@ -209,10 +222,10 @@ impl Metrics {
             self.unknown_hooks.clone(),
         );
         registry.register_with_unit(
-            "relay_duration",
-            "Time to relay one hook's changes to fluxd, retries included",
+            "reply_duration",
+            "Time from a hook's request to its reply, for known endpoints",
             Unit::Seconds,
-            self.relay_duration.clone(),
+            self.reply_duration.clone(),
         );
         for collector in collectors {
             registry.register_collector(collector);
@@ -268,9 +281,9 @@ impl Metrics {
         self.unknown_hooks.inc();
     }
 
-    /// Record how long one relay to fluxd took, whatever its result.
-    pub fn relay_finished(&self, took: Duration) {
-        self.relay_duration.observe(took.as_secs_f64());
+    /// Record how long one hook to a known endpoint took to answer.
+    pub fn replied(&self, took: Duration) {
+        self.reply_duration.observe(took.as_secs_f64());
     }
 
     /// Count one refused Pub/Sub push token by the check that failed
@@ -399,10 +412,9 @@ mod tests {
     #[test]
     fn names_units_and_labels() {
         let dir = tempfile::tempdir().unwrap();
-        let relay = crate::relay::Relay::new(Duration::from_secs(1), 1);
-        let metrics = Metrics::new(&table(dir.path()), vec![relay.collector()]);
+        let metrics = Metrics::new(&table(dir.path()), vec![]);
         metrics.hook("GitHub", Outcome::Unauthorized);
-        metrics.relay_finished(Duration::from_millis(3));
+        metrics.replied(Duration::from_millis(3));
         metrics.reloaded(Reload::Unchanged, &table(dir.path()));
         let text = metrics.encode(Format::OpenMetrics);
         for line in [
@@ -410,12 +422,10 @@ mod tests {
             r#"fluxrecv_hooks_total{source="GitHub",outcome="unauthorized"} 1"#,
             r#"fluxrecv_hooks_total{source="GitHub",outcome="relayed"} 0"#,
             "fluxrecv_unknown_hook_requests_total 0",
-            "# UNIT fluxrecv_relay_duration_seconds seconds",
-            r#"fluxrecv_relay_duration_seconds_bucket{le="0.0025"} 0"#,
-            r#"fluxrecv_relay_duration_seconds_bucket{le="0.005"} 1"#,
-            "fluxrecv_relay_duration_seconds_count 1",
-            "fluxrecv_relay_attempts_total 0",
-            "fluxrecv_relay_retries_total 0",
+            "# UNIT fluxrecv_reply_duration_seconds seconds",
+            r#"fluxrecv_reply_duration_seconds_bucket{le="0.0025"} 0"#,
+            r#"fluxrecv_reply_duration_seconds_bucket{le="0.005"} 1"#,
+            "fluxrecv_reply_duration_seconds_count 1",
             r#"fluxrecv_reloads_total{result="unchanged"} 1"#,
             r#"fluxrecv_reloads_total{result="failed"} 0"#,
             "fluxrecv_endpoints 1",
@@ -434,9 +444,8 @@ mod tests {
             "# HELP fluxrecv_hooks_total Hooks to a known endpoint, by source and outcome.",
             "# TYPE fluxrecv_hooks_total counter",
             r#"fluxrecv_hooks_total{source="GitHub",outcome="unauthorized"} 1"#,
-            "# TYPE fluxrecv_relay_attempts_total counter",
             "# TYPE fluxrecv_endpoints gauge",
-            "# TYPE fluxrecv_relay_duration_seconds histogram",
+            "# TYPE fluxrecv_reply_duration_seconds histogram",
         ] {
             assert!(
                 classic.lines().any(|l| l == line),

@@ -11,9 +11,21 @@ use std::time::Duration;
 pub struct Options {
     /// Largest body accepted, in bytes.
     pub max_body: u64,
+    /// Most body bytes held by all requests at once; past it, 503 with
+    /// `Retry-After`. Sized so that, with every connection's own buffers,
+    /// the process stays inside the shipped 64 MiB container limit.
+    pub body_budget: u64,
     /// Most distinct changes one delivery may ask for.
     pub max_changes: usize,
-    /// Relay deadline for one hook.
+    /// How long a reply waits for fluxd to accept a hook's changes before
+    /// answering 202 (zero: never wait). Under Harbor's 3 s timeout.
+    pub reply_budget: Duration,
+    /// How long a change is retried before it is dropped (fluxd's own
+    /// polling has caught up by then).
+    pub delivery_max_age: Duration,
+    /// Most distinct notifications pending at once.
+    pub max_pending: usize,
+    /// Longest one POST to fluxd may take, connecting included.
     pub relay_timeout: Duration,
     /// How long shutdown waits for requests in flight.
     pub drain_timeout: Duration,
@@ -28,7 +40,7 @@ pub struct Options {
     /// Fetch those keys at most once per this long, however many unknown
     /// key ids tokens name.
     pub google_jwks_min_refresh: Duration,
-    /// Most calls to fluxd at once.
+    /// Relay worker threads: most POSTs to fluxd at once.
     pub max_relays: usize,
     /// Most connections open at once; past it, new ones wait in the
     /// kernel's accept queue.
@@ -48,14 +60,18 @@ impl Default for Options {
     fn default() -> Options {
         Options {
             max_body: 3 * 1024 * 1024,
+            body_budget: 16 * 1024 * 1024,
             max_changes: 256,
-            relay_timeout: Duration::from_secs(8),
+            reply_budget: Duration::from_secs(2),
+            delivery_max_age: Duration::from_secs(15 * 60),
+            max_pending: 1024,
+            relay_timeout: Duration::from_secs(5),
             drain_timeout: Duration::from_secs(10),
             dry_run: false,
             api: None,
             google_jwks_url: crate::gcr_auth::GOOGLE_JWKS_URL.to_string(),
             google_jwks_min_refresh: crate::gcr_auth::MIN_REFRESH,
-            max_relays: 64,
+            max_relays: crate::delivery::DEFAULT_WORKERS,
             max_connections: 1024,
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(10),
@@ -73,6 +89,19 @@ impl Options {
             max_changes: self.max_changes,
             dry_run: self.dry_run,
             api: self.api.clone(),
+            reply_budget: self.reply_budget,
+            body_budget: self.body_budget,
+        }
+    }
+
+    /// The delivery queue's part.
+    pub fn delivery(&self) -> crate::delivery::Options {
+        crate::delivery::Options {
+            workers: self.max_relays,
+            max_pending: self.max_pending,
+            max_age: self.delivery_max_age,
+            attempt_timeout: self.relay_timeout,
+            ..crate::delivery::Options::default()
         }
     }
 }

@@ -18,12 +18,12 @@ use slog::{debug, info, o, warn, Logger};
 use warp::http::{HeaderMap, HeaderValue, StatusCode};
 use warp::{Filter, Reply};
 
+use crate::delivery::Queue;
 use crate::gcr_auth::Jwks;
 use crate::hook::{Confirmation, Handled, Hooks, Refusal, Report};
 use crate::logging::{Admit, Throttle};
 use crate::metrics::{Metrics, Outcome};
 use crate::options::Options;
-use crate::relay::{Relay, RelayError};
 use crate::table::{Table, TableHandle};
 
 /// What every request shares.
@@ -45,23 +45,24 @@ pub struct State {
 
 impl State {
     /// Shared state serving `table`.
-    pub fn new(table: Table, options: Options, log: Logger) -> Arc<State> {
-        let relay = Relay::new(options.relay_timeout, options.max_relays);
-        let metrics = Metrics::new(&table, vec![relay.collector()]);
+    /// Fails only when the relay's worker threads cannot be started.
+    pub fn new(table: Table, options: Options, log: Logger) -> std::io::Result<Arc<State>> {
+        let queue = Queue::start(options.delivery(), log.new(o!()))?;
+        let metrics = Metrics::new(&table, vec![]);
         let google_keys = Jwks::new(
             options.google_jwks_url.clone(),
             options.google_jwks_min_refresh,
             log.new(o!()),
         );
         let table: TableHandle = Arc::new(ArcSwap::from_pointee(table));
-        Arc::new(State {
-            hooks: Hooks::new(table, google_keys, relay, options.hooks()),
+        Ok(Arc::new(State {
+            hooks: Hooks::new(table, google_keys, queue, options.hooks()),
             metrics: Arc::new(metrics),
             refusal_logs: Throttle::new(options.refusal_logs_per_second),
             stopping: AtomicBool::new(false),
             options,
             log,
-        })
+        }))
     }
 
     /// The endpoint table being served; reload swaps what it holds.
@@ -164,6 +165,14 @@ pub fn routes(
         .unify()
 }
 
+/// `15 min`, `40 s`: how long delivery goes on, for a reply.
+fn for_people(d: std::time::Duration) -> String {
+    match d.as_secs() {
+        s if s >= 120 => format!("{} min", s / 60),
+        s => format!("{s} s"),
+    }
+}
+
 /// `; 2 filtered out`, or nothing.
 fn and_filtered(filtered: usize) -> String {
     match filtered {
@@ -173,7 +182,7 @@ fn and_filtered(filtered: usize) -> String {
 }
 
 /// How loudly a hook is logged.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Level {
     /// Not at all above debug: URLs nobody configured (probes, stale URLs).
     Quiet,
@@ -182,8 +191,12 @@ enum Level {
     /// Warning, within the refusal-log budget: the client sent something
     /// we refuse.
     Refused,
-    /// Warning, always: fluxd could not be told, which an operator must see.
+    /// Warning, always: flux-recv could not take the delivery, which an
+    /// operator must see.
     Failed,
+    /// Warning, always, naming the API: fluxd refused a change for good
+    /// (most often a wrong `api:` path).
+    FluxdRefused(std::sync::Arc<str>),
 }
 
 /// Turn a report into the reply, count it and log it: the one place where
@@ -194,20 +207,47 @@ fn reply(
     fingerprint: &str,
     started: Instant,
 ) -> warp::reply::Response {
-    let (status, text, outcome, level) = match &report.handled {
+    use StatusCode as S;
+    let answer = |status, text: String, outcome, level| (status, text, outcome, level, None);
+    // 503s say when to come back: a provider that honours it returns once
+    // the burst has drained (the queue's backoff tops out at 3 s).
+    let busy = |text: String, retry_after: &'static str| {
+        (
+            S::SERVICE_UNAVAILABLE,
+            text,
+            Outcome::Busy,
+            Level::Failed,
+            Some(retry_after),
+        )
+    };
+    let (status, text, outcome, level, retry_after) = match &report.handled {
         Handled::Delivered {
             changes,
             filtered,
-            confirmation: Confirmation::Accepted { took },
+            confirmation: Confirmation::Accepted,
             ..
         } => {
-            state.metrics.relay_finished(*took);
             let n = changes.len();
-            let reply = format!(
+            let text = format!(
                 "ok: notified fluxd of {n} change(s){}",
                 and_filtered(*filtered)
             );
-            (StatusCode::OK, reply, Outcome::Relayed, Level::Info)
+            answer(S::OK, text, Outcome::Relayed, Level::Info)
+        }
+        Handled::Delivered {
+            changes,
+            filtered,
+            confirmation: Confirmation::Pending { retry_for },
+            ..
+        } => {
+            let n = changes.len();
+            let text = format!(
+                "accepted: fluxd has not confirmed {n} change(s) yet; flux-recv keeps \
+                 delivering them for up to {}{}",
+                for_people(*retry_for),
+                and_filtered(*filtered)
+            );
+            answer(S::ACCEPTED, text, Outcome::Queued, Level::Info)
         }
         Handled::Delivered {
             changes,
@@ -221,124 +261,102 @@ fn reply(
                       "api" => apis.join(" "));
             }
             let n = changes.len();
-            let reply = format!(
+            let text = format!(
                 "ok: dry run, fluxd would be notified of {n} change(s){}",
                 and_filtered(*filtered)
             );
-            (StatusCode::OK, reply, Outcome::Relayed, Level::Info)
+            answer(S::OK, text, Outcome::Relayed, Level::Info)
         }
         Handled::Ignored(why) => {
-            let reply = format!("ok: nothing to do ({why})");
-            (StatusCode::OK, reply, Outcome::Ignored, Level::Info)
+            let text = format!("ok: nothing to do ({why})");
+            answer(S::OK, text, Outcome::Ignored, Level::Info)
         }
         Handled::Filtered { changes } => {
-            let reply = format!(
+            let text = format!(
                 "ok: nothing to do (the endpoint's filter left out all {changes} change(s))"
             );
-            (StatusCode::OK, reply, Outcome::Filtered, Level::Info)
+            answer(S::OK, text, Outcome::Filtered, Level::Info)
         }
         Handled::Refused(refusal) => match refusal {
-            Refusal::UnknownHook => {
-                let reply = "not found".to_string();
-                (
-                    StatusCode::NOT_FOUND,
-                    reply,
-                    Outcome::UnknownHook,
-                    Level::Quiet,
-                )
-            }
-            Refusal::Unauthorized(e) => {
-                let reply = e.to_string();
-                (
-                    StatusCode::UNAUTHORIZED,
-                    reply,
-                    Outcome::Unauthorized,
-                    Level::Refused,
-                )
-            }
+            Refusal::UnknownHook => answer(
+                S::NOT_FOUND,
+                "not found".into(),
+                Outcome::UnknownHook,
+                Level::Quiet,
+            ),
+            Refusal::Unauthorized(e) => answer(
+                S::UNAUTHORIZED,
+                e.to_string(),
+                Outcome::Unauthorized,
+                Level::Refused,
+            ),
             Refusal::PubSubToken(e) => {
                 state.metrics.gcr_token_refused(e.check());
                 // The reply does not tell a forger which check failed; the
                 // log line does (never the token).
-                let reply = "the Pub/Sub push token is not valid".to_string();
-                (
-                    StatusCode::UNAUTHORIZED,
-                    reply,
-                    Outcome::Unauthorized,
-                    Level::Refused,
-                )
+                let text = "the Pub/Sub push token is not valid".to_string();
+                answer(S::UNAUTHORIZED, text, Outcome::Unauthorized, Level::Refused)
             }
-            Refusal::BadRequest(e) => {
-                let reply = e.to_string();
-                (
-                    StatusCode::BAD_REQUEST,
-                    reply,
-                    Outcome::BadRequest,
-                    Level::Refused,
-                )
-            }
+            Refusal::BadRequest(e) => answer(
+                S::BAD_REQUEST,
+                e.to_string(),
+                Outcome::BadRequest,
+                Level::Refused,
+            ),
             Refusal::TooManyChanges { count, max } => {
-                let reply = format!(
+                let text = format!(
                     "too many changes: the delivery names {count} distinct changes, \
                      the limit is {max}; nothing was sent"
                 );
-                (
-                    StatusCode::BAD_REQUEST,
-                    reply,
-                    Outcome::BadRequest,
-                    Level::Refused,
-                )
+                answer(S::BAD_REQUEST, text, Outcome::BadRequest, Level::Refused)
             }
             Refusal::TooLarge { limit } => {
-                let reply = format!("payload too large: the limit is {limit} bytes");
-                (
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    reply,
+                let text = format!("payload too large: the limit is {limit} bytes");
+                answer(
+                    S::PAYLOAD_TOO_LARGE,
+                    text,
                     Outcome::TooLarge,
                     Level::Refused,
                 )
             }
             Refusal::BodyTimeout => {
-                let reply = "the request body was not received in time".to_string();
-                (
-                    StatusCode::REQUEST_TIMEOUT,
-                    reply,
+                let text = "the request body was not received in time".to_string();
+                answer(
+                    S::REQUEST_TIMEOUT,
+                    text,
                     Outcome::BadRequest,
                     Level::Refused,
                 )
             }
             Refusal::BodyBroken => {
-                let reply = "the request body could not be read".to_string();
-                (
-                    StatusCode::BAD_REQUEST,
-                    reply,
-                    Outcome::BadRequest,
-                    Level::Refused,
-                )
+                let text = "the request body could not be read".to_string();
+                answer(S::BAD_REQUEST, text, Outcome::BadRequest, Level::Refused)
             }
-            Refusal::Relay { error, took } => {
-                state.metrics.relay_finished(*took);
-                let status = match error {
-                    RelayError::Unreachable | RelayError::Rejected(_) => StatusCode::BAD_GATEWAY,
-                    RelayError::TimedOut => StatusCode::GATEWAY_TIMEOUT,
-                    RelayError::Busy => StatusCode::SERVICE_UNAVAILABLE,
-                };
-                (
-                    status,
-                    error.to_string(),
-                    Outcome::UpstreamError,
-                    Level::Failed,
-                )
+            Refusal::OverBodyBudget => busy(
+                "too many request bodies are being read at once; retry later".into(),
+                "5",
+            ),
+            Refusal::QueueFull { pending, max } => busy(
+                format!(
+                    "too many notifications are waiting for fluxd ({pending} of at most {max}); \
+                     nothing of this delivery was queued, retry later"
+                ),
+                "5",
+            ),
+            Refusal::ShuttingDown => busy("flux-recv is shutting down; retry later".into(), "30"),
+            Refusal::FluxdRefused { api, reason } => {
+                let text = format!("fluxd refused the notification: {reason}");
+                let level = Level::FluxdRefused(api.clone());
+                (S::BAD_GATEWAY, text, Outcome::UpstreamError, level, None)
             }
         },
     };
 
     let mut response = self::text(status, text.clone());
-    if status == StatusCode::SERVICE_UNAVAILABLE {
-        // A provider that honours this comes back once the burst drained.
+    if let Some(seconds) = retry_after {
         response.headers_mut().insert(
             warp::http::header::RETRY_AFTER,
-            HeaderValue::from_static("10"),
+            HeaderValue::from_static(seconds),
         );
     }
 
@@ -349,6 +367,7 @@ fn reply(
         return response;
     };
     state.metrics.hook(endpoint.source.name(), outcome);
+    state.metrics.replied(started.elapsed());
     if let Handled::Delivered { changes, .. } = &report.handled {
         for c in changes {
             debug!(state.log, "change"; "change" => %c);
@@ -382,9 +401,12 @@ fn reply(
         "duration_ms" => crate::logging::elapsed_ms(started),
     ));
     match (level, &report.handled) {
-        (Level::Info, _) | (Level::Quiet, _) => info!(log, "hook"),
+        (Level::Info | Level::Quiet, _) => info!(log, "hook"),
         (_, Handled::Refused(Refusal::PubSubToken(e))) => {
             warn!(log, "hook refused"; "check" => e.check(), "reason" => %e)
+        }
+        (Level::FluxdRefused(api), _) => {
+            warn!(log, "hook refused"; "reason" => &text, "refused_by" => &*api)
         }
         (Level::Refused | Level::Failed, _) => warn!(log, "hook refused"; "reason" => &text),
     }
@@ -420,7 +442,7 @@ mod tests {
             ..options
         };
         let log = Logger::root(slog::Discard, o!());
-        (State::new(table, options, log), path, dir)
+        (State::new(table, options, log).unwrap(), path, dir)
     }
 
     fn github_push() -> crate::source::Delivery {

@@ -105,6 +105,34 @@ pub async fn run(listener: TcpListener, state: Arc<State>, shutdown: impl Future
         warn!(log, "requests still in flight at shutdown were cut off";
               "drain_timeout_s" => drain_timeout.as_secs());
     }
+    deliver_pending(&state, deadline, &log).await;
+}
+
+/// Take no more changes, and go on delivering those pending until they are
+/// delivered or the drain deadline; then say what was left undelivered, and
+/// which, so an operator can push or sync them by hand.
+async fn deliver_pending(state: &State, deadline: tokio::time::Instant, log: &Logger) {
+    let queue = state.hooks.queue();
+    queue.close();
+    let pending = queue.snapshot().pending;
+    if pending > 0 {
+        info!(log, "delivering pending notifications before exiting"; "pending" => pending);
+    }
+    let left = queue.drain(deadline).await;
+    if left.is_empty() {
+        return;
+    }
+    warn!(log, "notifications left undelivered at shutdown"; "undelivered" => left.len());
+    for l in &left {
+        warn!(log, "undelivered";
+              "api" => &*l.api,
+              "change" => %l.change,
+              "delivery" => %l.deliveries,
+              "attempts" => l.attempts,
+              "age_s" => l.age.as_secs(),
+              "last_error" => l.last_error.as_deref().unwrap_or("-"),
+              "still_sending" => l.sending);
+    }
 }
 
 /// The next connection, once fewer than `max_connections` are open. The

@@ -486,14 +486,30 @@ async fn send_exits_1_on_a_refusal() {
         stderr(&o)
     );
 
-    // fluxd down: the server's 502.
-    fluxd.set(common::Behaviour::Status(500));
+    // fluxd refusing for good (a wrong api path): the server's 502.
+    fluxd.set(common::Behaviour::Status(404));
     let o = send(send_args(&config, "2", &recv.url(""))).await;
     assert_eq!(o.status.code(), Some(1));
     assert!(
         stdout(&o).starts_with("HTTP 502 Bad Gateway\n"),
         "{}",
         stdout(&o)
+    );
+
+    // fluxd failing for now: queued, 202, and send says fluxd has not
+    // confirmed it.
+    fluxd.set(common::Behaviour::Status(503));
+    let o = send(send_args(&config, "2", &recv.url(""))).await;
+    assert_eq!(o.status.code(), Some(0));
+    assert!(
+        stdout(&o).starts_with("HTTP 202 Accepted\n"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(
+        stderr(&o).contains("fluxd has not confirmed"),
+        "{}",
+        stderr(&o)
     );
 
     // Nobody listening.

@@ -80,13 +80,16 @@ async fn scrape(recv: &Recv) -> Scrape {
     Scrape { text, samples }
 }
 
-const OUTCOMES: [&str; 6] = [
+const OUTCOMES: [&str; 9] = [
     "relayed",
+    "queued",
     "ignored",
+    "filtered",
     "unauthorized",
     "bad_request",
     "upstream_error",
     "too_large",
+    "busy",
 ];
 
 fn dockerhub_hook() -> String {
@@ -123,7 +126,7 @@ async fn every_hook_is_counted_once_by_source_and_outcome() {
     let (config, github) = two_sources(dir.path(), &fluxd.api());
     let opts = Options {
         max_body: 4096,
-        relay_timeout: Duration::from_secs(1),
+        reply_budget: Duration::from_millis(300),
         ..Options::default()
     };
     let recv = Recv::start(&config, opts).await;
@@ -141,7 +144,7 @@ async fn every_hook_is_counted_once_by_source_and_outcome() {
         before.text
     );
     assert_eq!(before.get("fluxrecv_endpoints"), 2.0);
-    assert_eq!(before.get("fluxrecv_relay_duration_seconds_count"), 0.0);
+    assert_eq!(before.get("fluxrecv_reply_duration_seconds_count"), 0.0);
     assert_eq!(
         before.get(&format!(
             r#"fluxrecv_build_info{{version="{}"}}"#,
@@ -178,17 +181,16 @@ async fn every_hook_is_counted_once_by_source_and_outcome() {
     let huge = vec![b' '; 5000];
     let reply = send(&github, github_push(&huge), huge).await;
     assert_eq!(reply.status, 413);
-    // upstream error: 500 is final, one attempt
-    fluxd.set(Behaviour::Status(500));
-    let reply = send(&github, github_push(&push), push.clone()).await;
-    assert_eq!(reply.status, 502);
-    let before_503 = fluxd.take().len();
-    // upstream error: 503 is retried until the 1 s deadline
+    // queued: fluxd failing for now, so not confirmed within the budget
     fluxd.set(Behaviour::Status(503));
     let reply = send(&github, github_push(&push), push.clone()).await;
+    assert_eq!(reply.status, 202);
+    // upstream error: fluxd refusing for good
+    fluxd.set(Behaviour::Status(404));
+    let other = github_body("org/other", "main");
+    let reply = send(&github, github_push(&other), other).await;
     assert_eq!(reply.status, 502);
-    let attempts_503 = fluxd.take().len();
-    assert!(attempts_503 >= 2, "{attempts_503} attempts in 1 s of 503s");
+    fluxd.set(Behaviour::Accept);
     // unknown hook URLs: no source, counted apart
     assert_eq!(send("/hook/nothing", vec![], vec![]).await.status, 404);
     let stale = format!("/hook/{}", "0".repeat(64));
@@ -197,11 +199,12 @@ async fn every_hook_is_counted_once_by_source_and_outcome() {
     let after = scrape(&recv).await;
     let expect = [
         ("GitHub", "relayed", 1.0),
+        ("GitHub", "queued", 1.0),
         ("GitHub", "ignored", 1.0),
         ("GitHub", "unauthorized", 1.0),
         ("GitHub", "bad_request", 1.0),
         ("GitHub", "too_large", 1.0),
-        ("GitHub", "upstream_error", 2.0),
+        ("GitHub", "upstream_error", 1.0),
         ("DockerHub", "relayed", 1.0),
     ];
     for source in ["GitHub", "DockerHub"] {
@@ -215,24 +218,13 @@ async fn every_hook_is_counted_once_by_source_and_outcome() {
     }
     assert_eq!(after.get("fluxrecv_unknown_hook_requests_total"), 2.0);
 
-    // Four hooks reached the relay: two relayed, the 500 and the 503s.
-    assert_eq!(after.get("fluxrecv_relay_duration_seconds_count"), 4.0);
+    // Every reply to a known endpoint is timed: eight hooks, the 202 after
+    // the 300 ms budget.
+    assert_eq!(after.get("fluxrecv_reply_duration_seconds_count"), 8.0);
     assert_eq!(
-        after.get(r#"fluxrecv_relay_duration_seconds_bucket{le="+Inf"}"#),
-        4.0
+        after.get(r#"fluxrecv_reply_duration_seconds_bucket{le="0.25"}"#),
+        7.0
     );
-    assert!(after.get("fluxrecv_relay_duration_seconds_sum") > 0.0);
-    // Every attempt reached the stand-in fluxd: 3 before the 503s.
-    assert_eq!(before_503, 3);
-    assert_eq!(
-        after.get("fluxrecv_relay_attempts_total"),
-        (before_503 + attempts_503) as f64
-    );
-    assert_eq!(
-        after.get("fluxrecv_relay_retries_total"),
-        (attempts_503 - 1) as f64
-    );
-    assert_eq!(after.get("fluxrecv_relay_coalesced_total"), 0.0);
     assert_eq!(after.get("fluxrecv_endpoints"), 2.0);
 }
 
@@ -358,15 +350,7 @@ async fn ready_turns_503_when_shutdown_begins_while_health_stays_200() {
     let body = github_body("org/app", "main");
     let in_flight = tokio::spawn(post(recv.url(&hook), github_push(&body), body));
     let attempted = Instant::now();
-    while recv
-        .state
-        .hooks
-        .relay()
-        .stats()
-        .attempts
-        .load(std::sync::atomic::Ordering::Relaxed)
-        == 0
-    {
+    while recv.state.hooks.queue().snapshot().sending == 0 {
         assert!(attempted.elapsed() < Duration::from_secs(5), "no relay");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
@@ -403,7 +387,7 @@ async fn json_logs_have_one_object_per_line_with_every_field() {
     let logs = Captured::default();
     let log = flux_recv::logging::to_writer_as(Format::Json, slog::Level::Debug, logs.clone());
     let table = Table::load(&config).table.expect("table");
-    let state = State::new(table, Options::default(), log);
+    let state = State::new(table, Options::default(), log).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -178,6 +178,12 @@ pub fn run(args: SendArgs) -> anyhow::Result<ExitCode> {
     if !body.is_empty() {
         println!("{body}");
     }
+    if reply.status == 202 {
+        eprintln!(
+            "note: flux-recv took the delivery, but fluxd has not confirmed it yet; it is \
+             retried in the background (flux-recv's log says when it gets through, or why not)"
+        );
+    }
     Ok(if (200..300).contains(&reply.status) {
         ExitCode::SUCCESS
     } else {

@@ -68,7 +68,8 @@ pub async fn serve(args: ServeArgs, log: Logger) -> anyhow::Result<()> {
           "dry_run" => args.dry_run);
     let mut options = args.options();
     options.max_connections = fit_connections(&options, &log);
-    let state = State::new(table, options, log.new(o!()));
+    let state = State::new(table, options, log.new(o!()))
+        .context("cannot start the relay worker threads")?;
     let _reloader = crate::reload::spawn(
         state.table().clone(),
         state.metrics.clone(),

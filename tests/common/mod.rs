@@ -96,9 +96,11 @@ impl FakeFluxd {
         *self.behaviour.lock().unwrap() = b;
     }
 
-    /// Take what was received so far.
+    /// Take what was received so far, sorted: relay workers send a
+    /// delivery's changes in parallel, so the order they arrive in is free
+    /// (fluxd treats each as a trigger to look, in any order).
     pub fn take(&self) -> Vec<serde_json::Value> {
-        std::mem::take(&mut *self.received.lock().unwrap())
+        sorted(std::mem::take(&mut *self.received.lock().unwrap()))
     }
 
     pub fn stop(&mut self) {
@@ -133,6 +135,12 @@ where
     stop
 }
 
+/// Notifications in the order [`FakeFluxd::take`] gives them.
+pub fn sorted(mut notifications: Vec<serde_json::Value>) -> Vec<serde_json::Value> {
+    notifications.sort_by_key(|n| n.to_string());
+    notifications
+}
+
 /// An address nothing listens on.
 pub fn dead_addr() -> SocketAddr {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -160,7 +168,7 @@ impl Recv {
         let table = loaded
             .table
             .unwrap_or_else(|| panic!("config does not load: {:#?}", loaded.problems));
-        let state = State::new(table, options, log);
+        let state = State::new(table, options, log).expect("the relay workers start");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
