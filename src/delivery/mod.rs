@@ -49,12 +49,13 @@
 //! `.await` nor during a POST, and nothing is logged while it is held.
 
 mod entries;
+mod metrics;
 mod relay;
 mod report;
 mod resolver;
 
 use std::cmp::Reverse;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
@@ -323,46 +324,9 @@ impl Queue {
         })
     }
 
-    /// Figures for `/metrics`.
+    /// Figures for `/metrics`, read under the lock in one go.
     pub fn snapshot(&self) -> Snapshot {
-        let st = self.workers.shared.lock();
-        let now = Instant::now();
-        let mut apis: HashMap<Arc<str>, ApiSnapshot> = st
-            .counters
-            .iter()
-            .map(|(api, c)| {
-                let s = ApiSnapshot {
-                    api: api.clone(),
-                    pending: 0,
-                    delivered: c.delivered,
-                    late: c.late,
-                    expired: c.expired,
-                    refused: c.refused,
-                    attempts: c.attempts,
-                    retries: c.retries,
-                    joined: c.joined,
-                };
-                (api.clone(), s)
-            })
-            .collect();
-        let mut snapshot = Snapshot {
-            pending: st.entries.len(),
-            ..Snapshot::default()
-        };
-        for e in st.entries.values() {
-            snapshot.sending += usize::from(e.sending);
-            snapshot.oldest_age = snapshot.oldest_age.max(now - e.round.since);
-            apis.entry(e.url.clone())
-                .or_insert_with(|| ApiSnapshot {
-                    api: e.url.clone(),
-                    ..ApiSnapshot::default()
-                })
-                .pending += 1;
-        }
-        drop(st);
-        snapshot.apis = apis.into_values().collect();
-        snapshot.apis.sort_by(|a, b| a.api.cmp(&b.api));
-        snapshot
+        metrics::snapshot(&self.workers.shared)
     }
 
     /// Stop accepting: every later submit is [`Full::Closed`]. Pending
