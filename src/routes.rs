@@ -48,7 +48,7 @@ impl State {
     /// Fails only when the relay's worker threads cannot be started.
     pub fn new(table: Table, options: Options, log: Logger) -> std::io::Result<Arc<State>> {
         let queue = Queue::start(options.delivery(), log.new(o!()))?;
-        let metrics = Metrics::new(&table, vec![]);
+        let metrics = Metrics::new(&table, vec![queue.collector()]);
         let google_keys = Jwks::new(
             options.google_jwks_url.clone(),
             options.google_jwks_min_refresh,

@@ -226,6 +226,16 @@ async fn every_hook_is_counted_once_by_source_and_outcome() {
         7.0
     );
     assert_eq!(after.get("fluxrecv_endpoints"), 2.0);
+
+    // The delivery queue, per API: the relayed hooks (GitHub's and Docker
+    // Hub's), and the one fluxd refused; the 503'd one is still pending.
+    let api = format!("{}/v11/notify", fluxd.api());
+    let per_api = |name: &str| after.get(&format!(r#"{name}{{api="{api}"}}"#));
+    assert_eq!(per_api("fluxrecv_delivered_total"), 2.0);
+    assert_eq!(per_api("fluxrecv_delivery_refused_total"), 1.0);
+    assert_eq!(per_api("fluxrecv_delivery_pending"), 1.0);
+    assert!(per_api("fluxrecv_relay_retries_total") >= 1.0);
+    assert!(after.get("fluxrecv_delivery_oldest_age_seconds") > 0.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
