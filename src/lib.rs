@@ -2,11 +2,14 @@
 //!
 //! Providers (GitHub, Docker Hub, …) POST a webhook to `/hook/<fingerprint>`.
 //! flux-recv finds the endpoint in the current [`table::Table`], lets the
-//! endpoint's [`source::Source`] verify and parse the delivery, and relays the
-//! resulting [`notification::Change`]s to fluxd's `POST /v11/notify`.
+//! endpoint's [`source::Source`] verify and parse the delivery, and queues
+//! the resulting [`notification::Change`]s for fluxd's `POST /v11/notify`
+//! ([`delivery`]), answering the provider within a reply budget.
 //!
-//! The binary in `main.rs` only parses flags and calls into this library, so
-//! the tests drive exactly what runs in production.
+//! The map of the parts, what flows through them and the rules between them
+//! is `docs/architecture.md`: read it first. The binary in `main.rs` only
+//! parses flags and calls into this library, so the tests drive exactly what
+//! runs in production.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
