@@ -6,7 +6,8 @@
 //! are signed exactly as the server verifies.
 //!
 //! One file per command (`keygen`, `endpoints`, `check`, `send`), and
-//! `serve` for the server run as a process.
+//! `serve` for the server run as a process (the Go original's invocation,
+//! and a low open-file limit).
 
 mod check;
 #[path = "../common/mod.rs"]
@@ -23,7 +24,14 @@ use std::process::{Command, Output, Stdio};
 /// environment.
 fn flux_recv(args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_flux-recv"));
-    cmd.args(args).stdin(Stdio::null());
+    cmd.args(args);
+    scrubbed(cmd)
+}
+
+/// `cmd` with no stdin and no FLUXRECV_* variables from the test's
+/// environment, which would otherwise set flux-recv's options.
+fn scrubbed(mut cmd: Command) -> Command {
+    cmd.stdin(Stdio::null());
     for (name, _) in std::env::vars() {
         if name.starts_with("FLUXRECV_") {
             cmd.env_remove(name);
