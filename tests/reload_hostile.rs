@@ -10,12 +10,12 @@
 mod common;
 
 use std::fs::OpenOptions;
-use std::io::BufRead;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::process::Running;
 use common::*;
 use flux_recv::endpoint::fingerprint;
 use flux_recv::options::Options;
@@ -189,78 +189,6 @@ async fn a_key_replaced_by_a_fifo_fails_the_reload_and_later_updates_are_taken_u
     drop(reloader);
 }
 
-/// The binary as it runs in a pod, killed with SIGTERM on drop if a test
-/// fails half-way.
-struct Running {
-    child: Child,
-    lines: std::sync::mpsc::Receiver<String>,
-    seen: Vec<String>,
-}
-
-impl Running {
-    fn start(config: &Path) -> Running {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_flux-recv"))
-            .args([
-                "--listen",
-                "127.0.0.1:0",
-                "--dry-run",
-                "--resync-interval",
-                "60m",
-            ])
-            .arg("--config")
-            .arg(config)
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (tx, lines) = std::sync::mpsc::channel::<String>();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stderr).lines() {
-                if tx.send(line.unwrap_or_default()).is_err() {
-                    break;
-                }
-            }
-        });
-        Running {
-            child,
-            lines,
-            seen: Vec::new(),
-        }
-    }
-
-    /// The next line containing `needle`, waiting up to 10 s.
-    fn wait_for(&mut self, needle: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    self.seen.push(line.clone());
-                    if line.contains(needle) {
-                        return line;
-                    }
-                }
-                Err(e) => panic!("no {needle:?} in the logs ({e}): {:#?}", self.seen),
-            }
-        }
-    }
-
-    fn signal(&self, name: &str) {
-        let sent = Command::new("kill")
-            .args([&format!("-{name}"), &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(sent.success());
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Without safe reads, the reload's blocking thread waits on the FIFO for
 /// ever, and the runtime waits for that thread at exit: SIGTERM never ends
 /// the process.
@@ -268,15 +196,8 @@ impl Drop for Running {
 fn the_binary_exits_on_sigterm_while_a_key_is_a_fifo() {
     let dir = tempfile::tempdir().unwrap();
     let config = plain_config(dir.path(), "http://127.0.0.1:9/api/flux");
-    let mut running = Running::start(&config);
-    let listening = running.wait_for("listening");
-    let addr: std::net::SocketAddr = listening
-        .split("address: ")
-        .nth(1)
-        .and_then(|rest| rest.split(',').next())
-        .expect("address in the listening line")
-        .parse()
-        .unwrap();
+    let mut running = Running::serving(&config);
+    let addr = running.address();
     running.wait_for("watching for changes");
 
     let b = dir.path().join("b.key");
@@ -287,17 +208,10 @@ fn the_binary_exits_on_sigterm_while_a_key_is_a_fifo() {
     assert_eq!(rt.block_on(status(addr, KEY_A)), 200);
 
     running.signal("TERM");
-    let started = Instant::now();
-    let exit = loop {
-        if let Some(exit) = running.child.try_wait().unwrap() {
-            break exit;
-        }
-        if started.elapsed() > Duration::from_secs(12) {
-            // Let the test fail, not hang: unblock the FIFO, then look.
-            drop(unblock);
-            panic!("still running 12 s after SIGTERM: {:#?}", running.seen);
-        }
-        std::thread::sleep(Duration::from_millis(20));
+    let Some(exit) = running.exited(Duration::from_secs(12)) else {
+        // Let the test fail, not hang: unblock the FIFO, then look.
+        drop(unblock);
+        panic!("still running 12 s after SIGTERM: {:#?}", running.seen);
     };
     assert!(exit.success(), "{exit}");
     // Every line logged before exit was written out, the last included.

@@ -15,10 +15,16 @@
 //!
 //! Sources never touch the network, the HTTP server or the endpoint table.
 //!
+//! Beside the providers sit the parts they share: what `handle` returns
+//! (`outcome.rs`: [`Outcome`], [`HookError`]), the helpers that read
+//! headers and bodies (`payload.rs`), signatures ([`verify`]) and samples
+//! ([`sample`]).
+//!
 //! To add a provider, add a file here and its name to the [`providers!`]
 //! list at the bottom of this file. A file left out of the list is not
-//! compiled, which `every_provider_file_is_listed` catches. `cargo fmt`
-//! does not reach files declared inside a macro: format them with
+//! compiled, which `every_provider_file_is_listed` catches (a new shared
+//! file goes in that test's list of helpers instead). `cargo fmt` does not
+//! reach files declared inside a macro: format them with
 //! `rustfmt --edition 2021 src/source/*.rs` (CI checks it).
 
 use std::collections::HashSet;
@@ -27,9 +33,13 @@ use http::HeaderMap;
 
 use crate::notification::Change;
 
+mod outcome;
+mod payload;
 pub mod sample;
 pub mod verify;
 
+pub use outcome::{HookError, HookResult, Outcome};
+pub use payload::{header, json, media_type, required};
 pub use sample::{Delivery, SampleError, SampleRequest};
 
 /// Everything flux-recv knows about one provider.
@@ -358,104 +368,6 @@ impl std::fmt::Debug for Secret {
     }
 }
 
-/// A verified, understood delivery.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    /// Tell fluxd about these changes, in this order.
-    Notify(Vec<Change>),
-    /// A genuine delivery that needs no action (GitHub's ping, a non-push
-    /// event, a GCR delete); the text says why, for the log and the reply.
-    Ignore(String),
-}
-
-/// What a source returns.
-pub type HookResult = Result<Outcome, HookError>;
-
-/// Why a delivery was refused. Nothing is sent to fluxd for any of these.
-///
-/// Values that come from the request are passed through [`crate::printable`]
-/// first, so they are short and cannot forge log lines.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum HookError {
-    /// The header that should carry the signature or token is absent.
-    #[error("missing {0} header")]
-    Unsigned(&'static str),
-    /// The signature or token is present but wrong (or uses an algorithm
-    /// we do not accept).
-    #[error("{0} does not match")]
-    BadSignature(&'static str),
-    /// The header naming the event is absent.
-    #[error("missing {0} header")]
-    MissingEvent(&'static str),
-    /// An event this source does not act on.
-    #[error("unexpected event {value:?} in {field}")]
-    WrongEvent {
-        /// Header or payload field the event came from.
-        field: &'static str,
-        /// What it said.
-        value: String,
-    },
-    /// The body is not the JSON (or form) the provider documents, or lacks a
-    /// field we need.
-    #[error("bad payload: {0}")]
-    BadPayload(String),
-}
-
-impl HookError {
-    /// Whether the request failed to prove its sender (a 401), rather than
-    /// being a genuine delivery we cannot use (a 400).
-    pub fn is_unauthorized(&self) -> bool {
-        matches!(self, HookError::Unsigned(_) | HookError::BadSignature(_))
-    }
-
-    /// An unexpected event, its value made safe to print.
-    pub fn wrong_event(field: &'static str, value: &str) -> HookError {
-        HookError::WrongEvent {
-            field,
-            value: crate::printable(value),
-        }
-    }
-}
-
-impl From<crate::image::ImageError> for HookError {
-    fn from(e: crate::image::ImageError) -> HookError {
-        HookError::BadPayload(e.to_string())
-    }
-}
-
-/// A header's value as text, if it is present and valid UTF-8.
-pub fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers.get(name).and_then(|v| v.to_str().ok())
-}
-
-/// The media type of `Content-Type`, lowercased and without parameters:
-/// `application/json; charset=UTF-8` is `application/json`.
-pub fn media_type(headers: &HeaderMap) -> Option<String> {
-    let value = header(headers, "content-type")?;
-    let essence = value.split(';').next().unwrap_or("").trim();
-    Some(essence.to_ascii_lowercase())
-}
-
-/// Deserialize the JSON value at the start of a payload, turning serde's
-/// error into a short 400.
-///
-/// Like Go's `json.Decoder`, which the original used, bytes after the first
-/// complete value are ignored: the GCR fixture from the original's own tests
-/// has a stray `}` at the end and must be accepted. The signature, where
-/// there is one, still covers the whole body.
-pub fn json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, HookError> {
-    let mut de = serde_json::Deserializer::from_slice(body);
-    T::deserialize(&mut de).map_err(|e| HookError::BadPayload(crate::printable(&e.to_string())))
-}
-
-/// A field the payload must have: `None` or empty becomes a 400 naming it.
-pub fn required(value: Option<String>, field: &str) -> Result<String, HookError> {
-    match value {
-        Some(v) if !v.is_empty() => Ok(v),
-        _ => Err(HookError::BadPayload(format!("{field} is missing"))),
-    }
-}
-
 /// Declares the provider modules and [`ALL`], the one list of providers:
 /// one line per provider.
 macro_rules! providers {
@@ -551,7 +463,7 @@ mod tests {
     #[test]
     fn every_provider_file_is_listed() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/source");
-        let helpers = ["mod", "sample", "verify"];
+        let helpers = ["mod", "outcome", "payload", "sample", "verify"];
         for entry in std::fs::read_dir(&dir).unwrap() {
             let path = entry.unwrap().path();
             let stem = path.file_stem().unwrap().to_string_lossy().into_owned();
@@ -583,14 +495,6 @@ mod tests {
             }
         }
     }
-
-    #[test]
-    fn media_type_ignores_parameters_and_case() {
-        let h = testing::headers(&[("Content-Type", "Application/JSON; charset=UTF-8")]);
-        assert_eq!(media_type(&h).as_deref(), Some("application/json"));
-        assert_eq!(media_type(&HeaderMap::new()), None);
-    }
-
     #[test]
     fn overlong_fields_are_refused_whatever_the_source() {
         let dockerhub = Source::named("DockerHub");
@@ -629,14 +533,5 @@ mod tests {
                 Change::git("git@bitbucket.org:a/b.git", "dev"),
             ]))
         );
-    }
-
-    #[test]
-    fn unauthorized_errors() {
-        assert!(HookError::Unsigned("X").is_unauthorized());
-        assert!(HookError::BadSignature("X").is_unauthorized());
-        assert!(!HookError::MissingEvent("X").is_unauthorized());
-        assert!(!HookError::wrong_event("X", "y").is_unauthorized());
-        assert!(!HookError::BadPayload("x".into()).is_unauthorized());
     }
 }

@@ -1,9 +1,11 @@
 //! Shared test harness: a stand-in fluxd that records what it receives, a
-//! flux-recv started on 127.0.0.1:0 through the library, and small clients.
+//! flux-recv started on 127.0.0.1:0 through the library (or as a process,
+//! in `process`), and small clients.
 #![allow(dead_code)]
 
 pub mod gcr_token;
 pub mod kubelet;
+pub mod process;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};

@@ -58,13 +58,21 @@ struct WithGoogle {
 
 impl WithGoogle {
     async fn start(gcr_block: bool, min_refresh: Duration) -> WithGoogle {
+        let options = Options {
+            google_jwks_min_refresh: min_refresh,
+            ..Options::default()
+        };
+        WithGoogle::start_with(gcr_block, options).await
+    }
+
+    /// With `options`, their `google_jwks_url` pointing at the stand-in.
+    async fn start_with(gcr_block: bool, options: Options) -> WithGoogle {
         let fluxd = FakeFluxd::start().await;
         let jwks = FakeJwks::google().await;
         let dir = tempfile::tempdir().unwrap();
         let options = Options {
             google_jwks_url: jwks.url(),
-            google_jwks_min_refresh: min_refresh,
-            ..Options::default()
+            ..options
         };
         let (recv, hook) = start(dir.path(), &fluxd, gcr_block, options).await;
         WithGoogle {
@@ -257,6 +265,71 @@ async fn every_failed_check_is_401_and_nothing_reaches_fluxd() {
     assert!(gcr.fluxd.take().is_empty());
     // One fetch on first use; the unknown kid came within the rate limit.
     assert_eq!(gcr.jwks.fetches(), 1);
+}
+
+/// The `fluxrecv_gcr_token_refusals_total` sample for `check`, from
+/// `/metrics`.
+async fn refusals_counted(recv: &Recv, check: &str) -> String {
+    let metrics = get(recv.url("/metrics")).await.body;
+    let prefix = format!("fluxrecv_gcr_token_refusals_total{{check=\"{check}\"}} ");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .unwrap_or_else(|| panic!("no {prefix} in {metrics}"))
+        .to_string()
+}
+
+#[tokio::test]
+async fn refused_tokens_are_logged_within_the_budget_and_all_counted() {
+    const BUDGET: u64 = 2;
+    let options = Options {
+        refusal_logs_per_second: BUDGET,
+        ..Options::default()
+    };
+    let gcr = WithGoogle::start_with(true, options).await;
+    let forged = sign(
+        &json!({"alg": "RS256", "kid": KID}),
+        &claims(),
+        &signing_key(KEY_TWO),
+    );
+    let logged = |text: &str| text.lines().filter(|l| l.contains("hook refused")).count() as u64;
+
+    let started = std::time::Instant::now();
+    for _ in 0..20 {
+        assert_eq!(status(&gcr.hook, &forged).await, 401);
+    }
+    // The budget holds in each second the flood touched (however slow the
+    // machine), far below one line a refusal.
+    let seconds = started.elapsed().as_secs() + 2;
+    let flood = logged(&gcr.recv.logs.text());
+    assert!(
+        flood >= 1 && flood <= BUDGET * seconds,
+        "{flood} lines over {seconds} s:\n{}",
+        gcr.recv.logs.text()
+    );
+    assert_eq!(refusals_counted(&gcr.recv, "signature").await, "20");
+
+    // A second later the next refusal is logged, after a line saying how
+    // many since the last logged one were not: every refusal is either
+    // logged or counted in such a line.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(status(&gcr.hook, &forged).await, 401);
+    let text = gcr.recv.logs.text();
+    let summaries: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("refused hooks not logged: over the log budget"))
+        .collect();
+    let suppressed: u64 = summaries
+        .iter()
+        .map(|l| {
+            assert!(l.contains("budget_per_second: 2"), "{l}");
+            let n = l.split("suppressed: ").nth(1).expect("a count");
+            n.split(',').next().unwrap().parse::<u64>().unwrap()
+        })
+        .sum();
+    assert_eq!(logged(&text), flood + 1, "{text}");
+    assert_eq!(logged(&text) + suppressed, 21, "{text}");
+    assert_eq!(refusals_counted(&gcr.recv, "signature").await, "21");
 }
 
 #[tokio::test]

@@ -1,0 +1,338 @@
+//! The bounded queue between the loggers and stderr: each line is formatted
+//! where it is logged and handed to one writer thread, and a line that does
+//! not fit is dropped and counted instead of holding up the caller.
+//!
+//! [`ReportDrops`] says how many lines were lost once a line gets through
+//! again; dropping the last [`QueueWriter`] lets the thread write what is
+//! queued, for at most [`FLUSH_TIMEOUT`].
+
+use std::io::{self, Write};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::mpsc::{Receiver, SyncSender};
+use std::sync::Arc;
+use std::time::Duration;
+
+use slog::{b, o, record, Drain, Level, Never, OwnedKVList, Record};
+
+/// How long dropping the last logger waits for queued lines to be written:
+/// time enough for thousands of lines, and short enough that a stderr
+/// nobody reads cannot hold up the process's exit.
+pub const FLUSH_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Log lines dropped by every queue in this process since it started: the
+/// figure for a metric.
+pub fn dropped() -> u64 {
+    DROPPED.load(Relaxed)
+}
+
+static DROPPED: AtomicU64 = AtomicU64::new(0);
+
+/// A nonblocking logger's queue.
+#[derive(Debug, Clone, Default)]
+pub struct Queue {
+    dropped: Arc<AtomicU64>,
+    /// Whether the last line offered was taken.
+    last_taken: Arc<AtomicBool>,
+}
+
+impl Queue {
+    /// Lines this queue dropped because it was full.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Relaxed)
+    }
+
+    fn had_room(&self) -> bool {
+        self.last_taken.load(Relaxed)
+    }
+
+    fn offered(&self, taken: bool) {
+        self.last_taken.store(taken, Relaxed);
+        if !taken {
+            self.dropped.fetch_add(1, Relaxed);
+            DROPPED.fetch_add(1, Relaxed);
+        }
+    }
+}
+
+/// After a line that got into the queue, says how many lines the queue
+/// dropped since it last said so: once there is room again, not on every
+/// line while it is full. The line goes to the format's drain directly, so
+/// it is written at any `--log-level`.
+pub(super) struct ReportDrops<D> {
+    inner: D,
+    queue: Option<Queue>,
+    /// The queue's count when it was last reported.
+    reported: AtomicU64,
+}
+
+impl<D> ReportDrops<D> {
+    /// Reports `queue`'s drops (if there is a queue) through `inner`.
+    pub(super) fn new(inner: D, queue: Option<Queue>) -> ReportDrops<D> {
+        ReportDrops {
+            inner,
+            queue,
+            reported: AtomicU64::new(0),
+        }
+    }
+}
+
+impl<D: Drain<Ok = (), Err = Never>> Drain for ReportDrops<D> {
+    type Ok = ();
+    type Err = Never;
+
+    fn log(&self, record: &Record<'_>, values: &OwnedKVList) -> Result<(), Never> {
+        self.inner.log(record, values)?;
+        let Some(queue) = &self.queue else {
+            return Ok(());
+        };
+        let dropped = queue.dropped();
+        let reported = self.reported.load(Relaxed);
+        // One thread reports; if its line is dropped too, that is counted
+        // and reported after the next line that gets through.
+        if queue.had_room()
+            && dropped > reported
+            && self
+                .reported
+                .compare_exchange(reported, dropped, Relaxed, Relaxed)
+                .is_ok()
+        {
+            self.inner.log(
+                &record!(
+                    Level::Warning,
+                    "",
+                    &format_args!("log lines dropped: stderr was not taking them"),
+                    b!("dropped" => dropped - reported)
+                ),
+                &OwnedKVList::from(o!()),
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Where a nonblocking logger's drain writes: complete lines go into the
+/// queue if it has room, and are dropped otherwise.
+pub(super) struct QueueWriter {
+    /// Taken when the writer is dropped, which lets the thread finish.
+    lines: Option<SyncSender<Vec<u8>>>,
+    /// The line being formatted.
+    pending: Vec<u8>,
+    queue: Queue,
+    /// Closed by the writer thread when it has written everything.
+    done: Option<Receiver<()>>,
+}
+
+impl QueueWriter {
+    /// A writer into a new queue of `capacity` lines, and a handle on that
+    /// queue, with a thread of its own writing the lines to `w`; fails only
+    /// if the thread cannot start.
+    pub(super) fn start<W: Write + Send + 'static>(
+        w: W,
+        capacity: usize,
+    ) -> io::Result<(QueueWriter, Queue)> {
+        let queue = Queue::default();
+        let (lines, incoming) = std::sync::mpsc::sync_channel(capacity);
+        let (finished, done) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("flux-recv-log".into())
+            .spawn(move || write_lines(w, incoming, finished))?;
+        let writer = QueueWriter {
+            lines: Some(lines),
+            pending: Vec::new(),
+            queue: queue.clone(),
+            done: Some(done),
+        };
+        Ok((writer, queue))
+    }
+
+    fn send(&mut self) {
+        let line = std::mem::take(&mut self.pending);
+        let taken = self
+            .lines
+            .as_ref()
+            .is_some_and(|lines| lines.try_send(line).is_ok());
+        self.queue.offered(taken);
+    }
+}
+
+impl Write for QueueWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.pending.extend_from_slice(buf);
+        // Both formats end a line, and only a line, with a newline (values
+        // with newlines are escaped).
+        if self.pending.ends_with(b"\n") {
+            self.send();
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if !self.pending.is_empty() {
+            self.send();
+        }
+        Ok(())
+    }
+}
+
+impl Drop for QueueWriter {
+    /// The last logger is gone: let the thread write what is queued, and
+    /// wait for it, within bounds.
+    fn drop(&mut self) {
+        let _ = self.flush();
+        // The thread finishes once its only sender is gone.
+        self.lines = None;
+        if let Some(done) = self.done.take() {
+            let _ = done.recv_timeout(FLUSH_TIMEOUT);
+        }
+    }
+}
+
+/// The writer thread: write lines as they come, several at once when they
+/// queue up, until every sender is gone; then say so by dropping `finished`.
+fn write_lines<W: Write>(
+    mut w: W,
+    lines: Receiver<Vec<u8>>,
+    finished: std::sync::mpsc::Sender<()>,
+) {
+    let mut batch = Vec::new();
+    while let Ok(line) = lines.recv() {
+        batch.clear();
+        batch.extend_from_slice(&line);
+        while batch.len() < 64 * 1024 {
+            match lines.try_recv() {
+                Ok(line) => batch.extend_from_slice(&line),
+                Err(_) => break,
+            }
+        }
+        // Nowhere to report a failing stderr; keep going, it may recover.
+        let _ = w.write_all(&batch).and_then(|()| w.flush());
+    }
+    drop(finished);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::logging::{nonblocking_as, Captured, Format};
+    use slog::info;
+    use std::sync::Mutex;
+
+    /// A writer that takes nothing until its gate opens, as a stderr pipe
+    /// nobody reads.
+    #[derive(Clone)]
+    struct Gate {
+        open: Arc<(Mutex<bool>, std::sync::Condvar)>,
+        out: Captured,
+    }
+
+    impl Gate {
+        fn closed(out: Captured) -> Gate {
+            Gate {
+                open: Default::default(),
+                out,
+            }
+        }
+
+        fn open(&self) {
+            *self.open.0.lock().unwrap() = true;
+            self.open.1.notify_all();
+        }
+    }
+
+    impl Write for Gate {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            let mut open = self.open.0.lock().unwrap();
+            while !*open {
+                open = self.open.1.wait(open).unwrap();
+            }
+            self.out.write(buf)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Opens the gate when the test ends, so that a regression fails the
+    /// test instead of hanging it.
+    struct OpenOnDrop(Gate);
+
+    impl Drop for OpenOnDrop {
+        fn drop(&mut self) {
+            self.0.open();
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_writer_that_blocks_never_blocks_the_logging_call() {
+        let out = Captured::default();
+        let gate = Gate::closed(out.clone());
+        let _open = OpenOnDrop(gate.clone());
+        let (log, queue) = nonblocking_as(Format::Text, Level::Info, gate.clone(), 16).unwrap();
+
+        let logging = tokio::spawn(async move {
+            for i in 0..1000 {
+                info!(log, "line"; "i" => i);
+            }
+            log
+        });
+        let log = tokio::time::timeout(Duration::from_secs(30), logging)
+            .await
+            .expect("the logging calls returned though the writer blocks")
+            .unwrap();
+        let dropped = queue.dropped();
+        assert!(dropped > 0);
+        assert!(super::dropped() >= dropped);
+
+        // Once the writer takes lines again, what was queued is written,
+        // and a line that gets through is followed by the count of those
+        // lost (reports may come mid-flood too, whenever a line got in).
+        gate.open();
+        let reported = |text: &str| -> u64 {
+            text.lines()
+                .filter_map(|l| {
+                    l.split("WARN log lines dropped: stderr was not taking them, dropped: ")
+                        .nth(1)
+                })
+                .map(|n| n.parse::<u64>().unwrap())
+                .sum()
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while reported(&out.text()) < queue.dropped() {
+            assert!(std::time::Instant::now() < deadline, "drops never reported");
+            info!(log, "after");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        drop(log);
+        let text = out.text();
+        assert_eq!(reported(&text), queue.dropped(), "{text}");
+        // Lines kept their order, and every line is written or counted.
+        let written: Vec<u64> = text
+            .lines()
+            .filter_map(|l| l.split("INFO line, i: ").nth(1))
+            .map(|n| n.parse().unwrap())
+            .collect();
+        assert!(written.windows(2).all(|w| w[0] < w[1]), "{text}");
+        assert!(written.len() as u64 + queue.dropped() >= 1000, "{text}");
+        assert!(text.lines().last().unwrap().contains("log lines dropped"));
+    }
+
+    #[test]
+    fn dropping_the_last_logger_writes_out_the_queue() {
+        for format in [Format::Text, Format::Json] {
+            let out = Captured::default();
+            let (log, queue) = nonblocking_as(format, Level::Info, out.clone(), 4096).unwrap();
+            for i in 0..1000 {
+                info!(log, "line"; "i" => i);
+            }
+            let child = log.new(o!("component" => "child"));
+            drop(log);
+            info!(child, "last");
+            drop(child);
+            // Nothing dropped, nothing left behind, one write per line.
+            assert_eq!(queue.dropped(), 0);
+            let text = out.text();
+            assert_eq!(text.lines().count(), 1001, "{format:?}");
+            assert!(text.lines().last().unwrap().contains("last"));
+        }
+    }
+}

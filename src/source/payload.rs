@@ -1,0 +1,53 @@
+//! Reading a delivery: the helpers every source uses for its headers and
+//! body, each turning what is missing or malformed into a
+//! [`HookError::BadPayload`] (a 400) that names it.
+
+use http::HeaderMap;
+
+use super::outcome::HookError;
+
+/// A header's value as text, if it is present and valid UTF-8.
+pub fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// The media type of `Content-Type`, lowercased and without parameters:
+/// `application/json; charset=UTF-8` is `application/json`.
+pub fn media_type(headers: &HeaderMap) -> Option<String> {
+    let value = header(headers, "content-type")?;
+    let essence = value.split(';').next().unwrap_or("").trim();
+    Some(essence.to_ascii_lowercase())
+}
+
+/// Deserialize the JSON value at the start of a payload, turning serde's
+/// error into a short 400.
+///
+/// Like Go's `json.Decoder`, which the original used, bytes after the first
+/// complete value are ignored: the GCR fixture from the original's own tests
+/// has a stray `}` at the end and must be accepted. The signature, where
+/// there is one, still covers the whole body.
+pub fn json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, HookError> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    T::deserialize(&mut de).map_err(|e| HookError::BadPayload(crate::printable(&e.to_string())))
+}
+
+/// A field the payload must have: `None` or empty becomes a 400 naming it.
+pub fn required(value: Option<String>, field: &str) -> Result<String, HookError> {
+    match value {
+        Some(v) if !v.is_empty() => Ok(v),
+        _ => Err(HookError::BadPayload(format!("{field} is missing"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::testing;
+
+    #[test]
+    fn media_type_ignores_parameters_and_case() {
+        let h = testing::headers(&[("Content-Type", "Application/JSON; charset=UTF-8")]);
+        assert_eq!(media_type(&h).as_deref(), Some("application/json"));
+        assert_eq!(media_type(&HeaderMap::new()), None);
+    }
+}

@@ -1,0 +1,223 @@
+//! `flux-recv send`: a signed sample delivery for every source, checked
+//! against a real flux-recv in front of a stand-in fluxd.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use flux_recv::options::Options;
+use serde_json::{json, Value};
+
+use crate::common::{self, write_config, FakeFluxd, Recv};
+use crate::{path_str, run, stderr, stdout};
+
+/// One endpoint per source (Nexus with a registryHost), with good keys;
+/// and what fluxd should be told for each sample push, in config order.
+fn every_source(dir: &Path, api: &str) -> (PathBuf, Vec<Value>) {
+    let sources = [
+        "GitHub",
+        "GitLab",
+        "BitbucketCloud",
+        "BitbucketServer",
+        "DockerHub",
+        "Quay",
+        "Harbor",
+        "Nexus",
+        "GoogleContainerRegistry",
+    ];
+    let mut yaml = String::new();
+    for source in sources {
+        let key = format!("{}.key", source.to_lowercase());
+        std::fs::write(dir.join(&key), format!("0123456789abcdef-{source}")).unwrap();
+        yaml.push_str(&format!("- source: {source}\n  keyPath: {key}\n"));
+        if source == "Nexus" {
+            yaml.push_str("  registryHost: registry.example.com\n");
+        }
+    }
+    let git = |url: &str| json!({"Kind": "git", "Source": {"URL": url, "Branch": "main"}});
+    let image = |domain: &str, image: &str| json!({"Kind": "image", "Source": {"Name": {"Domain": domain, "Image": image}}});
+    let expected = vec![
+        git("git@github.com:example/app.git"),
+        git("git@gitlab.com:example/app.git"),
+        git("git@bitbucket.org:example/app.git"),
+        git("ssh://git@bitbucket.example.com:7999/ex/app.git"),
+        image("", "example/app"),
+        image("quay.io", "example/app"),
+        image("harbor.example.com", "library/app"),
+        image("registry.example.com", "example/app"),
+        image("gcr.io", "example-project/app"),
+    ];
+    (write_config(dir, api, &yaml), expected)
+}
+
+async fn send(args: Vec<String>) -> Output {
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run(&args)
+    })
+    .await
+    .unwrap()
+}
+
+fn send_args(config: &Path, endpoint: &str, url: &str) -> Vec<String> {
+    [
+        "send",
+        "--config",
+        path_str(config),
+        "--endpoint",
+        endpoint,
+        "--url",
+        url,
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_delivers_a_signed_push_for_every_source() {
+    let fluxd = FakeFluxd::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (config, expected) = every_source(dir.path(), &fluxd.api());
+    let recv = Recv::start(&config, Options::default()).await;
+    let base = recv.url("");
+
+    for (i, want) in expected.iter().enumerate() {
+        let position = (i + 1).to_string();
+        let o = send(send_args(&config, &position, &base)).await;
+        assert!(
+            o.status.success(),
+            "endpoint {position}: {}\n{}",
+            stdout(&o),
+            stderr(&o)
+        );
+        assert!(stdout(&o).starts_with("HTTP 200 OK\n"), "{}", stdout(&o));
+        assert_eq!(fluxd.take(), vec![want.clone()], "endpoint {position}");
+    }
+    // Every source verified its delivery: nothing was refused.
+    let logs = recv.logs.text();
+    assert!(!logs.contains("outcome: unauthorized"), "{logs}");
+    assert_eq!(logs.matches("outcome: relayed").count(), 9, "{logs}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_pings_by_fingerprint_and_full_url() {
+    let fluxd = FakeFluxd::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (config, _) = every_source(dir.path(), &fluxd.api());
+    let recv = Recv::start(&config, Options::default()).await;
+    let table = recv.state.table().load_full();
+
+    for position in [1, 4] {
+        let endpoint = &table.endpoints()[position - 1];
+        let mut args = send_args(
+            &config,
+            &endpoint.fingerprint[..12],
+            &recv.url(&endpoint.url_path()),
+        );
+        args.extend(["--event".to_string(), "ping".to_string()]);
+        let o = send(args).await;
+        assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+        assert_eq!(stdout(&o), "HTTP 200 OK\nok: nothing to do (ping)\n");
+    }
+    assert_eq!(fluxd.take(), Vec::<Value>::new());
+
+    // An event the source has no sample of: nothing is sent.
+    let mut args = send_args(&config, "2", &recv.url(""));
+    args.extend(["--event".to_string(), "ping".to_string()]);
+    let o = send(args).await;
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("no \"ping\" sample for GitLab; choose one of: push"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(o.stdout.is_empty());
+
+    // No such endpoint.
+    let o = send(send_args(&config, "zz", &recv.url(""))).await;
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("neither a position (1 to 9)"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_exits_1_on_a_refusal() {
+    let fluxd = FakeFluxd::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("gcr.key"), "0123456789abcdef-gcr").unwrap();
+    std::fs::write(dir.path().join("github.key"), "0123456789abcdef-gh").unwrap();
+    let config = write_config(
+        dir.path(),
+        &fluxd.api(),
+        "- source: GoogleContainerRegistry\n  keyPath: gcr.key\n  gcr:\n    audience: https://hooks.example.com/hook/x\n    email: push@p.iam.gserviceaccount.com\n\
+         - source: GitHub\n  keyPath: github.key\n",
+    );
+    let options = Options {
+        google_jwks_url: format!("http://{}/certs", common::dead_addr()),
+        ..Options::default()
+    };
+    let recv = Recv::start(&config, options).await;
+
+    // send cannot mint Google's token: it says so, and the server's 401 is
+    // the reply.
+    let o = send(send_args(&config, "1", &recv.url(""))).await;
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("only Google can make one"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(
+        stdout(&o).starts_with("HTTP 401 Unauthorized\n"),
+        "{}",
+        stdout(&o)
+    );
+
+    // A hook URL that is not this endpoint's: the server's 404.
+    let o = send(send_args(&config, "2", &recv.url("/hook/0000"))).await;
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stdout(&o).starts_with("HTTP 404"), "{}", stdout(&o));
+    assert!(
+        stderr(&o).contains("is not endpoint 2's hook URL"),
+        "{}",
+        stderr(&o)
+    );
+
+    // fluxd refusing for good (a wrong api path): the server's 502.
+    fluxd.set(common::Behaviour::Status(404));
+    let o = send(send_args(&config, "2", &recv.url(""))).await;
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stdout(&o).starts_with("HTTP 502 Bad Gateway\n"),
+        "{}",
+        stdout(&o)
+    );
+
+    // fluxd failing for now: queued, 202, and send says fluxd has not
+    // confirmed it.
+    fluxd.set(common::Behaviour::Status(503));
+    let o = send(send_args(&config, "2", &recv.url(""))).await;
+    assert_eq!(o.status.code(), Some(0));
+    assert!(
+        stdout(&o).starts_with("HTTP 202 Accepted\n"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(
+        stderr(&o).contains("fluxd has not confirmed"),
+        "{}",
+        stderr(&o)
+    );
+
+    // Nobody listening.
+    let o = send(send_args(
+        &config,
+        "2",
+        &format!("http://{}", common::dead_addr()),
+    ))
+    .await;
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("cannot POST to"), "{}", stderr(&o));
+}

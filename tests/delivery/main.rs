@@ -1,0 +1,104 @@
+//! The delivery queue against a stand-in fluxd on 127.0.0.1: what a waiting
+//! reply is told, what reaches fluxd (and how often), and what happens when
+//! fluxd is down, flapping, refusing, redirecting, slow or gone for good.
+//!
+//! - `fluxd`: the stand-in fluxd, scripted per request;
+//! - `answers`: what each of fluxd's answers (or its silence) leads to;
+//! - `coalescing`: room in the queue, and identical changes sent once;
+//! - `workers`: APIs served independently and fairly, and the drain at
+//!   shutdown;
+//! - `metrics`: the per-API figures a scrape shows.
+
+mod answers;
+mod coalescing;
+mod fluxd;
+mod metrics;
+mod workers;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use flux_recv::delivery::{Backoff, Item, Options, Queue, Snapshot};
+use flux_recv::logging::{Captured, Format};
+use flux_recv::notification::{Change, ImageName};
+
+fn notify_url(addr: SocketAddr) -> Arc<str> {
+    format!("http://{addr}/api/flux/v11/notify").into()
+}
+
+/// An address nothing listens on (until a test starts something there).
+fn dead_addr() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+fn image(name: &str) -> Change {
+    Change::image(ImageName {
+        domain: "registry.example.com".into(),
+        image: name.into(),
+    })
+}
+
+fn json(change: &Change) -> serde_json::Value {
+    serde_json::from_slice(&change.to_json()).unwrap()
+}
+
+fn item(url: &Arc<str>, change: &Change, delivery: &str) -> Item {
+    Item {
+        url: url.clone(),
+        change: change.clone(),
+        delivery: delivery.into(),
+    }
+}
+
+/// Quick retries, so that no test runs longer than a few seconds.
+fn options() -> Options {
+    Options {
+        workers: 2,
+        max_pending: 64,
+        max_age: Duration::from_secs(60),
+        attempt_timeout: Duration::from_secs(5),
+        backoff: Backoff {
+            first: Duration::from_millis(20),
+            max: Duration::from_millis(200),
+        },
+    }
+}
+
+fn start(options: Options) -> (Queue, Captured) {
+    let logs = Captured::default();
+    let log = flux_recv::logging::to_writer_as(Format::Text, slog::Level::Debug, logs.clone());
+    (Queue::start(options, log).unwrap(), logs)
+}
+
+/// Poll `cond` until it holds; fail after 5 s.
+async fn eventually(mut cond: impl FnMut() -> bool, what: &str) {
+    let until = Instant::now() + Duration::from_secs(5);
+    while !cond() {
+        assert!(Instant::now() < until, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The first log line containing `needle`, waiting for it: workers log
+/// after they have told the waiting replies, so a little after.
+async fn log_line(logs: &Captured, needle: &str) -> String {
+    eventually(|| logs.text().contains(needle), needle).await;
+    let text = logs.text();
+    text.lines()
+        .find(|l| l.contains(needle))
+        .unwrap()
+        .to_string()
+}
+
+fn api<'a>(s: &'a Snapshot, url: &Arc<str>) -> &'a flux_recv::delivery::ApiSnapshot {
+    s.apis
+        .iter()
+        .find(|a| a.api == *url)
+        .unwrap_or_else(|| panic!("no figures for {url} in {s:?}"))
+}
+
+const BUDGET: Duration = Duration::from_secs(5);

@@ -1,0 +1,286 @@
+//! What a reload changes in the served table (endpoints added, removed,
+//! rotated, a new API), what it keeps when the new files are broken, and
+//! that hooks to an unchanged endpoint never fail across swaps.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use flux_recv::endpoint::fingerprint;
+use flux_recv::reload::{self, ReloadResult, Trigger};
+
+use crate::common::{git_notification, FakeFluxd};
+use crate::{
+    config, eventually, hook, log_line, push, start, status, until_logged, until_status, Pod,
+    KEY_A, KEY_B, KEY_C, KEY_D, NO_RESYNC,
+};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoint_added_to_two_volumes_is_served_and_logged() {
+    let fluxd = FakeFluxd::start().await;
+    let mut pod = Pod::new(&fluxd.api());
+    let (recv, _reloader) = start(&pod.config_path(), NO_RESYNC).await;
+    assert_eq!(status(&recv, KEY_A).await, 200);
+    assert_eq!(status(&recv, KEY_B).await, 200);
+    assert_eq!(status(&recv, KEY_C).await, 404);
+
+    // The key Secret first, then the config Secret, as `kubectl apply -k`
+    // may well deliver them.
+    pod.keys
+        .update(&[("a.key", KEY_A), ("b.key", KEY_B), ("c.key", KEY_C)]);
+    let a = pod.key_a();
+    pod.set_config(&config(
+        &fluxd.api(),
+        &[&a, "../fluxrecv-keys/b.key", "../fluxrecv-keys/c.key"],
+    ));
+    until_status(&recv, KEY_C, 200, "the new endpoint answers").await;
+    assert_eq!(status(&recv, KEY_A).await, 200);
+    assert_eq!(status(&recv, KEY_B).await, 200);
+
+    // How an operator learns the new URL: one line with all of it.
+    let line = log_line(&recv, &["endpoint added"]).expect("endpoint added line");
+    for want in [
+        "INFO".to_string(),
+        "source: GitHub".to_string(),
+        format!(
+            "key: {}",
+            pod.config.dir().join("../fluxrecv-keys/c.key").display()
+        ),
+        format!("fingerprint: {}", fingerprint(KEY_C, None)),
+        format!("url: {}", hook(KEY_C)),
+    ] {
+        assert!(line.contains(&want), "{want} not in {line}");
+    }
+    assert!(!recv
+        .logs
+        .text()
+        .contains(std::str::from_utf8(KEY_C).unwrap()));
+    let summary = log_line(&recv, &["reloaded"]).expect("summary line");
+    for want in [
+        "endpoints_before: 2",
+        "endpoints_after: 3",
+        "added: 1",
+        "removed: 0",
+        "duration_ms: ",
+    ] {
+        assert!(summary.contains(want), "{want} not in {summary}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_endpoint_answers_404_and_is_logged() {
+    let fluxd = FakeFluxd::start().await;
+    let mut pod = Pod::new(&fluxd.api());
+    let (recv, _reloader) = start(&pod.config_path(), NO_RESYNC).await;
+
+    pod.set_config(&config(&fluxd.api(), &[&pod.key_a()]));
+    until_status(&recv, KEY_B, 404, "the removed endpoint is gone").await;
+    assert_eq!(status(&recv, KEY_A).await, 200);
+    let line = log_line(&recv, &["endpoint removed"]).expect("endpoint removed line");
+    assert!(line.contains(&format!("url: {}", hook(KEY_B))), "{line}");
+    let summary = log_line(&recv, &["reloaded"]).unwrap();
+    assert!(summary.contains("endpoints_after: 1"), "{summary}");
+    assert!(summary.contains("removed: 1"), "{summary}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_key_moves_the_hook_url() {
+    let fluxd = FakeFluxd::start().await;
+    let mut pod = Pod::new(&fluxd.api());
+    let (recv, _reloader) = start(&pod.config_path(), NO_RESYNC).await;
+
+    // Only the keys Secret changes; the config names the same files.
+    pod.keys.update(&[("a.key", KEY_A), ("b.key", KEY_D)]);
+    until_status(&recv, KEY_D, 200, "the rotated key's URL answers").await;
+    assert_eq!(status(&recv, KEY_B).await, 404, "the old URL is gone");
+    assert_eq!(status(&recv, KEY_A).await, 200);
+    assert!(log_line(&recv, &["endpoint removed", &hook(KEY_B)]).is_some());
+    assert!(log_line(&recv, &["endpoint added", &hook(KEY_D)]).is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_api_sends_notifications_to_the_new_fluxd() {
+    let old = FakeFluxd::start().await;
+    let new = FakeFluxd::start().await;
+    let mut pod = Pod::new(&old.api());
+    let (recv, _reloader) = start(&pod.config_path(), NO_RESYNC).await;
+    assert_eq!(status(&recv, KEY_A).await, 200);
+    assert_eq!(old.take().len(), 1);
+
+    pod.set_config(&config(
+        &new.api(),
+        &[&pod.key_a(), "../fluxrecv-keys/b.key"],
+    ));
+    eventually("a notification reaches the new fluxd", || async {
+        status(&recv, KEY_A).await == 200 && !new.take().is_empty()
+    })
+    .await;
+    old.take();
+    assert_eq!(status(&recv, KEY_B).await, 200);
+    assert_eq!(new.take(), vec![git_notification("org/app", "main")]);
+    assert!(
+        old.take().is_empty(),
+        "nothing goes to the old fluxd any more"
+    );
+    let summary = log_line(&recv, &["reloaded"]).unwrap();
+    assert!(
+        summary.contains(&format!("api: {}", new.api())),
+        "{summary}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broken_yaml_keeps_the_last_good_table_until_it_is_fixed() {
+    let fluxd = FakeFluxd::start().await;
+    let mut pod = Pod::new(&fluxd.api());
+    let (recv, _reloader) = start(&pod.config_path(), NO_RESYNC).await;
+
+    pod.set_config(b"fluxRecvVersion: 1\nendpoints: [\n");
+    let file = format!("file: {}", pod.config_path().display());
+    until_logged(&recv, &["ERRO", "not a valid flux-recv config", &file]).await;
+    until_logged(
+        &recv,
+        &["WARN", "reload failed; still serving the previous table"],
+    )
+    .await;
+    assert_eq!(status(&recv, KEY_A).await, 200);
+    assert_eq!(status(&recv, KEY_B).await, 200);
+
+    // The next good write is taken up.
+    let a = pod.key_a();
+    pod.set_config(&config(&fluxd.api(), &[&a, "../fluxrecv-keys/a.key"]));
+    // (a duplicate fingerprint: still broken, and said so with the field)
+    until_logged(&recv, &["ERRO", "field: endpoints[1]", "same key"]).await;
+    assert_eq!(status(&recv, KEY_B).await, 200);
+    pod.set_config(&config(&fluxd.api(), &[&a]));
+    until_status(&recv, KEY_B, 404, "the fixed config is taken up").await;
+    assert_eq!(status(&recv, KEY_A).await, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_key_file_keeps_the_last_good_table() {
+    let fluxd = FakeFluxd::start().await;
+    let mut pod = Pod::new(&fluxd.api());
+    let (recv, _reloader) = start(&pod.config_path(), NO_RESYNC).await;
+
+    pod.keys.update(&[("a.key", KEY_A)]);
+    until_logged(
+        &recv,
+        &[
+            "ERRO",
+            "cannot read key file",
+            "field: endpoints[1].keyPath",
+        ],
+    )
+    .await;
+    let line = log_line(&recv, &["cannot read key file"]).unwrap();
+    assert!(line.contains("b.key"), "{line}");
+    assert_eq!(
+        status(&recv, KEY_B).await,
+        200,
+        "the old table still serves"
+    );
+    assert_eq!(status(&recv, KEY_A).await, 200);
+
+    // Putting a key back is taken up.
+    pod.keys.update(&[("a.key", KEY_A), ("b.key", KEY_C)]);
+    until_status(&recv, KEY_C, 200, "the restored key is taken up").await;
+    assert_eq!(status(&recv, KEY_B).await, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_load_an_unchanged_endpoint_never_fails_across_100_swaps() {
+    let fluxd = FakeFluxd::start().await;
+    let mut pod = Pod::new(&fluxd.api());
+    let (recv, _reloader) = start(&pod.config_path(), NO_RESYNC).await;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> = (0..4)
+        .map(|_| {
+            let (url, stop) = (recv.url(&hook(KEY_A)), stop.clone());
+            std::thread::spawn(move || {
+                let agent: ureq::Agent = ureq::Agent::config_builder()
+                    .http_status_as_error(false)
+                    .timeout_global(Some(Duration::from_secs(10)))
+                    .build()
+                    .into();
+                let (headers, body) = push(KEY_A);
+                let (mut ok, mut failures) = (0usize, Vec::new());
+                while !stop.load(Ordering::Relaxed) {
+                    let mut req = agent.post(&url);
+                    for (k, v) in &headers {
+                        req = req.header(k, v);
+                    }
+                    match req.send(&body[..]) {
+                        Ok(r) if r.status() == 200 => ok += 1,
+                        Ok(r) => failures.push(format!("status {}", r.status())),
+                        Err(e) => failures.push(e.to_string()),
+                    }
+                }
+                (ok, failures)
+            })
+        })
+        .collect();
+
+    for i in 0..100 {
+        let rotated = format!("0123456789abcdef-rotation-{i:04}");
+        pod.keys
+            .update(&[("a.key", KEY_A), ("b.key", rotated.as_bytes())]);
+        // Each swap is taken up before the next, so all 100 are reloads.
+        until_status(&recv, rotated.as_bytes(), 200, "the rotated endpoint").await;
+    }
+
+    stop.store(true, Ordering::Relaxed);
+    let mut total = 0;
+    for client in clients {
+        let (ok, failures) = client.join().unwrap();
+        assert!(
+            failures.is_empty(),
+            "{} failed: {:?}",
+            failures.len(),
+            &failures[..failures.len().min(5)]
+        );
+        total += ok;
+    }
+    assert!(total >= 100, "only {total} requests made during 100 swaps");
+    let reloads = recv
+        .logs
+        .text()
+        .lines()
+        .filter(|l| l.contains(" reloaded"))
+        .count();
+    assert!(reloads >= 100, "{reloads} reloads");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_that_changes_nothing_logs_nothing_above_debug() {
+    let fluxd = FakeFluxd::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    // A short key: a warning when the table is built, which an unchanged
+    // re-read must not repeat.
+    std::fs::write(dir.path().join("short.key"), b"short").unwrap();
+    let path = dir.path().join("fluxrecv.yaml");
+    std::fs::write(&path, config(&fluxd.api(), &["short.key"])).unwrap();
+    let (recv, reloader) = start(&path, Duration::from_millis(50)).await;
+    let from = recv.logs.text().len();
+
+    // The function every trigger calls, directly...
+    let result = reload::reload(recv.state.table(), &recv.state.metrics, &recv.state.log);
+    assert_eq!(result, ReloadResult::Unchanged);
+    // ...and through the task: resyncs and a SIGHUP request.
+    reloader.request(Trigger::Hangup);
+    eventually("three resyncs and a SIGHUP", || async {
+        let text = recv.logs.text();
+        text[from..].matches("trigger: resync").count() >= 3
+            && text[from..].contains("trigger: sighup")
+    })
+    .await;
+    let text = recv.logs.text();
+    let lines: Vec<&str> = text[from..].lines().collect();
+    assert!(lines
+        .iter()
+        .any(|l| l.contains("DEBG reload: nothing changed")));
+    for line in lines {
+        assert!(line.contains(" DEBG "), "above debug: {line}");
+    }
+}

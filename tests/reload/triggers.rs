@@ -1,0 +1,181 @@
+//! What starts a reload: file events in the directories the config's
+//! files really live in, editors' ways of saving, the periodic resync when
+//! no event came, and SIGHUP (to the task and to the binary).
+
+use std::time::Duration;
+
+use flux_recv::reload::Trigger;
+
+use crate::common::kubelet::SecretVolume;
+use crate::common::process::Running;
+use crate::common::{post, FakeFluxd};
+use crate::{
+    config, hook, log_line, push, start, status, until_logged, until_status, Pod, KEY_A, KEY_B,
+    KEY_C, KEY_D, NO_RESYNC,
+};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_watch_follows_the_directories_the_config_names() {
+    let fluxd = FakeFluxd::start().await;
+    let mut pod = Pod::new(&fluxd.api());
+    // A third Secret, mounted but not yet named by the config.
+    let mut more = SecretVolume::mount(&pod.root.path().join("more-keys"), &[("README", b"x")]);
+    let (recv, _reloader) = start(&pod.config_path(), NO_RESYNC).await;
+    let d = more.path("d.key");
+
+    // The config Secret arrives before the key Secret: the build fails...
+    pod.set_config(&config(&fluxd.api(), &[&pod.key_a(), d.to_str().unwrap()]));
+    until_logged(
+        &recv,
+        &[
+            "ERRO",
+            "cannot read key file",
+            "field: endpoints[1].keyPath",
+        ],
+    )
+    .await;
+    assert_eq!(status(&recv, KEY_B).await, 200);
+    // ...but the directory it names is watched from then on, so the key's
+    // arrival is what fixes it (no resync within this test).
+    more.update(&[("README", b"x"), ("d.key", KEY_D)]);
+    until_status(&recv, KEY_D, 200, "the key in the newly named directory").await;
+    assert_eq!(status(&recv, KEY_B).await, 404);
+
+    // Rotating it is seen too.
+    more.update(&[("README", b"x"), ("d.key", KEY_C)]);
+    until_status(&recv, KEY_C, 200, "a rotation in the third volume").await;
+
+    // Once no longer named, it is no longer watched.
+    pod.set_config(&config(&fluxd.api(), &[&pod.key_a()]));
+    until_status(&recv, KEY_C, 404, "the endpoint is removed").await;
+    let canonical = std::fs::canonicalize(more.dir()).unwrap();
+    until_logged(
+        &recv,
+        &[
+            "no longer watching directory",
+            &canonical.display().to_string(),
+        ],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_in_a_subdirectory_of_a_secret_is_followed_across_updates() {
+    // `items: [{key: b, path: github/b.key}]`: the kubelet links
+    // `github -> ..data/github`, so the key's directory is itself inside
+    // the timestamped directory and goes away with it on every update.
+    let fluxd = FakeFluxd::start().await;
+    let root = tempfile::tempdir().unwrap();
+    let mut keys = SecretVolume::mount(&root.path().join("keys"), &[("github/b.key", KEY_B)]);
+    let config = SecretVolume::mount(
+        &root.path().join("fluxrecv"),
+        &[(
+            "fluxrecv.yaml",
+            &config(&fluxd.api(), &["../keys/github/b.key"]),
+        )],
+    );
+    let (recv, _reloader) = start(&config.path("fluxrecv.yaml"), NO_RESYNC).await;
+
+    for key in [KEY_C, KEY_D, KEY_A] {
+        keys.update(&[("github/b.key", key)]);
+        until_status(&recv, key, 200, "the rotated key in the subdirectory").await;
+    }
+    assert_eq!(status(&recv, KEY_B).await, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn editor_saves_and_in_place_writes_of_a_plain_config_are_taken_up() {
+    let fluxd = FakeFluxd::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    for (name, key) in [
+        ("a.key", KEY_A),
+        ("b.key", KEY_B),
+        ("c.key", KEY_C),
+        ("d.key", KEY_D),
+    ] {
+        std::fs::write(dir.path().join(name), key).unwrap();
+    }
+    let path = dir.path().join("fluxrecv.yaml");
+    std::fs::write(&path, config(&fluxd.api(), &["a.key"])).unwrap();
+    let (recv, _reloader) = start(&path, NO_RESYNC).await;
+
+    // Write a temporary file, rename it over the config (most editors, `mv`).
+    let tmp = dir.path().join(".fluxrecv.yaml.tmp");
+    std::fs::write(&tmp, config(&fluxd.api(), &["a.key", "b.key"])).unwrap();
+    std::fs::rename(&tmp, &path).unwrap();
+    until_status(&recv, KEY_B, 200, "rename over the config").await;
+
+    // Move the original aside, write a new one, delete the backup (vim).
+    let backup = dir.path().join("fluxrecv.yaml~");
+    std::fs::rename(&path, &backup).unwrap();
+    std::fs::write(&path, config(&fluxd.api(), &["a.key", "c.key"])).unwrap();
+    std::fs::remove_file(&backup).unwrap();
+    until_status(&recv, KEY_C, 200, "backup-and-write").await;
+    assert_eq!(status(&recv, KEY_B).await, 404);
+
+    // Truncate and write the same file in place.
+    std::fs::write(&path, config(&fluxd.api(), &["a.key", "d.key"])).unwrap();
+    until_status(&recv, KEY_D, 200, "in-place write").await;
+    assert_eq!(status(&recv, KEY_C).await, 404);
+    assert_eq!(status(&recv, KEY_A).await, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_periodic_resync_takes_up_a_change_no_event_announced() {
+    let fluxd = FakeFluxd::start().await;
+    let pod = Pod::new(&fluxd.api());
+    let (recv, _reloader) = start(&pod.config_path(), Duration::from_millis(300)).await;
+
+    // Written inside the timestamped directory: no event in any watched
+    // directory, as when the kernel drops events.
+    std::fs::write(pod.keys.data_dir().join("b.key"), KEY_D).unwrap();
+    until_status(&recv, KEY_D, 200, "the resync takes it up").await;
+    assert_eq!(status(&recv, KEY_B).await, 404);
+    let summary = log_line(&recv, &["reloaded"]).unwrap();
+    assert!(summary.contains("trigger: resync"), "{summary}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_at_once_through_the_same_path() {
+    let fluxd = FakeFluxd::start().await;
+    let pod = Pod::new(&fluxd.api());
+    let (recv, reloader) = start(&pod.config_path(), NO_RESYNC).await;
+
+    std::fs::write(pod.keys.data_dir().join("b.key"), KEY_D).unwrap();
+    // What the SIGHUP handler does.
+    reloader.request(Trigger::Hangup);
+    until_status(&recv, KEY_D, 200, "the requested reload").await;
+    assert_eq!(status(&recv, KEY_B).await, 404);
+    let summary = log_line(&recv, &["reloaded"]).unwrap();
+    assert!(summary.contains("trigger: sighup"), "{summary}");
+    assert!(log_line(&recv, &["endpoint added", "trigger: sighup", &hook(KEY_D)]).is_some());
+}
+
+/// The binary: `kill -HUP` makes it re-read at once.
+#[test]
+fn the_binary_reloads_on_sighup() {
+    let pod = Pod::new("http://127.0.0.1:9/api/flux");
+    let mut running = Running::serving(&pod.config_path());
+    let addr = running.address();
+    // The SIGHUP handler is in place before the task says it watches.
+    running.wait_for("watching for changes");
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let status = |key: &[u8]| {
+        let (headers, body) = push(key);
+        rt.block_on(post(format!("http://{addr}{}", hook(key)), headers, body))
+            .status
+    };
+    assert_eq!(status(KEY_B), 200);
+    std::fs::write(pod.keys.data_dir().join("b.key"), KEY_D).unwrap();
+    running.signal("HUP");
+    let line = running.wait_for("endpoint added");
+    assert!(line.contains("trigger: sighup"), "{line}");
+    assert!(line.contains(&hook(KEY_D)), "{line}");
+    assert_eq!(status(KEY_D), 200);
+    assert_eq!(status(KEY_B), 404);
+    assert!(
+        running.child.try_wait().unwrap().is_none(),
+        "SIGHUP did not stop it"
+    );
+}
