@@ -70,13 +70,15 @@ use relay::{Jobs, Relay};
 pub use report::{ApiSnapshot, Deliveries, Leftover, Snapshot};
 
 /// Relay workers when `--max-relays` is not given. Measured on a 2-core
-/// machine against a stand-in fluxd on loopback (`cargo bench --bench
-/// delivery`): with fluxd answering at once, distinct notifications a
-/// second level off from 4 workers (37k/s; 8: 40k/s, 64: 49k/s, 1: 22k/s),
-/// and with fluxd taking 1–2 ms a worker carries ~400/s, so 8 still carry
-/// over 3000/s. Each worker that has sent costs about 90 KiB of RSS
-/// (8: +1.9 MiB, 64: +6.6 MiB).
-pub const DEFAULT_WORKERS: usize = 8;
+/// machine against a stand-in fluxd on loopback: alone (`cargo bench
+/// --bench delivery`), distinct notifications a second level off from 4
+/// workers (37k/s; 8: 40k/s, 64: 49k/s, 1: 22k/s); in the whole server
+/// under `scripts/bench`'s flood of distinct pushes, where the workers share
+/// the cores with the requests, 4 did best (29k hooks/s; 2: 26k, 8: 27.5k).
+/// With fluxd taking 1–2 ms a worker carries ~400/s, so 4 carry over
+/// 1,500/s, far beyond what providers send one fluxd. Each worker that has
+/// sent costs about 90 KiB of RSS.
+pub const DEFAULT_WORKERS: usize = 4;
 
 /// How the queue runs.
 #[derive(Debug, Clone)]
@@ -305,7 +307,11 @@ impl Queue {
                     st.entries
                         .insert(id, Entry::new(item.url, item.change, round));
                     st.ready.push_back(id);
-                    shared.work.notify_one();
+                    // A worker that is awake takes what is ready before it
+                    // sleeps; wake one only while some sleep.
+                    if st.idle > 0 {
+                        shared.work.notify_one();
+                    }
                     id
                 }
             };

@@ -187,6 +187,10 @@ impl Drop for QueueWriter {
     }
 }
 
+/// How long the writer lets lines gather after the first of a batch: a
+/// line is written at most this late.
+const GATHER: Duration = Duration::from_millis(5);
+
 /// The writer thread: write lines as they come, several at once when they
 /// queue up, until every sender is gone; then say so by dropping `finished`.
 fn write_lines<W: Write>(
@@ -198,10 +202,16 @@ fn write_lines<W: Write>(
     while let Ok(line) = lines.recv() {
         batch.clear();
         batch.extend_from_slice(&line);
-        while batch.len() < 64 * 1024 {
-            match lines.try_recv() {
-                Ok(line) => batch.extend_from_slice(&line),
-                Err(_) => break,
+        // Let lines gather for a moment: while this thread sleeps (rather
+        // than waits on the channel), loggers queue lines without waking
+        // it, so a busy server pays one wake-up and one write per batch,
+        // not per line.
+        std::thread::sleep(GATHER);
+        while let Ok(line) = lines.try_recv() {
+            batch.extend_from_slice(&line);
+            if batch.len() >= 64 * 1024 {
+                let _ = w.write_all(&batch).and_then(|()| w.flush());
+                batch.clear();
             }
         }
         // Nowhere to report a failing stderr; keep going, it may recover.
