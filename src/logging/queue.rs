@@ -87,8 +87,9 @@ impl<D: Drain<Ok = (), Err = Never>> Drain for ReportDrops<D> {
         };
         let dropped = queue.dropped();
         let reported = self.reported.load(Relaxed);
-        // One thread reports; if its line is dropped too, that is counted
-        // and reported after the next line that gets through.
+        // One thread reports. If its line is dropped too, the count it
+        // carried is taken back, so that the next line that gets through
+        // reports it (with the report's own line).
         if queue.had_room()
             && dropped > reported
             && self
@@ -105,6 +106,11 @@ impl<D: Drain<Ok = (), Err = Never>> Drain for ReportDrops<D> {
                 ),
                 &OwnedKVList::from(o!()),
             )?;
+            if !queue.had_room() {
+                let _ = self
+                    .reported
+                    .compare_exchange(dropped, reported, Relaxed, Relaxed);
+            }
         }
         Ok(())
     }
