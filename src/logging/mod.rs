@@ -116,8 +116,11 @@ fn root<W: Write + Send + 'static>(
 ) -> Logger {
     match format {
         Format::Text => {
+            // UTC, as the JSON format and the container have it; local time
+            // would also cost a time-zone lookup per line.
             let text = slog_term::FullFormat::new(Quoting::new(w))
                 .use_original_order()
+                .use_custom_timestamp(slog_term::timestamp_utc)
                 .build();
             finish(text.fuse(), level, queue)
         }
