@@ -321,7 +321,7 @@ fn parse_api(s: &str) -> Result<String, String> {
 
 /// `https://…`, or `http://` to localhost.
 fn parse_jwks_url(s: &str) -> Result<String, String> {
-    crate::gcr_auth::check_url(s).map(String::from)
+    crate::gcr_auth::check_url(s)
 }
 
 /// An `http://` or `https://` URL with a host, without its trailing `/`.

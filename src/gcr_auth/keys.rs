@@ -27,7 +27,6 @@ use rsa::traits::PublicKeyParts;
 use rsa::{BigUint, RsaPublicKey};
 use serde::Deserialize;
 use slog::{info, warn, Logger};
-use url::{Host, Url};
 
 use super::token::ALGORITHM;
 
@@ -209,7 +208,7 @@ pub(super) struct Cached {
 pub struct Jwks {
     /// The URL as [`check_url`] read it, or why it refused it (then every
     /// fetch fails with that, and nothing is fetched).
-    url: Result<Url, String>,
+    url: Result<String, String>,
     min_refresh: Duration,
     /// Read by every push without locking; replaced whole by a fetch.
     current: ArcSwap<Cached>,
@@ -254,7 +253,7 @@ impl Jwks {
         }
         *last = Some(Instant::now());
         // Never the URL as given: it may hold userinfo, which is refused.
-        let shown = self.url.as_ref().map_or("(refused)", Url::as_str);
+        let shown = self.url.as_deref().unwrap_or("(refused)");
         match self.fetch().await {
             Ok(keys) => {
                 info!(self.log, "fetched Google's token signing keys";
@@ -281,7 +280,7 @@ impl Jwks {
     }
 }
 
-fn fetch_blocking(url: &Url) -> Result<KeySet, FetchError> {
+fn fetch_blocking(url: &str) -> Result<KeySet, FetchError> {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         // A redirect could lead anywhere, plain http included: it comes
@@ -291,7 +290,7 @@ fn fetch_blocking(url: &Url) -> Result<KeySet, FetchError> {
         .build()
         .into();
     let mut response = agent
-        .get(url.as_str())
+        .get(url)
         .header("Accept", "application/json")
         .call()
         .map_err(|e| FetchError::Unreachable(e.to_string()))?;
@@ -318,7 +317,7 @@ fn fetch_blocking(url: &Url) -> Result<KeySet, FetchError> {
     Ok(KeySet::from_jwks(&body)?)
 }
 
-/// Check a `--google-jwks-url` and return it as the URL parser read it,
+/// Check a `--google-jwks-url` and return it as the URI parser read it,
 /// which is what gets fetched: https, or plain http to this machine only
 /// (a stand-in for tests). Keys fetched over plain http from elsewhere could
 /// be swapped on the way, and with them who may push.
@@ -328,42 +327,42 @@ fn fetch_blocking(url: &Url) -> Result<KeySet, FetchError> {
 /// URL not written `scheme://host`, which parsers read in different ways.
 /// Error messages never repeat a URL with userinfo, which may hold a
 /// password.
-pub fn check_url(given: &str) -> Result<Url, String> {
+pub fn check_url(given: &str) -> Result<String, String> {
     let refused = || {
         format!(
             "{given:?} must be an https:// URL (plain http:// only to localhost), e.g. {GOOGLE_JWKS_URL}"
         )
     };
-    let url = Url::parse(given).map_err(|e| format!("{given:?} is not a URL: {e}"))?;
-    if !url.username().is_empty() || url.password().is_some() {
+    let uri: http::Uri = given
+        .parse()
+        .map_err(|e| format!("{given:?} is not a URL: {e}"))?;
+    let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) else {
+        return Err(refused());
+    };
+    if authority.as_str().contains('@') {
         return Err(format!(
             "a --google-jwks-url with userinfo (`user@` or `user:password@` before the host) \
              is refused: the host is what follows the `@`; e.g. {GOOGLE_JWKS_URL}"
         ));
     }
-    // The WHATWG parser forgives `https:///x` and `http:\\x` (reading `x`
-    // as the host); we do not guess.
-    let written = given
-        .get(..url.scheme().len() + 3)
-        .is_some_and(|prefix| prefix.eq_ignore_ascii_case(&format!("{}://", url.scheme())));
-    let host_follows = given
-        .get(url.scheme().len() + 3..)
-        .is_some_and(|rest| !rest.is_empty() && !rest.starts_with(['/', '\\']));
-    if !written {
-        return Err(refused());
-    }
-    if !host_follows {
+    let host = authority.host().to_ascii_lowercase();
+    if host.is_empty() || host == "[]" {
         return Err(format!("{given:?} has no host"));
     }
-    let loopback = match url.host() {
-        Some(Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(Host::Ipv6(ip)) => ip.is_loopback(),
-        Some(Host::Domain(name)) => name == "localhost",
-        None => return Err(format!("{given:?} has no host")),
-    };
-    match url.scheme() {
-        "https" => Ok(url),
-        "http" if loopback => Ok(url),
-        _ => Err(refused()),
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    let loopback = bare == "localhost"
+        || bare
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    let scheme = scheme.to_ascii_lowercase();
+    match scheme.as_str() {
+        "https" => {}
+        "http" if loopback => {}
+        _ => return Err(refused()),
     }
+    // What is fetched is this reading of the URL, nothing a client might
+    // read otherwise.
+    let port = authority.port().map_or(String::new(), |p| format!(":{p}"));
+    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    Ok(format!("{scheme}://{host}{port}{path}"))
 }
