@@ -20,8 +20,10 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::options::Options;
 
-/// Receives provider webhooks (GitHub, GitLab, Bitbucket, Docker Hub, Quay,
-/// Harbor, Nexus, GCR), verifies them and relays a notification to fluxd.
+/// Receives provider webhooks (GitHub, GitLab, Bitbucket, Gitea, Forgejo,
+/// Gogs, Azure DevOps, Docker Hub, Quay, Harbor, Nexus, Azure Container
+/// Registry, distribution registries, Google Artifact Registry, and generic
+/// CI hooks), verifies them and relays a notification to fluxd.
 ///
 /// Without a command, serves hooks.
 #[derive(Debug, Parser)]
@@ -286,8 +288,9 @@ pub struct SendArgs {
     #[arg(long, env = "FLUXRECV_SEND_URL", value_parser = parse_base_url)]
     pub url: String,
 
-    /// Which event to send: `push` for every source; `ping` for GitHub and
-    /// Bitbucket Server.
+    /// Which event to send: `push` for every source; others where the
+    /// provider has them (`ping`, `package`, `create`, `delete`, `pull`, …;
+    /// an unknown one lists the endpoint's).
     #[arg(long, default_value = "push")]
     pub event: String,
 

@@ -2,8 +2,8 @@
 //! library, where the tests can reach it.
 
 /// musl's allocator is compact but slow under contention; the static
-/// binary the container image ships uses mimalloc instead (figures in the
-/// README's "Performance" section).
+/// binary the container image ships uses mimalloc instead (figures in
+/// `docs/performance.md`).
 #[cfg(target_env = "musl")]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

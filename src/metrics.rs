@@ -8,7 +8,7 @@
 //! counters (the relay) hand in a [`Collector`] that reads them at scrape
 //! time. This module knows the labels, not the request path or the reload.
 //!
-//! Every name starts with `fluxrecv_`; the README lists them all, with
+//! Every name starts with `fluxrecv_`; `docs/operations.md` lists them all, with
 //! example alerts.
 
 use std::sync::atomic::AtomicU64;
