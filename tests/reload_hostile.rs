@@ -17,32 +17,14 @@ use std::time::{Duration, Instant};
 
 use common::process::Running;
 use common::*;
-use flux_recv::endpoint::fingerprint;
 use flux_recv::options::Options;
 use flux_recv::reload::{self, Trigger};
-use flux_recv::source::verify::{sign, Algorithm};
 
 const KEY_A: &[u8] = b"0123456789abcdef-key-a-0123456789";
 const KEY_B: &[u8] = b"0123456789abcdef-key-b-0123456789";
 const KEY_C: &[u8] = b"0123456789abcdef-key-c-0123456789";
 
-fn hook(key: &[u8]) -> String {
-    format!("/hook/{}", fingerprint(key, None))
-}
-
-/// A GitHub push signed with `key`.
-fn push(key: &[u8]) -> (Vec<(String, String)>, Vec<u8>) {
-    let body = github_body("org/app", "main");
-    let headers = vec![
-        ("Content-Type".into(), "application/json".into()),
-        ("X-GitHub-Event".into(), "push".into()),
-        (
-            "X-Hub-Signature-256".into(),
-            sign(Algorithm::Sha256, key, &body),
-        ),
-    ];
-    (headers, body)
-}
+use common::{hook_path as hook, signed_github_push as push};
 
 async fn status(addr: std::net::SocketAddr, key: &[u8]) -> u16 {
     let (headers, body) = push(key);

@@ -22,8 +22,8 @@ use serde_json::{json, Value};
 
 use super::sample::{self, SampleRequest, DIGEST, OWNER, TAG, TIME};
 use super::{
-    header, json, required, verify, Delivery, HookError, HookResult, Kinds, Outcome, Proof,
-    Provider, Settings,
+    json, required, verify, Delivery, HookError, HookResult, Kinds, Outcome, Proof, Provider,
+    Settings,
 };
 use crate::image;
 use crate::notification::Change;
@@ -49,8 +49,7 @@ pub const PROVIDER: Provider = Provider {
 
 /// The webhook's custom `Authorization` header must carry the key.
 fn check_token(headers: &HeaderMap, key: &[u8]) -> Result<(), HookError> {
-    let value = header(headers, AUTHORIZATION).ok_or(HookError::Unsigned(AUTHORIZATION))?;
-    verify::bearer_or_bare(AUTHORIZATION, value, key)
+    verify::bearer_key_in_header(headers, AUTHORIZATION, key)
 }
 
 #[derive(Deserialize)]

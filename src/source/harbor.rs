@@ -17,8 +17,8 @@ use serde_json::json;
 
 use super::sample::{self, SampleRequest, DIGEST, EPOCH, TAG};
 use super::{
-    header, json, required, verify, Delivery, HookError, HookResult, Kinds, Outcome, Proof,
-    Provider, Settings,
+    json, required, verify, Delivery, HookError, HookResult, Kinds, Outcome, Proof, Provider,
+    Settings,
 };
 use crate::image;
 use crate::notification::Change;
@@ -45,8 +45,7 @@ pub const PROVIDER: Provider = Provider {
 
 /// The policy's auth header value, verbatim, must equal the key.
 fn check_token(headers: &HeaderMap, key: &[u8]) -> Result<(), HookError> {
-    let token = header(headers, AUTHORIZATION).ok_or(HookError::Unsigned(AUTHORIZATION))?;
-    verify::token(AUTHORIZATION, token, key)
+    verify::key_in_header(headers, AUTHORIZATION, key)
 }
 
 #[derive(Deserialize)]

@@ -67,6 +67,28 @@ fn check<M: Mac + hmac::digest::KeyInit>(key: &[u8], body: &[u8], given: &[u8]) 
     mac.verify_slice(given).is_ok()
 }
 
+/// The key itself, verbatim, in header `name` (GitLab's secret token,
+/// Harbor's auth header): missing is unsigned, anything else a mismatch.
+pub fn key_in_header(
+    headers: &http::HeaderMap,
+    name: &'static str,
+    key: &[u8],
+) -> Result<(), HookError> {
+    let given = super::header(headers, name).ok_or(HookError::Unsigned(name))?;
+    token(name, given, key)
+}
+
+/// The key as a bearer token or bare in header `name` (see
+/// [`bearer_or_bare`]): missing is unsigned, anything else a mismatch.
+pub fn bearer_key_in_header(
+    headers: &http::HeaderMap,
+    name: &'static str,
+    key: &[u8],
+) -> Result<(), HookError> {
+    let value = super::header(headers, name).ok_or(HookError::Unsigned(name))?;
+    bearer_or_bare(name, value, key)
+}
+
 /// Compare a token the provider sent with the key, in constant time.
 pub fn token(header: &'static str, given: &str, key: &[u8]) -> Result<(), HookError> {
     if bool::from(given.as_bytes().ct_eq(key)) {

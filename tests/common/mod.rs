@@ -305,6 +305,26 @@ pub fn github_push(body: &[u8]) -> Vec<(String, String)> {
     ]
 }
 
+/// The hook path of an endpoint keyed with `key` (no registryHost).
+pub fn hook_path(key: &[u8]) -> String {
+    format!("/hook/{}", flux_recv::endpoint::fingerprint(key, None))
+}
+
+/// A push to `main` of `org/app`, signed as GitHub signs it with `key`.
+pub fn signed_github_push(key: &[u8]) -> (Vec<(String, String)>, Vec<u8>) {
+    use flux_recv::source::verify::{sign, Algorithm};
+    let body = github_body("org/app", "main");
+    let headers = vec![
+        ("Content-Type".into(), "application/json".into()),
+        ("X-GitHub-Event".into(), "push".into()),
+        (
+            "X-Hub-Signature-256".into(),
+            sign(Algorithm::Sha256, key, &body),
+        ),
+    ];
+    (headers, body)
+}
+
 /// A push to `branch` of `repo`, as GitHub sends it (trimmed).
 pub fn github_body(repo: &str, branch: &str) -> Vec<u8> {
     format!(

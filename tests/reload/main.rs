@@ -22,10 +22,8 @@ use std::time::{Duration, Instant};
 
 use common::kubelet::SecretVolume;
 use common::*;
-use flux_recv::endpoint::fingerprint;
 use flux_recv::options::Options;
 use flux_recv::reload::{self, Reloader};
-use flux_recv::source::verify::{sign, Algorithm};
 
 const KEY_A: &[u8] = b"0123456789abcdef-key-a-0123456789";
 const KEY_B: &[u8] = b"0123456789abcdef-key-b-0123456789";
@@ -36,23 +34,7 @@ const KEY_D: &[u8] = b"0123456789abcdef-key-d-0123456789";
 /// a reload within a test.
 const NO_RESYNC: Duration = Duration::from_secs(3600);
 
-fn hook(key: &[u8]) -> String {
-    format!("/hook/{}", fingerprint(key, None))
-}
-
-/// A GitHub push signed with `key`.
-fn push(key: &[u8]) -> (Vec<(String, String)>, Vec<u8>) {
-    let body = github_body("org/app", "main");
-    let headers = vec![
-        ("Content-Type".into(), "application/json".into()),
-        ("X-GitHub-Event".into(), "push".into()),
-        (
-            "X-Hub-Signature-256".into(),
-            sign(Algorithm::Sha256, key, &body),
-        ),
-    ];
-    (headers, body)
-}
+use common::{hook_path as hook, signed_github_push as push};
 
 /// The status a push signed with `key` gets from `key`'s hook URL.
 async fn status(recv: &Recv, key: &[u8]) -> u16 {
