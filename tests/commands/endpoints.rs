@@ -128,3 +128,53 @@ fn endpoints_refuses_a_broken_config() {
         "{err}"
     );
 }
+
+#[test]
+fn endpoints_take_the_api_from_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("github.key"),
+        b"0123456789abcdef0123456789abcdef",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("tenant-b.key"),
+        b"fedcba9876543210fedcba9876543210",
+    )
+    .unwrap();
+    let config = write_config(
+        dir.path(),
+        "http://localhost:3030/api/flux",
+        "- source: GitHub\n  keyPath: github.key\n\
+         - source: GitHub\n  keyPath: tenant-b.key\n  api: http://tenant-b:3030/api/flux\n",
+    );
+    let endpoints = |api: &str| {
+        crate::flux_recv(&[
+            "endpoints",
+            "--config",
+            path_str(&config),
+            "--output",
+            "json",
+        ])
+        .env("FLUXRECV_API", api)
+        .output()
+        .unwrap()
+    };
+
+    let o = endpoints("http://flux-env:3030/api/flux");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rows: Vec<Value> = serde_json::from_slice(&o.stdout).unwrap();
+    // The variable replaces the config's top-level api; an endpoint's own
+    // api still wins.
+    assert_eq!(rows[0]["apis"], json!(["http://flux-env:3030/api/flux"]));
+    assert_eq!(rows[1]["apis"], json!(["http://tenant-b:3030/api/flux"]));
+
+    let o = endpoints("https://flux-env:3030/api/flux");
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(o.stdout.is_empty());
+    assert!(
+        stderr(&o).contains("FLUXRECV_API") || stderr(&o).contains("--api"),
+        "{}",
+        stderr(&o)
+    );
+}
