@@ -11,7 +11,8 @@ use warp::Filter;
 
 use crate::fluxd::{Fluxd, Reply};
 use crate::{
-    api, dead_addr, eventually, image, item, json, log_line, notify_url, options, start, BUDGET,
+    api, dead_addr, eventually, image, item, json, log_line, notify_url, options, start,
+    with_workers, BUDGET,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -178,10 +179,7 @@ async fn redirects_are_refused_and_never_followed() {
     let statuses = [301, 302, 303, 307, 308];
     let fluxd =
         Fluxd::start(move |n, _| Reply::Redirect(statuses[n % statuses.len()], l.clone())).await;
-    let (queue, _) = start(Options {
-        workers: 1,
-        ..options()
-    });
+    let (queue, _) = start(with_workers(1));
     let url = fluxd.url();
     for (i, status) in statuses.iter().enumerate() {
         let ticket = queue

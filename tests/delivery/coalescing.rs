@@ -5,7 +5,7 @@
 use flux_recv::delivery::{Confirmation, Full, Options};
 
 use crate::fluxd::{Fluxd, Reply};
-use crate::{api, dead_addr, image, item, json, notify_url, options, start, BUDGET};
+use crate::{api, dead_addr, image, item, json, notify_url, options, start, with_workers, BUDGET};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_queue_takes_nothing_of_a_submit_that_does_not_fit() {
@@ -56,18 +56,8 @@ async fn a_full_queue_takes_nothing_of_a_submit_that_does_not_fit() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn identical_changes_waiting_are_sent_once() {
     // One worker, held on a first change, while identical ones pile up.
-    let fluxd = Fluxd::start(|n, _| {
-        if n == 0 {
-            Reply::Gated(202)
-        } else {
-            Reply::Status(202)
-        }
-    })
-    .await;
-    let (queue, _) = start(Options {
-        workers: 1,
-        ..options()
-    });
+    let fluxd = Fluxd::holding_the_first().await;
+    let (queue, _) = start(with_workers(1));
     let url = fluxd.url();
     let (first, dup) = (image("first"), image("dup"));
     let t0 = queue.submit(vec![item(&url, &first, "")]).unwrap();
@@ -93,18 +83,8 @@ async fn identical_changes_waiting_are_sent_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_identical_change_arriving_during_the_send_gets_exactly_one_more() {
-    let fluxd = Fluxd::start(|n, _| {
-        if n == 0 {
-            Reply::Gated(202)
-        } else {
-            Reply::Status(202)
-        }
-    })
-    .await;
-    let (queue, _) = start(Options {
-        workers: 4,
-        ..options()
-    });
+    let fluxd = Fluxd::holding_the_first().await;
+    let (queue, _) = start(with_workers(4));
     let url = fluxd.url();
     let change = image("app");
     let t0 = queue.submit(vec![item(&url, &change, "d0")]).unwrap();

@@ -55,6 +55,28 @@ impl Fluxd {
         Fluxd::start(|_, _| Reply::Status(202)).await
     }
 
+    /// Accept every request with 202, but hold back the answer to the
+    /// first until the gate is opened.
+    pub async fn holding_the_first() -> Fluxd {
+        Fluxd::start(|n, _| match n {
+            0 => Reply::Gated(202),
+            _ => Reply::Status(202),
+        })
+        .await
+    }
+
+    /// Accept every request with 202, but hold back the answers about
+    /// `image` until the gate is opened.
+    pub async fn holding_image(image: &'static str) -> Fluxd {
+        Fluxd::start(
+            move |_, body| match body["Source"]["Name"]["Image"] == image {
+                true => Reply::Gated(202),
+                false => Reply::Status(202),
+            },
+        )
+        .await
+    }
+
     pub async fn on(
         listener: tokio::net::TcpListener,
         script: impl Fn(usize, &serde_json::Value) -> Reply + Send + Sync + 'static,

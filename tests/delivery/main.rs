@@ -68,6 +68,14 @@ fn options() -> Options {
     }
 }
 
+/// The test options with `workers` relay workers.
+fn with_workers(workers: usize) -> Options {
+    Options {
+        workers,
+        ..options()
+    }
+}
+
 fn start(options: Options) -> (Queue, Captured) {
     let logs = Captured::default();
     let log = flux_recv::logging::to_writer_as(Format::Text, slog::Level::Debug, logs.clone());

@@ -2,10 +2,10 @@
 
 use std::sync::Arc;
 
-use flux_recv::delivery::{Confirmation, Options, Queue};
+use flux_recv::delivery::{Confirmation, Queue};
 
-use crate::fluxd::{Fluxd, Reply};
-use crate::{image, item, options, start, BUDGET};
+use crate::fluxd::Fluxd;
+use crate::{image, item, start, with_workers, BUDGET};
 
 /// The queue's metrics as a scrape shows them: OpenMetrics text from a
 /// registry with the prefix `/metrics` uses. (tests/metrics.rs runs promtool
@@ -20,17 +20,10 @@ fn scrape(queue: &Queue) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_count_per_api_from_the_first_notification() {
-    let fluxd = Fluxd::start(|_, body| match body["Source"]["Name"]["Image"] == "held" {
-        true => Reply::Gated(202),
-        false => Reply::Status(202),
-    })
-    .await;
+    let fluxd = Fluxd::holding_image("held").await;
     // One worker, so that while it waits on the held POST, b's entry is
     // pending and never tried.
-    let (queue, _) = start(Options {
-        workers: 1,
-        ..options()
-    });
+    let (queue, _) = start(with_workers(1));
     let a = fluxd.url();
     let b: Arc<str> = format!("http://{}/b/api/flux/v11/notify", fluxd.addr).into();
     let got = scrape(&queue);

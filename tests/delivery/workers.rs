@@ -7,7 +7,9 @@ use std::time::Duration;
 use flux_recv::delivery::{Confirmation, Full, Options};
 
 use crate::fluxd::{Fluxd, Reply};
-use crate::{api, dead_addr, eventually, image, item, json, notify_url, options, start, BUDGET};
+use crate::{
+    api, dead_addr, eventually, image, item, json, notify_url, options, start, with_workers, BUDGET,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fan_out_delivers_to_each_api_independently() {
@@ -94,18 +96,8 @@ async fn a_failing_api_holds_at_most_half_the_workers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_fluxd_answer_does_not_block_other_workers() {
-    let fluxd = Fluxd::start(|_, body| {
-        if body["Source"]["Name"]["Image"] == "slow" {
-            Reply::Gated(202)
-        } else {
-            Reply::Status(202)
-        }
-    })
-    .await;
-    let (queue, _) = start(Options {
-        workers: 4,
-        ..options()
-    });
+    let fluxd = Fluxd::holding_image("slow").await;
+    let (queue, _) = start(with_workers(4));
     let url = fluxd.url();
     let slow = queue.submit(vec![item(&url, &image("slow"), "")]).unwrap();
     fluxd.arrived(1).await;
