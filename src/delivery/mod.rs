@@ -53,6 +53,7 @@ mod metrics;
 mod relay;
 mod report;
 mod resolver;
+mod wire;
 
 use std::cmp::Reverse;
 use std::collections::HashSet;

@@ -19,9 +19,10 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use ureq::http::{header, StatusCode};
-use ureq::unversioned::transport::DefaultConnector;
+use ureq::unversioned::transport::{Connector, DefaultConnector};
 
 use super::resolver::CachingResolver;
+use super::wire::OneWrite;
 
 /// The most of an answer's body that is read: enough for any error page,
 /// read only so the connection can carry the next POST.
@@ -124,7 +125,9 @@ impl Relay {
             .output_buffer_size(16 * 1024)
             .max_response_header_size(16 * 1024)
             .build();
-        let agent = ureq::Agent::with_parts(config, DefaultConnector::new(), resolver.clone());
+        // Each POST in one write; see wire.rs.
+        let connector = DefaultConnector::new().chain(OneWrite);
+        let agent = ureq::Agent::with_parts(config, connector, resolver.clone());
         Relay {
             agent,
             resolver,
