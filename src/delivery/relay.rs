@@ -185,15 +185,16 @@ impl Relay {
 
 /// What fluxd's status means for the notification.
 fn classify(status: StatusCode, location: Option<&str>) -> Answer {
-    let said = format!("fluxd answered {status}");
+    let said = || format!("fluxd answered {status}");
     match status.as_u16() {
         200..=299 => Answer::Accepted,
         300..=399 => Answer::Refused(format!(
-            "{said}, a redirect to {}, which flux-recv does not follow; check the api URL",
+            "{}, a redirect to {}, which flux-recv does not follow; check the api URL",
+            said(),
             location.unwrap_or("nowhere (no Location)")
         )),
-        408 | 429 | 500..=599 => Answer::Retry(said),
-        _ => Answer::Refused(said),
+        408 | 429 | 500..=599 => Answer::Retry(said()),
+        _ => Answer::Refused(said()),
     }
 }
 
