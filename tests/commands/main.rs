@@ -5,14 +5,16 @@
 //! a notification arriving for each of the nine sources proves the samples
 //! are signed exactly as the server verifies.
 //!
-//! One file per command (`keygen`, `endpoints`, `check`, `send`), and
-//! `serve` for the server run as a process (the Go original's invocation,
-//! and a low open-file limit).
+//! One file per command (`keygen`, `endpoints`, `check`, `send`), `serve`
+//! for the server run as a process (the Go original's invocation, and a low
+//! open-file limit), and `flags` for the server's flags as the operations
+//! guide lists them.
 
 mod check;
 #[path = "../common/mod.rs"]
 mod common;
 mod endpoints;
+mod flags;
 mod keygen;
 mod send;
 mod serve;
