@@ -59,6 +59,14 @@ impl Line {
         let Some((part, start)) = self.part.take() else {
             return;
         };
+        // Most parts need nothing: left as written, no copy.
+        let as_written = std::str::from_utf8(&self.buf[start..]).is_ok_and(|text| match part {
+            Part::Msg => !text.chars().any(char::is_control),
+            Part::Value => !needs_quotes(text),
+        });
+        if as_written {
+            return;
+        }
         let text = String::from_utf8_lossy(&self.buf[start..]).into_owned();
         self.buf.truncate(start);
         match part {
