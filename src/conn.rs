@@ -120,11 +120,6 @@ impl<T> Guarded<T> {
         }
     }
 
-    /// The wrapped stream.
-    pub fn get_ref(&self) -> &T {
-        &self.inner
-    }
-
     /// A write could not proceed: start the clock if it is not running, and
     /// fail if it has run out. The sleep is polled, so the task is woken at
     /// the deadline even if the socket never becomes writable.

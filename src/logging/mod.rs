@@ -8,7 +8,7 @@
 //! dropped and counted ([`dropped`]), and the next line that gets through
 //! is preceded by one saying how many were lost. A hook is never held up
 //! by its log line. When the last logger is dropped, what is queued is
-//! written out before the process goes on (for at most [`FLUSH_TIMEOUT`]).
+//! written out before the process goes on (for at most [`queue::FLUSH_TIMEOUT`]).
 //!
 //! In the text format a value that holds the format's own separators
 //! (`, ` and `: `), a quote or a control character is written quoted, with
@@ -22,7 +22,7 @@
 mod queue;
 mod quote;
 
-pub use queue::{dropped, Queue, FLUSH_TIMEOUT};
+pub use queue::{dropped, Queue};
 
 use std::io::{self, LineWriter, Write};
 use std::panic::{RefUnwindSafe, UnwindSafe};
