@@ -14,7 +14,16 @@ use crate::table::Table;
 
 /// Set up logging and the async runtime, and serve.
 pub fn main(args: ServeArgs) -> ExitCode {
-    let log = crate::logging::stderr_as(args.log_format, args.log_level);
+    let (log, logs) = crate::logging::stderr_as(args.log_format, args.log_level);
+    let code = run(args, &log);
+    // Threads that outlive serving (a file watcher's) may still hold a
+    // logger: write out every line, the last included, before exiting.
+    logs.flush(crate::logging::FLUSH_TIMEOUT);
+    code
+}
+
+/// Start the async runtime and serve on it.
+fn run(args: ServeArgs, log: &Logger) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

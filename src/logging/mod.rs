@@ -7,8 +7,9 @@
 //! whoever reads stderr falls behind and the queue is full, lines are
 //! dropped and counted ([`dropped`]), and the next line that gets through
 //! is preceded by one saying how many were lost. A hook is never held up
-//! by its log line. When the last logger is dropped, what is queued is
-//! written out before the process goes on (for at most [`queue::FLUSH_TIMEOUT`]).
+//! by its log line. Before the process exits, [`Queue::flush`] has what is
+//! queued written out (for at most [`FLUSH_TIMEOUT`]), whichever threads
+//! still hold a logger; dropping the last logger does the same.
 //!
 //! In the text format a value that holds the format's own separators
 //! (`, ` and `: `), a quote or a control character is written quoted, with
@@ -22,7 +23,7 @@
 mod queue;
 mod quote;
 
-pub use queue::{dropped, Queue};
+pub use queue::{dropped, Queue, FLUSH_TIMEOUT};
 
 use std::io::{self, LineWriter, Write};
 use std::panic::{RefUnwindSafe, UnwindSafe};
@@ -75,13 +76,13 @@ pub const QUEUE_LINES: usize = 4096;
 
 /// Logs in `format` on stderr at `level` and above, through a queue of
 /// [`QUEUE_LINES`] lines, so that logging never blocks (see the module
-/// documentation).
-pub fn stderr_as(format: Format, level: Level) -> Logger {
-    match nonblocking_as(format, level, io::stderr(), QUEUE_LINES) {
-        Ok((logger, _)) => logger,
-        // No thread to spare at start: log as before rather than not at all.
-        Err(_) => to_writer_as(format, level, io::stderr()),
-    }
+/// documentation); and the queue, to [flush](Queue::flush) before exiting.
+pub fn stderr_as(format: Format, level: Level) -> (Logger, Queue) {
+    nonblocking_as(format, level, io::stderr(), QUEUE_LINES).unwrap_or_else(|_| {
+        // No thread to spare at start: log as before rather than not at
+        // all (each line written before the call returns; nothing queued).
+        (to_writer_as(format, level, io::stderr()), Queue::default())
+    })
 }
 
 /// Logs in `format` written to `w`, at `level` and above, each line written

@@ -3,20 +3,21 @@
 //! not fit is dropped and counted instead of holding up the caller.
 //!
 //! [`ReportDrops`] says how many lines were lost once a line gets through
-//! again; dropping the last [`QueueWriter`] lets the thread write what is
-//! queued, for at most [`FLUSH_TIMEOUT`].
+//! again. [`Queue::flush`] waits until every line queued so far is written,
+//! for at most [`FLUSH_TIMEOUT`]: before the process exits, and when the
+//! last logger is dropped.
 
 use std::io::{self, Write};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::mpsc::{Receiver, SyncSender};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 use slog::{b, o, record, Drain, Level, Never, OwnedKVList, Record};
 
-/// How long dropping the last logger waits for queued lines to be written:
-/// time enough for thousands of lines, and short enough that a stderr
-/// nobody reads cannot hold up the process's exit.
+/// How long a flush waits for queued lines to be written: time enough for
+/// thousands of lines, and short enough that a stderr nobody reads cannot
+/// hold up the process's exit.
 pub const FLUSH_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Log lines dropped by every queue in this process since it started: the
@@ -33,6 +34,9 @@ pub struct Queue {
     dropped: Arc<AtomicU64>,
     /// Whether the last line offered was taken.
     last_taken: Arc<AtomicBool>,
+    /// Lines taken into the queue, and lines written out of it.
+    taken: Arc<AtomicU64>,
+    written: Arc<(Mutex<u64>, Condvar)>,
 }
 
 impl Queue {
@@ -41,13 +45,42 @@ impl Queue {
         self.dropped.load(Relaxed)
     }
 
+    /// Wait until every line queued before this call is written, for at
+    /// most `within`. Whoever holds a logger, nothing logged before the
+    /// process exits is lost once this has returned in time.
+    pub fn flush(&self, within: Duration) {
+        let target = self.taken.load(Relaxed);
+        let deadline = Instant::now() + within;
+        let (written, wrote) = &*self.written;
+        let mut n = written.lock().unwrap_or_else(|e| e.into_inner());
+        while *n < target {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            n = wrote
+                .wait_timeout(n, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+
+    /// The writer thread wrote `lines` more.
+    fn wrote(&self, lines: u64) {
+        let (written, wrote) = &*self.written;
+        *written.lock().unwrap_or_else(|e| e.into_inner()) += lines;
+        wrote.notify_all();
+    }
+
     fn had_room(&self) -> bool {
         self.last_taken.load(Relaxed)
     }
 
     fn offered(&self, taken: bool) {
         self.last_taken.store(taken, Relaxed);
-        if !taken {
+        if taken {
+            self.taken.fetch_add(1, Relaxed);
+        } else {
             self.dropped.fetch_add(1, Relaxed);
             DROPPED.fetch_add(1, Relaxed);
         }
@@ -119,13 +152,10 @@ impl<D: Drain<Ok = (), Err = Never>> Drain for ReportDrops<D> {
 /// Where a nonblocking logger's drain writes: complete lines go into the
 /// queue if it has room, and are dropped otherwise.
 pub(super) struct QueueWriter {
-    /// Taken when the writer is dropped, which lets the thread finish.
-    lines: Option<SyncSender<Vec<u8>>>,
+    lines: SyncSender<Vec<u8>>,
     /// The line being formatted.
     pending: Vec<u8>,
     queue: Queue,
-    /// Closed by the writer thread when it has written everything.
-    done: Option<Receiver<()>>,
 }
 
 impl QueueWriter {
@@ -138,25 +168,21 @@ impl QueueWriter {
     ) -> io::Result<(QueueWriter, Queue)> {
         let queue = Queue::default();
         let (lines, incoming) = std::sync::mpsc::sync_channel(capacity);
-        let (finished, done) = std::sync::mpsc::channel();
+        let written = queue.clone();
         std::thread::Builder::new()
             .name("flux-recv-log".into())
-            .spawn(move || write_lines(w, incoming, finished))?;
+            .spawn(move || write_lines(w, incoming, &written))?;
         let writer = QueueWriter {
-            lines: Some(lines),
+            lines,
             pending: Vec::new(),
             queue: queue.clone(),
-            done: Some(done),
         };
         Ok((writer, queue))
     }
 
     fn send(&mut self) {
         let line = std::mem::take(&mut self.pending);
-        let taken = self
-            .lines
-            .as_ref()
-            .is_some_and(|lines| lines.try_send(line).is_ok());
+        let taken = self.lines.try_send(line).is_ok();
         self.queue.offered(taken);
     }
 }
@@ -181,15 +207,11 @@ impl Write for QueueWriter {
 }
 
 impl Drop for QueueWriter {
-    /// The last logger is gone: let the thread write what is queued, and
-    /// wait for it, within bounds.
+    /// The last logger is gone: wait, within bounds, for the thread to
+    /// write what is queued (it then finishes, its only sender gone).
     fn drop(&mut self) {
         let _ = self.flush();
-        // The thread finishes once its only sender is gone.
-        self.lines = None;
-        if let Some(done) = self.done.take() {
-            let _ = done.recv_timeout(FLUSH_TIMEOUT);
-        }
+        self.queue.flush(FLUSH_TIMEOUT);
     }
 }
 
@@ -198,16 +220,14 @@ impl Drop for QueueWriter {
 const GATHER: Duration = Duration::from_millis(5);
 
 /// The writer thread: write lines as they come, several at once when they
-/// queue up, until every sender is gone; then say so by dropping `finished`.
-fn write_lines<W: Write>(
-    mut w: W,
-    lines: Receiver<Vec<u8>>,
-    finished: std::sync::mpsc::Sender<()>,
-) {
+/// queue up, counting them written into `queue`, until every sender is
+/// gone.
+fn write_lines<W: Write>(mut w: W, lines: Receiver<Vec<u8>>, queue: &Queue) {
     let mut batch = Vec::new();
     while let Ok(line) = lines.recv() {
         batch.clear();
         batch.extend_from_slice(&line);
+        let mut count = 1;
         // Let lines gather for a moment: while this thread sleeps (rather
         // than waits on the channel), loggers queue lines without waking
         // it, so a busy server pays one wake-up and one write per batch,
@@ -215,6 +235,7 @@ fn write_lines<W: Write>(
         std::thread::sleep(GATHER);
         while let Ok(line) = lines.try_recv() {
             batch.extend_from_slice(&line);
+            count += 1;
             if batch.len() >= 64 * 1024 {
                 let _ = w.write_all(&batch).and_then(|()| w.flush());
                 batch.clear();
@@ -222,8 +243,8 @@ fn write_lines<W: Write>(
         }
         // Nowhere to report a failing stderr; keep going, it may recover.
         let _ = w.write_all(&batch).and_then(|()| w.flush());
+        queue.wrote(count);
     }
-    drop(finished);
 }
 
 #[cfg(test)]
@@ -350,5 +371,40 @@ mod tests {
             assert_eq!(text.lines().count(), 1001, "{format:?}");
             assert!(text.lines().last().unwrap().contains("last"));
         }
+    }
+
+    /// A writer that takes its time over every write, as a slow pipe.
+    #[derive(Clone)]
+    struct Slow(Captured);
+
+    impl Write for Slow {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            std::thread::sleep(Duration::from_millis(20));
+            self.0.write(buf)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_flush_writes_out_what_is_queued_while_loggers_live_on() {
+        let out = Captured::default();
+        let (log, queue) =
+            nonblocking_as(Format::Text, Level::Info, Slow(out.clone()), 64).unwrap();
+        for i in 0..10 {
+            info!(log, "line"; "i" => i);
+            // Lines one write each, not one batch.
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        info!(log, "stopped");
+        queue.flush(FLUSH_TIMEOUT * 10);
+        let text = out.text();
+        assert_eq!(text.lines().count(), 11, "{text}");
+        assert!(text.lines().last().unwrap().contains("stopped"), "{text}");
+        // The logger, still alive, still logs.
+        info!(log, "after");
+        drop(log);
+        assert!(out.text().lines().last().unwrap().contains("after"));
     }
 }
