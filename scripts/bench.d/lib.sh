@@ -1,28 +1,21 @@
 # shellcheck shell=bash
 # shellcheck disable=SC2034,SC2154 # variables are shared with the scripts that source this
 # Shared by scripts/bench and scripts/bench.d/profile (sourced, not run):
-# process bookkeeping, loopback helpers, the signed inputs, and starting
-# nginx, adnanh/webhook and flux-recv on free ports.
+# process bookkeeping, the signed inputs, and starting nginx,
+# adnanh/webhook and flux-recv on free ports. The loopback and /proc
+# helpers (stop, free_port, health_ok, wait_listening, status_kib, mib,
+# hmac, key_fingerprint) are in scripts/lib/fluxrecv.sh, sourced here.
 #
 # Expects: $here (this folder), $bin (flux-recv), $DURATION and
 # $CONNECTIONS (for floods), and a die function.
+
+# shellcheck source=scripts/lib/fluxrecv.sh
+source "$here/../lib/fluxrecv.sh"
 
 # ---------------------------------------------------------------- processes
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/flux-recv-bench.XXXXXX")
 pids=()
-
-# Stop one process we started: TERM, then KILL if it lingers.
-stop() {
-    local pid=$1 i
-    kill -TERM "$pid" 2>/dev/null || return 0
-    for ((i = 0; i < 60; i++)); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.05
-    done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-}
 
 cleanup() {
     local pid
@@ -31,46 +24,6 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-
-# A loopback port nobody listens on, below the ephemeral range so outgoing
-# connections do not take it meanwhile.
-free_port() {
-    local port
-    while :; do
-        port=$((20000 + RANDOM % 12000))
-        if ! { : 3<>"/dev/tcp/127.0.0.1/$port"; } 2>/dev/null; then
-            echo "$port"
-            return
-        fi
-    done
-}
-
-# GET /health with bash's own /dev/tcp (no fork, so polling is fine-grained).
-health_ok() {
-    local line=
-    {
-        printf 'GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n' >&3
-        IFS= read -r -t 2 line <&3
-    } 2>/dev/null 3<>"/dev/tcp/127.0.0.1/$1" || return 1
-    [[ $line == "HTTP/1.1 200"* ]]
-}
-
-# Wait until something accepts connections on a port (bounded: 10 s).
-wait_listening() {
-    local i
-    for ((i = 0; i < 1000; i++)); do
-        { : 3<>"/dev/tcp/127.0.0.1/$1"; } 2>/dev/null && return 0
-        sleep 0.01
-    done
-    die "nothing listens on 127.0.0.1:$1 after 10 s (see $2)"
-}
-
-# A field of /proc/PID/status in KiB (VmRSS: resident now, VmHWM: peak).
-status_kib() {
-    awk -v f="$2:" '$1 == f { print $2 }' "/proc/$1/status"
-}
-
-mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 
 # ---------------------------------------------------------------- inputs
 
@@ -84,10 +37,9 @@ key=$(openssl rand -hex 32)
 # (a mounted Secret), so every log line is not also a file event.
 mkdir -p "$tmp/config"
 printf %s "$key" >"$tmp/config/github.key"
-hmac() { openssl dgst -sha256 -hmac "$1" <"$2" | sed 's/^.*= //'; }
 good_sig=sha256=$(hmac "$key" "$body")
 bad_sig=sha256=$(hmac "not-$key" "$body")
-fingerprint=$(sha256sum <"$tmp/config/github.key" | cut -d' ' -f1)
+fingerprint=$(key_fingerprint "$tmp/config/github.key")
 
 # 64 pushes to different branches, each correctly signed: cycled through,
 # the 32 hooks in flight at any moment are all different notifications, so
