@@ -18,7 +18,7 @@ use flux_recv::options::Options;
 use flux_recv::routes::State;
 use flux_recv::table::Table;
 use tokio::sync::oneshot;
-use warp::Filter;
+use warp::{Filter, Reply as _};
 
 /// The conformance fixtures copied from the Go original.
 pub fn testdata() -> PathBuf {
@@ -36,6 +36,9 @@ pub enum Behaviour {
     Hang,
     /// Answer 202 after this many milliseconds.
     Delay(u64),
+    /// Answer this (3xx) status with a Location naming the notify path at
+    /// this address: another stand-in, which records it if it is followed.
+    Redirect(u16, SocketAddr),
 }
 
 /// A stand-in for fluxd's API on loopback.
@@ -75,10 +78,21 @@ impl FakeFluxd {
                         .unwrap()
                         .push(serde_json::from_slice(&body).expect("relay sends JSON"));
                     let status = match behaviour {
-                        Behaviour::Status(s) => s,
+                        Behaviour::Status(s) | Behaviour::Redirect(s, _) => s,
                         _ => 202,
                     };
-                    warp::reply::with_status("", warp::http::StatusCode::from_u16(status).unwrap())
+                    let mut reply = warp::reply::with_status(
+                        "",
+                        warp::http::StatusCode::from_u16(status).unwrap(),
+                    )
+                    .into_response();
+                    if let Behaviour::Redirect(_, to) = behaviour {
+                        let location = format!("http://{to}/api/flux/v11/notify");
+                        reply
+                            .headers_mut()
+                            .insert("location", location.parse().unwrap());
+                    }
+                    reply
                 }
             });
         let stop = serve(notify, listener);

@@ -152,17 +152,23 @@ async fn a_wrong_api_path_is_502_naming_fluxds_answer() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redirect_from_fluxd_is_refused_not_followed() {
+    // The redirects point at a second stand-in, which records a POST there:
+    // a 307 followed would re-send the notification to it.
+    let target = FakeFluxd::start().await;
     let fluxd = FakeFluxd::start().await;
-    fluxd.set(Behaviour::Status(302));
     let dir = tempfile::tempdir().unwrap();
     let (config, hook) = github_config(dir.path(), &fluxd.api());
     let recv = Recv::start(&config, Options::default()).await;
-    let body = github_body("org/app", "main");
-    let reply = post(recv.url(&hook), github_push(&body), body).await;
-    assert_eq!(reply.status, 502, "{}", reply.body);
-    assert!(reply.body.contains("302"), "{}", reply.body);
-    // One POST, and no GET anywhere after it.
-    assert_eq!(fluxd.take().len(), 1);
+    for status in [302, 307] {
+        fluxd.set(Behaviour::Redirect(status, target.addr));
+        let body = github_body("org/app", "main");
+        let reply = post(recv.url(&hook), github_push(&body), body).await;
+        assert_eq!(reply.status, 502, "{}", reply.body);
+        assert!(reply.body.contains(&status.to_string()), "{}", reply.body);
+        // One POST to fluxd, and nothing at the Location.
+        assert_eq!(fluxd.take().len(), 1);
+    }
+    assert!(target.take().is_empty(), "followed a redirect");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
