@@ -6,13 +6,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use flux_recv::delivery::{Confirmation, Options};
-use tokio::sync::oneshot;
 use warp::Filter;
 
 use crate::fluxd::{Fluxd, Reply};
 use crate::{
-    api, dead_addr, eventually, image, item, json, log_line, notify_url, options, start,
-    with_workers, BUDGET,
+    api, dead_addr, eventually, image, item, json, log_line, notify_url, options, serve, sorted,
+    start, with_workers, BUDGET,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -26,9 +25,7 @@ async fn accepted_within_the_budget() {
         .unwrap();
     assert_eq!(ticket.wait(BUDGET).await, Confirmation::Accepted);
 
-    let mut got = fluxd.notified();
-    got.sort_by_key(|v| v.to_string());
-    assert_eq!(got, vec![json(&a), json(&b)]);
+    assert_eq!(sorted(fluxd.notified()), vec![json(&a), json(&b)]);
     let s = queue.snapshot();
     assert_eq!((s.pending, s.oldest_age), (0, Duration::ZERO));
     let f = api(&s, &url);
@@ -42,7 +39,6 @@ async fn accepted_within_the_budget() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_request_carries_json_and_the_user_agent() {
     // A warp filter that only answers 202 when both headers are right.
-    let (tx, rx) = oneshot::channel::<()>();
     let seen = Arc::new(Mutex::new(None));
     let s = seen.clone();
     let route = warp::header::<String>("user-agent")
@@ -53,21 +49,14 @@ async fn the_request_carries_json_and_the_user_agent() {
         });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = notify_url(listener.local_addr().unwrap());
-    tokio::spawn(
-        warp::serve(route)
-            .incoming(listener)
-            .graceful(async {
-                let _ = rx.await;
-            })
-            .run(),
-    );
+    let stop = serve(route, listener);
     let (queue, _) = start(options());
     let ticket = queue.submit(vec![item(&url, &image("a"), "")]).unwrap();
     assert_eq!(ticket.wait(BUDGET).await, Confirmation::Accepted);
     let (ua, ct) = seen.lock().unwrap().clone().unwrap();
     assert_eq!(ua, concat!("flux-recv/", env!("CARGO_PKG_VERSION")));
     assert_eq!(ct, "application/json");
-    drop(tx);
+    drop(stop);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

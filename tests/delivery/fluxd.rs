@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::sync::{oneshot, watch};
 use warp::Filter;
 
-use crate::{eventually, notify_url};
+use crate::{eventually, notify_url, serve};
 
 /// How the stand-in answers one request.
 #[derive(Debug, Clone)]
@@ -126,20 +126,11 @@ impl Fluxd {
                     }
                 },
             );
-        let (stop, stopped) = oneshot::channel::<()>();
-        tokio::spawn(
-            warp::serve(route)
-                .incoming(listener)
-                .graceful(async {
-                    let _ = stopped.await;
-                })
-                .run(),
-        );
         Fluxd {
             addr,
             seen,
             gate,
-            _stop: stop,
+            _stop: serve(route, listener),
         }
     }
 

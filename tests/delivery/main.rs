@@ -9,6 +9,9 @@
 //!   shutdown;
 //! - `metrics`: the per-API figures a scrape shows.
 
+#[path = "../common/mod.rs"]
+mod common;
+
 mod answers;
 mod coalescing;
 mod fluxd;
@@ -23,16 +26,10 @@ use flux_recv::delivery::{Backoff, Item, Options, Queue, Snapshot};
 use flux_recv::logging::{Captured, Format};
 use flux_recv::notification::{Change, ImageName};
 
+use common::{dead_addr, serve, sorted};
+
 fn notify_url(addr: SocketAddr) -> Arc<str> {
     format!("http://{addr}/api/flux/v11/notify").into()
-}
-
-/// An address nothing listens on (until a test starts something there).
-fn dead_addr() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
 }
 
 fn image(name: &str) -> Change {

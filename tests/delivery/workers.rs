@@ -8,7 +8,8 @@ use flux_recv::delivery::{Confirmation, Full, Options};
 
 use crate::fluxd::{Fluxd, Reply};
 use crate::{
-    api, dead_addr, eventually, image, item, json, notify_url, options, start, with_workers, BUDGET,
+    api, dead_addr, eventually, image, item, json, notify_url, options, sorted, start,
+    with_workers, BUDGET,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -31,9 +32,10 @@ async fn fan_out_delivers_to_each_api_independently() {
         both.wait(Duration::from_millis(300)).await,
         Confirmation::Pending { .. }
     ));
-    let mut got = up.notified();
-    got.sort_by_key(|v| v.to_string());
-    assert_eq!(got, vec![json(&change), json(&image("other"))]);
+    assert_eq!(
+        sorted(up.notified()),
+        vec![json(&change), json(&image("other"))]
+    );
     let s = queue.snapshot();
     assert_eq!(s.pending, 1);
     let (u, d) = (api(&s, &up_url), api(&s, &down_url));
