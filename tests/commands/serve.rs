@@ -3,7 +3,7 @@
 //! connections and says so.
 
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use flux_recv::fd_limit::{self, Limits};
 use flux_recv::options::Options;
@@ -12,55 +12,20 @@ use crate::common::process::Running;
 use crate::common::testdata;
 use crate::{flux_recv, path_str, run, scrubbed, stderr, stdout};
 
-/// Kills the child server when the test ends, however it ends.
-struct Child(std::process::Child);
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn the_go_originals_invocation_still_serves() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    // `--listen :PORT`, as the Go original took it (port 0: the one it
+    // says it listens on).
     let demo = testdata().join("demo").join("fluxrecv.yaml");
-    let _server = Child(
-        flux_recv(&[
-            "--config",
-            path_str(&demo),
-            "--listen",
-            &format!(":{port}"),
-            "--dry-run",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap(),
-    );
+    let mut server = Running::start(flux_recv(&[
+        "--config",
+        path_str(&demo),
+        "--listen",
+        ":0",
+        "--dry-run",
+    ]));
+    let port = server.address().port();
     let base = format!("http://127.0.0.1:{port}");
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
-    let started = Instant::now();
-    loop {
-        if let Ok(r) = agent.get(&format!("{base}/health")).call() {
-            if r.status() == 200 {
-                break;
-            }
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "flux-recv did not come up on :{port}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
     let o = run(&[
         "send",
         "--config",
