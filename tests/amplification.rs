@@ -5,7 +5,6 @@
 mod common;
 
 use common::*;
-use flux_recv::endpoint::fingerprint;
 use flux_recv::options::Options;
 
 const KEY: &[u8] = b"0123456789abcdef-amplification";
@@ -37,7 +36,7 @@ async fn a_delivery_is_collapsed_and_capped() {
         ..Options::default()
     };
     let recv = Recv::start(&config, options).await;
-    let hook = recv.url(&format!("/hook/{}", fingerprint(KEY, None)));
+    let hook = recv.url(&hook_path(KEY));
     let headers = || vec![("X-Event-Key".to_string(), "repo:push".to_string())];
 
     // 20,000 changes of two branches: two notifications.

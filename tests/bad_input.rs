@@ -212,7 +212,7 @@ async fn every_bad_input_gets_its_4xx_and_nothing_reaches_fluxd() {
             String::from_utf8(key.clone()).unwrap(),
         ));
         let proof = source.provider().proof.header();
-        let fp = flux_recv::endpoint::fingerprint(&key, None);
+        let hook = hook_path(&key);
         let cases = cases(source, &key);
         // Every source gets the payload cases or the proof cases, or both;
         // one that reads nothing and proves nothing (Generic) has no bad
@@ -233,7 +233,7 @@ async fn every_bad_input_gets_its_4xx_and_nothing_reaches_fluxd() {
                     secrets.push((format!("{} proof", case.name), value.to_string()));
                 }
             }
-            let reply = post(recv.url(&format!("/hook/{fp}")), case.headers, case.body).await;
+            let reply = post(recv.url(&hook), case.headers, case.body).await;
             assert_eq!(reply.status, case.status, "{}: {}", case.name, reply.body);
             let sent = fluxd.take();
             if case.name.ends_with(" valid") {

@@ -93,10 +93,7 @@ const OUTCOMES: [&str; 9] = [
 ];
 
 fn dockerhub_hook() -> String {
-    format!(
-        "/hook/{}",
-        flux_recv::endpoint::fingerprint(DOCKERHUB_KEY, None)
-    )
+    hook_path(DOCKERHUB_KEY)
 }
 
 /// GitHub and Docker Hub endpoints in `dir`; returns the config path and
@@ -255,7 +252,7 @@ async fn refused_pubsub_tokens_are_counted_by_check() {
         ..Options::default()
     };
     let recv = Recv::start(&config, opts).await;
-    let hook = format!("/hook/{}", flux_recv::endpoint::fingerprint(key, None));
+    let hook = hook_path(key);
     let body = b"{}".to_vec();
     let reply = post(recv.url(&hook), vec![], body.clone()).await;
     assert_eq!(reply.status, 401);

@@ -10,7 +10,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{get, post, sorted, write_config, FakeFluxd, Recv, Reply};
+use common::{get, hook_path, post, sorted, write_config, FakeFluxd, Recv, Reply};
 use flux_recv::options::Options;
 use flux_recv::source::{Delivery, SampleRequest, Source};
 use serde_json::{json, Value};
@@ -56,13 +56,12 @@ fn sample(source: &str, event: &str, key: &[u8], body: Option<&[u8]>) -> Deliver
 
 /// Post `delivery` to `source`'s hook URL.
 async fn deliver(recv: &Recv, source: &str, delivery: &Delivery) -> Reply {
-    let fingerprint = flux_recv::endpoint::fingerprint(&key(source), None);
     let headers = delivery
         .headers
         .iter()
         .map(|(name, value)| (name.to_string(), value.clone()))
         .collect();
-    let url = recv.url(&format!("/hook/{fingerprint}"));
+    let url = recv.url(&hook_path(&key(source)));
     post(url, headers, delivery.body.clone()).await
 }
 

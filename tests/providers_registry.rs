@@ -31,8 +31,7 @@ fn key(source: &str) -> String {
 }
 
 fn hook(source: &str) -> String {
-    let fp = flux_recv::endpoint::fingerprint(key(source).as_bytes(), None);
-    format!("/hook/{fp}")
+    hook_path(key(source).as_bytes())
 }
 
 fn config(dir: &Path, api: &str) -> PathBuf {

@@ -7,7 +7,6 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::*;
-use flux_recv::endpoint::fingerprint;
 use flux_recv::options::Options;
 use flux_recv::reload;
 use flux_recv::source::{SampleRequest, Source};
@@ -33,7 +32,7 @@ fn config(dir: &Path, api: &str, github: &str, dockerhub: &str) -> std::path::Pa
 /// POST a GitHub push of `branch`.
 async fn push(recv: &Recv, branch: &str) -> Reply {
     let body = github_body("org/app", branch);
-    let hook = format!("/hook/{}", fingerprint(GITHUB, None));
+    let hook = hook_path(GITHUB);
     let mut headers = github_push(&body);
     let sig = flux_recv::source::verify::sign(
         flux_recv::source::verify::Algorithm::Sha256,
@@ -49,7 +48,7 @@ async fn push(recv: &Recv, branch: &str) -> Reply {
 async fn image_push(recv: &Recv, name: &str) -> Reply {
     let (owner, repo) = name.split_once('/').unwrap();
     let body = format!(r#"{{"repository":{{"repo_name":"{owner}/{repo}"}}}}"#);
-    let hook = format!("/hook/{}", fingerprint(DOCKERHUB, None));
+    let hook = hook_path(DOCKERHUB);
     post(recv.url(&hook), vec![], body.into_bytes()).await
 }
 
@@ -165,7 +164,7 @@ async fn a_delivery_with_some_changes_filtered_sends_the_rest() {
     let recv = Recv::start(&cfg, Options::default()).await;
     let body = br#"{"repository":{"full_name":"org/app"},"push":{"changes":[
         {"new":{"name":"main"}},{"new":{"name":"dev"}},{"new":{"name":"other"}}]}}"#;
-    let hook = format!("/hook/{}", fingerprint(GITHUB, None));
+    let hook = hook_path(GITHUB);
     let headers = vec![("X-Event-Key".to_string(), "repo:push".to_string())];
     let reply = post(recv.url(&hook), headers, body.to_vec()).await;
     assert_eq!(reply.status, 200);

@@ -357,6 +357,5 @@ pub fn git_notification(repo: &str, branch: &str) -> serde_json::Value {
 pub fn github_config(dir: &Path, api: &str) -> (PathBuf, String) {
     std::fs::write(dir.join("github.key"), GITHUB_KEY).unwrap();
     let config = write_config(dir, api, "- source: GitHub\n  keyPath: github.key\n");
-    let fp = flux_recv::endpoint::fingerprint(GITHUB_KEY, None);
-    (config, format!("/hook/{fp}"))
+    (config, hook_path(GITHUB_KEY))
 }

@@ -38,10 +38,7 @@ async fn start(
     }
     let config = write_config(dir, &fluxd.api(), &endpoint);
     let recv = Recv::start(&config, options).await;
-    let hook = recv.url(&format!(
-        "/hook/{}",
-        flux_recv::endpoint::fingerprint(GCR_KEY, None)
-    ));
+    let hook = recv.url(&hook_path(GCR_KEY));
     (recv, hook)
 }
 

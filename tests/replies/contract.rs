@@ -253,10 +253,7 @@ async fn a_delivery_that_does_not_fit_the_queue_is_503_and_nothing_of_it_is_queu
         ..Options::default()
     };
     let recv = Recv::start(&config, options).await;
-    let hook = recv.url(&format!(
-        "/hook/{}",
-        flux_recv::endpoint::fingerprint(GITHUB_KEY, None)
-    ));
+    let hook = recv.url(&hook_path(GITHUB_KEY));
     let push = |branches: &[&str]| {
         let changes: Vec<String> = branches
             .iter()
@@ -304,10 +301,7 @@ async fn fan_out_with_one_api_down_delivers_to_the_other() {
         ),
     );
     let recv = Recv::start(&config, budget(300)).await;
-    let hook = format!(
-        "/hook/{}",
-        flux_recv::endpoint::fingerprint(GITHUB_KEY, None)
-    );
+    let hook = hook_path(GITHUB_KEY);
     let body = github_body("org/app", "main");
     let reply = post(recv.url(&hook), github_push(&body), body).await;
     // Not every API confirmed: 202.
