@@ -6,7 +6,7 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::*;
 use flux_recv::logging::{Captured, Format};
@@ -356,26 +356,24 @@ async fn ready_turns_503_when_shutdown_begins_while_health_stays_200() {
     // A hook is held by a slow fluxd when shutdown begins.
     let body = github_body("org/app", "main");
     let in_flight = tokio::spawn(post(recv.url(&hook), github_push(&body), body));
-    let attempted = Instant::now();
-    while recv.state.hooks.queue().snapshot().sending == 0 {
-        assert!(attempted.elapsed() < Duration::from_secs(5), "no relay");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    eventually("a relay", Duration::from_secs(5), || {
+        recv.state.hooks.queue().snapshot().sending > 0
+    })
+    .await;
     recv.shutdown();
 
     // The signal reaches the accept loop at once; poll rather than guess.
-    let mut ready = get(recv.url("/ready")).await;
-    for _ in 0..50 {
+    eventually_async("/ready to change", Duration::from_secs(5), || async {
+        let ready = get(recv.url("/ready")).await;
         if ready.status != 200 {
-            break;
+            assert_eq!(
+                (ready.status, ready.body.as_str()),
+                (503, "shutting down\n")
+            );
         }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-        ready = get(recv.url("/ready")).await;
-    }
-    assert_eq!(
-        (ready.status, ready.body.as_str()),
-        (503, "shutting down\n")
-    );
+        ready.status != 200
+    })
+    .await;
     let health = get(recv.url("/health")).await;
     assert_eq!((health.status, health.body.as_str()), (200, "OK\n"));
 

@@ -157,6 +157,29 @@ pub fn sorted(mut notifications: Vec<serde_json::Value>) -> Vec<serde_json::Valu
     notifications
 }
 
+/// Poll `check` every 10 ms until it holds; fail, naming `what`, once
+/// `within` has passed.
+pub async fn eventually(what: &str, within: Duration, mut check: impl FnMut() -> bool) {
+    let started = std::time::Instant::now();
+    while !check() {
+        assert!(started.elapsed() < within, "{what}: not within {within:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// [`eventually`] for a check that awaits (a request, say).
+pub async fn eventually_async<F, Fut>(what: &str, within: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = std::time::Instant::now();
+    while !check().await {
+        assert!(started.elapsed() < within, "{what}: not within {within:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// An address nothing listens on.
 pub fn dead_addr() -> SocketAddr {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

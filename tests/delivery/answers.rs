@@ -83,10 +83,9 @@ async fn fluxd_down_then_back_is_pending_then_delivered_late() {
     // fluxd comes back on the same address: delivered within seconds.
     let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
     let fluxd = Fluxd::on(listener, |_, _| Reply::Status(202)).await;
-    eventually(
-        || queue.snapshot().pending == 0,
-        "delivery after fluxd's return",
-    )
+    eventually("delivery after fluxd's return", BUDGET, || {
+        queue.snapshot().pending == 0
+    })
     .await;
     assert_eq!(fluxd.notified(), vec![json(&change)]);
     let s = queue.snapshot();

@@ -157,6 +157,9 @@ impl Fluxd {
 
     /// Wait (bounded) until `n` requests have arrived.
     pub async fn arrived(&self, n: usize) {
-        eventually(|| self.seen().len() >= n, "requests to arrive").await;
+        eventually("requests to arrive", crate::BUDGET, || {
+            self.seen().len() >= n
+        })
+        .await;
     }
 }

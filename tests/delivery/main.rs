@@ -20,13 +20,13 @@ mod workers;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use flux_recv::delivery::{Backoff, Item, Options, Queue, Snapshot};
 use flux_recv::logging::{Captured, Format};
 use flux_recv::notification::{Change, ImageName};
 
-use common::{dead_addr, serve, sorted};
+use common::{dead_addr, eventually, serve, sorted};
 
 fn notify_url(addr: SocketAddr) -> Arc<str> {
     format!("http://{addr}/api/flux/v11/notify").into()
@@ -79,19 +79,10 @@ fn start(options: Options) -> (Queue, Captured) {
     (Queue::start(options, log).unwrap(), logs)
 }
 
-/// Poll `cond` until it holds; fail after 5 s.
-async fn eventually(mut cond: impl FnMut() -> bool, what: &str) {
-    let until = Instant::now() + Duration::from_secs(5);
-    while !cond() {
-        assert!(Instant::now() < until, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 /// The first log line containing `needle`, waiting for it: workers log
 /// after they have told the waiting replies, so a little after.
 async fn log_line(logs: &Captured, needle: &str) -> String {
-    eventually(|| logs.text().contains(needle), needle).await;
+    eventually(needle, BUDGET, || logs.text().contains(needle)).await;
     let text = logs.text();
     text.lines()
         .find(|l| l.contains(needle))

@@ -41,10 +41,9 @@ async fn fan_out_delivers_to_each_api_independently() {
     let (u, d) = (api(&s, &up_url), api(&s, &down_url));
     assert_eq!((u.delivered, u.pending), (2, 0));
     assert_eq!((d.delivered, d.pending), (0, 1));
-    eventually(
-        || api(&queue.snapshot(), &down_url).attempts >= 1,
-        "an attempt on the API that is down",
-    )
+    eventually("an attempt on the API that is down", BUDGET, || {
+        api(&queue.snapshot(), &down_url).attempts >= 1
+    })
     .await;
 }
 
@@ -68,10 +67,9 @@ async fn a_failing_api_holds_at_most_half_the_workers() {
     // Before its first answer nothing says it hangs: both workers try.
     // Once one attempt timed out it is failing, and a third attempt means
     // a worker was free to make it.
-    eventually(
-        || api(&queue.snapshot(), &h).attempts >= 3,
-        "an attempt after the first timeouts",
-    )
+    eventually("an attempt after the first timeouts", BUDGET, || {
+        api(&queue.snapshot(), &h).attempts >= 3
+    })
     .await;
     // The other worker is free for another API at once (well within the
     // second a hanging attempt takes).
@@ -84,14 +82,11 @@ async fn a_failing_api_holds_at_most_half_the_workers() {
     );
     // And the failing API never holds more than its share (one).
     let mut most = 0;
-    eventually(
-        || {
-            let s = queue.snapshot();
-            most = most.max(s.sending);
-            api(&s, &h).attempts >= 5
-        },
-        "more attempts on the hanging API",
-    )
+    eventually("more attempts on the hanging API", BUDGET, || {
+        let s = queue.snapshot();
+        most = most.max(s.sending);
+        api(&s, &h).attempts >= 5
+    })
     .await;
     assert_eq!(most, 1);
 }

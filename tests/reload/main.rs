@@ -16,9 +16,8 @@ mod common;
 mod tables;
 mod triggers;
 
-use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::kubelet::SecretVolume;
 use common::*;
@@ -42,28 +41,15 @@ async fn status(recv: &Recv, key: &[u8]) -> u16 {
     post(recv.url(&hook(key)), headers, body).await.status
 }
 
-/// Poll `check` every 10 ms until it holds; fail after 10 s.
-async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if check().await {
-            return;
-        }
-        assert!(Instant::now() < deadline, "not within 10 s: {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
+/// How long a reload may take to show.
+const WITHIN: Duration = Duration::from_secs(10);
 
 async fn until_status(recv: &Recv, key: &[u8], want: u16, what: &str) {
-    eventually(what, || async { status(recv, key).await == want }).await;
+    eventually_async(what, WITHIN, || async { status(recv, key).await == want }).await;
 }
 
 async fn until_logged(recv: &Recv, needles: &[&str]) {
-    eventually(&format!("a log line with {needles:?}"), || async {
+    eventually_async(&format!("a log line with {needles:?}"), WITHIN, || async {
         log_line(recv, needles).is_some()
     })
     .await;

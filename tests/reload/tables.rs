@@ -9,10 +9,10 @@ use std::time::Duration;
 use flux_recv::endpoint::fingerprint;
 use flux_recv::reload::{self, ReloadResult, Trigger};
 
-use crate::common::{git_notification, FakeFluxd};
+use crate::common::{eventually_async, git_notification, FakeFluxd};
 use crate::{
-    config, eventually, hook, log_line, push, start, status, until_logged, until_status, Pod,
-    KEY_A, KEY_B, KEY_C, KEY_D, NO_RESYNC,
+    config, hook, log_line, push, start, status, until_logged, until_status, Pod, KEY_A, KEY_B,
+    KEY_C, KEY_D, NO_RESYNC, WITHIN,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -111,7 +111,7 @@ async fn a_changed_api_sends_notifications_to_the_new_fluxd() {
         &new.api(),
         &[&pod.key_a(), "../fluxrecv-keys/b.key"],
     ));
-    eventually("a notification reaches the new fluxd", || async {
+    eventually_async("a notification reaches the new fluxd", WITHIN, || async {
         status(&recv, KEY_A).await == 200 && !new.take().is_empty()
     })
     .await;
@@ -269,7 +269,7 @@ async fn a_reload_that_changes_nothing_logs_nothing_above_debug() {
     assert_eq!(result, ReloadResult::Unchanged);
     // ...and through the task: resyncs and a SIGHUP request.
     reloader.request(Trigger::Hangup);
-    eventually("three resyncs and a SIGHUP", || async {
+    eventually_async("three resyncs and a SIGHUP", WITHIN, || async {
         let text = recv.logs.text();
         text[from..].matches("trigger: resync").count() >= 3
             && text[from..].contains("trigger: sighup")

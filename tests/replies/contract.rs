@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use flux_recv::options::Options;
 
 use crate::common::*;
-use crate::{budget, eventually, free_addr, raw_reply};
+use crate::{budget, free_addr, raw_reply};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_signed_push_reaches_fluxd() {

@@ -15,7 +15,7 @@ mod contract;
 mod nothing_sent;
 mod shutdown;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use flux_recv::options::Options;
@@ -25,15 +25,6 @@ fn budget(ms: u64) -> Options {
     Options {
         reply_budget: Duration::from_millis(ms),
         ..Options::default()
-    }
-}
-
-/// Poll `check` every 20 ms until it holds; fail after `within`.
-async fn eventually(what: &str, within: Duration, mut check: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while !check() {
-        assert!(started.elapsed() < within, "{what}: not within {within:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
