@@ -9,10 +9,13 @@
 //!   when the new files are broken, and that serving never notices a swap;
 //! - `triggers`: what starts a reload: file events where the config's
 //!   files really are, editors' ways of saving, the periodic resync, and
-//!   SIGHUP.
+//!   SIGHUP;
+//! - `hostile`: keys replaced by files that are not what they claim (a
+//!   FIFO nothing writes, a symlink to `/dev/zero`).
 
 #[path = "../common/mod.rs"]
 mod common;
+mod hostile;
 mod tables;
 mod triggers;
 

@@ -7,31 +7,19 @@
 //! task (and the process's exit) for good. The tests unblock such a FIFO
 //! when they end, so that a regression fails them instead of hanging them.
 
-mod common;
-
 use std::fs::OpenOptions;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::process::Running;
-use common::*;
-use flux_recv::options::Options;
-use flux_recv::reload::{self, Trigger};
+use flux_recv::reload::Trigger;
 
-const KEY_A: &[u8] = b"0123456789abcdef-key-a-0123456789";
-const KEY_B: &[u8] = b"0123456789abcdef-key-b-0123456789";
-const KEY_C: &[u8] = b"0123456789abcdef-key-c-0123456789";
-
-use common::{hook_path as hook, signed_github_push as push};
-
-async fn status(addr: std::net::SocketAddr, key: &[u8]) -> u16 {
-    let (headers, body) = push(key);
-    post(format!("http://{addr}{}", hook(key)), headers, body)
-        .await
-        .status
-}
+use crate::common::process::Running;
+use crate::common::{get, post, write_config, FakeFluxd};
+use crate::{
+    hook, push, start, status, until_logged, until_status, KEY_A, KEY_B, KEY_C, NO_RESYNC,
+};
 
 /// A config naming `a.key` and `b.key` in `dir`, both written.
 fn plain_config(dir: &Path, api: &str) -> PathBuf {
@@ -75,40 +63,12 @@ impl Drop for Unblock {
     }
 }
 
-/// Poll `check` every 20 ms until it holds; fail after 10 s.
-async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !check() {
-        assert!(Instant::now() < deadline, "not within 10 s: {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-fn count(logs: &str, needles: &[&str]) -> usize {
-    logs.lines()
-        .filter(|l| needles.iter().all(|n| l.contains(n)))
-        .count()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_key_replaced_by_a_fifo_fails_the_reload_and_later_updates_are_taken_up() {
     let fluxd = FakeFluxd::start().await;
     let dir = tempfile::tempdir().unwrap();
     let config = plain_config(dir.path(), &fluxd.api());
-    let mut recv = Recv::start(&config, Options::default()).await;
-    let reloader = reload::spawn(
-        recv.state.table().clone(),
-        recv.state.metrics.clone(),
-        reload::Options {
-            resync_interval: Duration::from_secs(3600),
-            ..reload::Options::default()
-        },
-        recv.state.log.clone(),
-    );
-    eventually("the reload task watches", || {
-        recv.logs.text().contains("watching for changes")
-    })
-    .await;
+    let (mut recv, reloader) = start(&config, NO_RESYNC).await;
 
     let b = dir.path().join("b.key");
     let _unblock = replace_with_fifo(&b);
@@ -116,50 +76,32 @@ async fn a_key_replaced_by_a_fifo_fails_the_reload_and_later_updates_are_taken_u
         "cannot read key file {}: is a FIFO, not a regular file",
         b.display()
     );
-    eventually("the FIFO is refused by name", || {
-        count(
-            &recv.logs.text(),
-            &["ERRO", &fifo_error, "field: endpoints[1].keyPath"],
-        ) > 0
-    })
+    // The FIFO is refused by name, and the reload says it failed.
+    until_logged(
+        &recv,
+        &["ERRO", fifo_error.as_str(), "field: endpoints[1].keyPath"],
+    )
     .await;
-    eventually("the reload says it failed", || {
-        count(&recv.logs.text(), &["WARN", "reload failed; still serving"]) > 0
-    })
-    .await;
-    assert_eq!(status(recv.addr, KEY_B).await, 200, "the last good table");
-    assert_eq!(status(recv.addr, KEY_A).await, 200);
+    until_logged(&recv, &["WARN", "reload failed; still serving"]).await;
+    assert_eq!(status(&recv, KEY_B).await, 200, "the last good table");
+    assert_eq!(status(&recv, KEY_A).await, 200);
     assert_eq!(get(recv.url("/ready")).await.status, 200);
 
     // The task still takes requests: a SIGHUP re-reads and fails again.
     reloader.request(Trigger::Hangup);
-    eventually("the SIGHUP reload fails the same way", || {
-        count(&recv.logs.text(), &[&fifo_error, "trigger: sighup"]) > 0
-    })
-    .await;
+    until_logged(&recv, &[fifo_error.as_str(), "trigger: sighup"]).await;
 
     // A symlink to /dev/zero: refused before a byte is read.
     let zero = dir.path().join("zero.tmp");
     std::os::unix::fs::symlink("/dev/zero", &zero).unwrap();
     std::fs::rename(&zero, &b).unwrap();
-    eventually("/dev/zero is refused", || {
-        count(&recv.logs.text(), &["ERRO", "b.key: is a character device"]) > 0
-    })
-    .await;
-    assert_eq!(status(recv.addr, KEY_B).await, 200);
+    until_logged(&recv, &["ERRO", "b.key: is a character device"]).await;
+    assert_eq!(status(&recv, KEY_B).await, 200);
 
     // The next good write is taken up.
     replace_with_file(&b, KEY_C);
-    let mut moved = false;
-    for _ in 0..500 {
-        if status(recv.addr, KEY_C).await == 200 {
-            moved = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(moved, "the good key was not taken up");
-    assert_eq!(status(recv.addr, KEY_B).await, 404);
+    until_status(&recv, KEY_C, 200, "the good key taken up").await;
+    assert_eq!(status(&recv, KEY_B).await, 404);
     assert!(!recv
         .logs
         .text()
@@ -187,7 +129,9 @@ fn the_binary_exits_on_sigterm_while_a_key_is_a_fifo() {
     running.wait_for("is a FIFO, not a regular file");
     running.wait_for("reload failed; still serving the previous table");
     let rt = tokio::runtime::Runtime::new().unwrap();
-    assert_eq!(rt.block_on(status(addr, KEY_A)), 200);
+    let (headers, body) = push(KEY_A);
+    let reply = rt.block_on(post(format!("http://{addr}{}", hook(KEY_A)), headers, body));
+    assert_eq!(reply.status, 200);
 
     running.signal("TERM");
     let Some(exit) = running.exited(Duration::from_secs(12)) else {
