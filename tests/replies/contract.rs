@@ -78,6 +78,11 @@ async fn fluxd_down_is_202_within_the_budget_and_delivered_when_it_is_back() {
     )
     .await;
     assert_eq!(got, vec![git_notification("org/app", "main")]);
+    // fluxd has it before its answer reaches the worker that logs it.
+    eventually("the late delivery logged", Duration::from_secs(5), || {
+        recv.logs.text().contains("delivered late")
+    })
+    .await;
     let logs = recv.logs.text();
     let late = logs
         .lines()
