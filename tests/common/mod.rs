@@ -251,11 +251,25 @@ impl Drop for Recv {
     }
 }
 
-/// A reply: status and body text.
+/// A reply: status, Retry-After (if any) and body text.
 #[derive(Debug)]
 pub struct Reply {
     pub status: u16,
+    pub retry_after: Option<String>,
     pub body: String,
+}
+
+impl Reply {
+    fn read(mut resp: ureq::http::Response<ureq::Body>) -> Reply {
+        Reply {
+            status: resp.status().as_u16(),
+            retry_after: resp
+                .headers()
+                .get("retry-after")
+                .map(|v| v.to_str().unwrap().to_string()),
+            body: resp.body_mut().read_to_string().unwrap_or_default(),
+        }
+    }
 }
 
 /// POST with ureq on the blocking pool.
@@ -270,11 +284,7 @@ pub async fn post(url: String, headers: Vec<(String, String)>, body: Vec<u8>) ->
         for (k, v) in &headers {
             req = req.header(k, v);
         }
-        let mut resp = req.send(&body[..]).expect("request");
-        Reply {
-            status: resp.status().as_u16(),
-            body: resp.body_mut().read_to_string().unwrap_or_default(),
-        }
+        Reply::read(req.send(&body[..]).expect("request"))
     })
     .await
     .unwrap()
@@ -287,11 +297,7 @@ pub async fn get(url: String) -> Reply {
             .http_status_as_error(false)
             .build()
             .into();
-        let mut resp = agent.get(&url).call().expect("request");
-        Reply {
-            status: resp.status().as_u16(),
-            body: resp.body_mut().read_to_string().unwrap_or_default(),
-        }
+        Reply::read(agent.get(&url).call().expect("request"))
     })
     .await
     .unwrap()

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use flux_recv::options::Options;
 
+use crate::budget;
 use crate::common::*;
-use crate::{budget, free_addr, raw_reply};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_signed_push_reaches_fluxd() {
@@ -44,7 +44,7 @@ async fn a_signed_push_reaches_fluxd() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fluxd_down_is_202_within_the_budget_and_delivered_when_it_is_back() {
-    let addr = free_addr();
+    let addr = dead_addr();
     let dir = tempfile::tempdir().unwrap();
     let (config, hook) = github_config(dir.path(), &format!("http://{addr}/api/flux"));
     let recv = Recv::start(&config, budget(300)).await;
@@ -224,7 +224,7 @@ async fn a_hanging_fluxd_gets_202_at_the_budget_and_refusals_stay_fast() {
 async fn a_hook_survives_a_fluxd_restart_within_the_budget() {
     // fluxd is down when the hook arrives and comes back 1 s later, on the
     // same address: the reply waits, and says 200.
-    let addr = free_addr();
+    let addr = dead_addr();
     let dir = tempfile::tempdir().unwrap();
     let (config, hook) = github_config(dir.path(), &format!("http://{addr}/api/flux"));
     let recv = Recv::start(&config, budget(4000)).await;
@@ -244,7 +244,7 @@ async fn a_hook_survives_a_fluxd_restart_within_the_budget() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_delivery_that_does_not_fit_the_queue_is_503_and_nothing_of_it_is_queued() {
-    let addr = free_addr();
+    let addr = dead_addr();
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("bb.key"), GITHUB_KEY).unwrap();
     let config = write_config(
@@ -272,13 +272,13 @@ async fn a_delivery_that_does_not_fit_the_queue_is_503_and_nothing_of_it_is_queu
     };
     let headers = || vec![("X-Event-Key".to_string(), "repo:push".to_string())];
 
-    let reply = raw_reply(&hook, headers(), push(&["a", "b", "c"])).await;
-    assert_eq!(reply.0, 503, "{}", reply.2);
-    assert_eq!(reply.1.as_deref(), Some("5"));
+    let reply = post(hook.clone(), headers(), push(&["a", "b", "c"])).await;
+    assert_eq!(reply.status, 503, "{}", reply.body);
+    assert_eq!(reply.retry_after.as_deref(), Some("5"));
     assert!(
-        reply.2.contains("nothing of this delivery was queued"),
+        reply.body.contains("nothing of this delivery was queued"),
         "{}",
-        reply.2
+        reply.body
     );
     assert_eq!(recv.state.hooks.queue().snapshot().pending, 0);
 

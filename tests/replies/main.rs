@@ -17,7 +17,6 @@ mod shutdown;
 
 use std::time::Duration;
 
-use common::*;
 use flux_recv::options::Options;
 
 /// A reply budget short enough for tests that wait it out.
@@ -26,40 +25,4 @@ fn budget(ms: u64) -> Options {
         reply_budget: Duration::from_millis(ms),
         ..Options::default()
     }
-}
-
-/// An address to bring a stand-in fluxd up on later.
-fn free_addr() -> std::net::SocketAddr {
-    dead_addr()
-}
-
-/// POST and return (status, Retry-After, body).
-async fn raw_reply(
-    url: &str,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-) -> (u16, Option<String>, String) {
-    let url = url.to_string();
-    tokio::task::spawn_blocking(move || {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .build()
-            .into();
-        let mut req = agent.post(&url);
-        for (k, v) in &headers {
-            req = req.header(k, v);
-        }
-        let mut resp = req.send(&body[..]).unwrap();
-        let retry = resp
-            .headers()
-            .get("retry-after")
-            .map(|v| v.to_str().unwrap().to_string());
-        (
-            resp.status().as_u16(),
-            retry,
-            resp.body_mut().read_to_string().unwrap_or_default(),
-        )
-    })
-    .await
-    .unwrap()
 }

@@ -6,7 +6,6 @@ use std::time::Duration;
 use flux_recv::options::Options;
 
 use crate::common::*;
-use crate::raw_reply;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_hooks_send_nothing() {
@@ -125,9 +124,9 @@ async fn bodies_together_cannot_pass_the_body_budget() {
 
     // Another 32 KiB does not fit beside it: 503, come back later.
     let big = vec![b' '; 32 * 1024];
-    let reply = raw_reply(&recv.url(&hook), github_push(&big), big).await;
-    assert_eq!(reply.0, 503, "{}", reply.2);
-    assert_eq!(reply.1.as_deref(), Some("5"));
+    let reply = post(recv.url(&hook), github_push(&big), big).await;
+    assert_eq!(reply.status, 503, "{}", reply.body);
+    assert_eq!(reply.retry_after.as_deref(), Some("5"));
     // A small one still does.
     let body = github_body("org/app", "main");
     assert_eq!(

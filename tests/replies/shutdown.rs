@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 use flux_recv::options::Options;
 
 use crate::common::*;
-use crate::free_addr;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_lets_requests_in_flight_finish() {
@@ -31,7 +30,7 @@ async fn shutdown_lets_requests_in_flight_finish() {
 async fn shutdown_goes_on_delivering_until_the_drain_timeout() {
     // fluxd is away when the hook comes and the pod is told to stop; it
     // comes back during the drain: the notification still reaches it.
-    let addr = free_addr();
+    let addr = dead_addr();
     let dir = tempfile::tempdir().unwrap();
     let (config, hook) = github_config(dir.path(), &format!("http://{addr}/api/flux"));
     let options = Options {
