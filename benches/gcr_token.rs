@@ -7,7 +7,7 @@
 //! Run with `cargo bench --bench gcr_token`; figures are time per token.
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use flux_recv::gcr_auth::{GcrAuth, KeySet, Token};
+use flux_recv::gcr_auth::Token;
 use serde_json::json;
 
 #[path = "../tests/common/gcr_token.rs"]
@@ -17,11 +17,8 @@ use gcr_token::*;
 const NOW: u64 = 1_700_000_000;
 
 fn token(c: &mut Criterion) {
-    let keys = KeySet::from_jwks(google_jwks().to_string().as_bytes()).expect("keys");
-    let expect = GcrAuth {
-        audience: AUDIENCE.into(),
-        email: EMAIL.into(),
-    };
+    let keys = google_keys();
+    let expect = endpoint_auth();
     let genuine = signed(KID, &claims_at(NOW));
     let forged = sign(
         &json!({"alg": "RS256", "kid": KID, "typ": "JWT"}),

@@ -54,6 +54,19 @@ pub fn google_jwks() -> Value {
     serde_json::from_slice(&std::fs::read(path).expect("jwks.json")).expect("JSON")
 }
 
+/// The endpoint's `gcr:` block: [`AUDIENCE`] and [`EMAIL`].
+pub fn endpoint_auth() -> flux_recv::gcr_auth::GcrAuth {
+    flux_recv::gcr_auth::GcrAuth {
+        audience: AUDIENCE.into(),
+        email: EMAIL.into(),
+    }
+}
+
+/// [`google_jwks`] as flux-recv holds it: the first test key, as [`KID`].
+pub fn google_keys() -> flux_recv::gcr_auth::KeySet {
+    flux_recv::gcr_auth::KeySet::from_jwks(google_jwks().to_string().as_bytes()).expect("keys")
+}
+
 /// Our clock, in Unix seconds.
 pub fn now() -> u64 {
     SystemTime::now()

@@ -1,9 +1,7 @@
 //! Google's keys: reading a JWKS document strictly, the `--google-jwks-url`
 //! rules, and when a fetch happens.
 
-use flux_recv::gcr_auth::{
-    check_url, GcrAuth, Jwks, KeySet, TokenError, GOOGLE_JWKS_URL, MIN_REFRESH,
-};
+use flux_recv::gcr_auth::{check_url, Jwks, KeySet, TokenError, GOOGLE_JWKS_URL, MIN_REFRESH};
 use flux_recv::logging::{to_writer_as, Captured, Format};
 use http::{HeaderMap, HeaderValue};
 use rsa::traits::PublicKeyParts;
@@ -143,7 +141,7 @@ fn the_checked_url_is_the_one_fetched() {
     }
 }
 
-/// A push's headers with a genuine token for `expect()`.
+/// A push's headers with a genuine token for `endpoint_auth()`.
 fn genuine() -> HeaderMap {
     let token = signed(KID, &claims_at(now()));
     let mut headers = HeaderMap::new();
@@ -160,7 +158,10 @@ async fn a_redirect_is_not_followed() {
     let log = to_writer_as(Format::Text, slog::Level::Info, logs.clone());
     let jwks = Jwks::new(redirector.url(), MIN_REFRESH, log);
     // The keys behind the redirect would verify this token: not taken.
-    let err = jwks.authenticate(&genuine(), &expect()).await.unwrap_err();
+    let err = jwks
+        .authenticate(&genuine(), &endpoint_auth())
+        .await
+        .unwrap_err();
     assert_eq!(err, TokenError::UnknownKey(KID.into()));
     assert_eq!((redirector.fetches(), google.fetches()), (1, 0));
     let logged = logs.text();
@@ -177,7 +178,10 @@ async fn the_fetch_checks_the_url_it_is_given() {
     let logs = Captured::default();
     let log = to_writer_as(Format::Text, slog::Level::Info, logs.clone());
     let jwks = Jwks::new(url, MIN_REFRESH, log);
-    let err = jwks.authenticate(&genuine(), &expect()).await.unwrap_err();
+    let err = jwks
+        .authenticate(&genuine(), &endpoint_auth())
+        .await
+        .unwrap_err();
     assert_eq!(err, TokenError::UnknownKey(KID.into()));
     assert_eq!(google.fetches(), 0);
     let logged = logs.text();
@@ -189,19 +193,12 @@ fn quiet() -> Logger {
     Logger::root(slog::Discard, slog::o!())
 }
 
-fn expect() -> GcrAuth {
-    GcrAuth {
-        audience: AUDIENCE.into(),
-        email: EMAIL.into(),
-    }
-}
-
 #[tokio::test]
 async fn a_token_is_checked_before_any_fetch() {
     let google = FakeJwks::google().await;
     let jwks = Jwks::new(google.url(), MIN_REFRESH, quiet());
     let err = jwks
-        .authenticate(&HeaderMap::new(), &expect())
+        .authenticate(&HeaderMap::new(), &endpoint_auth())
         .await
         .unwrap_err();
     assert_eq!(err, TokenError::MissingAuthorization);
@@ -212,7 +209,10 @@ async fn a_token_is_checked_before_any_fetch() {
         "authorization",
         HeaderValue::from_str(&format!("Bearer {none}")).unwrap(),
     );
-    let err = jwks.authenticate(&headers, &expect()).await.unwrap_err();
+    let err = jwks
+        .authenticate(&headers, &endpoint_auth())
+        .await
+        .unwrap_err();
     assert_eq!(err, TokenError::Algorithm("none".into()));
     assert_eq!(google.fetches(), 0);
 }

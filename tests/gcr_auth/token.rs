@@ -12,19 +12,6 @@ use crate::common::testdata;
 
 const NOW: u64 = 1_700_000_000;
 
-/// The first test key, published as `KID`.
-fn keys() -> KeySet {
-    KeySet::from_jwks(google_jwks().to_string().as_bytes()).unwrap()
-}
-
-/// The endpoint's `gcr:` block.
-fn expect() -> GcrAuth {
-    GcrAuth {
-        audience: AUDIENCE.into(),
-        email: EMAIL.into(),
-    }
-}
-
 /// Google's claims for this endpoint, issued at `NOW`.
 fn claims() -> Value {
     claims_at(NOW)
@@ -35,7 +22,7 @@ fn check(token: &str) -> Result<Claims, TokenError> {
 }
 
 fn check_at(token: &str, now: u64) -> Result<Claims, TokenError> {
-    Token::parse(token)?.verify(&keys(), &expect(), now)
+    Token::parse(token)?.verify(&google_keys(), &endpoint_auth(), now)
 }
 
 /// Check Google's token with `field` of its claims set to `value`.
@@ -91,13 +78,13 @@ fn the_tokeninfo_fixture_passes_with_its_own_audience_and_email() {
     };
     let verified = Token::parse(&token)
         .unwrap()
-        .verify(&keys(), &expect, 1_580_356_546 + 600)
+        .verify(&google_keys(), &expect, 1_580_356_546 + 600)
         .unwrap();
     assert_eq!(verified.exp, 1_580_360_146);
     // And an hour and more later it has expired.
     let err = Token::parse(&token)
         .unwrap()
-        .verify(&keys(), &expect, 1_580_360_146 + SKEW)
+        .verify(&google_keys(), &expect, 1_580_360_146 + SKEW)
         .unwrap_err();
     assert_eq!(err.check(), "exp");
 }
@@ -179,11 +166,11 @@ fn the_key_must_be_named_and_published() {
     let parsed = Token::parse(&token).unwrap();
     assert_eq!(parsed.kid(), "rotated");
     assert_eq!(
-        parsed.verify(&keys(), &expect(), NOW),
+        parsed.verify(&google_keys(), &endpoint_auth(), NOW),
         Err(TokenError::UnknownKey("rotated".into()))
     );
     assert!(matches!(
-        parsed.verify(&KeySet::default(), &expect(), NOW),
+        parsed.verify(&KeySet::default(), &endpoint_auth(), NOW),
         Err(TokenError::UnknownKey(_))
     ));
 }
