@@ -55,14 +55,6 @@ fn endpoint_yaml(source: Source, key_path: &std::path::Path) -> String {
     yaml
 }
 
-fn headers_of(delivery: &flux_recv::source::Delivery) -> Headers {
-    delivery
-        .headers
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.clone()))
-        .collect()
-}
-
 fn cases(source: Source, key: &[u8]) -> Vec<Case> {
     let sample = |request: SampleRequest| {
         let d = source.sample(&request).expect("a push sample");

@@ -10,7 +10,10 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{get, hook_path, post, sorted, write_config, FakeFluxd, Recv, Reply};
+use common::{
+    get, git_change, headers_of, hook_path, image_change, post, sorted, write_config, FakeFluxd,
+    Recv, Reply,
+};
 use flux_recv::options::Options;
 use flux_recv::source::{Delivery, SampleRequest, Source};
 use serde_json::{json, Value};
@@ -56,17 +59,8 @@ fn sample(source: &str, event: &str, key: &[u8], body: Option<&[u8]>) -> Deliver
 
 /// Post `delivery` to `source`'s hook URL.
 async fn deliver(recv: &Recv, source: &str, delivery: &Delivery) -> Reply {
-    let headers = delivery
-        .headers
-        .iter()
-        .map(|(name, value)| (name.to_string(), value.clone()))
-        .collect();
     let url = recv.url(&hook_path(&key(source)));
-    post(url, headers, delivery.body.clone()).await
-}
-
-fn git(url: &str, branch: &str) -> Value {
-    json!({"Kind": "git", "Source": {"URL": url, "Branch": branch}})
+    post(url, headers_of(delivery), delivery.body.clone()).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -79,37 +73,38 @@ async fn each_sample_reaches_fluxd_and_is_counted() {
         (
             "Gitea",
             "push",
-            vec![git("git@gitea.example.com:example/app.git", "main")],
+            vec![git_change("git@gitea.example.com:example/app.git", "main")],
         ),
         (
             "Forgejo",
             "push",
-            vec![git("git@forgejo.example.com:example/app.git", "main")],
+            vec![git_change(
+                "git@forgejo.example.com:example/app.git",
+                "main",
+            )],
         ),
         (
             "Gogs",
             "push",
-            vec![git("git@gogs.example.com:example/app.git", "main")],
+            vec![git_change("git@gogs.example.com:example/app.git", "main")],
         ),
         (
             "AzureDevOps",
             "push",
             vec![
-                git("https://dev.azure.com/example/platform/_git/app", "main"),
-                git("git@ssh.dev.azure.com:v3/example/platform/app", "main"),
+                git_change("https://dev.azure.com/example/platform/_git/app", "main"),
+                git_change("git@ssh.dev.azure.com:v3/example/platform/app", "main"),
             ],
         ),
         (
             "GitHub",
             "package",
-            vec![
-                json!({"Kind": "image", "Source": {"Name": {"Domain": "ghcr.io", "Image": "example/app"}}}),
-            ],
+            vec![image_change("ghcr.io", "example/app")],
         ),
         (
             "BitbucketCloud",
             "push",
-            vec![git("git@bitbucket.org:example/app.git", "main")],
+            vec![git_change("git@bitbucket.org:example/app.git", "main")],
         ),
     ];
     for (source, event, want) in cases {
@@ -133,8 +128,8 @@ async fn each_sample_reaches_fluxd_and_is_counted() {
     assert_eq!(
         fluxd.take(),
         sorted(vec![
-            git("ssh://git@git.example.org:2222/team/app.git", "release"),
-            git("https://git.example.org/team/app.git", "release"),
+            git_change("ssh://git@git.example.org:2222/team/app.git", "release"),
+            git_change("https://git.example.org/team/app.git", "release"),
         ])
     );
 

@@ -10,7 +10,7 @@ use common::*;
 use flux_recv::options::Options;
 use flux_recv::source::{Delivery, SampleRequest, Source};
 use flux_recv::table::Table;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 /// One endpoint per new source, each with its own key.
 const ENDPOINTS: &[(&str, &str)] = &[
@@ -55,16 +55,9 @@ fn sample(source: &str, event: &str) -> Delivery {
         .unwrap()
 }
 
-fn headers(d: &Delivery) -> Vec<(String, String)> {
-    d.headers
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.clone()))
-        .collect()
-}
-
 /// `d` with header `name` set to `value`, or removed when `value` is `None`.
 fn with_header(d: &Delivery, name: &str, value: Option<&str>) -> Vec<(String, String)> {
-    let mut h: Vec<(String, String)> = headers(d)
+    let mut h: Vec<(String, String)> = headers_of(d)
         .into_iter()
         .filter(|(k, _)| !k.eq_ignore_ascii_case(name))
         .collect();
@@ -72,14 +65,6 @@ fn with_header(d: &Delivery, name: &str, value: Option<&str>) -> Vec<(String, St
         h.push((name.to_string(), value.to_string()));
     }
     h
-}
-
-fn image(domain: &str, image: &str) -> Value {
-    json!({"Kind": "image", "Source": {"Name": {"Domain": domain, "Image": image}}})
-}
-
-fn git(url: &str, branch: &str) -> Value {
-    json!({"Kind": "git", "Source": {"URL": url, "Branch": branch}})
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -91,26 +76,26 @@ async fn each_push_sample_reaches_fluxd() {
     for (source, expected) in [
         (
             "AzureContainerRegistry",
-            vec![image("example.azurecr.io", "example/app")],
+            vec![image_change("example.azurecr.io", "example/app")],
         ),
         (
             "Distribution",
-            vec![image("registry.example.com:5000", "example/app")],
+            vec![image_change("registry.example.com:5000", "example/app")],
         ),
         (
             "Generic",
             vec![
-                git("git@github.com:org/app.git", "main"),
-                image("registry.example.com", "team/app"),
+                git_change("git@github.com:org/app.git", "main"),
+                image_change("registry.example.com", "team/app"),
             ],
         ),
         (
             "GenericHMAC",
-            vec![git("git@github.com:org/app.git", "main")],
+            vec![git_change("git@github.com:org/app.git", "main")],
         ),
     ] {
         let d = sample(source, "push");
-        let reply = post(recv.url(&hook(source)), headers(&d), d.body.clone()).await;
+        let reply = post(recv.url(&hook(source)), headers_of(&d), d.body.clone()).await;
         assert_eq!(reply.status, 200, "{source}: {}", reply.body);
         assert_eq!(
             reply.body,
@@ -148,7 +133,7 @@ async fn events_that_need_no_action_are_200_and_send_nothing() {
         ("Distribution", "pull", "no manifest push among 2 event(s)"),
     ] {
         let d = sample(source, event);
-        let reply = post(recv.url(&hook(source)), headers(&d), d.body.clone()).await;
+        let reply = post(recv.url(&hook(source)), headers_of(&d), d.body.clone()).await;
         assert_eq!(reply.status, 200, "{source} {event}: {}", reply.body);
         assert_eq!(
             reply.body,
@@ -162,7 +147,7 @@ async fn events_that_need_no_action_are_200_and_send_nothing() {
     envelope["events"].as_array_mut().unwrap().pop();
     let reply = post(
         recv.url(&hook("Distribution")),
-        headers(&d),
+        headers_of(&d),
         serde_json::to_vec(&envelope).unwrap(),
     )
     .await;
@@ -209,7 +194,7 @@ async fn bad_credentials_are_401_and_send_nothing() {
     // A genuine signature over another body.
     let reply = post(
         recv.url(&hook("GenericHMAC")),
-        headers(&d),
+        headers_of(&d),
         b"{\"status\":\"failure\"}".to_vec(),
     )
     .await;
@@ -243,7 +228,7 @@ async fn bad_payloads_are_400_and_send_nothing() {
                 ..SampleRequest::push(key(source).as_bytes())
             })
             .unwrap();
-        let reply = post(recv.url(&hook(source)), headers(&d), d.body.clone()).await;
+        let reply = post(recv.url(&hook(source)), headers_of(&d), d.body.clone()).await;
         assert_eq!(reply.status, 400, "{source}: {}", reply.body);
         assert_eq!(reply.body, format!("{reply_text}\n"), "{source}");
     }

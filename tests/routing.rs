@@ -10,7 +10,6 @@ use common::*;
 use flux_recv::options::Options;
 use flux_recv::reload;
 use flux_recv::source::{SampleRequest, Source};
-use serde_json::json;
 
 const GITHUB: &[u8] = b"0123456789abcdef-routing-github";
 const DOCKERHUB: &[u8] = b"0123456789abcdef-routing-docker";
@@ -52,10 +51,6 @@ async fn image_push(recv: &Recv, name: &str) -> Reply {
     post(recv.url(&hook), vec![], body.into_bytes()).await
 }
 
-fn image(name: &str) -> serde_json::Value {
-    json!({"Kind": "image", "Source": {"Name": {"Domain": "", "Image": name}}})
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_endpoints_own_api_wins_over_the_top_level_one() {
     let (top, own) = (FakeFluxd::start().await, FakeFluxd::start().await);
@@ -71,7 +66,7 @@ async fn an_endpoints_own_api_wins_over_the_top_level_one() {
     assert_eq!(own.take(), [git_notification("org/app", "main")]);
     assert!(top.take().is_empty());
     assert_eq!(image_push(&recv, "org/app").await.status, 200);
-    assert_eq!(top.take(), [image("org/app")]);
+    assert_eq!(top.take(), [image_change("", "org/app")]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -96,7 +91,7 @@ async fn the_api_flag_overrides_the_config_but_not_an_endpoints_own() {
     assert_eq!(push(&recv, "main").await.status, 200);
     assert_eq!(image_push(&recv, "org/app").await.status, 200);
     assert_eq!(flag.take(), [git_notification("org/app", "main")]);
-    assert_eq!(own.take(), [image("org/app")]);
+    assert_eq!(own.take(), [image_change("", "org/app")]);
     assert!(config_api.take().is_empty());
 }
 
@@ -174,9 +169,7 @@ async fn a_delivery_with_some_changes_filtered_sends_the_rest() {
     );
     assert_eq!(
         fluxd.take(),
-        [
-            json!({"Kind": "git", "Source": {"URL": "git@bitbucket.org:org/app.git", "Branch": "main"}})
-        ]
+        [git_change("git@bitbucket.org:org/app.git", "main")]
     );
 }
 

@@ -5,9 +5,9 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use flux_recv::options::Options;
-use serde_json::{json, Value};
+use serde_json::Value;
 
-use crate::common::{self, write_config, FakeFluxd, Recv};
+use crate::common::{self, git_change, image_change, write_config, FakeFluxd, Recv};
 use crate::{path_str, run, stderr, stdout};
 
 /// One endpoint per source (Nexus with a registryHost), with good keys;
@@ -33,18 +33,17 @@ fn every_source(dir: &Path, api: &str) -> (PathBuf, Vec<Value>) {
             yaml.push_str("  registryHost: registry.example.com\n");
         }
     }
-    let git = |url: &str| json!({"Kind": "git", "Source": {"URL": url, "Branch": "main"}});
-    let image = |domain: &str, image: &str| json!({"Kind": "image", "Source": {"Name": {"Domain": domain, "Image": image}}});
+    let git = |url: &str| git_change(url, "main");
     let expected = vec![
         git("git@github.com:example/app.git"),
         git("git@gitlab.com:example/app.git"),
         git("git@bitbucket.org:example/app.git"),
         git("ssh://git@bitbucket.example.com:7999/ex/app.git"),
-        image("", "example/app"),
-        image("quay.io", "example/app"),
-        image("harbor.example.com", "library/app"),
-        image("registry.example.com", "example/app"),
-        image("gcr.io", "example-project/app"),
+        image_change("", "example/app"),
+        image_change("quay.io", "example/app"),
+        image_change("harbor.example.com", "library/app"),
+        image_change("registry.example.com", "example/app"),
+        image_change("gcr.io", "example-project/app"),
     ];
     (write_config(dir, api, &yaml), expected)
 }

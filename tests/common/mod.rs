@@ -378,7 +378,27 @@ pub fn github_body(repo: &str, branch: &str) -> Vec<u8> {
 
 /// The notification fluxd should get for that push.
 pub fn git_notification(repo: &str, branch: &str) -> serde_json::Value {
-    serde_json::json!({"Kind": "git", "Source": {"URL": format!("git@github.com:{repo}.git"), "Branch": branch}})
+    git_change(&format!("git@github.com:{repo}.git"), branch)
+}
+
+/// The notification fluxd gets for a change to `branch` of the repo at `url`.
+pub fn git_change(url: &str, branch: &str) -> serde_json::Value {
+    serde_json::json!({"Kind": "git", "Source": {"URL": url, "Branch": branch}})
+}
+
+/// The notification fluxd gets for a new tag of `image` at `domain` (empty
+/// for Docker Hub).
+pub fn image_change(domain: &str, image: &str) -> serde_json::Value {
+    serde_json::json!({"Kind": "image", "Source": {"Name": {"Domain": domain, "Image": image}}})
+}
+
+/// A sample delivery's headers, as [`post`] takes them.
+pub fn headers_of(delivery: &flux_recv::source::Delivery) -> Vec<(String, String)> {
+    delivery
+        .headers
+        .iter()
+        .map(|(name, value)| (name.to_string(), value.clone()))
+        .collect()
 }
 
 /// A config with one GitHub endpoint keyed with GITHUB_KEY; returns the

@@ -114,7 +114,7 @@ async fn status(hook: &str, token: &str) -> u16 {
 }
 
 fn gcr_notification() -> Value {
-    json!({"Kind": "image", "Source": {"Name": {"Domain": "us.gcr.io", "Image": "am/am.kebab.api"}}})
+    image_change("us.gcr.io", "am/am.kebab.api")
 }
 
 #[tokio::test]
