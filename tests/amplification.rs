@@ -9,18 +9,6 @@ use flux_recv::options::Options;
 
 const KEY: &[u8] = b"0123456789abcdef-amplification";
 
-/// An unsigned Bitbucket Cloud push naming `branches`, in order.
-fn push(branches: impl Iterator<Item = String>) -> Vec<u8> {
-    let changes: Vec<String> = branches
-        .map(|b| format!(r#"{{"new":{{"name":"{b}"}}}}"#))
-        .collect();
-    format!(
-        r#"{{"repository":{{"full_name":"org/app"}},"push":{{"changes":[{}]}}}}"#,
-        changes.join(",")
-    )
-    .into_bytes()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_delivery_is_collapsed_and_capped() {
     let fluxd = FakeFluxd::start().await;
@@ -40,18 +28,18 @@ async fn a_delivery_is_collapsed_and_capped() {
     let headers = || vec![("X-Event-Key".to_string(), "repo:push".to_string())];
 
     // 20,000 changes of two branches: two notifications.
-    let body = push((0..20_000).map(|i| ["main", "dev"][i % 2].to_string()));
+    let body = bitbucket_push((0..20_000).map(|i| ["main", "dev"][i % 2].to_string()));
     let reply = post(hook.clone(), headers(), body).await;
     assert_eq!(reply.status, 200, "{}", reply.body);
     assert_eq!(fluxd.take().len(), 2);
 
     // Exactly the cap: sent.
-    let body = push((0..100).map(|i| format!("b{i}")));
+    let body = bitbucket_push((0..100).map(|i| format!("b{i}")));
     assert_eq!(post(hook.clone(), headers(), body).await.status, 200);
     assert_eq!(fluxd.take().len(), 100);
 
     // One over: refused, nothing sent.
-    let body = push((0..101).map(|i| format!("b{i}")));
+    let body = bitbucket_push((0..101).map(|i| format!("b{i}")));
     let reply = post(hook, headers(), body).await;
     assert_eq!(reply.status, 400, "{}", reply.body);
     assert_eq!(

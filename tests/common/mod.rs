@@ -376,6 +376,20 @@ pub fn github_body(repo: &str, branch: &str) -> Vec<u8> {
     .into_bytes()
 }
 
+/// An unsigned Bitbucket Cloud push to `org/app` naming `branches`, in
+/// order (`X-Event-Key: repo:push`).
+pub fn bitbucket_push<S: AsRef<str>>(branches: impl IntoIterator<Item = S>) -> Vec<u8> {
+    let changes: Vec<String> = branches
+        .into_iter()
+        .map(|b| format!(r#"{{"new":{{"name":"{}"}}}}"#, b.as_ref()))
+        .collect();
+    format!(
+        r#"{{"repository":{{"full_name":"org/app"}},"push":{{"changes":[{}]}}}}"#,
+        changes.join(",")
+    )
+    .into_bytes()
+}
+
 /// The notification fluxd should get for that push.
 pub fn git_notification(repo: &str, branch: &str) -> serde_json::Value {
     git_change(&format!("git@github.com:{repo}.git"), branch)

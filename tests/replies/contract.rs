@@ -259,17 +259,7 @@ async fn a_delivery_that_does_not_fit_the_queue_is_503_and_nothing_of_it_is_queu
     };
     let recv = Recv::start(&config, options).await;
     let hook = recv.url(&hook_path(GITHUB_KEY));
-    let push = |branches: &[&str]| {
-        let changes: Vec<String> = branches
-            .iter()
-            .map(|b| format!(r#"{{"new":{{"name":"{b}"}}}}"#))
-            .collect();
-        format!(
-            r#"{{"repository":{{"full_name":"org/app"}},"push":{{"changes":[{}]}}}}"#,
-            changes.join(",")
-        )
-        .into_bytes()
-    };
+    let push = |branches: &[&str]| bitbucket_push(branches);
     let headers = || vec![("X-Event-Key".to_string(), "repo:push".to_string())];
 
     let reply = post(hook.clone(), headers(), push(&["a", "b", "c"])).await;
