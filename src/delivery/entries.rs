@@ -71,6 +71,7 @@ pub(super) struct Counters {
 pub(super) struct Entry {
     pub(super) url: Arc<str>,
     pub(super) change: Change,
+    /// `change` as fluxd is sent it, made before the submit took the lock.
     body: Arc<[u8]>,
     /// Who the next successful send settles.
     pub(super) round: Round,
@@ -85,10 +86,11 @@ pub(super) struct Entry {
 }
 
 impl Entry {
-    /// A new entry for `change`, due now and not yet tried.
-    pub(super) fn new(url: Arc<str>, change: Change, round: Round) -> Entry {
+    /// A new entry for `change`, due now and not yet tried; `body` is
+    /// `change` as fluxd is sent it.
+    pub(super) fn new(url: Arc<str>, change: Change, body: Arc<[u8]>, round: Round) -> Entry {
         Entry {
-            body: change.to_json().into(),
+            body,
             url,
             change,
             round,
@@ -527,9 +529,10 @@ mod tests {
                 .entry(url.clone())
                 .or_default()
                 .insert(change.clone(), id);
+            let body = change.to_json().into();
             st.entries.insert(
                 id,
-                Entry::new(url.clone(), change, Round::new(Instant::now())),
+                Entry::new(url.clone(), change, body, Round::new(Instant::now())),
             );
             st.ready.push_back(id);
         }

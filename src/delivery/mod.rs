@@ -56,7 +56,7 @@ mod resolver;
 mod wire;
 
 use std::cmp::Reverse;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
@@ -255,17 +255,14 @@ impl Queue {
     /// it (see the module doc); only new distinct ones need room.
     pub fn submit(&self, items: Vec<Item>) -> Result<Ticket, Full> {
         let shared = &self.workers.shared;
+        let items = distinct(items);
         let now = Instant::now();
         let mut st = shared.lock();
         if st.closed {
             return Err(Full::Closed);
         }
-        let mut seen = HashSet::new();
-        let items: Vec<Item> = items
-            .into_iter()
-            .filter(|i| seen.insert((i.url.clone(), i.change.clone())))
-            .collect();
-        let needed = items.iter().filter(|i| st.find(i).is_none()).count();
+        let found: Vec<Option<u64>> = items.iter().map(|(item, _)| st.find(item)).collect();
+        let needed = found.iter().filter(|id| id.is_none()).count();
         let pending = st.entries.len();
         if pending + needed > shared.options.max_pending {
             return Err(Full::NoRoom {
@@ -283,8 +280,8 @@ impl Queue {
             gave_up: AtomicBool::new(false),
         });
         let mut ids = Vec::with_capacity(items.len());
-        for item in items {
-            let id = match st.find(&item) {
+        for ((item, body), found) in items.into_iter().zip(found) {
+            let id = match found {
                 Some(id) => {
                     let entry = st.entries.get_mut(&id).expect("indexed entries exist");
                     let round = if entry.sending {
@@ -306,7 +303,7 @@ impl Queue {
                         .or_default()
                         .insert(item.change.clone(), id);
                     st.entries
-                        .insert(id, Entry::new(item.url, item.change, round));
+                        .insert(id, Entry::new(item.url, item.change, body, round));
                     st.ready.push_back(id);
                     // A worker that is awake takes what is ready before it
                     // sleeps; wake one only while some sleep.
@@ -370,6 +367,32 @@ impl Queue {
         left.sort_by_key(|l| Reverse(l.age));
         left
     }
+}
+
+/// `items` without repeats, in order, each with its change as fluxd is
+/// sent it. Done before the submit takes the lock: the JSON is made once
+/// per distinct change, whichever entry (and, with fan-out, whichever API)
+/// ends up sending it.
+fn distinct(items: Vec<Item>) -> Vec<(Item, Arc<[u8]>)> {
+    let bodies: Vec<Option<Arc<[u8]>>> = {
+        let mut seen = HashSet::with_capacity(items.len());
+        let mut json: HashMap<&Change, Arc<[u8]>> = HashMap::new();
+        items
+            .iter()
+            .map(|i| {
+                seen.insert((&i.url, &i.change)).then(|| {
+                    json.entry(&i.change)
+                        .or_insert_with(|| i.change.to_json().into())
+                        .clone()
+                })
+            })
+            .collect()
+    };
+    items
+        .into_iter()
+        .zip(bodies)
+        .filter_map(|(item, body)| Some((item, body?)))
+        .collect()
 }
 
 impl Ticket {
