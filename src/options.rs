@@ -1,8 +1,9 @@
 //! The server's settings that come from flags and stay fixed while the
 //! process runs, with their defaults: the one place the defaults are
-//! stated. [`crate::cli`] shows them in `--help` and fills these in from the
-//! command line and the environment; the tests start from
-//! [`Options::default`].
+//! stated, or named where the module they tune states them (the delivery
+//! queue's, Google's keys). [`crate::cli`] shows them in `--help` and fills
+//! these in from the command line and the environment; the tests start
+//! from [`Options::default`].
 
 use std::time::Duration;
 
@@ -63,9 +64,9 @@ impl Default for Options {
             body_budget: 16 * 1024 * 1024,
             max_changes: 256,
             reply_budget: Duration::from_secs(2),
-            delivery_max_age: Duration::from_secs(15 * 60),
-            max_pending: 1024,
-            relay_timeout: Duration::from_secs(5),
+            delivery_max_age: crate::delivery::DEFAULT_MAX_AGE,
+            max_pending: crate::delivery::DEFAULT_MAX_PENDING,
+            relay_timeout: crate::delivery::DEFAULT_ATTEMPT_TIMEOUT,
             drain_timeout: Duration::from_secs(10),
             dry_run: false,
             api: None,
@@ -101,7 +102,7 @@ impl Options {
             max_pending: self.max_pending,
             max_age: self.delivery_max_age,
             attempt_timeout: self.relay_timeout,
-            ..crate::delivery::Options::default()
+            backoff: crate::delivery::Backoff::default(),
         }
     }
 }

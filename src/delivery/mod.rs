@@ -81,6 +81,16 @@ pub use report::{ApiSnapshot, Deliveries, Leftover, Snapshot};
 /// sent costs about 90 KiB of RSS.
 pub const DEFAULT_WORKERS: usize = 4;
 
+/// Most distinct notifications pending when `--max-pending` is not given.
+pub const DEFAULT_MAX_PENDING: usize = 1024;
+
+/// How long a notification is retried when `--delivery-max-age` is not
+/// given.
+pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(15 * 60);
+
+/// Longest one POST may take when `--relay-timeout` is not given.
+pub const DEFAULT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// How the queue runs.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -102,9 +112,9 @@ impl Default for Options {
     fn default() -> Options {
         Options {
             workers: DEFAULT_WORKERS,
-            max_pending: 1024,
-            max_age: Duration::from_secs(15 * 60),
-            attempt_timeout: Duration::from_secs(5),
+            max_pending: DEFAULT_MAX_PENDING,
+            max_age: DEFAULT_MAX_AGE,
+            attempt_timeout: DEFAULT_ATTEMPT_TIMEOUT,
             backoff: Backoff::default(),
         }
     }
