@@ -240,9 +240,10 @@ pub struct Ticket {
 
 impl Queue {
     /// Start the workers. Fails only when a thread cannot be started.
+    /// Zero workers are taken as one: the queue needs one to deliver.
     pub fn start(options: Options, log: Logger) -> std::io::Result<Queue> {
-        let relay = Relay::new(options.workers, options.attempt_timeout);
         let workers = options.workers.max(1);
+        let relay = Relay::new(workers, options.attempt_timeout);
         let shared = Arc::new(Shared {
             options,
             share: workers.div_ceil(2),

@@ -60,14 +60,14 @@ pub(crate) trait Jobs: Send + Sync + 'static {
     fn finish(&self, id: u64, answer: Answer);
 }
 
-/// Start `workers` threads, each relaying jobs from `jobs` until it says
-/// stop.
+/// Start `workers` threads (one or more), each relaying jobs from `jobs`
+/// until it says stop.
 pub(crate) fn spawn(
     workers: usize,
     relay: Relay,
     jobs: Arc<dyn Jobs>,
 ) -> io::Result<Vec<JoinHandle<()>>> {
-    (0..workers.max(1))
+    (0..workers)
         .map(|i| {
             let (relay, jobs) = (relay.clone(), jobs.clone());
             std::thread::Builder::new()
@@ -98,8 +98,8 @@ pub(crate) struct Relay {
 }
 
 impl Relay {
-    /// A client for `workers` threads, each POST bounded by `timeout`
-    /// (connecting and reading the answer included).
+    /// A client for `workers` threads (one or more), each POST bounded by
+    /// `timeout` (connecting and reading the answer included).
     pub(crate) fn new(workers: usize, timeout: Duration) -> Relay {
         Relay::with_resolver(workers, timeout, CachingResolver::new())
     }
@@ -115,8 +115,8 @@ impl Relay {
             .max_redirects(0)
             .timeout_global(Some(timeout))
             // One idle connection per worker: each keeps its own alive.
-            .max_idle_connections(workers.max(1))
-            .max_idle_connections_per_host(workers.max(1))
+            .max_idle_connections(workers)
+            .max_idle_connections_per_host(workers)
             .user_agent(concat!("flux-recv/", env!("CARGO_PKG_VERSION")))
             // fluxd's answers and our notifications are a few hundred
             // bytes: ureq's 128 KiB buffers per connection cost each worker
