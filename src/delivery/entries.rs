@@ -111,6 +111,12 @@ impl Entry {
         deliveries
     }
 
+    /// How much longer it is retried, counted from when its oldest change
+    /// was queued; zero once it has expired.
+    pub(super) fn time_left(&self, max_age: Duration, now: Instant) -> Duration {
+        max_age.saturating_sub(now - self.round.since)
+    }
+
     /// Tell everyone waiting on it, in either round, that it will never be
     /// delivered.
     fn refuse(&self, reason: &str) {
@@ -256,7 +262,7 @@ impl State {
         self.counters.get_mut(api).expect("just inserted")
     }
 
-    /// Forget an entry taken out of `entries`.
+    /// Drop an entry taken out of `entries` from the index.
     fn unindex(&mut self, entry: &Entry) {
         if let Some(changes) = self.index.get_mut(&entry.url) {
             changes.remove(&entry.change);
@@ -277,8 +283,11 @@ impl Shared {
         self.work.notify_all();
     }
 
-    /// Call after removing an entry.
-    fn update_empty(&self, st: &State) {
+    /// Forget an entry taken out of `entries` for good (delivered, refused
+    /// or expired), and tell [`Queue::drain`](super::Queue::drain) if it
+    /// was the last.
+    fn retire(&self, st: &mut State, entry: &Entry) {
+        st.unindex(entry);
         if st.entries.is_empty() {
             self.empty.send_if_modified(|e| !std::mem::replace(e, true));
         }
@@ -286,9 +295,8 @@ impl Shared {
 
     /// Drop an entry that outlived `max_age`; its waiters are told.
     fn expire(&self, st: &mut State, entry: Entry, now: Instant, notes: &mut Vec<Note>) {
-        st.unindex(&entry);
         st.counters(&entry.url).expired += 1;
-        self.update_empty(st);
+        self.retire(st, &entry);
         let age = now - entry.round.since;
         let reason = format!("fluxd did not accept it within {:?}", self.options.max_age);
         entry.refuse(&reason);
@@ -368,7 +376,7 @@ impl Jobs for Shared {
                 let Some(mut entry) = st.entries.remove(&id) else {
                     continue;
                 };
-                if now - entry.round.since >= self.options.max_age {
+                if entry.time_left(self.options.max_age, now).is_zero() {
                     self.expire(&mut st, entry, now, &mut notes);
                     continue;
                 }
@@ -466,8 +474,7 @@ impl Jobs for Shared {
                         note
                     }
                     None => {
-                        st.unindex(&entry);
-                        self.update_empty(&st);
+                        self.retire(&mut st, &entry);
                         Note::Delivered {
                             url: entry.url,
                             change: entry.change,
@@ -491,7 +498,7 @@ impl Jobs for Shared {
                     reason: reason.clone(),
                 });
                 entry.last_error = Some(reason);
-                if now - entry.round.since >= self.options.max_age {
+                if entry.time_left(self.options.max_age, now).is_zero() {
                     self.expire(&mut st, entry, now, &mut notes);
                 } else {
                     let due = now + self.options.backoff.wait(entry.failures);
@@ -500,9 +507,8 @@ impl Jobs for Shared {
                 }
             }
             Answer::Refused(reason) => {
-                st.unindex(&entry);
                 st.counters(&entry.url).refused += 1;
-                self.update_empty(&st);
+                self.retire(&mut st, &entry);
                 entry.refuse(&reason);
                 notes.push(Note::Refused { entry, reason });
             }

@@ -433,7 +433,7 @@ impl Ticket {
             .entries
             .iter()
             .filter_map(|id| st.entries.get(id))
-            .map(|e| (e.round.since + max_age).saturating_duration_since(now))
+            .map(|e| e.time_left(max_age, now))
             .min()
             .unwrap_or_default();
         Confirmation::Pending { retry_for }
