@@ -43,11 +43,6 @@ impl Deliveries {
     pub fn ids(&self) -> &[Arc<str>] {
         &self.ids
     }
-
-    /// How many more there were.
-    pub fn more(&self) -> usize {
-        self.more
-    }
 }
 
 impl fmt::Display for Deliveries {
@@ -141,7 +136,7 @@ mod tests {
             d.add(&format!("x{i}").into());
         }
         assert_eq!(d.ids().len(), KEPT_IDS);
-        assert_eq!(d.more(), 12 - KEPT_IDS);
+        assert_eq!(d.more, 12 - KEPT_IDS);
         assert!(d.to_string().ends_with(" (+4 more)"), "{d}");
     }
 }
