@@ -23,8 +23,6 @@
 //!   `refs/tags/`) and a deleted branch (`after` all zeros) are
 //!   acknowledged and ignored.
 
-use std::borrow::Cow;
-
 use http::HeaderMap;
 use serde::Deserialize;
 use serde_json::json;
@@ -32,7 +30,7 @@ use serde_json::json;
 use super::sample::{self, SampleRequest, AFTER, BEFORE, BRANCH, MESSAGE, OWNER, TAG, TIME};
 use super::verify::{self, sign, Algorithm};
 use super::{
-    header, json, media_type, required, Delivery, HookError, HookResult, Kinds, Outcome, Proof,
+    header, json, json_or_form, required, Delivery, HookError, HookResult, Kinds, Outcome, Proof,
     Provider, Settings,
 };
 use crate::notification::{same_repository, Change};
@@ -101,8 +99,6 @@ pub(super) const fn provider<F: Forge>() -> Provider {
     }
 }
 
-const FORM: &str = "application/x-www-form-urlencoded";
-
 #[derive(Deserialize)]
 struct Push {
     #[serde(rename = "ref")]
@@ -124,7 +120,8 @@ fn receive<F: Forge>(headers: &HeaderMap, body: &[u8], settings: &Settings) -> H
         .find_map(|set| header(headers, set.signature).map(|value| (set, value)))
         .filter(|(_, value)| !value.trim().is_empty())
         .ok_or(HookError::Unsigned(F::HEADERS[0].signature))?;
-    let payload = signed_payload(headers, body);
+    // What the forge signed: the JSON, whether or not it came in a form.
+    let payload = json_or_form(headers, body);
     // A form without the field has nothing signed; checking the body means
     // only a genuine delivery learns what is wrong with it.
     let signed = payload.as_deref().unwrap_or(body);
@@ -141,19 +138,7 @@ fn receive<F: Forge>(headers: &HeaderMap, body: &[u8], settings: &Settings) -> H
         let event = crate::printable(event);
         return Ok(Outcome::Ignore(format!("{event} event")));
     }
-    let payload =
-        payload.ok_or_else(|| HookError::BadPayload("form field payload is missing".into()))?;
-    push(&payload)
-}
-
-/// What the forge signed: the body, or the `payload` field of a form
-/// (`None` if the form has none).
-fn signed_payload<'a>(headers: &HeaderMap, body: &'a [u8]) -> Option<Cow<'a, [u8]>> {
-    if media_type(headers).as_deref() != Some(FORM) {
-        return Some(Cow::Borrowed(body));
-    }
-    let (_, json) = form_urlencoded::parse(body).find(|(field, _)| field == "payload")?;
-    Some(Cow::Owned(json.into_owned().into_bytes()))
+    push(&payload?)
 }
 
 fn push(payload: &[u8]) -> HookResult {

@@ -18,8 +18,6 @@
 //!   lowercased as the registry names it. Other actions (`updated`) and
 //!   package types (npm, maven, …) are acknowledged and ignored.
 
-use std::borrow::Cow;
-
 use http::HeaderMap;
 use serde::Deserialize;
 use serde_json::json;
@@ -29,7 +27,7 @@ use super::sample::{
 };
 use super::verify::{sign, Algorithm};
 use super::{
-    header, json, media_type, required, verify, Delivery, HookError, HookResult, Kinds, Outcome,
+    header, json, json_or_form, required, verify, Delivery, HookError, HookResult, Kinds, Outcome,
     Proof, Provider, Settings,
 };
 use crate::notification::Change;
@@ -99,25 +97,14 @@ pub fn handle(headers: &HeaderMap, body: &[u8], settings: &Settings) -> HookResu
 
     let event = header(headers, EVENT).ok_or(HookError::MissingEvent(EVENT))?;
     match event {
-        "push" => push(&payload(headers, body)?),
-        "package" | "registry_package" => package(event, &payload(headers, body)?),
+        "push" => push(&json_or_form(headers, body)?),
+        "package" | "registry_package" => package(event, &json_or_form(headers, body)?),
         "ping" => Ok(Outcome::Ignore("ping".into())),
         other => Ok(Outcome::Ignore(format!(
             "{} event",
             crate::printable(other)
         ))),
     }
-}
-
-/// The JSON: the body, or the form field `payload` of a form-encoded one.
-fn payload<'a>(headers: &HeaderMap, body: &'a [u8]) -> Result<Cow<'a, [u8]>, HookError> {
-    if media_type(headers).as_deref() != Some("application/x-www-form-urlencoded") {
-        return Ok(Cow::Borrowed(body));
-    }
-    form_urlencoded::parse(body)
-        .find(|(name, _)| name == "payload")
-        .map(|(_, value)| Cow::Owned(value.into_owned().into_bytes()))
-        .ok_or_else(|| HookError::BadPayload("form field payload is missing".into()))
 }
 
 fn push(json_payload: &[u8]) -> HookResult {

@@ -2,6 +2,8 @@
 //! body, each turning what is missing or malformed into a
 //! [`HookError::BadPayload`] (a 400) that names it.
 
+use std::borrow::Cow;
+
 use http::HeaderMap;
 
 use super::outcome::HookError;
@@ -17,6 +19,19 @@ pub fn media_type(headers: &HeaderMap) -> Option<String> {
     let value = header(headers, "content-type")?;
     let essence = value.split(';').next().unwrap_or("").trim();
     Some(essence.to_ascii_lowercase())
+}
+
+/// The JSON a delivery carries: the body, or, when the body is
+/// `application/x-www-form-urlencoded` (a content type GitHub and the Gitea
+/// family offer), its form field `payload`.
+pub fn json_or_form<'a>(headers: &HeaderMap, body: &'a [u8]) -> Result<Cow<'a, [u8]>, HookError> {
+    if media_type(headers).as_deref() != Some("application/x-www-form-urlencoded") {
+        return Ok(Cow::Borrowed(body));
+    }
+    form_urlencoded::parse(body)
+        .find(|(name, _)| name == "payload")
+        .map(|(_, value)| Cow::Owned(value.into_owned().into_bytes()))
+        .ok_or_else(|| HookError::BadPayload("form field payload is missing".into()))
 }
 
 /// Deserialize the JSON value at the start of a payload, turning serde's
