@@ -7,13 +7,11 @@
 //!   (the "Test connection" button) is acknowledged and ignored; any other
 //!   event is refused with 400.
 //! - Body: JSON.
-//! - Notification: one git change per distinct `changes[].ref.id` whose
-//!   `ref.type` is `BRANCH`, in order of first appearance, with the branch
+//! - Notification: one git change per `changes[].ref.id` whose `ref.type`
+//!   is `BRANCH` (repeats collapsed, as for every source), with the branch
 //!   name (the id without `refs/heads/`) and the URL from the entry named
 //!   `ssh` in `repository.links.clone`. Tag changes are not relayed; a
 //!   delivery that changed no branch is acknowledged and ignored.
-
-use std::collections::HashSet;
 
 use http::HeaderMap;
 use serde::Deserialize;
@@ -22,8 +20,8 @@ use serde_json::json;
 use super::sample::{SampleRequest, AFTER, BEFORE, BRANCH, OWNER};
 use super::verify::{sign, Algorithm};
 use super::{
-    header, json, verify, Delivery, HookError, HookResult, Kinds, Outcome, Proof, Provider,
-    Settings,
+    header, json, required, verify, Delivery, HookError, HookResult, Kinds, Outcome, Proof,
+    Provider, Settings,
 };
 use crate::notification::Change;
 
@@ -109,8 +107,7 @@ pub fn handle(headers: &HeaderMap, body: &[u8], settings: &Settings) -> HookResu
         .changes
         .ok_or_else(|| HookError::BadPayload("changes is missing".into()))?;
 
-    let mut branches: Vec<String> = Vec::new();
-    let mut seen: HashSet<String> = HashSet::new();
+    let mut branches = Vec::new();
     for (i, change) in changes.into_iter().enumerate() {
         let Some(changed) = change.changed else {
             continue;
@@ -118,27 +115,13 @@ pub fn handle(headers: &HeaderMap, body: &[u8], settings: &Settings) -> HookResu
         if changed.kind.as_deref() != Some("BRANCH") {
             continue;
         }
-        let id = match changed.id {
-            Some(id) if !id.is_empty() => id,
-            _ => {
-                return Err(HookError::BadPayload(format!(
-                    "changes[{i}].ref.id is missing"
-                )))
-            }
-        };
-        if seen.insert(id.clone()) {
-            branches.push(id);
-        }
+        let id = required(changed.id, &format!("changes[{i}].ref.id"))?;
+        branches.push(Change::git(url.clone(), &id));
     }
     if branches.is_empty() {
         return Ok(Outcome::Ignore("no branch was changed".into()));
     }
-    Ok(Outcome::Notify(
-        branches
-            .iter()
-            .map(|id| Change::git(url.clone(), id))
-            .collect(),
-    ))
+    Ok(Outcome::Notify(branches))
 }
 
 /// A `repo:refs_changed` updating one branch, or the `diagnostics:ping` of
@@ -222,10 +205,12 @@ mod tests {
     const KEY: &[u8] = b"a04059c652d3339ffccc10402c99dba7996f6f8f";
     const SSH: &str = "ssh://git@bitbucket.redacted.com/~abursavich/hook-test.git";
 
+    /// A signed delivery, handled as the server handles it (repeated
+    /// changes collapsed).
     fn deliver(event: &str, body: &[u8]) -> HookResult {
         let sig = sign(Algorithm::Sha256, KEY, body);
         let h = headers(&[(SIGNATURE, &sig), (EVENT, event)]);
-        handle(&h, body, &settings(KEY))
+        crate::source::Source::named(PROVIDER.name).handle(&h, body, &settings(KEY))
     }
 
     fn refs_changed(body: &[u8]) -> HookResult {
