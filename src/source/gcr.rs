@@ -13,8 +13,9 @@
 //!   any other action (`DELETE`) is acknowledged and ignored.
 //! - Body: JSON. As with Go's decoder, bytes after the envelope are ignored.
 //! - Notification: image, from `tag`; for a push without a tag, from
-//!   `digest` with the `@sha256:…` part removed. The name is split the way
-//!   fluxd splits image names.
+//!   `digest` with the `@sha256:…` part removed (a digest of another shape
+//!   is refused with 400). The name is split the way fluxd splits image
+//!   names.
 
 use base64::Engine;
 use http::HeaderMap;
@@ -78,17 +79,12 @@ pub fn handle(_headers: &HeaderMap, body: &[u8], _settings: &Settings) -> HookRe
         )));
     }
 
+    // `image::parse` drops the tag, or the digest's `@sha256:…`.
     let reference = match (data.tag, data.digest) {
         (Some(tag), _) if !tag.is_empty() => tag,
-        (_, Some(digest)) => match digest.split_once('@') {
-            Some((name, _)) => name.to_string(),
-            None => digest,
-        },
-        _ => String::new(),
+        (_, Some(digest)) if !digest.is_empty() => digest,
+        _ => return Err(HookError::BadPayload("tag and digest are missing".into())),
     };
-    if reference.is_empty() {
-        return Err(HookError::BadPayload("tag and digest are missing".into()));
-    }
     Ok(Outcome::Notify(vec![Change::image(image::parse(
         &reference,
     )?)]))
@@ -290,6 +286,9 @@ mod tests {
             // Names fluxd would refuse.
             br#"{"action":"INSERT","tag":"gcr.io/p/app:"}"#.as_slice(),
             br#"{"action":"INSERT","digest":"gcr.io/p/app/@sha256:00"}"#.as_slice(),
+            // A digest that is not `algorithm:hex`.
+            br#"{"action":"INSERT","digest":"gcr.io/p/app@junk"}"#.as_slice(),
+            br#"{"action":"INSERT","digest":"gcr.io/p/app@"}"#.as_slice(),
         ] {
             let err = deliver(&envelope(data)).unwrap_err();
             assert!(
