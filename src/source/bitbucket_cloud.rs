@@ -338,10 +338,7 @@ mod tests {
             headers(&[(EVENT, "repo:push"), (SIGNATURE, "")]),
             headers(&[
                 (EVENT, "repo:push"),
-                (
-                    SIGNATURE,
-                    sign(Algorithm::Sha256, &key, &body).trim_start_matches("sha256="),
-                ),
+                (SIGNATURE, &verify::sign_hex(Algorithm::Sha256, &key, &body)),
             ]),
         ] {
             assert_eq!(

@@ -28,7 +28,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::sample::{self, SampleRequest, AFTER, BEFORE, BRANCH, MESSAGE, OWNER, TAG, TIME};
-use super::verify::{self, sign, Algorithm};
+use super::verify::{self, sign_hex, Algorithm};
 use super::{
     header, json, json_or_form, required, Delivery, HookError, HookResult, Kinds, Outcome, Proof,
     Provider, Settings,
@@ -252,8 +252,7 @@ fn delivery<F: Forge>(s: &SampleRequest) -> Delivery {
         (body, format!("a push to branch {BRANCH} of {ssh_url}"))
     };
     let body = s.body_or(&body);
-    let signature = sign(Algorithm::Sha256, s.key, &body);
-    let signature = signature.trim_start_matches("sha256=");
+    let signature = sign_hex(Algorithm::Sha256, s.key, &body);
     let mut headers = sample::json_headers();
     for h in F::HEADERS {
         headers.extend([
@@ -285,9 +284,7 @@ mod tests {
     }
 
     fn hex_sig(body: &[u8]) -> String {
-        sign(Algorithm::Sha256, KEY, body)
-            .trim_start_matches("sha256=")
-            .to_string()
+        sign_hex(Algorithm::Sha256, KEY, body)
     }
 
     /// A delivery of `event` carrying `body`, signed as Gitea signs it.

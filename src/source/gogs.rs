@@ -35,7 +35,7 @@ mod tests {
     use super::*;
     use crate::notification::Change;
     use crate::source::testing::{fixture, headers, settings};
-    use crate::source::verify::{sign, Algorithm};
+    use crate::source::verify::{sign_hex, Algorithm};
     use crate::source::{HookError, HookResult, Outcome, Settings};
     use http::HeaderMap;
 
@@ -46,12 +46,12 @@ mod tests {
     }
 
     fn signed(event: &str, body: &[u8]) -> HeaderMap {
-        let sig = &sign(Algorithm::Sha256, KEY, body)[7..];
+        let sig = sign_hex(Algorithm::Sha256, KEY, body);
         headers(&[
             ("Content-Type", "application/json"),
             ("X-Gogs-Delivery", "f6266f16-1bf3-46a5-9ea4-602e06ead473"),
             ("X-Gogs-Event", event),
-            ("X-Gogs-Signature", sig),
+            ("X-Gogs-Signature", &sig),
         ])
     }
 

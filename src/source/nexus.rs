@@ -20,7 +20,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::sample::{SampleRequest, OWNER, TAG};
-use super::verify::{self, sign, Algorithm};
+use super::verify::{self, sign_hex, Algorithm};
 use super::{
     header, json, required, Delivery, HookError, HookResult, Kinds, Outcome, Proof, Provider,
     Settings,
@@ -111,8 +111,7 @@ fn sample(s: &SampleRequest) -> Delivery {
         },
     });
     let body = s.body_or(&body);
-    let signature = sign(Algorithm::Sha1, s.key, &body);
-    let signature = signature.trim_start_matches("sha1=").to_string();
+    let signature = sign_hex(Algorithm::Sha1, s.key, &body);
     let headers = vec![
         (
             "Content-Type",
@@ -153,9 +152,7 @@ mod tests {
 
     /// Bare hex HMAC-SHA1, as Nexus sends it.
     fn nexus_sign(key: &[u8], body: &[u8]) -> String {
-        verify::sign(Algorithm::Sha1, key, body)
-            .trim_start_matches("sha1=")
-            .to_string()
+        verify::sign_hex(Algorithm::Sha1, key, body)
     }
 
     fn deliver(body: &[u8], host: Option<&str>) -> HookResult {
@@ -262,9 +259,7 @@ mod tests {
             nexus_sign(&extended_key, &body),
             // GitHub-style prefix, or another algorithm.
             format!("sha1={FIXTURE_SIG}"),
-            verify::sign(Algorithm::Sha256, KEY, &body)
-                .trim_start_matches("sha256=")
-                .to_string(),
+            verify::sign_hex(Algorithm::Sha256, KEY, &body),
             FIXTURE_SIG[..38].to_string(),
         ] {
             let h = headers(&[(SIGNATURE, &bad), (EVENT, COMPONENT)]);

@@ -117,18 +117,29 @@ pub fn bearer_or_bare(header: &'static str, value: &str, key: &[u8]) -> Result<(
     }
 }
 
-/// Compute `<algo>=<hex>` for `body`: what a provider would send. Used by
-/// tests and by `flux-recv send`.
+/// Compute `<algo>=<hex>` for `body`: what a provider that prefixes its
+/// signatures would send. Used by tests and by `flux-recv send`.
 pub fn sign(algo: Algorithm, key: &[u8], body: &[u8]) -> String {
+    let prefix = match algo {
+        Algorithm::Sha1 => "sha1",
+        Algorithm::Sha256 => "sha256",
+        Algorithm::Sha512 => "sha512",
+    };
+    format!("{prefix}={}", sign_hex(algo, key, body))
+}
+
+/// Compute the bare hex HMAC of `body`: what a provider that sends no
+/// prefix would send (Gitea, Nexus). Used by tests and by `flux-recv send`.
+pub fn sign_hex(algo: Algorithm, key: &[u8], body: &[u8]) -> String {
     fn mac<M: Mac + hmac::digest::KeyInit>(key: &[u8], body: &[u8]) -> String {
         let mut m = <M as hmac::digest::KeyInit>::new_from_slice(key).expect("any key length");
         m.update(body);
         hex::encode(m.finalize().into_bytes())
     }
     match algo {
-        Algorithm::Sha1 => format!("sha1={}", mac::<Hmac<sha1::Sha1>>(key, body)),
-        Algorithm::Sha256 => format!("sha256={}", mac::<Hmac<sha2::Sha256>>(key, body)),
-        Algorithm::Sha512 => format!("sha512={}", mac::<Hmac<sha2::Sha512>>(key, body)),
+        Algorithm::Sha1 => mac::<Hmac<sha1::Sha1>>(key, body),
+        Algorithm::Sha256 => mac::<Hmac<sha2::Sha256>>(key, body),
+        Algorithm::Sha512 => mac::<Hmac<sha2::Sha512>>(key, body),
     }
 }
 
@@ -154,12 +165,11 @@ mod tests {
 
     #[test]
     fn wrong_prefix_or_shape_is_refused() {
-        let sig = sign(Algorithm::Sha256, b"k", b"body");
-        let hex = sig.trim_start_matches("sha256=");
+        let hex = sign_hex(Algorithm::Sha256, b"k", b"body");
         for bad in [
             format!("sha512={hex}"),
             format!("md5={hex}"),
-            hex.to_string(),
+            hex.clone(),
             "sha256=zz".to_string(),
             String::new(),
         ] {
