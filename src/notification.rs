@@ -100,6 +100,25 @@ pub fn same_repository(a: &str, b: &str) -> bool {
     }
 }
 
+/// `urls` in order, without the empty ones and those fluxd takes for a
+/// repository already listed (see [`same_repository`]): for a source that
+/// knows a repository by several URLs.
+pub fn distinct_repositories(urls: impl IntoIterator<Item = String>) -> Vec<String> {
+    let mut distinct: Vec<String> = Vec::new();
+    for url in urls {
+        if !url.is_empty() && !distinct.iter().any(|known| same_repository(known, &url)) {
+            distinct.push(url);
+        }
+    }
+    distinct
+}
+
+/// Whether a push's new commit id is git's all-zeros id, which says the
+/// ref was deleted.
+pub fn is_deletion(new_id: &str) -> bool {
+    !new_id.is_empty() && new_id.bytes().all(|b| b == b'0')
+}
+
 /// The host (with port) and path of a URL (`scheme://[user@]host[:port]/path`)
 /// or of an scp-like address (`[user@]host:path`), as fluxd compares them.
 fn host_and_path(url: &str) -> Option<(&str, &str)> {
@@ -193,5 +212,33 @@ mod tests {
         for (a, b) in different {
             assert!(!same_repository(a, b), "{a} {b}");
         }
+    }
+
+    #[test]
+    fn distinct_repositories_keep_the_first_url_of_each() {
+        let urls = [
+            "git@host:org/app.git",
+            "",
+            "https://host/org/app.git",
+            "ssh://git@host:2222/org/app.git",
+            "no-host",
+            "no-host",
+        ];
+        assert_eq!(
+            distinct_repositories(urls.map(String::from)),
+            [
+                "git@host:org/app.git",
+                "ssh://git@host:2222/org/app.git",
+                "no-host",
+                "no-host"
+            ]
+        );
+    }
+
+    #[test]
+    fn only_the_all_zeros_id_is_a_deletion() {
+        assert!(is_deletion("0000000000000000000000000000000000000000"));
+        assert!(!is_deletion(""));
+        assert!(!is_deletion("0d1a26e67d8f5eaf1f6ba5c57fc3c7d91ac0fd1c"));
     }
 }

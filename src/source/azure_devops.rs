@@ -34,7 +34,7 @@ use super::{
     header, json, required, verify, Delivery, HookError, HookResult, Kinds, Outcome, Proof,
     Provider, Settings,
 };
-use crate::notification::{same_repository, Change};
+use crate::notification::{distinct_repositories, is_deletion, Change};
 
 const AUTHORIZATION: &str = "Authorization";
 
@@ -121,9 +121,7 @@ pub fn handle(headers: &HeaderMap, body: &[u8], settings: &Settings) -> HookResu
     let mut branches = Vec::new();
     for (i, update) in updates.into_iter().enumerate() {
         let name = required(update.name, &format!("resource.refUpdates[{i}].name"))?;
-        let deleted = update
-            .new_object_id
-            .is_some_and(|id| !id.is_empty() && id.bytes().all(|b| b == b'0'));
+        let deleted = update.new_object_id.as_deref().is_some_and(is_deletion);
         let branch = name.strip_prefix("refs/heads/").unwrap_or("");
         if !branch.is_empty() && !deleted {
             branches.push(name);
@@ -144,18 +142,8 @@ pub fn handle(headers: &HeaderMap, body: &[u8], settings: &Settings) -> HookResu
 /// own first.
 fn repository_urls(repository: Option<Repository>) -> Result<Vec<String>, HookError> {
     let (remote, ssh) = repository.map_or((None, None), |r| (r.remote_url, r.ssh_url));
-    let remote = remote.filter(|u| !u.is_empty());
     let implied = remote.as_deref().map(services_urls).unwrap_or_default();
-    let mut urls: Vec<String> = Vec::new();
-    for url in remote
-        .into_iter()
-        .chain(ssh.filter(|u| !u.is_empty()))
-        .chain(implied)
-    {
-        if !urls.iter().any(|known| same_repository(known, &url)) {
-            urls.push(url);
-        }
-    }
+    let urls = distinct_repositories(remote.into_iter().chain(ssh).chain(implied));
     if urls.is_empty() {
         return Err(HookError::BadPayload(
             "resource.repository.remoteUrl is missing".into(),

@@ -19,9 +19,9 @@
 //! - Notification: for a push to a branch, git, `repository.ssh_url` with
 //!   the branch; and `repository.clone_url` as well where fluxd would take
 //!   it for another repository (a custom SSH host or port, an HTTP port or
-//!   sub-path: see [`same_repository`]). A tag push (`ref` under
-//!   `refs/tags/`) and a deleted branch (`after` all zeros) are
-//!   acknowledged and ignored.
+//!   sub-path: see [`crate::notification::same_repository`]). A tag push
+//!   (`ref` under `refs/tags/`) and a deleted branch (`after` all zeros)
+//!   are acknowledged and ignored.
 
 use http::HeaderMap;
 use serde::Deserialize;
@@ -33,7 +33,7 @@ use super::{
     header, json, json_or_form, required, Delivery, HookError, HookResult, Kinds, Outcome, Proof,
     Provider, Settings,
 };
-use crate::notification::{same_repository, Change};
+use crate::notification::{distinct_repositories, is_deletion, Change};
 
 /// A forge of the Gitea family, declared in its own file.
 pub(super) trait Forge {
@@ -151,10 +151,7 @@ fn push(payload: &[u8]) -> HookResult {
     if branch.is_empty() {
         return Err(HookError::BadPayload("ref names no branch".into()));
     }
-    if push
-        .after
-        .is_some_and(|after| !after.is_empty() && after.bytes().all(|b| b == b'0'))
-    {
+    if push.after.as_deref().is_some_and(is_deletion) {
         let branch = crate::printable(branch);
         return Ok(Outcome::Ignore(format!("branch {branch} was deleted")));
     }
@@ -162,17 +159,12 @@ fn push(payload: &[u8]) -> HookResult {
     let repository = push
         .repository
         .ok_or_else(|| HookError::BadPayload("repository is missing".into()))?;
-    let present = |url: Option<String>| url.filter(|u| !u.is_empty());
-    let urls = match (present(repository.ssh_url), present(repository.clone_url)) {
-        (Some(ssh), Some(clone)) if same_repository(&ssh, &clone) => vec![ssh],
-        (Some(ssh), Some(clone)) => vec![ssh, clone],
-        (Some(url), None) | (None, Some(url)) => vec![url],
-        (None, None) => {
-            return Err(HookError::BadPayload(
-                "repository.ssh_url and repository.clone_url are missing".into(),
-            ))
-        }
-    };
+    let urls = distinct_repositories(repository.ssh_url.into_iter().chain(repository.clone_url));
+    if urls.is_empty() {
+        return Err(HookError::BadPayload(
+            "repository.ssh_url and repository.clone_url are missing".into(),
+        ));
+    }
     let changes = urls.into_iter().map(|url| Change::git(url, branch));
     Ok(Outcome::Notify(changes.collect()))
 }
