@@ -122,21 +122,35 @@ pub fn is_deletion(new_id: &str) -> bool {
 /// The host (with port) and path of a URL (`scheme://[user@]host[:port]/path`)
 /// or of an scp-like address (`[user@]host:path`), as fluxd compares them.
 fn host_and_path(url: &str) -> Option<(&str, &str)> {
-    let (authority, path) = match url.split_once("://") {
-        Some((_, rest)) => {
-            let rest = &rest[..rest.find(['?', '#']).unwrap_or(rest.len())];
-            rest.split_at(rest.find('/').unwrap_or(rest.len()))
-        }
-        None => url.split_once(':')?,
+    let (host, path) = if url.contains("://") {
+        split_url(url)?
+    } else {
+        let (authority, path) = url.split_once(':')?;
+        (without_user(authority), path)
     };
-    let host = authority
-        .rsplit_once('@')
-        .map_or(authority, |(_, host)| host);
     if host.is_empty() {
         return None;
     }
     let path = path.strip_prefix('/').unwrap_or(path);
     Some((host, path.strip_suffix(".git").unwrap_or(path)))
+}
+
+/// The host (`host[:port]`, without user info) and the path (from its
+/// leading `/`, without query or fragment) of an absolute URL,
+/// `scheme://[user@]host[:port][/path]`; `None` if it has no scheme or no
+/// host.
+pub fn split_url(url: &str) -> Option<(&str, &str)> {
+    let (_scheme, rest) = url.split_once("://")?;
+    let rest = &rest[..rest.find(['?', '#']).unwrap_or(rest.len())];
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let host = without_user(authority);
+    (!host.is_empty()).then_some((host, path))
+}
+
+fn without_user(authority: &str) -> &str {
+    authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host)
 }
 
 #[cfg(test)]
@@ -212,6 +226,20 @@ mod tests {
         for (a, b) in different {
             assert!(!same_repository(a, b), "{a} {b}");
         }
+    }
+
+    #[test]
+    fn urls_split_into_host_and_path() {
+        assert_eq!(split_url("https://r.io/v2/a"), Some(("r.io", "/v2/a")));
+        assert_eq!(
+            split_url("http://u:p@r.io:5000/v2"),
+            Some(("r.io:5000", "/v2"))
+        );
+        assert_eq!(split_url("http://r.io"), Some(("r.io", "")));
+        assert_eq!(split_url("http://r.io?x=/y#z"), Some(("r.io", "")));
+        assert_eq!(split_url("http:///v2"), None);
+        assert_eq!(split_url("/v2/a/manifests/x"), None);
+        assert_eq!(split_url("git@host:org/app.git"), None);
     }
 
     #[test]

@@ -34,7 +34,7 @@ use super::{
     header, json, required, verify, Delivery, HookError, HookResult, Kinds, Outcome, Proof,
     Provider, Settings,
 };
-use crate::notification::{distinct_repositories, is_deletion, Change};
+use crate::notification::{distinct_repositories, is_deletion, split_url, Change};
 
 const AUTHORIZATION: &str = "Authorization";
 
@@ -161,14 +161,13 @@ fn repository_urls(repository: Option<Repository>) -> Result<Vec<String>, HookEr
 /// without `PROJECT` where the repository is named as its project. Names
 /// stay percent-encoded as given: Azure's ssh URLs encode them the same way.
 fn services_urls(remote: &str) -> Vec<String> {
-    let Some(rest) = remote.strip_prefix("https://") else {
+    if !remote.starts_with("https://") {
+        return Vec::new();
+    }
+    let Some((host, path)) = split_url(remote) else {
         return Vec::new();
     };
-    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
-    let host = authority
-        .rsplit_once('@')
-        .map_or(authority, |(_, host)| host)
-        .to_ascii_lowercase();
+    let host = host.to_ascii_lowercase();
     let mut segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     let (org, visualstudio) = if host == "dev.azure.com" && !segments.is_empty() {
         (segments.remove(0).to_string(), false)

@@ -34,7 +34,7 @@ use super::{
     Settings,
 };
 use crate::image;
-use crate::notification::Change;
+use crate::notification::{split_url, Change};
 
 const AUTHORIZATION: &str = "Authorization";
 
@@ -126,7 +126,11 @@ pub fn handle(headers: &HeaderMap, body: &[u8], settings: &Settings) -> HookResu
             Some(host) => host.clone(),
             None => {
                 let reported = event.request.and_then(|r| r.host).filter(|h| !h.is_empty());
-                let linked = target.url.as_deref().and_then(url_host).map(str::to_string);
+                let linked = target
+                    .url
+                    .as_deref()
+                    .and_then(split_url)
+                    .map(|(host, _)| host.to_string());
                 required(reported.or(linked), &format!("events[{i}].request.host"))?
             }
         };
@@ -164,14 +168,6 @@ fn url_kind(url: &str) -> Option<&str> {
     segments
         .next()
         .filter(|kind| *kind == "manifests" || *kind == "blobs")
-}
-
-/// The `host[:port]` of an absolute url, without any user info.
-fn url_host(url: &str) -> Option<&str> {
-    let (_scheme, rest) = url.split_once("://")?;
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    let host = authority.rsplit('@').next().unwrap_or("");
-    (!host.is_empty()).then_some(host)
 }
 
 /// An envelope as the registry sends it: the event of interest with the
@@ -545,6 +541,9 @@ mod tests {
 
     #[test]
     fn url_parts() {
+        fn url_host(url: &str) -> Option<&str> {
+            split_url(url).map(|(host, _)| host)
+        }
         assert_eq!(url_host("https://r.io/v2/a"), Some("r.io"));
         assert_eq!(url_host("http://u:p@r.io:5000/v2"), Some("r.io:5000"));
         assert_eq!(url_host("http://r.io"), Some("r.io"));
