@@ -82,8 +82,7 @@ struct Ref {
 
 /// Verify and parse one Bitbucket Server delivery.
 pub fn handle(headers: &HeaderMap, body: &[u8], settings: &Settings) -> HookResult {
-    let sig = header(headers, SIGNATURE).ok_or(HookError::Unsigned(SIGNATURE))?;
-    verify::prefixed_hmac(SIGNATURE, sig, settings.key.expose(), body)?;
+    verify::prefixed_hmac_in_header(headers, SIGNATURE, settings.key.expose(), body)?;
 
     let event = header(headers, EVENT).ok_or(HookError::MissingEvent(EVENT))?;
     match event {

@@ -20,9 +20,7 @@ use serde_json::json;
 
 use super::sample::{self, SampleRequest, AFTER, BRANCH, OWNER, TIME};
 use super::verify::{self, Algorithm};
-use super::{
-    header, Delivery, Extra, HookError, HookResult, Kinds, Outcome, Proof, Provider, Settings,
-};
+use super::{Delivery, Extra, HookResult, Kinds, Outcome, Proof, Provider, Settings};
 
 const SIGNATURE: &str = "X-Signature";
 /// A request id many senders set.
@@ -46,8 +44,7 @@ pub const PROVIDER: Provider = Provider {
 
 /// A POST whose signature matches sends the endpoint's `notify:` changes.
 pub fn handle(headers: &HeaderMap, body: &[u8], settings: &Settings) -> HookResult {
-    let signature = header(headers, SIGNATURE).ok_or(HookError::Unsigned(SIGNATURE))?;
-    verify::prefixed_hmac(SIGNATURE, signature, settings.key.expose(), body)?;
+    verify::prefixed_hmac_in_header(headers, SIGNATURE, settings.key.expose(), body)?;
     Ok(Outcome::Notify(settings.notify.clone()))
 }
 
@@ -76,6 +73,7 @@ mod tests {
     use super::*;
     use crate::notification::Change;
     use crate::source::testing::{headers, settings};
+    use crate::source::HookError;
 
     const KEY: &[u8] = b"0123456789abcdef0123456789abcdef";
 

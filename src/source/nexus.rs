@@ -62,8 +62,13 @@ struct Component {
 
 /// Verify and parse one Nexus delivery.
 pub fn handle(headers: &HeaderMap, body: &[u8], settings: &Settings) -> HookResult {
-    let sig = header(headers, SIGNATURE).ok_or(HookError::Unsigned(SIGNATURE))?;
-    verify::hex_hmac(SIGNATURE, Algorithm::Sha1, sig, settings.key.expose(), body)?;
+    verify::hex_hmac_in_header(
+        headers,
+        SIGNATURE,
+        Algorithm::Sha1,
+        settings.key.expose(),
+        body,
+    )?;
 
     let event = header(headers, EVENT).ok_or(HookError::MissingEvent(EVENT))?;
     if event != "rm:repository:component" {

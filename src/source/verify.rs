@@ -59,6 +59,31 @@ pub fn hex_hmac(
     }
 }
 
+/// A `<algo>=<hex>` signature (see [`prefixed_hmac`]) in header `name`:
+/// missing is unsigned, anything else a mismatch.
+pub fn prefixed_hmac_in_header(
+    headers: &http::HeaderMap,
+    name: &'static str,
+    key: &[u8],
+    body: &[u8],
+) -> Result<(), HookError> {
+    let value = super::header(headers, name).ok_or(HookError::Unsigned(name))?;
+    prefixed_hmac(name, value, key, body)
+}
+
+/// A bare hex HMAC (see [`hex_hmac`]) in header `name`: missing is
+/// unsigned, anything else a mismatch.
+pub fn hex_hmac_in_header(
+    headers: &http::HeaderMap,
+    name: &'static str,
+    algo: Algorithm,
+    key: &[u8],
+    body: &[u8],
+) -> Result<(), HookError> {
+    let value = super::header(headers, name).ok_or(HookError::Unsigned(name))?;
+    hex_hmac(name, algo, value, key, body)
+}
+
 fn check<M: Mac + hmac::digest::KeyInit>(key: &[u8], body: &[u8], given: &[u8]) -> bool {
     let mut mac =
         <M as hmac::digest::KeyInit>::new_from_slice(key).expect("HMAC accepts keys of any length");
