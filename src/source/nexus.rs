@@ -89,13 +89,19 @@ pub fn handle(headers: &HeaderMap, body: &[u8], settings: &Settings) -> HookResu
     }
     let name = required(component.name, "component.name")?;
 
-    let reference = match settings.registry_host.as_deref() {
-        Some(host) if !host.is_empty() => format!("{}/{name}", host.trim_end_matches('/')),
-        _ => name,
-    };
+    let reference = full_name(settings.registry_host.as_deref(), name);
     Ok(Outcome::Notify(vec![Change::image(image::parse(
         &reference,
     )?)]))
+}
+
+/// The image `name` under the endpoint's `registryHost`, which Nexus's
+/// payloads leave out; `name` alone without one.
+fn full_name(registry_host: Option<&str>, name: String) -> String {
+    match registry_host {
+        Some(host) if !host.is_empty() => format!("{}/{name}", host.trim_end_matches('/')),
+        _ => name,
+    }
 }
 
 /// A docker component created, signed with bare hex HMAC-SHA1.
@@ -126,10 +132,7 @@ fn sample(s: &SampleRequest) -> Delivery {
         (DELIVERY, s.delivery_id.to_string()),
         (SIGNATURE, signature),
     ];
-    let image = match s.registry_host {
-        Some(host) => format!("{}/{name}", host.trim_end_matches('/')),
-        None => name,
-    };
+    let image = full_name(s.registry_host, name);
     Delivery {
         headers,
         body,
@@ -247,6 +250,31 @@ mod tests {
             deliver(&created("alpine"), Some("h.example.com")),
             Ok(image("h.example.com", "alpine"))
         );
+    }
+
+    #[test]
+    fn the_sample_names_the_image_as_the_handler_reads_it() {
+        for (host, domain, summary) in [
+            (None, "", "example/app"),
+            (Some(""), "", "example/app"),
+            (
+                Some("h.example.com/"),
+                "h.example.com",
+                "h.example.com/example/app",
+            ),
+        ] {
+            let request = SampleRequest {
+                registry_host: host,
+                ..SampleRequest::push(KEY)
+            };
+            let d = sample(&request);
+            assert_eq!(
+                handle(&d.header_map(), &d.body, &with_host(host)),
+                Ok(image(domain, "example/app")),
+                "{host:?}"
+            );
+            assert_eq!(d.summary, format!("a push of image {summary}:{TAG}"));
+        }
     }
 
     /// cases.json "nexus, bogus signature", and other bad signatures.
