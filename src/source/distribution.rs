@@ -30,8 +30,8 @@ use serde_json::{json, Value};
 
 use super::sample::{SampleRequest, DIGEST, OWNER, TAG, TIME};
 use super::{
-    json, required, verify, Delivery, HookError, HookResult, Kinds, Outcome, Proof, Provider,
-    Settings,
+    essence, json, required, verify, Delivery, HookError, HookResult, Kinds, Outcome, Proof,
+    Provider, Settings,
 };
 use crate::image;
 use crate::notification::{split_url, Change};
@@ -150,11 +150,11 @@ fn is_manifest(target: &Target) -> bool {
     if let Some(kind) = target.url.as_deref().and_then(url_kind) {
         return kind == "manifests";
     }
-    target.media_type.as_deref().is_some_and(|t| {
-        let essence = t.split(';').next().unwrap_or("").trim();
+    let media_type = target.media_type.as_deref().map(essence);
+    media_type.is_some_and(|t| {
         MANIFEST_MEDIA_TYPES
             .iter()
-            .any(|m| m.eq_ignore_ascii_case(essence))
+            .any(|m| m.eq_ignore_ascii_case(t))
     })
 }
 

@@ -39,7 +39,7 @@ pub mod sample;
 pub mod verify;
 
 pub use outcome::{HookError, HookResult, Outcome};
-pub use payload::{header, json, json_or_form, media_type, required};
+pub use payload::{essence, header, json, json_or_form, media_type, required};
 pub use sample::{Delivery, SampleError, SampleRequest};
 
 /// Everything flux-recv knows about one provider.

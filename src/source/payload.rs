@@ -16,9 +16,13 @@ pub fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 /// The media type of `Content-Type`, lowercased and without parameters:
 /// `application/json; charset=UTF-8` is `application/json`.
 pub fn media_type(headers: &HeaderMap) -> Option<String> {
-    let value = header(headers, "content-type")?;
-    let essence = value.split(';').next().unwrap_or("").trim();
-    Some(essence.to_ascii_lowercase())
+    header(headers, "content-type").map(|value| essence(value).to_ascii_lowercase())
+}
+
+/// A media type without its parameters, case kept:
+/// `application/json; charset=UTF-8` is `application/json`.
+pub fn essence(media_type: &str) -> &str {
+    media_type.split(';').next().unwrap_or("").trim()
 }
 
 /// The JSON a delivery carries: the body, or, when the body is
@@ -64,5 +68,6 @@ mod tests {
         let h = testing::headers(&[("Content-Type", "Application/JSON; charset=UTF-8")]);
         assert_eq!(media_type(&h).as_deref(), Some("application/json"));
         assert_eq!(media_type(&HeaderMap::new()), None);
+        assert_eq!(essence(" text/Plain ;q=1"), "text/Plain");
     }
 }
