@@ -239,9 +239,7 @@ impl Source {
             return Ok(outcome);
         };
         changes.iter().try_for_each(check_lengths)?;
-        let mut seen = HashSet::with_capacity(changes.len());
-        let distinct = changes.into_iter().filter(|c| seen.insert(c.clone()));
-        Ok(Outcome::Notify(distinct.collect()))
+        Ok(Outcome::Notify(distinct(changes)))
     }
 
     /// The provider's sample of `request.event`, or why there is none.
@@ -307,6 +305,20 @@ impl std::fmt::Display for Source {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.name())
     }
+}
+
+/// `changes` without repeats, each where it first appears. The changes are
+/// compared where they lie, not copied.
+fn distinct(changes: Vec<Change>) -> Vec<Change> {
+    let first: Vec<bool> = {
+        let mut seen = HashSet::with_capacity(changes.len());
+        changes.iter().map(|change| seen.insert(change)).collect()
+    };
+    changes
+        .into_iter()
+        .zip(first)
+        .filter_map(|(change, first)| first.then_some(change))
+        .collect()
 }
 
 /// Longest URL, branch or image name relayed. Real ones are far shorter
