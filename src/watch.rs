@@ -15,8 +15,8 @@
 //! re-read, and the periodic resync (see [`crate::reload`]) covers events
 //! the kernel dropped.
 
-use std::collections::BTreeSet;
-use std::path::PathBuf;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use notify::event::{AccessKind, AccessMode};
@@ -109,18 +109,22 @@ impl DirWatcher {
     /// watch.
     pub fn follow(&mut self, dirs: &BTreeSet<PathBuf>) -> Followed {
         let mut followed = Followed::default();
-        let mut wanted = BTreeSet::new();
+        // Each canonical directory, with a path that named it.
+        let mut wanted = BTreeMap::new();
         for dir in dirs {
             match std::fs::canonicalize(dir) {
                 Ok(canonical) => {
-                    wanted.insert(canonical);
+                    wanted.insert(canonical, dir);
                 }
                 Err(e) => followed
                     .failed
                     .push((dir.clone(), notify::Error::io(e).add_path(dir.clone()))),
             }
         }
-        let gone: Vec<PathBuf> = self.watched.difference(&wanted).cloned().collect();
+        let gone: Vec<PathBuf> = (self.watched.iter())
+            .filter(|dir| !wanted.contains_key(*dir))
+            .cloned()
+            .collect();
         for dir in gone {
             // The watch may already be dead (directory deleted); either way
             // it is not watched any more.
@@ -128,19 +132,43 @@ impl DirWatcher {
             self.watched.remove(&dir);
             followed.removed.push(dir);
         }
-        for dir in wanted {
+        for (dir, named) in wanted {
             if self.watched.contains(&dir) {
                 continue;
             }
-            match self.watcher.watch(&dir, RecursiveMode::NonRecursive) {
-                Ok(()) => {
+            match self.watch_resolved(dir, named) {
+                Ok(dir) => {
                     self.watched.insert(dir.clone());
                     followed.added.push(dir);
                 }
-                Err(e) => followed.failed.push((dir, e)),
+                Err(failed) => followed.failed.push(failed),
             }
         }
         followed
+    }
+
+    /// Watch `dir`, where `named` led. A Secret update can delete it
+    /// between the two (the kubelet removes the timestamped directory a
+    /// symlinked subdirectory resolves into): then `named` leads somewhere
+    /// new, and that is watched instead, or no event would ever say that
+    /// the next update came. Returns the directory watched.
+    fn watch_resolved(
+        &mut self,
+        mut dir: PathBuf,
+        named: &Path,
+    ) -> Result<PathBuf, (PathBuf, notify::Error)> {
+        let mut tries = 3;
+        loop {
+            let e = match self.watcher.watch(&dir, RecursiveMode::NonRecursive) {
+                Ok(()) => return Ok(dir),
+                Err(e) => e,
+            };
+            tries -= 1;
+            match std::fs::canonicalize(named) {
+                Ok(now) if now != dir && tries > 0 => dir = now,
+                _ => return Err((dir, e)),
+            }
+        }
     }
 
     /// Wait for a change, then for the burst it starts to settle (see
@@ -253,6 +281,27 @@ mod tests {
         assert_eq!(followed.removed, vec![std::fs::canonicalize(&a).unwrap()]);
         assert_eq!(followed.failed.len(), 1);
         assert_eq!(w.watched(), &BTreeSet::from([b_canonical]));
+    }
+
+    #[tokio::test]
+    async fn a_directory_gone_before_its_watch_is_set_is_resolved_again() {
+        // `github -> ..data/github`, `..data -> ..2`: the update that
+        // replaced `..1` came between resolving `github` and watching it.
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(root.path().join("..2/github")).unwrap();
+        std::os::unix::fs::symlink("..2", root.path().join("..data")).unwrap();
+        std::os::unix::fs::symlink("..data/github", root.path().join("github")).unwrap();
+        let named = root.path().join("github");
+        let stale = root.path().join("..1/github");
+        let mut w = DirWatcher::new(Debounce::default()).unwrap();
+
+        let watched = w.watch_resolved(stale.clone(), &named).unwrap();
+        assert_eq!(watched, std::fs::canonicalize(&named).unwrap());
+        // A path that leads nowhere new is a failure naming the directory.
+        let (failed, _) = w
+            .watch_resolved(stale.clone(), &root.path().join("..1/github"))
+            .unwrap_err();
+        assert_eq!(failed, stale);
     }
 
     #[tokio::test]
