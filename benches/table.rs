@@ -38,14 +38,14 @@ fn table(c: &mut Criterion) {
     for n in [10, 100] {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = config(dir.path(), n);
-        let table = Table::load(&path)
+        let table = Table::load(&path, None)
             .table
             .expect("the bench config has no errors");
         assert_eq!(table.endpoints().len(), n);
         let last = table.endpoints()[n - 1].fingerprint.clone();
 
         group.bench_with_input(BenchmarkId::new("build", n), &path, |b, path| {
-            b.iter(|| Table::load(path).table.expect("loads"))
+            b.iter(|| Table::load(path, None).table.expect("loads"))
         });
 
         let swap = ArcSwap::from_pointee(table.clone());

@@ -188,7 +188,6 @@ impl ServeArgs {
             relay_timeout: self.relay_timeout.0,
             drain_timeout: self.drain_timeout.0,
             dry_run: self.dry_run,
-            api: self.api.clone(),
             google_jwks_url: self.google_jwks_url.clone(),
             max_relays: self.max_relays,
             max_connections: self.max_connections,

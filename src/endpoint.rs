@@ -7,12 +7,13 @@
 //! is wrong between them (two with one URL), is [`crate::table`]'s job.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
 use crate::config::{EndpointConfig, GcrAuth, NotifyConfig, Problem};
 use crate::notification::Change;
-use crate::routing::{check_api, ApiConfig, Filter};
+use crate::routing::{check_api, Api, ApiConfig, Filter};
 use crate::source::{Extra, Secret, Settings, Source};
 
 /// Keys shorter than this are easy to guess; `check` and start-up warn.
@@ -36,9 +37,8 @@ pub struct Endpoint {
     /// carry. Checked before the source runs, because it needs Google's
     /// published keys, which sources never fetch.
     pub gcr: Option<GcrAuth>,
-    /// The endpoint's own fluxd APIs (base URLs), if it names any; else the
-    /// table's.
-    pub api: Option<Vec<String>>,
+    /// The endpoint's own fluxd APIs, if it names any; else the table's.
+    pub api: Option<Arc<[Api]>>,
     /// Which changes are sent.
     pub filter: Filter,
 }
@@ -169,7 +169,7 @@ fn checked_apis(
     field: &str,
     api: &ApiConfig,
     problems: &mut Vec<Problem>,
-) -> Option<Vec<String>> {
+) -> Option<Arc<[Api]>> {
     let urls = api.urls();
     if urls.is_empty() {
         let message = "is an empty list; name at least one fluxd API, or remove it to use the \
@@ -191,7 +191,7 @@ fn checked_apis(
             Err(message) => problems.push(Problem::error(config_path, at, message)),
         }
     }
-    (checked.len() == urls.len()).then_some(checked)
+    (checked.len() == urls.len()).then(|| checked.iter().map(|url| Api::new(url)).collect())
 }
 
 /// What is wrong with the settings only some sources take: one a source

@@ -20,7 +20,7 @@ use crate::delivery::{self, Full, Item, Queue};
 use crate::endpoint::Endpoint;
 use crate::gcr_auth::Jwks;
 use crate::notification::Change;
-use crate::routing::notify_url;
+use crate::routing::Api;
 use crate::source::{header, HookError, Outcome};
 use crate::table::TableHandle;
 
@@ -36,9 +36,6 @@ pub struct Options {
     pub max_changes: usize,
     /// Verify and parse as usual, send nothing.
     pub dry_run: bool,
-    /// `--api`: where changes go for endpoints without their own `api`,
-    /// instead of the config's top-level one.
-    pub api: Option<String>,
     /// How long a reply waits for fluxd to accept its changes; zero never
     /// waits.
     pub reply_budget: Duration,
@@ -81,8 +78,8 @@ pub enum Handled {
         changes: Vec<Change>,
         /// How many others the endpoint's filter left out.
         filtered: usize,
-        /// The fluxd APIs told (base URLs).
-        apis: Vec<String>,
+        /// The fluxd APIs told.
+        apis: Arc<[Api]>,
         /// What fluxd said.
         confirmation: Confirmation,
     },
@@ -274,11 +271,7 @@ impl Hooks {
             return Handled::Filtered { changes: filtered };
         }
 
-        let apis: Vec<String> = table
-            .apis_of(endpoint, self.options.api.as_deref())
-            .into_iter()
-            .map(str::to_string)
-            .collect();
+        let apis = table.apis_of(endpoint).clone();
         if self.options.dry_run {
             return Handled::Delivered {
                 changes,
@@ -292,10 +285,9 @@ impl Hooks {
         let items = apis
             .iter()
             .flat_map(|api| {
-                let url: Arc<str> = Arc::from(notify_url(api));
                 changes
                     .iter()
-                    .map(move |change| (url.clone(), change.clone()))
+                    .map(move |change| (api.notify.clone(), change.clone()))
             })
             .map(|(url, change)| Item {
                 url,

@@ -406,7 +406,7 @@ mod tests {
             "fluxRecvVersion: 1\nendpoints:\n- source: GitHub\n  keyPath: a.key\n",
         )
         .unwrap();
-        Table::load(&config).table.expect("table")
+        Table::load(&config, None).table.expect("table")
     }
 
     #[test]

@@ -32,9 +32,6 @@ pub struct Options {
     pub drain_timeout: Duration,
     /// Verify and parse as usual, log the notifications, send nothing.
     pub dry_run: bool,
-    /// Where changes go for endpoints without their own `api`, instead of
-    /// the config's top-level `api`.
-    pub api: Option<String>,
     /// Where Google publishes the keys that sign Pub/Sub push tokens
     /// (endpoints with a `gcr:` block).
     pub google_jwks_url: String,
@@ -69,7 +66,6 @@ impl Default for Options {
             relay_timeout: crate::delivery::DEFAULT_ATTEMPT_TIMEOUT,
             drain_timeout: Duration::from_secs(10),
             dry_run: false,
-            api: None,
             google_jwks_url: crate::gcr_auth::GOOGLE_JWKS_URL.to_string(),
             google_jwks_min_refresh: crate::gcr_auth::MIN_REFRESH,
             max_relays: crate::delivery::DEFAULT_WORKERS,
@@ -89,7 +85,6 @@ impl Options {
             body_timeout: self.body_timeout,
             max_changes: self.max_changes,
             dry_run: self.dry_run,
-            api: self.api.clone(),
             reply_budget: self.reply_budget,
             body_budget: self.body_budget,
         }

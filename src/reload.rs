@@ -108,7 +108,7 @@ fn rebuild(served: &TableHandle, log: &Logger) -> ReloadResult {
     let started = Instant::now();
     let current = served.load_full();
     let config_path = current.config_path.clone();
-    let loaded = Table::load(&config_path);
+    let loaded = Table::load(&config_path, current.api_flag.as_deref());
 
     let Some(table) = loaded.table else {
         for problem in &loaded.problems {
@@ -157,7 +157,7 @@ fn rebuild(served: &TableHandle, log: &Logger) -> ReloadResult {
           "endpoints_after" => table.endpoints().len(),
           "added" => added.len(),
           "removed" => removed.len(),
-          "api" => &table.api,
+          "api" => &*table.api().base,
           "duration_ms" => crate::logging::elapsed_ms(started));
     ReloadResult::Swapped {
         added: added.len(),
@@ -206,7 +206,7 @@ fn changed_settings<'a>(before: &Table, after: &'a Table) -> Vec<&'a Endpoint> {
 /// and where its changes go.
 pub fn log_endpoint(log: &Logger, what: &str, e: &Endpoint) {
     let api = match &e.api {
-        Some(own) => own.join(" "),
+        Some(own) => crate::routing::bases(own),
         None => "default".to_string(),
     };
     info!(log, "{}", what;
@@ -443,7 +443,7 @@ mod tests {
         for (name, key) in keys {
             fs::write(dir.join(name), key).unwrap();
         }
-        Table::load(&path).table.expect("table")
+        Table::load(&path, None).table.expect("table")
     }
 
     #[test]

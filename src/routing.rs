@@ -19,6 +19,7 @@
 //! element, `**` crosses them.
 
 use std::fmt;
+use std::sync::Arc;
 
 use serde::Deserialize;
 
@@ -106,6 +107,33 @@ fn redacted(api: &str) -> String {
 /// `POST` here to notify the fluxd whose API is at `api`.
 pub fn notify_url(api: &str) -> String {
     format!("{api}/v11/notify")
+}
+
+/// One fluxd API, as a table holds it: worked out once per table build, so
+/// a request only shares these strings (a reference count each) and never
+/// formats a URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Api {
+    /// The base URL, without a trailing `/`: what logs and `endpoints` show.
+    pub base: Arc<str>,
+    /// [`notify_url`] of `base`: where notifications are POSTed.
+    pub notify: Arc<str>,
+}
+
+impl Api {
+    /// The API whose base URL is `base` (already checked).
+    pub fn new(base: &str) -> Api {
+        Api {
+            base: Arc::from(base),
+            notify: Arc::from(notify_url(base)),
+        }
+    }
+}
+
+/// The base URLs of `apis`, separated by spaces: how logs name them.
+pub fn bases(apis: &[Api]) -> String {
+    let bases: Vec<&str> = apis.iter().map(|a| &*a.base).collect();
+    bases.join(" ")
 }
 
 /// Whether an API's path looks like fluxd's: every hook gets 404 from fluxd

@@ -14,6 +14,7 @@ use arc_swap::ArcSwap;
 
 use crate::config::{ConfigFile, Problem, Severity};
 use crate::endpoint::{key_path, Endpoint};
+use crate::routing::Api;
 
 /// The table being served: requests load it, reload stores a new one.
 pub type TableHandle = Arc<ArcSwap<Table>>;
@@ -23,8 +24,13 @@ pub type TableHandle = Arc<ArcSwap<Table>>;
 pub struct Table {
     /// The config file this table was built from.
     pub config_path: PathBuf,
-    /// Base URL of fluxd's API, without a trailing slash.
-    pub api: String,
+    /// `--api` (`FLUXRECV_API`), if given: kept so that a reload builds the
+    /// next table the way this one was built.
+    pub api_flag: Option<String>,
+    /// Where changes go for endpoints without their own `api`: `--api` if
+    /// given, else the config's top-level `api`. A list of one, so
+    /// [`Table::apis_of`] lends either kind of list alike.
+    default_api: Arc<[Api]>,
     endpoints: Vec<Arc<Endpoint>>,
     by_fingerprint: HashMap<String, Arc<Endpoint>>,
 }
@@ -53,11 +59,12 @@ impl Loaded {
 }
 
 impl Table {
-    /// Read the config file and every key it names, and build a table.
-    /// Every problem is collected, so one run reports them all.
-    pub fn load(config_path: &Path) -> Loaded {
+    /// Read the config file and every key it names, and build a table;
+    /// `api_flag` (`--api`), if given, replaces the config's top-level
+    /// `api`. Every problem is collected, so one run reports them all.
+    pub fn load(config_path: &Path, api_flag: Option<&str>) -> Loaded {
         match read_config(config_path) {
-            Ok(config) => Table::build(config_path, &config),
+            Ok(config) => Table::build(config_path, &config, api_flag),
             Err(problem) => Loaded {
                 table: None,
                 problems: vec![problem],
@@ -66,8 +73,9 @@ impl Table {
         }
     }
 
-    /// Build a table from a parsed config, reading the key files.
-    pub fn build(config_path: &Path, config: &ConfigFile) -> Loaded {
+    /// Build a table from a parsed config, reading the key files; with
+    /// `api_flag` as in [`Table::load`].
+    pub fn build(config_path: &Path, config: &ConfigFile, api_flag: Option<&str>) -> Loaded {
         let mut problems = Vec::new();
         let mut endpoints: Vec<Arc<Endpoint>> = Vec::new();
         let mut by_fingerprint: HashMap<String, Arc<Endpoint>> = HashMap::new();
@@ -105,7 +113,8 @@ impl Table {
         Loaded {
             table: ok.then(|| Table {
                 config_path: config_path.to_path_buf(),
-                api: config.api(),
+                api_flag: api_flag.map(str::to_string),
+                default_api: Arc::new([Api::new(api_flag.unwrap_or(&config.api()))]),
                 endpoints,
                 by_fingerprint,
             }),
@@ -124,13 +133,17 @@ impl Table {
         &self.endpoints
     }
 
-    /// The fluxd APIs `endpoint`'s changes go to: its own `api`, else
-    /// `flag` (`--api`), else the config's top-level `api`.
-    pub fn apis_of<'a>(&'a self, endpoint: &'a Endpoint, flag: Option<&'a str>) -> Vec<&'a str> {
-        match &endpoint.api {
-            Some(own) => own.iter().map(String::as_str).collect(),
-            None => vec![flag.unwrap_or(&self.api)],
-        }
+    /// Where changes go for endpoints without their own `api`: `--api` if
+    /// given, else the config's top-level `api`.
+    pub fn api(&self) -> &Api {
+        &self.default_api[0]
+    }
+
+    /// The fluxd APIs `endpoint`'s changes go to: its own `api`, else the
+    /// table's ([`Table::api`]). Shared, not copied: a request clones the
+    /// list with one reference count.
+    pub fn apis_of<'a>(&'a self, endpoint: &'a Endpoint) -> &'a Arc<[Api]> {
+        endpoint.api.as_ref().unwrap_or(&self.default_api)
     }
 
     /// The directories whose contents this table was built from: the config
@@ -209,7 +222,7 @@ mod tests {
             ),
             &[("gh.key", b"0123456789abcdef-gh")],
         );
-        let loaded = Table::load(&dir.path().join("fluxrecv.yaml"));
+        let loaded = Table::load(&dir.path().join("fluxrecv.yaml"), None);
         let table = loaded.table.expect("table");
         assert_eq!(table.endpoints().len(), 2);
         assert_eq!(table.endpoints()[0].key_path, dir.path().join("gh.key"));
@@ -220,12 +233,22 @@ mod tests {
         assert_eq!(table.get(&fp).unwrap().url_path(), format!("/hook/{fp}"));
         let endpoint = &table.endpoints()[0];
         assert_eq!(
-            table.apis_of(endpoint, None),
-            ["http://localhost:3030/api/flux"]
+            table.apis_of(endpoint)[..],
+            [Api::new("http://localhost:3030/api/flux")]
         );
         assert_eq!(
-            table.apis_of(endpoint, Some("http://fluxd:3030/api/flux")),
-            ["http://fluxd:3030/api/flux"]
+            &*table.api().notify,
+            "http://localhost:3030/api/flux/v11/notify"
+        );
+        let flagged = Table::load(
+            &dir.path().join("fluxrecv.yaml"),
+            Some("http://fluxd:3030/api/flux"),
+        )
+        .table
+        .unwrap();
+        assert_eq!(
+            flagged.apis_of(&flagged.endpoints()[0])[..],
+            [Api::new("http://fluxd:3030/api/flux")]
         );
         let dirs: Vec<PathBuf> = table.directories().into_iter().collect();
         let mut want = vec![dir.path().to_path_buf(), other.path().to_path_buf()];
@@ -239,7 +262,7 @@ mod tests {
             "fluxRecvVersion: 1\nendpoints:\n- source: Github\n  keyPath: a.key\n- source: GitHub\n  keyPath: missing.key\n- source: GitLab\n  keyPath: empty.key\n- source: GitLab\n  keyPath: a.key\n- source: Quay\n  keyPath: a.key\n- source: Quay\n  keyPath: a.key\n  gcr:\n    audience: x\n    email: y\n",
             &[("a.key", b"0123456789abcdef\n"), ("empty.key", b"")],
         );
-        let loaded = Table::load(&dir.path().join("fluxrecv.yaml"));
+        let loaded = Table::load(&dir.path().join("fluxrecv.yaml"), None);
         assert!(loaded.table.is_none());
         let errors: Vec<String> = loaded.errors().map(|p| p.to_string()).collect();
         assert_eq!(errors.len(), 5, "{errors:#?}");
@@ -264,7 +287,7 @@ mod tests {
             "fluxRecvVersion: 1\nendpoints:\n- source: GoogleContainerRegistry\n  keyPath: a.key\n  gcr:\n    audience: https://hooks.example.com/hook/x\n    email: push@p.iam.gserviceaccount.com\n- source: GoogleContainerRegistry\n  keyPath: b.key\n",
             &[("a.key", b"0123456789abcdef-a"), ("b.key", b"0123456789abcdef-b")],
         );
-        let table = Table::load(&dir.path().join("fluxrecv.yaml"))
+        let table = Table::load(&dir.path().join("fluxrecv.yaml"), None)
             .table
             .unwrap();
         let [with, without] = table.endpoints() else {
@@ -289,7 +312,7 @@ mod tests {
             "fluxRecvVersion: 1\nendpoints:\n- source: GoogleContainerRegistry\n  keyPath: a.key\n  gcr:\n    audience: ''\n    email: ' '\n",
             &[("a.key", b"0123456789abcdef")],
         );
-        let loaded = Table::load(&dir.path().join("fluxrecv.yaml"));
+        let loaded = Table::load(&dir.path().join("fluxrecv.yaml"), None);
         assert!(loaded.table.is_none());
         let errors: Vec<String> = loaded.errors().map(|p| p.to_string()).collect();
         assert_eq!(errors.len(), 2, "{errors:#?}");
@@ -311,7 +334,7 @@ mod tests {
                 &format!("fluxRecvVersion: 1\nendpoints:\n- source: GoogleContainerRegistry\n  keyPath: a.key\n  gcr:\n{gcr}"),
                 &[("a.key", b"0123456789abcdef")],
             );
-            let loaded = Table::load(&dir.path().join("fluxrecv.yaml"));
+            let loaded = Table::load(&dir.path().join("fluxrecv.yaml"), None);
             assert!(loaded.table.is_none());
             let p = &loaded.problems[0];
             assert_eq!(p.field, "endpoints[0].gcr", "{p}");
@@ -325,7 +348,7 @@ mod tests {
             "fluxRecvVersion: 1\nendpoints:\n- source: Nexus\n  keyPath: a.key\n  registryHost: one.example.com\n- source: Nexus\n  keyPath: a.key\n  registryHost: two.example.com\n",
             &[("a.key", b"0123456789abcdef")],
         );
-        let loaded = Table::load(&dir.path().join("fluxrecv.yaml"));
+        let loaded = Table::load(&dir.path().join("fluxrecv.yaml"), None);
         assert_eq!(loaded.table.unwrap().endpoints().len(), 2);
     }
 
@@ -335,7 +358,7 @@ mod tests {
             "fluxRecvVersion: 1\nendpoints:\n- source: GitHub\n  keyPath: a.key\n",
             &[("a.key", b"short\n")],
         );
-        let loaded = Table::load(&dir.path().join("fluxrecv.yaml"));
+        let loaded = Table::load(&dir.path().join("fluxrecv.yaml"), None);
         let table = loaded.table.expect("warnings do not stop loading");
         // The newline is part of the key, as in the original.
         assert_eq!(table.endpoints()[0].settings.key.expose(), b"short\n");
@@ -363,7 +386,7 @@ mod tests {
             .unwrap()
             .set_len(1 << 30)
             .unwrap();
-        let loaded = Table::load(&dir.path().join("fluxrecv.yaml"));
+        let loaded = Table::load(&dir.path().join("fluxrecv.yaml"), None);
         assert!(loaded.table.is_none());
         let errors: Vec<String> = loaded.errors().map(|p| p.to_string()).collect();
         assert_eq!(errors.len(), 3, "{errors:#?}");
@@ -384,7 +407,7 @@ mod tests {
 
     #[test]
     fn missing_config_file_is_an_error() {
-        let loaded = Table::load(Path::new("/nonexistent/fluxrecv.yaml"));
+        let loaded = Table::load(Path::new("/nonexistent/fluxrecv.yaml"), None);
         assert!(loaded.table.is_none());
         assert!(loaded.problems[0]
             .message
@@ -403,7 +426,7 @@ mod tests {
             "fluxRecvVersion: 1\nendpoints:\n- source: GitHub\n  keyPath: ../keys/a.key\n- source: GitHub\n  keyPath: /elsewhere/b.key\n",
         )
         .unwrap();
-        let loaded = Table::load(&path);
+        let loaded = Table::load(&path, None);
         assert!(loaded.table.is_none());
         assert_eq!(
             loaded.directories,
@@ -414,7 +437,7 @@ mod tests {
             ])
         );
         fs::write(&path, "fluxRecvVersion: 1\nendpoints: [\n").unwrap();
-        assert_eq!(Table::load(&path).directories, BTreeSet::from([cfg]));
+        assert_eq!(Table::load(&path, None).directories, BTreeSet::from([cfg]));
     }
 
     #[test]

@@ -391,7 +391,7 @@ async fn json_logs_have_one_object_per_line_with_every_field() {
     let (config, hook) = github_config(dir.path(), &fluxd.api());
     let logs = Captured::default();
     let log = flux_recv::logging::to_writer_as(Format::Json, slog::Level::Debug, logs.clone());
-    let table = Table::load(&config).table.expect("table");
+    let table = Table::load(&config, None).table.expect("table");
     let state = State::new(table, Options::default(), log).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

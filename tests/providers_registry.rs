@@ -262,7 +262,7 @@ fn generic_endpoints_need_a_notify_block_and_others_refuse_one() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("a.key"), "0123456789abcdef").unwrap();
         let config = write_config(dir.path(), "http://localhost:3030/api/flux", yaml);
-        let loaded = Table::load(&config);
+        let loaded = Table::load(&config, None);
         assert!(loaded.table.is_none(), "{yaml}");
         let problem = loaded
             .problems
@@ -277,7 +277,7 @@ fn generic_endpoints_need_a_notify_block_and_others_refuse_one() {
 fn a_generic_endpoint_with_a_notify_block_loads() {
     let dir = tempfile::tempdir().unwrap();
     let config = config(dir.path(), "http://localhost:3030/api/flux");
-    let loaded = Table::load(&config);
+    let loaded = Table::load(&config, None);
     let table = loaded
         .table
         .unwrap_or_else(|| panic!("{:#?}", loaded.problems));

@@ -83,11 +83,7 @@ async fn the_api_flag_overrides_the_config_but_not_an_endpoints_own() {
         "",
         &format!("  api: {}\n", own.api()),
     );
-    let options = Options {
-        api: Some(flag.api()),
-        ..Options::default()
-    };
-    let recv = Recv::start(&cfg, options).await;
+    let recv = Recv::start_with_api(&cfg, Some(&flag.api()), Options::default()).await;
     assert_eq!(push(&recv, "main").await.status, 200);
     assert_eq!(image_push(&recv, "org/app").await.status, 200);
     assert_eq!(flag.take(), [git_notification("org/app", "main")]);
@@ -299,7 +295,7 @@ fn routing_mistakes_are_config_errors_naming_the_field() {
             github,
             dockerhub,
         );
-        let loaded = flux_recv::table::Table::load(&cfg);
+        let loaded = flux_recv::table::Table::load(&cfg, None);
         assert!(loaded.table.is_none(), "{github}{dockerhub}");
         let problem = loaded.errors().next().unwrap();
         assert!(problem.field.starts_with(field), "{problem}");
@@ -315,14 +311,14 @@ fn routing_mistakes_are_config_errors_naming_the_field() {
         "  filter:\n    images: [\"ghcr.io/org/*\"]\n",
         "",
     );
-    assert!(flux_recv::table::Table::load(&cfg).table.is_some());
+    assert!(flux_recv::table::Table::load(&cfg, None).table.is_some());
     std::fs::write(dir.path().join("gitlab.key"), b"0123456789abcdef-gitlab").unwrap();
     let cfg = write_config(
         dir.path(),
         "http://localhost:3030/api/flux",
         "- source: GitLab\n  keyPath: gitlab.key\n  filter:\n    images: [a]\n",
     );
-    let loaded = flux_recv::table::Table::load(&cfg);
+    let loaded = flux_recv::table::Table::load(&cfg, None);
     let problem = loaded.errors().next().unwrap();
     assert!(
         problem.field.starts_with("endpoints[0].filter.images"),

@@ -74,7 +74,7 @@ pub fn check(config_path: &Path, api: Option<&str>) -> Report {
             }
         }
     };
-    let mut problems = Table::build(config_path, &config).problems;
+    let mut problems = Table::build(config_path, &config, api).problems;
     problems.extend(unprotected(config_path, &config));
     problems.extend(not_fluxd(config_path, &config, api));
     if config.endpoints.is_empty() {

@@ -37,9 +37,8 @@ pub struct Row {
     pub filter: String,
 }
 
-/// The rows for `table`, with URLs under `base_url` (no trailing `/`);
-/// `api` is the `--api` flag.
-pub fn rows(table: &Table, base_url: Option<&str>, api: Option<&str>) -> Vec<Row> {
+/// The rows for `table`, with URLs under `base_url` (no trailing `/`).
+pub fn rows(table: &Table, base_url: Option<&str>) -> Vec<Row> {
     table
         .endpoints()
         .iter()
@@ -55,9 +54,9 @@ pub fn rows(table: &Table, base_url: Option<&str>, api: Option<&str>) -> Vec<Row
                 path,
                 verifies_sender: e.verifies_sender(),
                 apis: table
-                    .apis_of(e, api)
+                    .apis_of(e)
                     .iter()
-                    .map(|a| a.to_string())
+                    .map(|a| a.base.to_string())
                     .collect(),
                 filter: e.filter.to_string(),
             }
@@ -104,8 +103,8 @@ pub fn text(rows: &[Row]) -> String {
 
 /// Run `flux-recv endpoints`.
 pub fn run(args: EndpointsArgs) -> anyhow::Result<ExitCode> {
-    let table = super::load(&args.config)?;
-    let rows = rows(&table, args.base_url.as_deref(), args.api.as_deref());
+    let table = super::load(&args.config, args.api.as_deref())?;
+    let rows = rows(&table, args.base_url.as_deref());
     match args.output {
         Output::Text => print!("{}", text(&rows)),
         Output::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
@@ -126,14 +125,13 @@ mod tests {
             "fluxRecvVersion: 1\nendpoints:\n- source: GitHub\n  keyPath: a.key\n- source: Nexus\n  keyPath: a.key\n  registryHost: r.example.com\n  api: [http://a:3030/api/flux, http://b:3030/api/flux]\n  filter: {images: [\"r.example.com/team/*\"]}\n",
         )
         .unwrap();
-        let table = Table::load(&dir.path().join("fluxrecv.yaml"))
-            .table
-            .unwrap();
-        let rows = rows(
-            &table,
-            Some("https://hooks.example.com"),
+        let table = Table::load(
+            &dir.path().join("fluxrecv.yaml"),
             Some("http://f:1/api/flux"),
-        );
+        )
+        .table
+        .unwrap();
+        let rows = rows(&table, Some("https://hooks.example.com"));
         let fp = crate::endpoint::fingerprint(b"0123456789abcdef-a", Some("r.example.com"));
         assert_eq!(rows[1].position, 2);
         assert_eq!(rows[1].source, "Nexus");

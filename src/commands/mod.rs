@@ -47,10 +47,11 @@ pub fn problem_line(p: &Problem) -> String {
 }
 
 /// Build the table as the server would, for a command that needs the
-/// endpoints (`endpoints`, `send`). Every problem goes to stderr; any
-/// error fails the command.
-fn load(config: &Path) -> anyhow::Result<Table> {
-    let loaded = Table::load(config);
+/// endpoints (`endpoints`, `send`), with `api_flag` (`--api`) if the
+/// command takes one. Every problem goes to stderr; any error fails the
+/// command.
+fn load(config: &Path, api_flag: Option<&str>) -> anyhow::Result<Table> {
+    let loaded = Table::load(config, api_flag);
     for p in &loaded.problems {
         eprintln!("{}", problem_line(p));
     }

@@ -128,7 +128,7 @@ fn post(url: &str, delivery: &Delivery, timeout: Duration) -> anyhow::Result<Rep
 
 /// Run `flux-recv send`.
 pub fn run(args: SendArgs) -> anyhow::Result<ExitCode> {
-    let table = super::load(&args.config)?;
+    let table = super::load(&args.config, None)?;
     let endpoint = select(&table, &args.endpoint)?;
     let url = hook_url(&args.url, &endpoint.fingerprint);
     if !url.contains(&endpoint.url_path()) {
@@ -204,7 +204,7 @@ mod tests {
             ));
         }
         std::fs::write(dir.join("fluxrecv.yaml"), config).unwrap();
-        Table::load(&dir.join("fluxrecv.yaml")).table.unwrap()
+        Table::load(&dir.join("fluxrecv.yaml"), None).table.unwrap()
     }
 
     #[test]

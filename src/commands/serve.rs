@@ -66,14 +66,13 @@ fn fit_connections(options: &crate::options::Options, log: &Logger) -> usize {
 
 /// Load the table, bind, serve until SIGTERM/SIGINT.
 pub async fn serve(args: ServeArgs, log: Logger) -> anyhow::Result<()> {
-    let table = load_table(&args.config, &log)?;
+    let table = load_table(&args.config, args.api.as_deref(), &log)?;
     log_endpoints(&log, &table);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
-    // The default API: --api if given, else the config's.
-    let api = args.api.clone().unwrap_or_else(|| table.api.clone());
-    info!(log, "listening"; "address" => %listener.local_addr()?, "api" => api,
+    info!(log, "listening"; "address" => %listener.local_addr()?,
+          "api" => &*table.api().base,
           "dry_run" => args.dry_run);
     let mut options = args.options();
     options.max_connections = fit_connections(&options, &log);
@@ -90,9 +89,10 @@ pub async fn serve(args: ServeArgs, log: Logger) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Build the table, logging every problem; fail if any is an error.
-pub fn load_table(config: &Path, log: &Logger) -> anyhow::Result<Table> {
-    let loaded = Table::load(config);
+/// Build the table (with `api_flag`, `--api`, if given), logging every
+/// problem; fail if any is an error.
+pub fn load_table(config: &Path, api_flag: Option<&str>, log: &Logger) -> anyhow::Result<Table> {
+    let loaded = Table::load(config, api_flag);
     for p in &loaded.problems {
         match p.severity {
             Severity::Warning => {

@@ -258,7 +258,7 @@ fn reply(
             for c in changes {
                 info!(state.log, "dry run: not sent to fluxd";
                       "notification" => String::from_utf8_lossy(&c.to_json()).into_owned(),
-                      "api" => apis.join(" "));
+                      "api" => crate::routing::bases(apis));
             }
             let n = changes.len();
             let text = format!(
@@ -386,7 +386,7 @@ fn reply(
         }
     }
     let (changes, apis) = match &report.handled {
-        Handled::Delivered { changes, apis, .. } => (changes.len(), apis.join(" ")),
+        Handled::Delivered { changes, apis, .. } => (changes.len(), crate::routing::bases(apis)),
         Handled::Ignored(_) | Handled::Filtered { .. } | Handled::Refused(_) => (0, String::new()),
     };
     let log = state.log.new(o!(

@@ -19,7 +19,7 @@ fn serve(options: Options) -> (Arc<State>, String, tempfile::TempDir) {
          - source: GitLab\n  keyPath: gl.key\n",
     )
     .unwrap();
-    let table = Table::load(&config).table.unwrap();
+    let table = Table::load(&config, None).table.unwrap();
     let path = table.endpoints()[0].url_path();
     let options = Options {
         dry_run: true,

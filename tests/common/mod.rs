@@ -197,13 +197,18 @@ pub struct Recv {
 
 impl Recv {
     pub async fn start(config: &Path, options: Options) -> Recv {
+        Recv::start_with_api(config, None, options).await
+    }
+
+    /// As [`Recv::start`], with `--api`.
+    pub async fn start_with_api(config: &Path, api: Option<&str>, options: Options) -> Recv {
         let logs = Captured::default();
         let log = flux_recv::logging::to_writer_as(
             flux_recv::logging::Format::Text,
             slog::Level::Debug,
             logs.clone(),
         );
-        let loaded = Table::load(config);
+        let loaded = Table::load(config, api);
         let table = loaded
             .table
             .unwrap_or_else(|| panic!("config does not load: {:#?}", loaded.problems));
