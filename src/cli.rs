@@ -66,11 +66,9 @@ pub struct ServeArgs {
     #[arg(long, env = "FLUXRECV_LISTEN", default_value = "0.0.0.0:8080", value_parser = parse_listen)]
     pub listen: SocketAddr,
 
-    /// fluxd's API for endpoints without their own `api:`, instead of the
-    /// config's top-level `api` (so the address can live in the Deployment
-    /// rather than the Secret).
-    #[arg(long, env = "FLUXRECV_API", value_name = "URL", value_parser = parse_api)]
-    pub api: Option<String>,
+    /// `--api`.
+    #[command(flatten)]
+    pub fluxd: FluxdApi,
 
     /// Log level: error, warn, info, debug or trace.
     #[arg(long, env = "FLUXRECV_LOG_LEVEL", default_value = "info", value_parser = crate::logging::parse_level)]
@@ -171,7 +169,7 @@ pub struct ServeArgs {
     /// GoogleContainerRegistry endpoints with a `gcr:` block. https only
     /// (plain http to localhost, for tests).
     #[arg(long, env = "FLUXRECV_GOOGLE_JWKS_URL", default_value = crate::gcr_auth::GOOGLE_JWKS_URL,
-          value_parser = parse_jwks_url)]
+          value_parser = crate::gcr_auth::check_url)]
     pub google_jwks_url: String,
 }
 
@@ -208,6 +206,17 @@ impl ServeArgs {
     }
 }
 
+/// `--api`: serving, `endpoints` and `check` take it alike, and build the
+/// endpoint table with it ([`crate::table::Table::load`]).
+#[derive(Debug, Args)]
+pub struct FluxdApi {
+    /// fluxd's API for endpoints without their own `api:`, instead of the
+    /// config's top-level `api` (so the address can live in the Deployment
+    /// rather than the Secret).
+    #[arg(long, env = "FLUXRECV_API", value_name = "URL", value_parser = crate::routing::check_api)]
+    pub api: Option<String>,
+}
+
 /// Flags of `flux-recv keygen`.
 #[derive(Debug, Args)]
 pub struct KeygenArgs {
@@ -239,9 +248,9 @@ pub struct EndpointsArgs {
     #[arg(long, value_name = "URL", env = "FLUXRECV_BASE_URL", value_parser = parse_base_url)]
     pub base_url: Option<String>,
 
-    /// As for serving: fluxd's API for endpoints without their own `api:`.
-    #[arg(long, env = "FLUXRECV_API", value_name = "URL", value_parser = parse_api)]
-    pub api: Option<String>,
+    /// `--api`, as for serving.
+    #[command(flatten)]
+    pub fluxd: FluxdApi,
 
     /// `text` (aligned columns) or `json` (an array of objects, for scripts).
     #[arg(long, value_enum, default_value_t = Output::Text)]
@@ -264,9 +273,9 @@ pub struct CheckArgs {
     #[arg(long, env = "FLUXRECV_CONFIG", default_value = "fluxrecv.yaml")]
     pub config: PathBuf,
 
-    /// As for serving: fluxd's API for endpoints without their own `api:`.
-    #[arg(long, env = "FLUXRECV_API", value_name = "URL", value_parser = parse_api)]
-    pub api: Option<String>,
+    /// `--api`, as for serving.
+    #[command(flatten)]
+    pub fluxd: FluxdApi,
 }
 
 /// Flags of `flux-recv send`.
@@ -314,16 +323,6 @@ pub fn parse_listen(s: &str) -> Result<SocketAddr, String> {
     addrs
         .next()
         .ok_or_else(|| bad("the name has no address".into()))
-}
-
-/// fluxd's API base URL: `http://host[:port]/path`.
-fn parse_api(s: &str) -> Result<String, String> {
-    crate::routing::check_api(s)
-}
-
-/// `https://…`, or `http://` to localhost.
-fn parse_jwks_url(s: &str) -> Result<String, String> {
-    crate::gcr_auth::check_url(s)
 }
 
 /// An `http://` or `https://` URL with a host, without its trailing `/`.

@@ -176,7 +176,7 @@ fn endpoint_index(field: &str) -> Option<usize> {
 
 /// Run `flux-recv check`: print every problem and a summary on stdout.
 pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
-    let report = check(&args.config, args.api.as_deref());
+    let report = check(&args.config, args.fluxd.api.as_deref());
     for p in &report.problems {
         println!("{}", super::problem_line(p));
     }

@@ -103,7 +103,7 @@ pub fn text(rows: &[Row]) -> String {
 
 /// Run `flux-recv endpoints`.
 pub fn run(args: EndpointsArgs) -> anyhow::Result<ExitCode> {
-    let table = super::load(&args.config, args.api.as_deref())?;
+    let table = super::load(&args.config, args.fluxd.api.as_deref())?;
     let rows = rows(&table, args.base_url.as_deref());
     match args.output {
         Output::Text => print!("{}", text(&rows)),

@@ -66,7 +66,7 @@ fn fit_connections(options: &crate::options::Options, log: &Logger) -> usize {
 
 /// Load the table, bind, serve until SIGTERM/SIGINT.
 pub async fn serve(args: ServeArgs, log: Logger) -> anyhow::Result<()> {
-    let table = load_table(&args.config, args.api.as_deref(), &log)?;
+    let table = load_table(&args.config, args.fluxd.api.as_deref(), &log)?;
     log_endpoints(&log, &table);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
