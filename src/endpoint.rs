@@ -143,8 +143,21 @@ impl Endpoint {
     /// Google's signed token, or `requireSignature` makes an optional
     /// signature mandatory. Otherwise the hook URL is the only protection.
     pub fn verifies_sender(&self) -> bool {
-        self.source.verifies_sender() || self.gcr.is_some() || self.settings.require_signature
+        verifies_sender(
+            self.source,
+            self.gcr.is_some(),
+            self.settings.require_signature,
+        )
     }
+}
+
+/// Whether an endpoint of `source` must prove who sent a request: the
+/// source verifies a signature or token, it has a `gcr:` block, or
+/// `requireSignature` makes an optional signature mandatory. Shared by
+/// [`Endpoint::verifies_sender`] and `check`, which asks it of the config
+/// so it answers even for endpoints that do not build.
+pub fn verifies_sender(source: Source, gcr: bool, require_signature: bool) -> bool {
+    source.verifies_sender() || gcr || require_signature
 }
 
 /// The fingerprint of a key (and registry host): the hook URL's last segment.
@@ -178,11 +191,7 @@ fn checked_apis(
         return None;
     }
     let mut checked = Vec::new();
-    for (i, url) in urls.iter().enumerate() {
-        let at = match api {
-            ApiConfig::One(_) => format!("{field}.api"),
-            ApiConfig::Many(_) => format!("{field}.api[{i}]"),
-        };
+    for (at, url) in api.fields(field) {
         match check_api(url) {
             Ok(url) if checked.contains(&url) => {
                 problems.push(Problem::error(config_path, at, "is listed twice"))

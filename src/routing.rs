@@ -56,6 +56,19 @@ impl ApiConfig {
             ApiConfig::Many(urls) => urls,
         }
     }
+
+    /// Each URL with the field that names it under `endpoint`
+    /// (`endpoints[3]`): `endpoints[3].api` for one URL, `endpoints[3].api[1]`
+    /// in a list. Every problem about an endpoint's APIs is named this way.
+    pub fn fields<'a>(&'a self, endpoint: &'a str) -> impl Iterator<Item = (String, &'a str)> {
+        self.urls().iter().enumerate().map(move |(i, url)| {
+            let field = match self {
+                ApiConfig::One(_) => format!("{endpoint}.api"),
+                ApiConfig::Many(_) => format!("{endpoint}.api[{i}]"),
+            };
+            (field, url.as_str())
+        })
+    }
 }
 
 /// Check an API base URL and return it without a trailing `/`. fluxd serves
@@ -295,6 +308,21 @@ fn spellings(name: &ImageName) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_api_list_names_each_url_by_its_index() {
+        let one = ApiConfig::One("http://a/api/flux".into());
+        let many = ApiConfig::Many(vec!["http://a/api/flux".into()]);
+        let fields = |api: &ApiConfig| -> Vec<(String, String)> {
+            api.fields("endpoints[2]")
+                .map(|(at, url)| (at, url.to_string()))
+                .collect()
+        };
+        let a = "http://a/api/flux".to_string();
+        assert_eq!(fields(&one), [("endpoints[2].api".to_string(), a.clone())]);
+        // A list of one is still a list.
+        assert_eq!(fields(&many), [("endpoints[2].api[0]".to_string(), a)]);
+    }
 
     fn filter(branches: &[&str], images: &[&str]) -> Filter {
         let list = |l: &[&str]| (!l.is_empty()).then(|| l.iter().map(|s| s.to_string()).collect());

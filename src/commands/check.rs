@@ -92,16 +92,17 @@ pub fn check(config_path: &Path, api: Option<&str>) -> Report {
     }
 }
 
-/// A warning for each endpoint that accepts any request sent to its URL.
-/// The same rule as [`crate::endpoint::Endpoint::verifies_sender`], applied to
-/// the config so it is reported even when other endpoints fail to load.
+/// A warning for each endpoint that accepts any request sent to its URL:
+/// [`crate::endpoint::verifies_sender`] asked of the config, so it is
+/// reported even when other endpoints fail to load.
 fn unprotected(config_path: &Path, config: &ConfigFile) -> Vec<Problem> {
     let mut warnings = Vec::new();
     for (i, ep) in config.endpoints.iter().enumerate() {
         let Some(source) = Source::from_name(&ep.source) else {
             continue; // already an error
         };
-        if source.verifies_sender() || ep.gcr.is_some() || ep.require_signature == Some(true) {
+        let require_signature = ep.require_signature == Some(true);
+        if crate::endpoint::verifies_sender(source, ep.gcr.is_some(), require_signature) {
             continue;
         }
         let (what, how) = if source.takes(Extra::PubSubToken) {
@@ -143,14 +144,8 @@ fn not_fluxd(config_path: &Path, config: &ConfigFile, flag: Option<&str>) -> Vec
     };
     for (i, ep) in config.endpoints.iter().enumerate() {
         let Some(api) = &ep.api else { continue };
-        let many = api.urls().len() > 1 || matches!(api, crate::routing::ApiConfig::Many(_));
-        for (j, url) in api.urls().iter().enumerate() {
-            let field = match many {
-                true => format!("endpoints[{i}].api[{j}]"),
-                false => format!("endpoints[{i}].api"),
-            };
-            apis.push((field, url.clone()));
-        }
+        let endpoint = format!("endpoints[{i}]");
+        apis.extend(api.fields(&endpoint).map(|(at, url)| (at, url.to_string())));
     }
     apis.into_iter()
         .filter(|(_, api)| !crate::routing::looks_like_fluxd(api))
