@@ -218,7 +218,9 @@ pub fn log_endpoint(log: &Logger, what: &str, e: &Endpoint) {
           "filter" => %e.filter);
 }
 
-fn log_problem(log: &Logger, p: &Problem) {
+/// One line per problem with a config or key: a warning or an error,
+/// naming the file and field. Start-up and every reload log them alike.
+pub(crate) fn log_problem(log: &Logger, p: &Problem) {
     match p.severity {
         Severity::Warning => {
             warn!(log, "{}", p.message; "file" => %p.file.display(), "field" => &p.field)

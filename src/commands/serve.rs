@@ -8,7 +8,6 @@ use anyhow::Context;
 use slog::{error, info, o, warn, Logger};
 
 use crate::cli::ServeArgs;
-use crate::config::Severity;
 use crate::routes::State;
 use crate::table::Table;
 
@@ -94,14 +93,7 @@ pub async fn serve(args: ServeArgs, log: Logger) -> anyhow::Result<()> {
 pub fn load_table(config: &Path, api_flag: Option<&str>, log: &Logger) -> anyhow::Result<Table> {
     let loaded = Table::load(config, api_flag);
     for p in &loaded.problems {
-        match p.severity {
-            Severity::Warning => {
-                warn!(log, "{}", p.message; "file" => %p.file.display(), "field" => &p.field)
-            }
-            Severity::Error => {
-                error!(log, "{}", p.message; "file" => %p.file.display(), "field" => &p.field)
-            }
-        }
+        crate::reload::log_problem(log, p);
     }
     let errors = loaded.errors().count();
     loaded
