@@ -58,8 +58,8 @@ pub struct Hooks {
 /// What happened to one request to a hook URL.
 #[derive(Debug)]
 pub struct Report {
-    /// The endpoint the URL names; `None` when no endpoint has it.
-    pub endpoint: Option<Arc<Endpoint>>,
+    /// The endpoint the URL names.
+    pub endpoint: Arc<Endpoint>,
     /// The event the provider named, printable; empty if none.
     pub event: String,
     /// The provider's delivery id, printable; empty if none.
@@ -111,8 +111,6 @@ pub enum Confirmation {
 /// Why a request was refused.
 #[derive(Debug)]
 pub enum Refusal {
-    /// No endpoint has this hook URL.
-    UnknownHook,
     /// The request does not prove it comes from the provider.
     Unauthorized(HookError),
     /// A `gcr:` endpoint's Pub/Sub push token failed a check.
@@ -194,32 +192,31 @@ impl Hooks {
         &self.options
     }
 
-    /// Handle one POST to `/hook/<fingerprint>`.
-    pub async fn handle<S, B, E>(&self, fingerprint: &str, headers: &HeaderMap, body: S) -> Report
+    /// Handle one POST to `/hook/<fingerprint>`; `None` when no endpoint
+    /// has this URL (nothing else is looked at then).
+    pub async fn handle<S, B, E>(
+        &self,
+        fingerprint: &str,
+        headers: &HeaderMap,
+        body: S,
+    ) -> Option<Report>
     where
         S: Stream<Item = Result<B, E>>,
         B: Buf,
     {
         // One load: this request sees this table, whatever reloads happen.
         let table = self.table.load_full();
-        let Some(endpoint) = table.get(fingerprint).cloned() else {
-            return Report {
-                endpoint: None,
-                event: String::new(),
-                delivery: String::new(),
-                handled: Handled::Refused(Refusal::UnknownHook),
-            };
-        };
+        let endpoint = table.get(fingerprint).cloned()?;
         let delivery = endpoint.source.delivery_of(headers);
         let handled = self
             .deliver(&table, &endpoint, headers, body, &delivery)
             .await;
-        Report {
+        Some(Report {
             event: endpoint.source.event_of(headers),
             delivery,
-            endpoint: Some(endpoint),
+            endpoint,
             handled,
-        }
+        })
     }
 
     async fn deliver<S, B, E>(

@@ -86,12 +86,11 @@ pub enum Outcome {
     Busy,
     /// Body over `--max-body`.
     TooLarge,
-    /// No endpoint has the URL: counted apart, with no source.
-    UnknownHook,
 }
 
 impl Outcome {
-    /// Every outcome a known endpoint's hook can have. A source's series are
+    /// Every outcome a hook can have (a URL no endpoint has is counted
+    /// apart, with no source: [`Metrics::unknown_hook`]). A source's series are
     /// created at zero for each as soon as the source is served, so an alert
     /// on the first unauthorized hook sees 0 → 1 rather than a series
     /// appearing from nowhere.
@@ -119,7 +118,6 @@ impl Outcome {
             Outcome::BadRequest => "bad_request",
             Outcome::UpstreamError => "upstream_error",
             Outcome::TooLarge => "too_large",
-            Outcome::UnknownHook => "unknown_hook",
         }
     }
 }
@@ -397,6 +395,36 @@ fn to_prometheus_text(open_metrics: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_outcome_is_created_at_zero() {
+        // Exhaustive: an outcome added to the enum does not compile until it
+        // has an arm here, which asks that FOR_ENDPOINTS list it too.
+        let listed = |outcome: Outcome| match outcome {
+            Outcome::Relayed
+            | Outcome::Queued
+            | Outcome::Ignored
+            | Outcome::Filtered
+            | Outcome::Busy
+            | Outcome::Unauthorized
+            | Outcome::BadRequest
+            | Outcome::UpstreamError
+            | Outcome::TooLarge => Outcome::FOR_ENDPOINTS.contains(&outcome),
+        };
+        for outcome in [
+            Outcome::Relayed,
+            Outcome::Queued,
+            Outcome::Ignored,
+            Outcome::Filtered,
+            Outcome::Busy,
+            Outcome::Unauthorized,
+            Outcome::BadRequest,
+            Outcome::UpstreamError,
+            Outcome::TooLarge,
+        ] {
+            assert!(listed(outcome), "{outcome:?} is not created at zero");
+        }
+    }
 
     fn table(dir: &std::path::Path) -> Table {
         std::fs::write(dir.join("a.key"), b"0123456789abcdef-a").unwrap();

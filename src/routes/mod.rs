@@ -104,8 +104,10 @@ pub fn routes(
         .then(
             |fingerprint: String, headers: HeaderMap, body, state: Arc<State>| async move {
                 let started = Instant::now();
-                let report = state.hooks.handle(&fingerprint, &headers, body).await;
-                reply(&state, report, &fingerprint, started)
+                match state.hooks.handle(&fingerprint, &headers, body).await {
+                    Some(report) => reply(&state, report, started),
+                    None => unknown_hook(&state, &fingerprint),
+                }
             },
         );
 
@@ -181,32 +183,31 @@ fn and_filtered(filtered: usize) -> String {
     }
 }
 
+/// A hook URL no endpoint has (probes, stale URLs): 404, counted apart with
+/// no source, and logged at debug only.
+fn unknown_hook(state: &State, fingerprint: &str) -> warp::reply::Response {
+    state.metrics.unknown_hook();
+    debug!(state.log, "no endpoint for this hook URL";
+           "fingerprint" => crate::printable(fingerprint));
+    text(StatusCode::NOT_FOUND, "not found")
+}
+
 /// How loudly a hook is logged.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Level {
-    /// Not at all above debug: URLs nobody configured (probes, stale URLs).
-    Quiet,
     /// Info: the hook did what it should.
     Info,
     /// Warning, within the refusal-log budget: the client sent something
     /// we refuse.
     Refused,
-    /// Warning, always: flux-recv could not take the delivery, which an
-    /// operator must see.
+    /// Warning, always: flux-recv could not take the delivery, or fluxd
+    /// refused it, which an operator must see.
     Failed,
-    /// Warning, always, naming the API: fluxd refused a change for good
-    /// (most often a wrong `api:` path).
-    FluxdRefused(std::sync::Arc<str>),
 }
 
 /// Turn a report into the reply, count it and log it: the one place where
 /// each outcome gets its status, reply text, metric label and log level.
-fn reply(
-    state: &State,
-    report: Report,
-    fingerprint: &str,
-    started: Instant,
-) -> warp::reply::Response {
+fn reply(state: &State, report: Report, started: Instant) -> warp::reply::Response {
     use StatusCode as S;
     let answer = |status, text: String, outcome, level| (status, text, outcome, level, None);
     // 503s say when to come back: a provider that honours it returns once
@@ -278,12 +279,6 @@ fn reply(
             answer(S::OK, text, Outcome::Filtered, Level::Info)
         }
         Handled::Refused(refusal) => match refusal {
-            Refusal::UnknownHook => answer(
-                S::NOT_FOUND,
-                "not found".into(),
-                Outcome::UnknownHook,
-                Level::Quiet,
-            ),
             Refusal::Unauthorized(e) => answer(
                 S::UNAUTHORIZED,
                 e.to_string(),
@@ -344,28 +339,26 @@ fn reply(
                 "5",
             ),
             Refusal::ShuttingDown => busy("flux-recv is shutting down; retry later".into(), "30"),
-            Refusal::FluxdRefused { api, reason } => {
+            Refusal::FluxdRefused { reason, .. } => {
                 let text = format!("fluxd refused the notification: {reason}");
-                let level = Level::FluxdRefused(api.clone());
-                (S::BAD_GATEWAY, text, Outcome::UpstreamError, level, None)
+                answer(S::BAD_GATEWAY, text, Outcome::UpstreamError, Level::Failed)
             }
         },
     };
 
-    let mut response = self::text(status, text.clone());
-    if let Some(seconds) = retry_after {
-        response.headers_mut().insert(
-            warp::http::header::RETRY_AFTER,
-            HeaderValue::from_static(seconds),
-        );
-    }
-
-    let Some(endpoint) = &report.endpoint else {
-        state.metrics.unknown_hook();
-        debug!(state.log, "no endpoint for this hook URL";
-               "fingerprint" => crate::printable(fingerprint));
-        return response;
+    // The reply is made last, so its text is lent to the log line first.
+    let response = move |text: String| {
+        let mut response = self::text(status, text);
+        if let Some(seconds) = retry_after {
+            response.headers_mut().insert(
+                warp::http::header::RETRY_AFTER,
+                HeaderValue::from_static(seconds),
+            );
+        }
+        response
     };
+
+    let endpoint = &report.endpoint;
     state.metrics.hook(endpoint.source.name(), outcome);
     state.metrics.replied(started.elapsed());
     if let Handled::Delivered { changes, .. } = &report.handled {
@@ -376,7 +369,7 @@ fn reply(
     // Junk from the internet is counted in full but logged within a budget.
     if level == Level::Refused {
         match state.refusal_logs.admit() {
-            Admit::Skip => return response,
+            Admit::Skip => return response(text),
             Admit::Log { suppressed: 0 } => {}
             Admit::Log { suppressed } => {
                 warn!(state.log, "refused hooks not logged: over the log budget";
@@ -401,16 +394,16 @@ fn reply(
         "duration_ms" => crate::logging::elapsed_ms(started),
     ));
     match (level, &report.handled) {
-        (Level::Info | Level::Quiet, _) => info!(log, "hook"),
+        (Level::Info, _) => info!(log, "hook"),
         (_, Handled::Refused(Refusal::PubSubToken(e))) => {
             warn!(log, "hook refused"; "check" => e.check(), "reason" => %e)
         }
-        (Level::FluxdRefused(api), _) => {
-            warn!(log, "hook refused"; "reason" => &text, "refused_by" => &*api)
+        (_, Handled::Refused(Refusal::FluxdRefused { api, .. })) => {
+            warn!(log, "hook refused"; "reason" => &text, "refused_by" => &**api)
         }
         (Level::Refused | Level::Failed, _) => warn!(log, "hook refused"; "reason" => &text),
     }
-    response
+    response(text)
 }
 
 #[cfg(test)]
