@@ -187,11 +187,6 @@ impl Hooks {
         &self.queue
     }
 
-    /// The request path's options.
-    pub fn options(&self) -> &Options {
-        &self.options
-    }
-
     /// Handle one POST to `/hook/<fingerprint>`; `None` when no endpoint
     /// has this URL (nothing else is looked at then).
     pub async fn handle<S, B, E>(
