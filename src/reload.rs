@@ -35,8 +35,8 @@ use crate::watch::{Debounce, DirWatcher};
 /// What asked for a reload; logged with each reload as `trigger`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Trigger {
-    /// The reload task started (catches changes made between the first
-    /// load and the first watch).
+    /// The reload task started and armed the watch (catches changes made
+    /// between the first load and the watch).
     Start,
     /// File events in a watched directory.
     Files,
@@ -341,6 +341,11 @@ impl ReloadTask {
             resync_interval,
         );
         resync.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        // Watch what the served table was read from before reading it again:
+        // a change made since the first load is then either read by this
+        // reload or reported by the watch, and the reload finds no directory
+        // newly watched to look at once more (one read, not two).
+        self.follow(&ReloadResult::Unchanged);
         self.reload_and_follow(Trigger::Start).await;
         if let Some(w) = &self.watcher {
             info!(self.log, "watching for changes";
