@@ -491,4 +491,38 @@ mod tests {
         );
         assert!(changed_settings(&before, &after).is_empty());
     }
+
+    #[test]
+    fn a_reload_keeps_the_api_flag_and_logs_the_api_in_use() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fluxrecv.yaml");
+        fs::write(dir.path().join("a.key"), b"0123456789abcdef-a").unwrap();
+        fs::write(dir.path().join("b.key"), b"0123456789abcdef-b").unwrap();
+        let one = "fluxRecvVersion: 1\napi: http://config/api/flux\nendpoints:\n- source: GitHub\n  keyPath: a.key\n";
+        fs::write(&path, one).unwrap();
+        let flag = Some("http://flag/api/flux");
+        let first = Table::load(&path, flag).table.expect("table");
+        let metrics = Metrics::new(&first, Vec::new());
+        let served: TableHandle = Arc::new(arc_swap::ArcSwap::from_pointee(first));
+        fs::write(&path, format!("{one}- source: GitLab\n  keyPath: b.key\n")).unwrap();
+        let logs = crate::logging::Captured::default();
+        let log = crate::logging::to_writer_as(
+            crate::logging::Format::Text,
+            slog::Level::Info,
+            logs.clone(),
+        );
+        let result = reload(&served, &metrics, &log);
+        assert_eq!(
+            result,
+            ReloadResult::Swapped {
+                added: 1,
+                removed: 0
+            }
+        );
+        assert_eq!(&*served.load().api().base, "http://flag/api/flux");
+        drop(log);
+        let text = logs.text();
+        let reloaded = text.lines().find(|l| l.contains("reloaded")).unwrap();
+        assert!(reloaded.contains("api: http://flag/api/flux"), "{text}");
+    }
 }
