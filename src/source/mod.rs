@@ -20,7 +20,7 @@
 //! headers and bodies (`payload.rs`), signatures ([`verify`]) and samples
 //! ([`sample`]).
 //!
-//! To add a provider, add a file here and its name to the [`providers!`]
+//! To add a provider, add a file here and its name to the `providers!`
 //! list at the bottom of this file. A file left out of the list is not
 //! compiled, which `every_provider_file_is_listed` catches (a new shared
 //! file goes in that test's list of helpers instead). `cargo fmt` does not
