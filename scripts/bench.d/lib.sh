@@ -52,17 +52,20 @@ done
 
 # ---------------------------------------------------------------- servers
 
-# nginx: the ceiling on $nginx_port, the Flux API stand-in on $fluxd_port.
+# nginx: the ceiling on $nginx_port, the Flux API stand-in on $fluxd_port,
+# the relay ceiling on $proxy_port.
 start_nginx() {
     nginx_port=$(free_port)
     fluxd_port=$(free_port)
+    proxy_port=$(free_port)
     mkdir -p "$tmp/nginx/logs"
     sed -e "s|@PREFIX@|$tmp/nginx|g" -e "s|@PORT@|$nginx_port|g" -e "s|@FLUXD_PORT@|$fluxd_port|g" \
-        "$here/nginx.conf" >"$tmp/nginx/nginx.conf"
+        -e "s|@PROXY_PORT@|$proxy_port|g" "$here/nginx.conf" >"$tmp/nginx/nginx.conf"
     nginx -p "$tmp/nginx" -c "$tmp/nginx/nginx.conf" -g 'daemon off;' 2>"$tmp/nginx/logs/stderr" &
     pids+=($!)
     wait_listening "$nginx_port" "$tmp/nginx/logs"
     wait_listening "$fluxd_port" "$tmp/nginx/logs"
+    wait_listening "$proxy_port" "$tmp/nginx/logs"
 }
 
 start_webhook() {
