@@ -42,7 +42,13 @@ pub mod watch;
 /// characters, with control characters and non-ASCII shown escaped.
 pub fn printable(s: &str) -> String {
     const MAX: usize = 100;
-    let mut out: String = s.chars().take(MAX).flat_map(char::escape_default).collect();
+    // Most values (event names, delivery ids) need no escape: one copy.
+    let as_is = |b: &u8| (b' '..=b'~').contains(b) && !matches!(b, b'\\' | b'\'' | b'"');
+    if s.len() <= MAX && s.as_bytes().iter().all(as_is) {
+        return s.to_owned();
+    }
+    let mut out = String::with_capacity(s.len().min(MAX) + 8);
+    out.extend(s.chars().take(MAX).flat_map(char::escape_default));
     if s.chars().nth(MAX).is_some() {
         out.push('…');
     }
@@ -57,6 +63,11 @@ mod tests {
     fn printable_escapes_and_truncates() {
         assert_eq!(printable("push"), "push");
         assert_eq!(printable("a\nb"), "a\\nb");
+        // Quotes and backslashes, printable ASCII, are still escaped.
+        assert_eq!(printable(r#"a"b'c\d"#), r#"a\"b\'c\\d"#);
+        assert_eq!(printable("~ x"), "~ x");
+        assert_eq!(printable("é"), "\\u{e9}");
+        assert_eq!(printable(&"x".repeat(100)), "x".repeat(100));
         let long = "x".repeat(500);
         assert_eq!(printable(&long).chars().count(), 101);
     }

@@ -27,7 +27,12 @@ impl<W: Write> Decorator for Quoting<W> {
     where
         F: FnOnce(&mut dyn RecordDecorator) -> io::Result<()>,
     {
-        let mut line = Line::default();
+        // Room for a typical line (a hook's is 250 to 400 bytes), so that
+        // it is not grown step by step as it is written.
+        let mut line = Line {
+            buf: Vec::with_capacity(512),
+            part: None,
+        };
         f(&mut line)?;
         line.end_part();
         let mut w = self
@@ -40,7 +45,6 @@ impl<W: Write> Decorator for Quoting<W> {
 }
 
 /// One text line being formatted.
-#[derive(Default)]
 struct Line {
     buf: Vec<u8>,
     /// Where the value or message being written started.
