@@ -43,11 +43,7 @@ impl Scrape {
 async fn scrape(recv: &Recv) -> Scrape {
     let url = recv.url("/metrics");
     let (status, content_type, text) = tokio::task::spawn_blocking(move || {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .build()
-            .into();
-        let mut resp = agent
+        let mut resp = client(None)
             .get(&url)
             .header("Accept", "application/openmetrics-text; version=1.0.0")
             .call()

@@ -9,7 +9,7 @@ use flux_recv::fd_limit::{self, Limits};
 use flux_recv::options::Options;
 
 use crate::common::process::Running;
-use crate::common::testdata;
+use crate::common::{client, testdata};
 use crate::{flux_recv, path_str, run, scrubbed, stderr, stdout};
 
 #[test]
@@ -81,12 +81,7 @@ fn a_low_open_file_limit_lowers_the_connection_cap_says_so_once_and_serves() {
     assert!(lowered.contains("(300 soft, 300 hard)"), "{lowered}");
     assert!(lowered.contains(&expected), "{lowered}");
 
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(10)))
-        .build()
-        .into();
-    let mut health = agent
+    let mut health = client(Some(Duration::from_secs(10)))
         .get(&format!("http://{addr}/health"))
         .call()
         .expect("GET /health");

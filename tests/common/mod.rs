@@ -277,14 +277,20 @@ impl Reply {
     }
 }
 
+/// A blocking client that hands back every status as a reply, each call
+/// bounded by `timeout` (none: unbounded).
+pub fn client(timeout: Option<Duration>) -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(timeout)
+        .build()
+        .into()
+}
+
 /// POST with ureq on the blocking pool.
 pub async fn post(url: String, headers: Vec<(String, String)>, body: Vec<u8>) -> Reply {
     tokio::task::spawn_blocking(move || {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(30)))
-            .build()
-            .into();
+        let agent = client(Some(Duration::from_secs(30)));
         let mut req = agent.post(&url);
         for (k, v) in &headers {
             req = req.header(k, v);
@@ -298,11 +304,7 @@ pub async fn post(url: String, headers: Vec<(String, String)>, body: Vec<u8>) ->
 /// GET with ureq on the blocking pool.
 pub async fn get(url: String) -> Reply {
     tokio::task::spawn_blocking(move || {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .build()
-            .into();
-        Reply::read(agent.get(&url).call().expect("request"))
+        Reply::read(client(None).get(&url).call().expect("request"))
     })
     .await
     .unwrap()

@@ -9,7 +9,7 @@ use std::time::Duration;
 use flux_recv::endpoint::fingerprint;
 use flux_recv::reload::{self, ReloadResult, Trigger};
 
-use crate::common::{eventually_async, git_notification, FakeFluxd};
+use crate::common::{client, eventually_async, git_notification, FakeFluxd};
 use crate::{
     config, hook, log_line, push, start, status, until_logged, until_status, Pod, KEY_A, KEY_B,
     KEY_C, KEY_D, NO_RESYNC, WITHIN,
@@ -199,11 +199,7 @@ async fn under_load_an_unchanged_endpoint_never_fails_across_100_swaps() {
         .map(|_| {
             let (url, stop) = (recv.url(&hook(KEY_A)), stop.clone());
             std::thread::spawn(move || {
-                let agent: ureq::Agent = ureq::Agent::config_builder()
-                    .http_status_as_error(false)
-                    .timeout_global(Some(Duration::from_secs(10)))
-                    .build()
-                    .into();
+                let agent = client(Some(Duration::from_secs(10)));
                 let (headers, body) = push(KEY_A);
                 let (mut ok, mut failures) = (0usize, Vec::new());
                 while !stop.load(Ordering::Relaxed) {
