@@ -90,10 +90,10 @@ pub struct ServeArgs {
     #[arg(long, env = "FLUXRECV_BODY_BUDGET", default_value_t = Size(Options::default().body_budget))]
     pub body_budget: Size,
 
-    /// Most distinct changes one delivery may ask for (branches, images);
-    /// a delivery naming more gets 400 and nothing is sent.
+    /// Most distinct changes one delivery may ask for (branches, images), at
+    /// most 1024; a delivery naming more gets 400 and nothing is sent.
     #[arg(long, env = "FLUXRECV_MAX_CHANGES", default_value_t = Options::default().max_changes,
-          value_parser = RangedU64ValueParser::<usize>::new().range(1..=100_000))]
+          value_parser = RangedU64ValueParser::<usize>::new().range(1..=crate::source::MAX_CHANGES as u64))]
     pub max_changes: usize,
 
     /// How long a reply waits for fluxd to accept a hook's changes: 200 when
@@ -420,7 +420,12 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
-/// `8s`, `500ms`, `2m`, `0`, or bare seconds.
+/// The longest duration any flag takes: a year, far beyond any sensible
+/// timeout or interval, and far from where adding it to the clock would
+/// overflow (which would end the task that waits).
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 60 * 60);
+
+/// `8s`, `500ms`, `2m`, `0`, or bare seconds; at most [`MAX_DURATION`].
 fn parse_duration_or_zero(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let bad = || format!("{s:?} is not a duration like 8s, 500ms or 2m");
@@ -432,6 +437,12 @@ fn parse_duration_or_zero(s: &str) -> Result<Duration, String> {
         "m" => Duration::from_secs(n.checked_mul(60).ok_or_else(bad)?),
         _ => return Err(bad()),
     };
+    if d > MAX_DURATION {
+        return Err(format!(
+            "{s:?} is longer than a year ({}m), the most any duration can be",
+            MAX_DURATION.as_secs() / 60
+        ));
+    }
     Ok(d)
 }
 
@@ -472,6 +483,19 @@ mod tests {
         assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
         assert!(parse_duration("0s").is_err());
         assert!(parse_duration("1h").is_err());
+        // Up to a year; beyond it, adding the duration to the clock could
+        // overflow.
+        assert_eq!(parse_duration("525600m"), Ok(MAX_DURATION));
+        assert_eq!(parse_duration("31536000"), Ok(MAX_DURATION));
+        for huge in [
+            "525601m",
+            "31536001",
+            "9223372036854775807s",
+            "18446744073709551615ms",
+        ] {
+            let e = parse_duration(huge).unwrap_err();
+            assert!(e.contains("longer than a year"), "{huge}: {e}");
+        }
     }
 
     #[test]
@@ -530,6 +554,35 @@ mod tests {
             cli.serve.options().reply_budget,
             Duration::from_millis(1500)
         );
+    }
+
+    #[test]
+    fn every_duration_flag_stops_at_a_year_and_max_changes_at_the_cap() {
+        let flags = [
+            "--reply-budget",
+            "--delivery-max-age",
+            "--relay-timeout",
+            "--resync-interval",
+            "--header-timeout",
+            "--body-timeout",
+            "--drain-timeout",
+        ];
+        for flag in flags {
+            assert!(
+                Cli::try_parse_from(["flux-recv", flag, "525600m"]).is_ok(),
+                "{flag}"
+            );
+            let huge = Cli::try_parse_from(["flux-recv", flag, "9223372036854775807s"]);
+            assert!(
+                huge.is_err(),
+                "{flag} took a duration that overflows the clock"
+            );
+        }
+        let cap = crate::source::MAX_CHANGES.to_string();
+        let over = (crate::source::MAX_CHANGES + 1).to_string();
+        let cli = Cli::try_parse_from(["flux-recv", "--max-changes", cap.as_str()]).unwrap();
+        assert_eq!(cli.serve.options().max_changes, crate::source::MAX_CHANGES);
+        assert!(Cli::try_parse_from(["flux-recv", "--max-changes", over.as_str()]).is_err());
     }
 
     #[test]

@@ -31,10 +31,10 @@ use serde_json::json;
 
 use super::sample::{SampleRequest, AFTER, BEFORE, BRANCH, MESSAGE, OWNER, TIME};
 use super::{
-    header, json, required, verify, Delivery, HookError, HookResult, Kinds, Outcome, Proof,
-    Provider, Settings,
+    git_changes, header, json, required, verify, Delivery, HookError, HookResult, Kinds, Outcome,
+    Proof, Provider, Settings,
 };
-use crate::notification::{distinct_repositories, is_deletion, split_url, Change};
+use crate::notification::{distinct_repositories, is_deletion, split_url};
 
 const AUTHORIZATION: &str = "Authorization";
 
@@ -132,10 +132,8 @@ pub fn handle(headers: &HeaderMap, body: &[u8], settings: &Settings) -> HookResu
     }
 
     let urls = repository_urls(resource.repository)?;
-    let changes = branches
-        .iter()
-        .flat_map(|branch| urls.iter().map(move |url| Change::git(url.clone(), branch)));
-    Ok(Outcome::Notify(changes.collect()))
+    let changes = git_changes(&urls, branches.iter().map(String::as_str))?;
+    Ok(Outcome::Notify(changes))
 }
 
 /// Every URL the repository goes by that fluxd tells apart, the payload's
@@ -283,6 +281,7 @@ fn sample(s: &SampleRequest) -> Delivery {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::notification::Change;
     use crate::source::testing::{fixture, headers, settings};
 
     const KEY: &[u8] = b"azure-devops-hook-password-01234";

@@ -23,10 +23,9 @@ use serde_json::json;
 use super::sample::{self, SampleRequest, AFTER, BEFORE, BRANCH, MESSAGE, OWNER, TIME};
 use super::verify::{self, sign, Algorithm};
 use super::{
-    header, json, required, Delivery, Extra, HookError, HookResult, Kinds, Outcome, Proof,
-    Provider, Settings,
+    git_changes, header, json, required, Delivery, Extra, HookError, HookResult, Kinds, Outcome,
+    Proof, Provider, Settings,
 };
-use crate::notification::Change;
 
 const SIGNATURE: &str = "X-Hub-Signature";
 const EVENT: &str = "X-Event-Key";
@@ -99,13 +98,13 @@ pub fn handle(headers: &HeaderMap, body: &[u8], settings: &Settings) -> HookResu
         .and_then(|p| p.changes)
         .ok_or_else(|| HookError::BadPayload("push.changes is missing".into()))?;
 
-    let url = format!("git@bitbucket.org:{full_name}.git");
-    let mut notify = Vec::new();
+    let mut refs = Vec::new();
     for (i, change) in changes.into_iter().enumerate() {
         let Some(new) = change.new else { continue };
-        let name = required(new.name, &format!("push.changes[{i}].new.name"))?;
-        notify.push(Change::git(url.clone(), &name));
+        refs.push(required(new.name, &format!("push.changes[{i}].new.name"))?);
     }
+    let url = format!("git@bitbucket.org:{full_name}.git");
+    let notify = git_changes(&[url], refs.iter().map(String::as_str))?;
     if notify.is_empty() {
         return Ok(Outcome::Ignore("no branch or tag was updated".into()));
     }
@@ -171,6 +170,7 @@ fn sample(s: &SampleRequest) -> Delivery {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::notification::Change;
     use crate::source::testing::{fixture, headers, settings};
 
     fn push(body: &[u8]) -> HookResult {

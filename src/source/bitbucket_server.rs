@@ -20,10 +20,9 @@ use serde_json::json;
 use super::sample::{SampleRequest, AFTER, BEFORE, BRANCH, OWNER};
 use super::verify::{sign, Algorithm};
 use super::{
-    header, json, required, verify, Delivery, HookError, HookResult, Kinds, Outcome, Proof,
-    Provider, Settings,
+    git_changes, header, json, required, verify, Delivery, HookError, HookResult, Kinds, Outcome,
+    Proof, Provider, Settings,
 };
-use crate::notification::Change;
 
 const SIGNATURE: &str = "X-Hub-Signature";
 const EVENT: &str = "X-Event-Key";
@@ -106,7 +105,7 @@ pub fn handle(headers: &HeaderMap, body: &[u8], settings: &Settings) -> HookResu
         .changes
         .ok_or_else(|| HookError::BadPayload("changes is missing".into()))?;
 
-    let mut branches = Vec::new();
+    let mut refs = Vec::new();
     for (i, change) in changes.into_iter().enumerate() {
         let Some(changed) = change.changed else {
             continue;
@@ -114,9 +113,9 @@ pub fn handle(headers: &HeaderMap, body: &[u8], settings: &Settings) -> HookResu
         if changed.kind.as_deref() != Some("BRANCH") {
             continue;
         }
-        let id = required(changed.id, &format!("changes[{i}].ref.id"))?;
-        branches.push(Change::git(url.clone(), &id));
+        refs.push(required(changed.id, &format!("changes[{i}].ref.id"))?);
     }
+    let branches = git_changes(&[url], refs.iter().map(String::as_str))?;
     if branches.is_empty() {
         return Ok(Outcome::Ignore("no branch was changed".into()));
     }
@@ -198,6 +197,7 @@ fn sample(s: &SampleRequest) -> Delivery {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::notification::Change;
     use crate::source::testing::{fixture, headers, settings};
 
     /// testdata/bitbucket_server_key, which has no trailing newline.

@@ -326,6 +326,38 @@ fn distinct(changes: Vec<Change>) -> Vec<Change> {
 /// fluxd should not be asked to look for.
 pub const MAX_FIELD: usize = 1024;
 
+/// Most distinct changes one delivery is read into, and so the highest
+/// `--max-changes` can go. Every git change holds its own copy of the
+/// repository's URL: without a bound, a payload listing many refs of one
+/// long URL would be built into far more memory than it took to send.
+pub const MAX_CHANGES: usize = 1024;
+
+/// The git changes of a push that lists several refs: one per distinct ref
+/// in `refs`, in order of first appearance, for each of `urls`. The URLs are
+/// checked against [`MAX_FIELD`] before anything is built, and a push naming
+/// more than [`MAX_CHANGES`] changes is refused as soon as it passes that
+/// number, so what is built stays within about 2 MiB whatever the payload.
+pub fn git_changes<'a>(
+    urls: &[String],
+    refs: impl IntoIterator<Item = &'a str>,
+) -> Result<Vec<Change>, HookError> {
+    for url in urls {
+        check_field("repository URL", url)?;
+    }
+    let mut seen = HashSet::new();
+    let mut changes = Vec::new();
+    for git_ref in refs {
+        if !seen.insert(git_ref) {
+            continue;
+        }
+        if changes.len() + urls.len() > MAX_CHANGES {
+            return Err(HookError::TooManyChanges(MAX_CHANGES));
+        }
+        changes.extend(urls.iter().map(|url| Change::git(url.as_str(), git_ref)));
+    }
+    Ok(changes)
+}
+
 fn check_lengths(change: &Change) -> Result<(), HookError> {
     let fields: [(&str, &str); 2] = match change {
         Change::Git(g) => [("repository URL", &g.url), ("branch", &g.branch)],
@@ -334,12 +366,16 @@ fn check_lengths(change: &Change) -> Result<(), HookError> {
             ("image name", &i.name.image),
         ],
     };
-    match fields.iter().find(|(_, v)| v.len() > MAX_FIELD) {
-        Some((what, _)) => Err(HookError::BadPayload(format!(
+    fields.iter().try_for_each(|(what, v)| check_field(what, v))
+}
+
+fn check_field(what: &str, value: &str) -> Result<(), HookError> {
+    if value.len() > MAX_FIELD {
+        return Err(HookError::BadPayload(format!(
             "the {what} is longer than {MAX_FIELD} bytes"
-        ))),
-        None => Ok(()),
+        )));
     }
+    Ok(())
 }
 
 /// What a source needs of its endpoint besides the request.
@@ -470,6 +506,52 @@ mod tests {
             assert!(names.insert(s.name()), "{s} twice");
         }
         assert_eq!(Source::from_name("github"), None);
+    }
+
+    #[test]
+    fn git_changes_are_one_per_distinct_ref_and_url_in_order() {
+        let urls = ["git@a:x.git".to_string(), "https://a/x.git".to_string()];
+        let refs = ["refs/heads/main", "dev", "refs/heads/main", "dev"];
+        let expected: Vec<Change> = ["main", "dev"]
+            .iter()
+            .flat_map(|b| urls.iter().map(move |u| Change::git(u.as_str(), b)))
+            .collect();
+        assert_eq!(git_changes(&urls, refs), Ok(expected));
+        assert_eq!(git_changes(&urls, []), Ok(vec![]));
+    }
+
+    #[test]
+    fn git_changes_refuse_a_long_url_before_building_anything() {
+        let long = "u".repeat(MAX_FIELD + 1);
+        let refs = (0..10).map(|_| "main");
+        assert_eq!(
+            git_changes(&[long], refs),
+            Err(HookError::BadPayload(format!(
+                "the repository URL is longer than {MAX_FIELD} bytes"
+            )))
+        );
+        let longest = "u".repeat(MAX_FIELD);
+        assert!(git_changes(&[longest], ["main"]).is_ok());
+    }
+
+    #[test]
+    fn git_changes_stop_at_the_cap() {
+        let names: Vec<String> = (0..MAX_CHANGES + 1).map(|i| format!("b{i}")).collect();
+        let one = ["git@a:x.git".to_string()];
+        let at_cap = git_changes(&one, names[..MAX_CHANGES].iter().map(String::as_str));
+        assert_eq!(at_cap.map(|c| c.len()), Ok(MAX_CHANGES));
+        let over = git_changes(&one, names.iter().map(String::as_str));
+        assert_eq!(over, Err(HookError::TooManyChanges(MAX_CHANGES)));
+        // With two URLs each ref makes two changes: half as many refs fit.
+        let two = ["git@a:x.git".to_string(), "https://a/x.git".to_string()];
+        let half = names[..MAX_CHANGES / 2 + 1].iter().map(String::as_str);
+        assert_eq!(
+            git_changes(&two, half),
+            Err(HookError::TooManyChanges(MAX_CHANGES))
+        );
+        // Repeats of refs already taken do not count.
+        let repeats = names[..10].iter().cycle().take(100_000).map(String::as_str);
+        assert_eq!(git_changes(&one, repeats).map(|c| c.len()), Ok(10));
     }
 
     #[test]

@@ -45,6 +45,12 @@ pub enum HookError {
     /// field we need.
     #[error("bad payload: {0}")]
     BadPayload(String),
+    /// The payload names more changes than one delivery is read into
+    /// ([`super::MAX_CHANGES`]).
+    #[error(
+        "too many changes: the delivery names more than {0} distinct changes; nothing was sent"
+    )]
+    TooManyChanges(usize),
 }
 
 impl HookError {
@@ -80,5 +86,6 @@ mod tests {
         assert!(!HookError::MissingEvent("X").is_unauthorized());
         assert!(!HookError::wrong_event("X", "y").is_unauthorized());
         assert!(!HookError::BadPayload("x".into()).is_unauthorized());
+        assert!(!HookError::TooManyChanges(1).is_unauthorized());
     }
 }
