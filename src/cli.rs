@@ -196,6 +196,18 @@ impl ServeArgs {
         }
     }
 
+    /// Whether the flags make sense together: the reason when they do not.
+    pub fn check(&self) -> Result<(), String> {
+        if self.body_budget.0 < self.max_body.0 {
+            return Err(format!(
+                "--body-budget ({}) is smaller than --max-body ({}): a body between the two \
+                 could never be read",
+                self.body_budget, self.max_body
+            ));
+        }
+        Ok(())
+    }
+
     /// The reload task's options, as the flags set them.
     pub fn reload_options(&self) -> crate::reload::Options {
         crate::reload::Options {
@@ -583,6 +595,18 @@ mod tests {
         let cli = Cli::try_parse_from(["flux-recv", "--max-changes", cap.as_str()]).unwrap();
         assert_eq!(cli.serve.options().max_changes, crate::source::MAX_CHANGES);
         assert!(Cli::try_parse_from(["flux-recv", "--max-changes", over.as_str()]).is_err());
+    }
+
+    #[test]
+    fn the_body_budget_must_hold_the_largest_body() {
+        let parse = |args: &[&str]| Cli::try_parse_from(args).unwrap().serve.check();
+        assert_eq!(parse(&["flux-recv"]), Ok(()));
+        assert_eq!(parse(&["flux-recv", "--max-body", "16MiB"]), Ok(()));
+        let e = parse(&["flux-recv", "--max-body", "4MiB", "--body-budget", "3MiB"]).unwrap_err();
+        assert!(
+            e.contains("--body-budget (3MiB) is smaller than --max-body (4MiB)"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -23,6 +23,10 @@ pub fn main(args: ServeArgs) -> ExitCode {
 
 /// Start the async runtime and serve on it.
 fn run(args: ServeArgs, log: &Logger) -> ExitCode {
+    if let Err(e) = args.check() {
+        error!(log, "flux-recv cannot start"; "error" => e);
+        return ExitCode::FAILURE;
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
