@@ -151,9 +151,9 @@ pub struct ServeArgs {
     #[arg(long, env = "FLUXRECV_DRAIN_TIMEOUT", default_value_t = Span(Options::default().drain_timeout))]
     pub drain_timeout: Span,
 
-    /// Most refused hooks (bad signature, bad payload, too large) logged per
-    /// second; the rest are counted in /metrics, and one line says how many
-    /// were left out. Keeps a flood of junk from flooding the logs.
+    /// Most refused hooks (bad signature, bad payload, too large, busy) logged
+    /// per second; the rest are counted in /metrics, and one line says how
+    /// many were left out. Keeps a flood of junk from flooding the logs.
     #[arg(long, env = "FLUXRECV_REFUSAL_LOGS_PER_SECOND",
           default_value_t = Options::default().refusal_logs_per_second)]
     pub refusal_logs_per_second: u64,

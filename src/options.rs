@@ -49,8 +49,8 @@ pub struct Options {
     pub header_timeout: Duration,
     /// A client must send a request's body within this time.
     pub body_timeout: Duration,
-    /// Most refused hooks (401, 400, 413, 408) logged a second; the rest are
-    /// counted in `/metrics` and summed up in one line.
+    /// Most refused hooks (401, 400, 413, 408, and 503 when busy) logged a
+    /// second; the rest are counted in `/metrics` and summed up in one line.
     pub refusal_logs_per_second: u64,
 }
 

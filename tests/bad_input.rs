@@ -263,3 +263,65 @@ async fn every_bad_input_gets_its_4xx_and_nothing_reaches_fluxd() {
         );
     }
 }
+
+/// A header value that is not visible ASCII (0xE9, Latin-1 `é`) gets the
+/// answer its route gives a wrong value: never the 404 of a route that
+/// rejected the request, nor a 5xx.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreadable_header_values_get_the_routes_own_answer() {
+    let fluxd = FakeFluxd::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (config, hook) = github_config(dir.path(), &fluxd.api());
+    let recv = Recv::start(&config, Options::default()).await;
+    let body = github_body("org/app", "main");
+    // `head`'s request and headers, then `name` with an unreadable value.
+    let request = |head: &str, name: &str, body: &[u8]| {
+        let mut r = format!("{head}\r\nHost: x\r\nConnection: close\r\n{name}: a").into_bytes();
+        r.extend_from_slice(b"\xe9\r\n\r\n");
+        r.extend_from_slice(body);
+        r
+    };
+    // A signed push whose `name` header is unreadable.
+    let push = |name: &str| {
+        let mut head = format!("POST {hook} HTTP/1.1\r\nContent-Length: {}", body.len());
+        for (k, v) in github_push(&body) {
+            if !k.eq_ignore_ascii_case(name) {
+                head.push_str(&format!("\r\n{k}: {v}"));
+            }
+        }
+        request(&head, name, &body)
+    };
+    let cases = [
+        (
+            "/health",
+            request("GET /health HTTP/1.1", "Accept", b""),
+            "200",
+        ),
+        (
+            "/ready",
+            request("GET /ready HTTP/1.1", "Accept", b""),
+            "200",
+        ),
+        (
+            "/nowhere",
+            request("GET /nowhere HTTP/1.1", "Accept", b""),
+            "404",
+        ),
+        (
+            "GET hook",
+            request(&format!("GET {hook} HTTP/1.1"), "Accept", b""),
+            "405",
+        ),
+        ("signature", push("X-Hub-Signature-256"), "401"),
+        ("event", push("X-GitHub-Event"), "400"),
+        ("delivery id", push("X-GitHub-Delivery"), "200"),
+        ("content type", push("Content-Type"), "200"),
+    ];
+    for (name, request, status) in cases {
+        let reply = raw(recv.addr, request).await;
+        assert!(
+            reply.starts_with(&format!("HTTP/1.1 {status}")),
+            "{name}: {reply}"
+        );
+    }
+}

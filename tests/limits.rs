@@ -186,7 +186,6 @@ async fn a_flood_of_refusals_is_counted_in_full_but_logged_within_budget() {
         assert_eq!(reply.status, 401);
     }
     let burst = started.elapsed();
-    let refused_lines = |logs: &str| logs.lines().filter(|l| l.contains("hook refused")).count();
     let logs = recv.logs.text();
     // At most the budget per second the burst spanned.
     let budget = 5 * (burst.as_secs() as usize + 1);
@@ -203,21 +202,99 @@ async fn a_flood_of_refusals_is_counted_in_full_but_logged_within_budget() {
     let reply = post(recv.url(&hook), github_push(b"other"), body.clone()).await;
     assert_eq!(reply.status, 401);
     let logs = recv.logs.text();
-    let summary = logs
-        .lines()
-        .find(|l| l.contains("refused hooks not logged"))
-        .expect("a summary line");
-    let suppressed: usize = summary
-        .split("suppressed: ")
-        .nth(1)
-        .and_then(|s| s.split(',').next())
-        .unwrap()
-        .parse()
-        .unwrap();
-    assert_eq!(refused_lines(&logs) + suppressed, 51, "{summary}");
+    assert_eq!(refused_lines(&logs) + suppressed(&logs), 51, "{logs}");
 
     // A relayed hook is always logged.
     let reply = post(recv.url(&hook), github_push(&body), body).await;
     assert_eq!(reply.status, 200);
     assert!(recv.logs.text().contains("outcome: relayed"));
+}
+
+/// `hook refused` lines in `logs`.
+fn refused_lines(logs: &str) -> usize {
+    logs.lines().filter(|l| l.contains("hook refused")).count()
+}
+
+/// Refusals left out of `logs`, as its summary lines count them; fails
+/// when there is none.
+fn suppressed(logs: &str) -> usize {
+    let counts: Vec<usize> = logs
+        .lines()
+        .filter(|l| l.contains("refused hooks not logged"))
+        .map(|l| {
+            l.split("suppressed: ")
+                .nth(1)
+                .and_then(|s| s.split(',').next())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("no count in {l}"))
+        })
+        .collect();
+    assert!(!counts.is_empty(), "no summary line in\n{logs}");
+    counts.iter().sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn busy_refusals_are_counted_in_full_but_logged_within_budget() {
+    let fluxd = FakeFluxd::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (config, hook) = github_config(dir.path(), &fluxd.api());
+    let opts = Options {
+        refusal_logs_per_second: 5,
+        max_body: 8000,
+        body_budget: 10_000,
+        body_timeout: Duration::from_secs(20),
+        ..Options::default()
+    };
+    // The log budget counts whole seconds from when the server's state is
+    // made, somewhere in between these two.
+    let before = Instant::now();
+    let recv = Recv::start(&config, opts).await;
+    let after = Instant::now();
+
+    // A client declares 8000 bytes and sends none: the budget has 2000
+    // left, too few for any of the requests below.
+    let mut held = TcpStream::connect(recv.addr).await.unwrap();
+    held.write_all(
+        format!("POST {hook} HTTP/1.1\r\nHost: x\r\nContent-Length: 8000\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
+    // Start the flood just past a second of the log budget, so that a
+    // short one falls within one.
+    tokio::time::sleep_until((after + Duration::from_secs(1)).into()).await;
+
+    let started = Instant::now();
+    for _ in 0..40 {
+        let reply = post(recv.url(&hook), vec![], vec![b' '; 5000]).await;
+        assert_eq!(reply.status, 503, "{}", reply.body);
+    }
+    let ended = Instant::now();
+    let logs = recv.logs.text();
+    // At most the budget for each second of the budget the flood touched:
+    // 5 per elapsed second, rounded up.
+    let seconds = (ended - before).as_secs() - (started - after).as_secs() + 1;
+    assert!(
+        refused_lines(&logs) as u64 <= 5 * seconds,
+        "{} lines for a {:?} flood\n{logs}",
+        refused_lines(&logs),
+        ended - started
+    );
+    assert!(refused_lines(&logs) >= 5, "{logs}");
+
+    // The next second: the first refusal is logged, after a line saying
+    // how many were left out.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let reply = post(recv.url(&hook), vec![], vec![b' '; 5000]).await;
+    assert_eq!(reply.status, 503);
+    let logs = recv.logs.text();
+    assert_eq!(refused_lines(&logs) + suppressed(&logs), 41, "{logs}");
+    let metrics = recv
+        .state
+        .metrics
+        .encode(flux_recv::metrics::Format::Prometheus);
+    assert!(
+        metrics.contains(r#"fluxrecv_hooks_total{source="GitHub",outcome="busy"} 41"#),
+        "{metrics}"
+    );
+    drop(held);
 }

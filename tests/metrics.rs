@@ -502,3 +502,21 @@ async fn promtool_accepts_the_prometheus_text_format() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_accept_header_gets_the_default_format() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, _) = github_config(dir.path(), "http://127.0.0.1:9/api/flux");
+    let recv = Recv::start(&config, Options::default()).await;
+    // Not visible ASCII: as if there were no Accept header.
+    let request =
+        b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAccept: text/plain; q=\xe9\r\n\r\n";
+    let reply = raw(recv.addr, request.to_vec()).await;
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    assert!(
+        reply
+            .to_ascii_lowercase()
+            .contains("content-type: text/plain; version=0.0.4"),
+        "{reply}"
+    );
+}

@@ -36,7 +36,8 @@ pub struct State {
     pub log: Logger,
     /// What `/metrics` reports.
     pub metrics: Arc<Metrics>,
-    /// Budget for logging refused hooks.
+    /// Budget for logging refused hooks, busy refusals included (see
+    /// [`Level::Busy`]).
     refusal_logs: Throttle,
     /// Set when shutdown begins, so `/ready` answers 503 and load balancers
     /// stop sending new requests while those in flight finish.
@@ -139,12 +140,18 @@ pub fn routes(
             }
         });
 
+    // Accept is read by hand: warp's typed header filters reject a value
+    // that is not visible ASCII, and the request would fall through to 404.
+    // An unreadable one is taken as absent: the default format.
     let metrics = warp::path!("metrics")
         .and(warp::get())
-        .and(warp::header::optional::<String>("accept"))
+        .and(warp::header::headers_cloned())
         .and(with_state.clone())
-        .map(|accept: Option<String>, state: Arc<State>| {
-            let format = crate::metrics::Format::for_accept(accept.as_deref());
+        .map(|headers: HeaderMap, state: Arc<State>| {
+            let accept = headers
+                .get(warp::http::header::ACCEPT)
+                .and_then(|v| v.to_str().ok());
+            let format = crate::metrics::Format::for_accept(accept);
             warp::reply::with_header(
                 state.metrics.encode(format),
                 warp::http::header::CONTENT_TYPE,
@@ -200,8 +207,18 @@ enum Level {
     /// Warning, within the refusal-log budget: the client sent something
     /// we refuse.
     Refused,
-    /// Warning, always: flux-recv could not take the delivery, or fluxd
-    /// refused it, which an operator must see.
+    /// Warning, within the same budget: flux-recv could not take the
+    /// delivery now (503). Anyone can cause these, signed or not, by
+    /// holding the body budget with a few stalled uploads, so they cannot be
+    /// logged every time. They share the refusal budget rather than get one
+    /// of their own because `--refusal-logs-per-second` bounds the lines a
+    /// flood can write, whatever it is made of; a second budget would let
+    /// an attacker double that by mixing kinds. Every one is still counted
+    /// (`outcome="busy"`), and the summary line counts those left out.
+    Busy,
+    /// Warning, always: fluxd refused the delivery for good (502), which an
+    /// operator must see. Only a hook that passed its endpoint's checks
+    /// gets this far, so junk from the internet cannot cause it.
     Failed,
 }
 
@@ -217,7 +234,7 @@ fn reply(state: &State, report: Report, started: Instant) -> warp::reply::Respon
             S::SERVICE_UNAVAILABLE,
             text,
             Outcome::Busy,
-            Level::Failed,
+            Level::Busy,
             Some(retry_after),
         )
     };
@@ -366,8 +383,9 @@ fn reply(state: &State, report: Report, started: Instant) -> warp::reply::Respon
             debug!(state.log, "change"; "change" => %c);
         }
     }
-    // Junk from the internet is counted in full but logged within a budget.
-    if level == Level::Refused {
+    // Junk from the internet, and the 503s a flood of it can cause, are
+    // counted in full but logged within a budget.
+    if matches!(level, Level::Refused | Level::Busy) {
         match state.refusal_logs.admit() {
             Admit::Skip => return response(text),
             Admit::Log { suppressed: 0 } => {}
@@ -401,7 +419,9 @@ fn reply(state: &State, report: Report, started: Instant) -> warp::reply::Respon
         (_, Handled::Refused(Refusal::FluxdRefused { api, .. })) => {
             warn!(log, "hook refused"; "reason" => &text, "refused_by" => &**api)
         }
-        (Level::Refused | Level::Failed, _) => warn!(log, "hook refused"; "reason" => &text),
+        (Level::Refused | Level::Busy | Level::Failed, _) => {
+            warn!(log, "hook refused"; "reason" => &text)
+        }
     }
     response(text)
 }
