@@ -104,7 +104,8 @@ pub struct ServeArgs {
     pub reply_budget: Span,
 
     /// How long a queued change is retried while fluxd is away before it
-    /// is dropped with a warning (fluxd's own polling catches up by then).
+    /// is dropped with a warning (fluxd's own polling catches up by then),
+    /// counted from its last push.
     #[arg(long, env = "FLUXRECV_DELIVERY_MAX_AGE",
           default_value_t = Span(Options::default().delivery_max_age))]
     pub delivery_max_age: Span,
@@ -128,7 +129,7 @@ pub struct ServeArgs {
 
     /// Relay worker threads: most POSTs to fluxd at once. One fluxd is
     /// served well by the default; a fluxd that is failing gets at most
-    /// half of them.
+    /// half of them (but always one).
     #[arg(long, env = "FLUXRECV_MAX_RELAYS", default_value_t = Options::default().max_relays,
           value_parser = RangedU64ValueParser::<usize>::new().range(1..=4096))]
     pub max_relays: usize,

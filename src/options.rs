@@ -22,7 +22,7 @@ pub struct Options {
     /// answering 202 (zero: never wait). Under Harbor's 3 s timeout.
     pub reply_budget: Duration,
     /// How long a change is retried before it is dropped (fluxd's own
-    /// polling has caught up by then).
+    /// polling has caught up by then), counted from its last push.
     pub delivery_max_age: Duration,
     /// Most distinct notifications pending at once.
     pub max_pending: usize,

@@ -5,8 +5,7 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 use slog::{debug, info, warn, Logger};
@@ -21,7 +20,9 @@ use crate::notification::Change;
 /// workers share.
 pub(super) struct Shared {
     pub(super) options: Options,
-    /// Most workers one API may hold while another's entries wait: half.
+    /// Most workers an API may hold while its last answer was a failure,
+    /// or while another API's entries wait: half of them, rounded down, but
+    /// at least one.
     pub(super) share: usize,
     pub(super) log: Logger,
     pub(super) state: Mutex<State>,
@@ -111,17 +112,24 @@ impl Entry {
         deliveries
     }
 
-    /// How much longer it is retried, counted from when its oldest change
-    /// was queued; zero once it has expired.
+    /// How much longer it is retried: until the newest change that joined
+    /// it is `max_age` old, so that a push that joins an old entry is
+    /// retried as long as one that starts a new entry. Zero once it has
+    /// expired.
     pub(super) fn time_left(&self, max_age: Duration, now: Instant) -> Duration {
-        max_age.saturating_sub(now - self.round.since)
+        max_age.saturating_sub(now - self.round.newest)
     }
 
-    /// Tell everyone waiting on it, in either round, that it will never be
-    /// delivered.
+    /// Its rounds: the one the next send settles, and the one after it.
+    fn rounds_mut(&mut self) -> impl Iterator<Item = &mut Round> {
+        std::iter::once(&mut self.round).chain(&mut self.again)
+    }
+
+    /// Tell everyone still waiting on it, in either round, that it will
+    /// never be delivered.
     fn refuse(&self, reason: &str) {
-        let waiters = self.round.waiters.iter();
-        for w in waiters.chain(self.again.iter().flat_map(|r| &r.waiters)) {
+        let rounds = std::iter::once(&self.round).chain(&self.again);
+        for w in rounds.flat_map(Round::waiters) {
             w.refused(&self.url, reason);
         }
     }
@@ -129,9 +137,20 @@ impl Entry {
 
 /// The changes one send covers.
 pub(super) struct Round {
-    /// When the oldest of them was queued: the entry's age.
+    /// When the oldest of them was queued: the entry's age, as the metrics
+    /// and the logs report it.
     pub(super) since: Instant,
-    waiters: Vec<Arc<Waiter>>,
+    /// When the newest of them was queued: the entry is retried until this
+    /// is `max_age` old.
+    newest: Instant,
+    /// The replies that wait for this send. Weak: a reply that has been
+    /// sent no longer needs telling, and identical pushes during a long
+    /// outage must not pile up here.
+    waiters: Vec<Weak<Waiter>>,
+    /// A reply stopped waiting for this send before it was settled, so its
+    /// delivery is late. Kept here, not with the reply, which is gone by
+    /// then.
+    late: bool,
     pub(super) deliveries: Deliveries,
 }
 
@@ -139,29 +158,52 @@ impl Round {
     pub(super) fn new(now: Instant) -> Round {
         Round {
             since: now,
+            newest: now,
             waiters: Vec::new(),
+            late: false,
             deliveries: Deliveries::default(),
         }
     }
 
-    pub(super) fn join(&mut self, waiter: &Arc<Waiter>, delivery: &Arc<str>) {
-        self.waiters.push(waiter.clone());
+    /// Add a change queued at `now`, with the reply waiting for it.
+    pub(super) fn join(&mut self, waiter: &Arc<Waiter>, delivery: &Arc<str>, now: Instant) {
+        // Forget the replies already sent once the list is full, before it
+        // grows: it stays in proportion to the replies waiting at once, not
+        // to the pushes, at no cost per join.
+        if self.waiters.len() == self.waiters.capacity() {
+            self.waiters.retain(|w| w.strong_count() > 0);
+        }
+        self.waiters.push(Arc::downgrade(waiter));
+        self.newest = self.newest.max(now);
         self.deliveries.add(delivery);
     }
 
     fn absorb(&mut self, other: Round) {
         self.since = self.since.min(other.since);
+        self.newest = self.newest.max(other.newest);
         self.waiters.extend(other.waiters);
+        self.late |= other.late;
         self.deliveries.absorb(other.deliveries);
+    }
+
+    /// The replies still waiting.
+    fn waiters(&self) -> impl Iterator<Item = Arc<Waiter>> + '_ {
+        self.waiters.iter().filter_map(Weak::upgrade)
+    }
+
+    /// Whether `waiter`'s reply waits for this send.
+    fn holds(&self, waiter: &Arc<Waiter>) -> bool {
+        let waiter = Arc::as_ptr(waiter);
+        self.waiters
+            .iter()
+            .any(|w| std::ptr::eq(w.as_ptr(), waiter))
     }
 }
 
-/// One ticket's side, shared with its entries' rounds.
+/// One ticket's side. Its entries' rounds hold it weakly: it goes with the
+/// ticket, once the reply is sent.
 pub(super) struct Waiter {
     pub(super) progress: watch::Sender<Progress>,
-    /// Set (under the state lock) when the reply stopped waiting, so that
-    /// a delivery after it is logged as late.
-    pub(super) gave_up: AtomicBool,
 }
 
 #[derive(Debug, Clone)]
@@ -222,6 +264,19 @@ enum Note {
 impl State {
     pub(super) fn find(&self, item: &Item) -> Option<u64> {
         self.index.get(&item.url)?.get(&item.change).copied()
+    }
+
+    /// A reply stopped waiting for `waiter`'s entries (those of `ids` still
+    /// pending): the sends it waited for will be late.
+    pub(super) fn gave_up(&mut self, waiter: &Arc<Waiter>, ids: &[u64]) {
+        for id in ids {
+            let Some(entry) = self.entries.get_mut(id) else {
+                continue;
+            };
+            if let Some(round) = entry.rounds_mut().find(|r| r.holds(waiter)) {
+                round.late = true;
+            }
+        }
     }
 
     /// The next entry to send: the oldest ready one, with two exceptions
@@ -443,15 +498,11 @@ impl Jobs for Shared {
         let now = Instant::now();
         match answer {
             Answer::Accepted => {
-                let late = entry
-                    .round
-                    .waiters
-                    .iter()
-                    .any(|w| w.gave_up.load(Ordering::Relaxed));
+                let late = entry.round.late;
                 let c = st.counters(&entry.url);
                 c.delivered += 1;
                 c.late += u64::from(late);
-                for w in &entry.round.waiters {
+                for w in entry.round.waiters() {
                     w.accepted();
                 }
                 let delivered = match entry.again.take() {
@@ -521,6 +572,35 @@ impl Jobs for Shared {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::delivery::tests::{dead_url, item, start};
+    use crate::delivery::{Confirmation, Options};
+
+    #[tokio::test]
+    async fn an_entry_keeps_no_reply_that_was_sent() {
+        let (queue, _) = start(Options::default());
+        let url = dead_url();
+        for i in 0..20_000 {
+            let ticket = queue
+                .submit(vec![item(&url, "app", &format!("d-{i}"))])
+                .unwrap();
+            let reply = ticket.wait(Duration::ZERO).await;
+            assert!(matches!(reply, Confirmation::Pending { .. }), "{reply:?}");
+        }
+        // Read under the lock, checked after it: a failed check must not
+        // poison it for the workers.
+        let (entries, joined, kept) = {
+            let st = queue.workers.shared.lock();
+            let kept: usize = st
+                .entries
+                .values()
+                .flat_map(|e| std::iter::once(&e.round).chain(&e.again))
+                .map(|r| r.waiters.len())
+                .sum();
+            (st.entries.len(), st.counters[&url].joined, kept)
+        };
+        assert_eq!((entries, joined), (1, 19_999));
+        assert!(kept < 100, "{kept} waiters kept");
+    }
 
     #[test]
     fn an_api_at_its_share_is_passed_over_or_held_back_when_failing() {

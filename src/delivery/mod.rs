@@ -6,9 +6,9 @@
 //! reply budget. A fixed pool of relay workers (`relay.rs`) sends what is
 //! pending, oldest first, and retries what fluxd could not take (down, 408,
 //! 429, 5xx) with exponential backoff and jitter until fluxd accepts it or
-//! it is older than `max_age`; then it is dropped with a warning, since
-//! fluxd's own polling catches up by then. Answers that can never succeed
-//! (another 4xx, a redirect) end it at once.
+//! even the newest change that joined it is older than `max_age`; then it
+//! is dropped with a warning, since fluxd's own polling catches up by then.
+//! Answers that can never succeed (another 4xx, a redirect) end it at once.
 //!
 //! **One entry per distinct (URL, change).** fluxd treats a notification as
 //! a trigger to look, so identical changes need one look:
@@ -20,12 +20,16 @@
 //!   waits for that send (whatever the current attempt's outcome: a failed
 //!   attempt is retried for both, a permanent refusal ends both).
 //!
+//! Either way the newcomer is retried for its own `max_age`, however old
+//! the entry it joined: an entry expires once its newest change is
+//! `max_age` old. Its age in the metrics and the logs is its oldest's.
+//!
 //! **Several APIs.** An entry is one change for one notify URL, so with
 //! fan-out each API gets its own entries, retries and counters, and one
 //! that is down does not hold up the others. Workers are shared, but an API
-//! whose last answer was a failure may hold at most half of them, so a
-//! hanging fluxd ties up half the pool, not all of it (see
-//! `State::take_ready`).
+//! whose last answer was a failure may hold at most half of them (rounded
+//! down, but at least one), so with two workers or more a hanging fluxd
+//! never ties up the whole pool (see `State::take_ready`).
 //!
 //! The queue holds at most `max_pending` entries. A submit whose new
 //! entries do not all fit is refused whole ([`Full`]): nothing of it is
@@ -40,7 +44,8 @@
 //! A budget of zero never waits: it reports what is already settled, which
 //! in practice is `Pending`. An entry accepted after a reply stopped waiting
 //! for it is logged once, at info, as a late delivery (a reply with a zero
-//! budget never waited, so it makes nothing late).
+//! budget never waited, so it makes nothing late). An entry keeps no hold
+//! on a reply that has been sent: only whether one gave up on it.
 //!
 //! **Shutdown.** [`Queue::close`] refuses new work; [`Queue::drain`] waits
 //! until nothing is pending or a deadline, then stops the workers and
@@ -57,7 +62,6 @@ mod wire;
 
 use std::cmp::Reverse;
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -100,7 +104,8 @@ pub struct Options {
     /// Most distinct notifications pending at once (`--max-pending`).
     pub max_pending: usize,
     /// How long a notification is retried before it is dropped
-    /// (`--delivery-max-age`), counted from when it was queued.
+    /// (`--delivery-max-age`), counted from when it was last queued: an
+    /// identical change that joins it starts the count again.
     pub max_age: Duration,
     /// Longest one POST may take, connecting included.
     pub attempt_timeout: Duration,
@@ -246,7 +251,7 @@ impl Queue {
         let relay = Relay::new(workers, options.attempt_timeout);
         let shared = Arc::new(Shared {
             options,
-            share: workers.div_ceil(2),
+            share: (workers / 2).max(1),
             log,
             state: Mutex::new(State::default()),
             work: Condvar::new(),
@@ -288,7 +293,6 @@ impl Queue {
                 left: items.len(),
                 refused: None,
             }),
-            gave_up: AtomicBool::new(false),
         });
         let mut ids = Vec::with_capacity(items.len());
         for ((item, body), found) in items.into_iter().zip(found) {
@@ -300,7 +304,7 @@ impl Queue {
                     } else {
                         &mut entry.round
                     };
-                    round.join(&waiter, &item.delivery);
+                    round.join(&waiter, &item.delivery, now);
                     st.counters(&item.url).joined += 1;
                     id
                 }
@@ -308,7 +312,7 @@ impl Queue {
                     let id = st.next_id;
                     st.next_id += 1;
                     let mut round = Round::new(now);
-                    round.join(&waiter, &item.delivery);
+                    round.join(&waiter, &item.delivery, now);
                     st.index
                         .entry(item.url.clone())
                         .or_default()
@@ -416,7 +420,7 @@ impl Ticket {
         }
         // Decided under the state lock, so a delivery racing the end of the
         // budget is either seen here or logged as late, never neither.
-        let st = self.shared.lock();
+        let mut st = self.shared.lock();
         let progress = self.waiter.progress.borrow().clone();
         if let Some((api, reason)) = progress.refused {
             return Confirmation::Refused { api, reason };
@@ -425,7 +429,7 @@ impl Ticket {
             return Confirmation::Accepted;
         }
         if !budget.is_zero() {
-            self.waiter.gave_up.store(true, Ordering::Relaxed);
+            st.gave_up(&self.waiter, &self.entries);
         }
         let now = Instant::now();
         let max_age = self.shared.options.max_age;
@@ -442,7 +446,200 @@ impl Ticket {
 
 #[cfg(test)]
 mod tests {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::net::TcpListener;
+
     use super::*;
+    use crate::logging::{Captured, Format};
+    use crate::notification::ImageName;
+
+    /// Quick retries, so that no test runs longer than a second or two.
+    fn options() -> Options {
+        Options {
+            workers: 2,
+            max_pending: 64,
+            max_age: Duration::from_secs(60),
+            attempt_timeout: Duration::from_secs(5),
+            backoff: Backoff {
+                first: Duration::from_millis(20),
+                max: Duration::from_millis(20),
+            },
+        }
+    }
+
+    /// A queue whose log the test can read.
+    pub(super) fn start(options: Options) -> (Queue, Captured) {
+        let logs = Captured::default();
+        let log = crate::logging::to_writer_as(Format::Text, slog::Level::Debug, logs.clone());
+        (Queue::start(options, log).unwrap(), logs)
+    }
+
+    /// A notify URL on 127.0.0.1 where nothing listens: fluxd is down.
+    pub(super) fn dead_url() -> Arc<str> {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        notify_url(&listener)
+    }
+
+    /// A fluxd stand-in that takes connections but never answers: the
+    /// kernel completes them, nobody reads them. Silent until the test
+    /// [`answer`]s on it.
+    fn silent_fluxd() -> (TcpListener, Arc<str>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = notify_url(&listener);
+        (listener, url)
+    }
+
+    fn notify_url(listener: &TcpListener) -> Arc<str> {
+        let addr = listener.local_addr().unwrap();
+        format!("http://{addr}/api/flux/v11/notify").into()
+    }
+
+    /// Answer the next request on `fluxd` with 202, waiting at most a few
+    /// seconds for it.
+    fn answer(fluxd: &TcpListener) {
+        fluxd.set_nonblocking(true).unwrap();
+        let until = Instant::now() + Duration::from_secs(5);
+        let stream = loop {
+            match fluxd.accept() {
+                Ok((stream, _)) => break stream,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    assert!(Instant::now() < until, "no request came");
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(e) => panic!("{e}"),
+            }
+        };
+        stream.set_nonblocking(false).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        let mut length = 0;
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            let line = line.trim_end().to_ascii_lowercase();
+            if line.is_empty() {
+                break;
+            }
+            if let Some(v) = line.strip_prefix("content-length:") {
+                length = v.trim().parse().unwrap();
+            }
+        }
+        reader.read_exact(&mut vec![0; length]).unwrap();
+        let mut writer = stream;
+        writer
+            .write_all(b"HTTP/1.1 202 Accepted\r\ncontent-length: 0\r\n\r\n")
+            .unwrap();
+    }
+
+    pub(super) fn item(url: &Arc<str>, image: &str, delivery: &str) -> Item {
+        Item {
+            url: url.clone(),
+            change: Change::image(ImageName {
+                domain: String::new(),
+                image: image.into(),
+            }),
+            delivery: delivery.into(),
+        }
+    }
+
+    /// Wait at most a few seconds for `done` to hold.
+    fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+        let until = Instant::now() + Duration::from_secs(5);
+        while !done() {
+            assert!(Instant::now() < until, "still waiting for {what}");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    fn figures(queue: &Queue, url: &Arc<str>) -> ApiSnapshot {
+        let s = queue.snapshot();
+        s.apis
+            .into_iter()
+            .find(|a| a.api == *url)
+            .unwrap_or_default()
+    }
+
+    #[tokio::test]
+    async fn a_change_that_joins_an_old_entry_is_retried_for_its_own_max_age() {
+        let (queue, _) = start(Options {
+            max_age: Duration::from_millis(600),
+            ..options()
+        });
+        let url = dead_url();
+        let first = queue.submit(vec![item(&url, "app", "d-1")]).unwrap();
+        let reply = first.wait(Duration::ZERO).await;
+        assert!(matches!(reply, Confirmation::Pending { .. }), "{reply:?}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+
+        // The same change again, just before the entry it joins is 600 ms
+        // old: it is retried for 600 ms from now, not for what is left of
+        // the entry's.
+        let again = queue.submit(vec![item(&url, "app", "d-2")]).unwrap();
+        let reply = again.wait(Duration::from_millis(300)).await;
+        let Confirmation::Pending { retry_for } = reply else {
+            panic!("fluxd is only down: pending, not {reply:?}");
+        };
+        assert!(
+            retry_for > Duration::from_millis(100) && retry_for <= Duration::from_millis(300),
+            "{retry_for:?}"
+        );
+        let s = queue.snapshot();
+        assert_eq!(s.pending, 1);
+        assert_eq!(figures(&queue, &url).expired, 0);
+        // Its age is still its oldest change's.
+        assert!(s.oldest_age >= Duration::from_millis(800), "{s:?}");
+    }
+
+    #[test]
+    fn a_failing_api_holds_at_most_one_of_three_workers() {
+        let (_fluxd, url) = silent_fluxd();
+        let (queue, _) = start(Options {
+            workers: 3,
+            attempt_timeout: Duration::from_millis(200),
+            ..options()
+        });
+        let _tickets: Vec<Ticket> = (0..6)
+            .map(|i| {
+                queue
+                    .submit(vec![item(&url, &format!("i{i}"), "")])
+                    .unwrap()
+            })
+            .collect();
+        // Before its first answer nothing says it hangs: all three workers
+        // try. Once those timed out it is failing, and held to its share.
+        eventually("an attempt after the first timeouts", || {
+            figures(&queue, &url).attempts >= 4
+        });
+        let mut most = 0;
+        eventually("more attempts on the silent API", || {
+            most = most.max(queue.snapshot().sending);
+            figures(&queue, &url).attempts >= 7
+        });
+        assert_eq!(most, 1);
+    }
+
+    #[tokio::test]
+    async fn a_delivery_after_its_reply_gave_up_is_logged_once_as_late() {
+        let (fluxd, url) = silent_fluxd();
+        let (queue, logs) = start(options());
+        let ticket = queue.submit(vec![item(&url, "app", "d-late")]).unwrap();
+        let reply = ticket.wait(Duration::from_millis(100)).await;
+        assert!(matches!(reply, Confirmation::Pending { .. }), "{reply:?}");
+        // The reply is gone; fluxd answers now.
+        answer(&fluxd);
+        eventually("the delivery", || figures(&queue, &url).delivered == 1);
+        assert_eq!(figures(&queue, &url).late, 1);
+        eventually("the late line", || logs.text().contains("delivered late"));
+        let text = logs.text();
+        let late: Vec<&str> = text
+            .lines()
+            .filter(|l| l.contains("delivered late"))
+            .collect();
+        assert_eq!(late.len(), 1, "{text}");
+        assert!(late[0].contains("d-late"), "{}", late[0]);
+    }
 
     #[test]
     fn backoff_grows_to_its_cap_with_jitter() {

@@ -95,6 +95,7 @@ async fn fluxd_down_then_back_is_pending_then_delivered_late() {
 
     // One line for the late delivery, naming it.
     let line = log_line(&logs, "delivered late").await;
+    assert_eq!(logs.text().matches("delivered late").count(), 1);
     for want in [
         "delivery-42",
         &*url,
