@@ -6,12 +6,14 @@
 //! one reload lists them all. Collecting endpoints into a table, and what
 //! is wrong between them (two with one URL), is [`crate::table`]'s job.
 
+use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
 use crate::config::{EndpointConfig, GcrAuth, NotifyConfig, Problem};
+use crate::files::ReadErrorKind;
 use crate::notification::Change;
 use crate::routing::{check_api, Api, ApiConfig, Filter};
 use crate::source::{Extra, Secret, Settings, Source};
@@ -94,7 +96,18 @@ impl Endpoint {
                 Some(key)
             }
             Err(e) => {
-                let message = format!("cannot read key file {e}");
+                let missing =
+                    matches!(&e.kind, ReadErrorKind::Io(io) if io.kind() == ErrorKind::NotFound);
+                let message = if missing && looks_like_a_key(&ep.key_path) {
+                    format!(
+                        "cannot read key file: no file has the name keyPath gives, a value of {} \
+                         characters that looks like a key rather than a path, so it is not \
+                         shown; keyPath (or key) names the file that holds the key",
+                        ep.key_path.chars().count()
+                    )
+                } else {
+                    format!("cannot read key file {e}")
+                };
                 problems.push(error(&format!("{field}.keyPath"), message));
                 None
             }
@@ -166,6 +179,20 @@ pub fn fingerprint(key: &[u8], registry_host: Option<&str>) -> String {
     sha.update(key);
     sha.update(registry_host.unwrap_or("").as_bytes());
     hex::encode(sha.finalize())
+}
+
+/// Whether a `keyPath` value looks like a key written in place of its
+/// file's path (`key:` reads as if it wanted one): 16 characters or more,
+/// all of them ones a hex or base64 key is made of, and no `.`. Such a
+/// value that names no file is never repeated in a message, since it may
+/// be the secret itself. A file name that looks like that and is missing
+/// is then not named either: the message says why.
+fn looks_like_a_key(value: &str) -> bool {
+    value.len() >= 16
+        && !value.starts_with('/')
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=' | b'_' | b'-'))
 }
 
 /// An endpoint's key file, resolved against the config file's directory.
@@ -383,6 +410,50 @@ mod tests {
                 problems[0].message
             );
         }
+    }
+
+    #[test]
+    fn a_key_written_in_place_of_its_path_is_never_repeated() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fluxrecv.yaml");
+        let problem = |key_path: &str| {
+            let ep = config(&format!("source: GitHub\nkey: {key_path:?}\n"));
+            let (endpoint, problems) = Endpoint::build(&path, 0, &ep);
+            assert!(endpoint.is_none());
+            assert_eq!(problems.len(), 1, "{problems:?}");
+            problems[0].to_string()
+        };
+        // `flux-recv keygen`'s hex, and `openssl rand -base64 32`'s alphabet.
+        for secret in [
+            "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+            "q1Zr+7uX/0Pw3yJ4sK9cT2bV6mN8eA5dL0fH1gR4iE=",
+        ] {
+            let said = problem(secret);
+            assert!(!said.contains(secret), "{said}");
+            assert!(
+                said.contains("looks like a key rather than a path"),
+                "{said}"
+            );
+            assert!(
+                said.contains(&format!("a value of {} characters", secret.len())),
+                "{said}"
+            );
+        }
+        // Paths are named, as ever: a file name, a short one, an absolute one.
+        let absolute = dir.path().join("missing-key-file-0123456789");
+        for missing in ["github.key", "github", absolute.to_str().unwrap()] {
+            let said = problem(missing);
+            assert!(said.contains("cannot read key file"), "{said}");
+            assert!(said.contains(missing), "{said}");
+        }
+        // A key-like name of a file that exists is read as usual.
+        std::fs::write(
+            dir.path().join("0123456789abcdefABCDEF"),
+            "0123456789abcdef",
+        )
+        .unwrap();
+        let ep = config("source: GitHub\nkeyPath: 0123456789abcdefABCDEF\n");
+        assert!(Endpoint::build(&path, 0, &ep).0.is_some());
     }
 
     #[test]
