@@ -146,26 +146,8 @@ impl fmt::Display for Problem {
 impl ConfigFile {
     /// Parse and check a config file's text. `file` is only used in messages.
     pub fn parse(file: &Path, text: &[u8]) -> Result<ConfigFile, Problem> {
-        let config: ConfigFile = serde_yaml::from_slice(text).map_err(|e| {
-            let field = e.to_string().split(": ").next().unwrap_or("").to_string();
-            // serde_yaml puts the field path first when it knows it.
-            let field = if field.contains(' ') {
-                String::new()
-            } else {
-                field
-            };
-            // `key` is another name for `keyPath`, so serde calls both
-            // together a duplicate of the one it knows.
-            let hint = match e.to_string().contains("duplicate field `keyPath`") {
-                true => "; `key` and `keyPath` are two names for the key file: give one",
-                false => "",
-            };
-            Problem::error(
-                file,
-                field,
-                format!("not a valid flux-recv config: {e}{hint}"),
-            )
-        })?;
+        let config: ConfigFile =
+            serde_yaml::from_slice(text).map_err(|e| yaml_problem(file, &e))?;
         match config.flux_recv_version {
             Some(1) => {}
             None => {
@@ -196,6 +178,167 @@ impl ConfigFile {
             _ => DEFAULT_API.to_string(),
         }
     }
+}
+
+/// The field names a config can hold, at any depth: the only map keys
+/// [`yaml_problem`] repeats from serde_yaml's path to an error. Every
+/// struct refuses unknown fields, so a path names no other key; this list
+/// makes sure of it.
+const FIELDS: &[&str] = &[
+    "fluxRecvVersion",
+    "api",
+    "endpoints",
+    "source",
+    "keyPath",
+    "key",
+    "registryHost",
+    "filter",
+    "branches",
+    "images",
+    "gcr",
+    "audience",
+    "email",
+    "notify",
+    "git",
+    "url",
+    "branch",
+    "image",
+    "requireSignature",
+];
+
+/// serde_yaml's error as a problem that repeats nothing read from the file.
+///
+/// Its messages quote what they met (`invalid type: string "9f86…",
+/// expected struct ConfigFile`), and a key file mounted as the config
+/// (`--from-file=fluxrecv.yaml=github.key`) would put the key in the log.
+/// So only what our own types wrote is kept: the field's path, the kind of
+/// problem, what was expected, and where it is (line and column).
+fn yaml_problem(file: &Path, e: &serde_yaml::Error) -> Problem {
+    let text = e.to_string();
+    // serde_yaml writes `<path>: <message> at line L column C` (libyaml adds
+    // `, while parsing …` after its mark); the place is taken from
+    // `e.location()` instead.
+    let text = text.split(" at line ").next().unwrap_or_default();
+    let (field, message) = match text.split_once(": ") {
+        Some((path, message)) if is_config_path(path) => (path, message),
+        _ => ("", text),
+    };
+    if let Some(found) = message.strip_prefix("invalid type: ") {
+        if expected(found) == Some("struct ConfigFile") {
+            let what = match kind(found) {
+                "a string" => {
+                    "a single string, not a mapping: is a key file mounted as the config?"
+                }
+                "a number" => {
+                    "a single number, not a mapping: is a key file mounted as the config?"
+                }
+                "a list" => "a list, not a mapping of fluxRecvVersion, api and endpoints",
+                _ => "not a mapping of fluxRecvVersion, api and endpoints",
+            };
+            let message = format!("not a valid flux-recv config: the document is {what}");
+            return Problem::error(file, "", message);
+        }
+    }
+    let what = safe_message(message);
+    let at = match e.location() {
+        Some(l) => format!(" at line {} column {}", l.line(), l.column()),
+        None => String::new(),
+    };
+    // `key` is another name for `keyPath`, so serde calls both together a
+    // duplicate of the one it knows.
+    let hint = match what.starts_with("duplicate field `keyPath`") {
+        true => "; `key` and `keyPath` are two names for the key file: give one",
+        false => "",
+    };
+    let message = format!("not a valid flux-recv config: {what}{at}{hint}");
+    Problem::error(file, field, message)
+}
+
+/// Whether serde_yaml's path to an error (`endpoints[2].gcr`) is made only
+/// of [`FIELDS`] and list indices.
+fn is_config_path(path: &str) -> bool {
+    path.split('.').all(|segment| {
+        let name = segment.split('[').next().unwrap_or_default();
+        let indices = &segment[name.len()..];
+        FIELDS.contains(&name)
+            && indices
+                .chars()
+                .all(|c| c.is_ascii_digit() || c == '[' || c == ']')
+    })
+}
+
+/// A serde message with whatever it quoted from the file left out.
+fn safe_message(message: &str) -> String {
+    for quoting in ["invalid type: ", "invalid value: "] {
+        if let Some(found) = message.strip_prefix(quoting) {
+            return match expected(found) {
+                Some(expected) => format!("{quoting}{}, expected {expected}", kind(found)),
+                None => format!("{quoting}{}", kind(found)),
+            };
+        }
+    }
+    for naming in ["unknown field", "unknown variant"] {
+        if message.starts_with(naming) {
+            return match expected(message) {
+                Some(expected) => format!("{naming}, expected {expected}"),
+                None => naming.to_string(),
+            };
+        }
+    }
+    // What these name comes from our own types, never from the file.
+    let ours = [
+        "missing field `",
+        "duplicate field `",
+        "invalid length ",
+        "data did not match any variant of untagged enum ",
+    ];
+    if ours.iter().any(|prefix| message.starts_with(prefix)) {
+        return message.to_string();
+    }
+    // YAML syntax (libyaml's fixed texts, e.g. `did not find expected ','
+    // or ']'`) and serde_yaml's own (`unknown anchor`): kept as they are
+    // made of words and quoted marks only, which no quoted or tagged text
+    // from the file is.
+    let fixed = !message.is_empty()
+        && message
+            .split('\'')
+            .enumerate()
+            .all(|(i, part)| match i % 2 {
+                0 => part
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || " ,;-%<>".contains(c)),
+                _ => part.len() == 1 && part.chars().all(|c| c.is_ascii_punctuation()),
+            });
+    match fixed {
+        true => message.to_string(),
+        false => "not valid YAML".to_string(),
+    }
+}
+
+/// What serde says it expected: its words, from our types, after the
+/// last `, expected ` (what it found, from the file, comes before).
+fn expected(message: &str) -> Option<&str> {
+    message
+        .rsplit_once(", expected ")
+        .map(|(_, expected)| expected)
+}
+
+/// The kind of value serde found, without the value: `string "…"` is
+/// `a string`.
+fn kind(found: &str) -> &'static str {
+    let kinds = [
+        ("string", "a string"),
+        ("integer", "a number"),
+        ("floating point", "a number"),
+        ("boolean", "a boolean"),
+        ("unit value", "an empty value"),
+        ("sequence", "a list"),
+        ("map", "a mapping"),
+    ];
+    kinds
+        .iter()
+        .find(|(serde, _)| found.starts_with(serde))
+        .map_or("a value", |(_, ours)| ours)
 }
 
 #[cfg(test)]
@@ -244,9 +387,16 @@ mod tests {
         let e =
             parse("fluxRecvVersion: 1\nendpoints:\n- source: GitHub\n  keyPth: k\n").unwrap_err();
         assert_eq!(e.field, "endpoints[0]");
-        assert!(e.message.contains("unknown field `keyPth`"), "{e}");
+        // Named by place, not repeated: a key's text can be a YAML key.
+        assert!(
+            e.message
+                .contains("unknown field, expected one of `source`, `key`"),
+            "{e}"
+        );
+        assert!(e.message.ends_with(" at line 4 column 3"), "{e}");
         let e = parse("fluxRecvVersion: 1\napis: x\n").unwrap_err();
-        assert!(e.message.contains("unknown field `apis`"), "{e}");
+        assert!(e.message.contains("unknown field"), "{e}");
+        assert!(!e.message.contains("apis"), "{e}");
     }
 
     #[test]
@@ -276,6 +426,83 @@ mod tests {
         assert!(
             e.to_string().starts_with("/etc/fluxrecv/fluxrecv.yaml: "),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn a_key_file_as_the_config_is_named_as_such_without_its_text() {
+        let key = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+        let e = parse(&format!("{key}\n")).unwrap_err();
+        assert_eq!(e.field, "");
+        assert_eq!(
+            e.message,
+            "not a valid flux-recv config: the document is a single string, not a mapping: \
+             is a key file mounted as the config?"
+        );
+        let e = parse("12345678901234567890\n").unwrap_err();
+        assert!(e.message.contains("a single number, not a mapping"), "{e}");
+        let e = parse("- a\n- b\n").unwrap_err();
+        assert!(
+            e.message.contains("the document is a list, not a mapping"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn no_problem_repeats_what_the_file_holds() {
+        // Every way serde_yaml could quote the file, each around a text
+        // that must not come back.
+        let s = "s3cr3tvalue";
+        let configs = [
+            s.to_string(),
+            format!("\"{s}"),
+            format!("{s}: 1\n"),
+            format!("fluxRecvVersion: {s}\n"),
+            format!("fluxRecvVersion: 1\napi: [{s}]\n"),
+            format!("fluxRecvVersion: 1\nendpoints: {s}\n"),
+            format!("fluxRecvVersion: 1\nendpoints:\n- {s}\n"),
+            format!("fluxRecvVersion: 1\nendpoints:\n- {s}: x\n"),
+            format!("fluxRecvVersion: 1\nendpoints:\n- source: GitHub\n  keyPath: [{s}]\n"),
+            format!("fluxRecvVersion: 1\nendpoints:\n- source: GitHub\n  keyPath: k\n  requireSignature: {s}\n"),
+            format!("fluxRecvVersion: 1\nendpoints:\n- source: GitHub\n  keyPath: k\n  api: {{{s}: 1}}\n"),
+            format!("fluxRecvVersion: 1\nendpoints:\n- source: GitHub\n  keyPath: k\n  filter: {{branches: {s}}}\n"),
+            format!("fluxRecvVersion: 1\nendpoints:\n- source: GitHub\n  keyPath: k\n  gcr: {{audience: [{s}], email: e}}\n"),
+            format!("fluxRecvVersion: 1\nendpoints: !{s} x\n"),
+            format!("fluxRecvVersion: 1\nendpoints:\n- !{s} {{source: GitHub}}\n"),
+            format!("fluxRecvVersion: 1\n---\n{s}\n"),
+            format!("fluxRecvVersion: *{s}\n"),
+            format!("{s}: [\n"),
+            format!("fluxRecvVersion: 1\n{s}\n"),
+            format!("fluxRecvVersion: 1\napi: '{s}\n"),
+        ];
+        for config in &configs {
+            let e = parse(config).expect_err(config);
+            assert!(!e.to_string().contains(s), "{config:?}: {e}");
+            assert!(
+                e.message.starts_with("not a valid flux-recv config: "),
+                "{config:?}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn problems_keep_the_field_the_kind_and_the_place() {
+        let e = parse("fluxRecvVersion: 1\nendpoints:\n- source: GitHub\n  keyPath: k\n  requireSignature: yes please\n")
+            .unwrap_err();
+        assert_eq!(e.field, "endpoints[0].requireSignature");
+        assert_eq!(
+            e.message,
+            "not a valid flux-recv config: invalid type: a string, expected a boolean \
+             at line 5 column 21"
+        );
+        let e = parse("fluxRecvVersion: 1\nendpoints:\n- source: GitHub\n").unwrap_err();
+        assert_eq!(e.field, "endpoints[0]");
+        assert!(e.message.contains("missing field `keyPath`"), "{e}");
+        // YAML syntax: libyaml's words are kept.
+        let e = parse("endpoints: [{source: GitHub, keyPath: k}\n").unwrap_err();
+        assert_eq!(
+            e.message,
+            "not a valid flux-recv config: did not find expected ',' or ']' at line 2 column 1"
         );
     }
 }

@@ -327,7 +327,7 @@ mod tests {
             ("    email: e\n", "missing field `audience`"),
             (
                 "    audience: a\n    email: e\n    emial: f\n",
-                "unknown field `emial`",
+                "unknown field, expected `audience` or `email`",
             ),
         ] {
             let dir = dir_with(

@@ -286,7 +286,7 @@ fn routing_mistakes_are_config_errors_naming_the_field() {
             "  filter:\n    tags: [v1]\n",
             "",
             "endpoints[0]",
-            "unknown field `tags`",
+            "unknown field, expected `branches` or `images`",
         ),
     ] {
         let cfg = config(

@@ -100,3 +100,30 @@ fn check_passes_the_demo_config() {
         Some("2 endpoints, 0 errors, 1 warning")
     );
 }
+
+/// A key mounted as the config (`--from-file=fluxrecv.yaml=github.key`):
+/// `check` and the server's start-up both say the config is not one, and
+/// neither repeats the key.
+#[test]
+fn a_key_file_as_the_config_is_refused_without_repeating_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+    let config = dir.path().join("fluxrecv.yaml");
+    std::fs::write(&config, format!("{key}\n")).unwrap();
+
+    let o = run(&["check", "--config", path_str(&config)]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    let out = format!("{}{}", stdout(&o), stderr(&o));
+    assert!(!out.contains(key), "the key in the output:\n{out}");
+    assert!(out.contains("not a valid flux-recv config"), "{out}");
+    assert!(
+        out.contains("is a key file mounted as the config?"),
+        "{out}"
+    );
+
+    let o = run(&["--config", path_str(&config), "--listen", "127.0.0.1:0"]);
+    assert!(!o.status.success());
+    let out = format!("{}{}", stdout(&o), stderr(&o));
+    assert!(!out.contains(key), "the key in the log:\n{out}");
+    assert!(out.contains("not a valid flux-recv config"), "{out}");
+}

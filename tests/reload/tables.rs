@@ -280,3 +280,24 @@ async fn a_reload_that_changes_nothing_logs_nothing_above_debug() {
         assert!(line.contains(" DEBG "), "above debug: {line}");
     }
 }
+
+/// A config Secret whose `fluxrecv.yaml` holds a key by mistake
+/// (`--from-file=fluxrecv.yaml=github.key`): the reload says the config is
+/// not one, and never repeats the key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_that_is_a_key_is_refused_without_logging_the_key() {
+    let fluxd = FakeFluxd::start().await;
+    let mut pod = Pod::new(&fluxd.api());
+    let (recv, _reloader) = start(&pod.config_path(), NO_RESYNC).await;
+    let key = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+    pod.set_config(key.as_bytes());
+    until_logged(&recv, &["WARN", "reload failed"]).await;
+    let line = log_line(&recv, &["ERRO", "not a valid flux-recv config"]).expect("an error line");
+    assert!(
+        line.contains("is a key file mounted as the config?"),
+        "{line}"
+    );
+    let text = recv.logs.text();
+    assert!(!text.contains(key), "the key in the log:\n{text}");
+    assert_eq!(status(&recv, KEY_A).await, 200);
+}
