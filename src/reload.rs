@@ -13,9 +13,11 @@
 //! A reload builds a whole new table from disk, validates it, and swaps it in
 //! only if it differs from the one being served. A request loads the table
 //! once and keeps that snapshot to the end, so none ever sees half of an
-//! update. A build that fails is logged (every problem, with file and
-//! field) and changes nothing: the last good table keeps serving and the
-//! watch goes on.
+//! update. A build that fails changes nothing: the last good table keeps
+//! serving and the watch goes on. The reload task logs the failure (every
+//! problem, with file and field) when it is new or has changed, and again
+//! once per resync interval while it lasts; an unchanged failure found again
+//! (on any file event in a watched directory) is logged at debug only.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -23,6 +25,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use slog::{debug, error, info, o, warn, Logger};
+use tokio::signal::unix::Signal;
 use tokio::sync::mpsc;
 use tokio::time::MissedTickBehavior;
 
@@ -72,8 +75,9 @@ pub enum ReloadResult {
     },
     /// The files do not build a table; the previous one is still served.
     Failed {
-        /// How many errors were logged.
-        errors: usize,
+        /// Every problem found (errors and warnings), for the reload task
+        /// to log: it tells a new failure from the one it logged already.
+        problems: Vec<Problem>,
         /// The directories the broken config names, so the watch can cover
         /// them too: when a config names a key that is not there yet, the
         /// key's arrival is what fixes it.
@@ -83,6 +87,9 @@ pub enum ReloadResult {
 
 /// Rebuild the table from disk and, if it builds and differs from the one
 /// served, swap it in and log what changed. The one reload path.
+///
+/// A failure is returned, not logged: the reload task logs it, once while
+/// it stays the same (see [`ReloadResult::Failed`]).
 ///
 /// Blocking (it reads files): call it from the blocking pool. Reloads must
 /// not run concurrently; the reload task is the only caller in the binary.
@@ -111,17 +118,8 @@ fn rebuild(served: &TableHandle, log: &Logger) -> ReloadResult {
     let loaded = Table::load(&config_path, current.api_flag.as_deref());
 
     let Some(table) = loaded.table else {
-        for problem in &loaded.problems {
-            log_problem(log, problem);
-        }
-        let errors = loaded.errors().count();
-        warn!(log, "reload failed; still serving the previous table";
-              "config" => %config_path.display(),
-              "errors" => errors,
-              "endpoints" => current.endpoints().len(),
-              "duration_ms" => crate::logging::elapsed_ms(started));
         return ReloadResult::Failed {
-            errors,
+            problems: loaded.problems,
             directories: loaded.directories,
         };
     };
@@ -239,8 +237,10 @@ pub struct Options {
     pub resync_interval: Duration,
     /// How file events are settled into one reload.
     pub debounce: Debounce,
-    /// Reload on SIGHUP. The binary turns this on; tests, which share one
-    /// process, use [`Reloader::request`] instead.
+    /// Reload on SIGHUP. The binary turns this on, and `serve` installs the
+    /// handler (`signals::hangups`) before anything else and hands it to
+    /// [`spawn`]; tests, which share one process, use [`Reloader::request`]
+    /// instead.
     pub sighup: bool,
 }
 
@@ -274,10 +274,17 @@ impl Drop for Reloader {
 }
 
 /// Start watching and reloading the table `table` serves, counting reloads
-/// in `metrics`. If the file watcher cannot
-/// start (e.g. the inotify limits are reached), this says so and goes on
-/// with the periodic re-read and SIGHUP.
-pub fn spawn(table: TableHandle, metrics: Arc<Metrics>, options: Options, log: Logger) -> Reloader {
+/// in `metrics`, and on each of `hangups` (SIGHUPs, from
+/// `signals::hangups`) if given. If the file watcher cannot start (e.g. the
+/// inotify limits are reached), this says so and goes on with the periodic
+/// re-read and SIGHUP.
+pub fn spawn(
+    table: TableHandle,
+    metrics: Arc<Metrics>,
+    options: Options,
+    hangups: Option<Signal>,
+    log: Logger,
+) -> Reloader {
     let (requests, incoming) = mpsc::unbounded_channel();
     let watcher = match DirWatcher::new(options.debounce) {
         Ok(watcher) => Some(watcher),
@@ -287,35 +294,33 @@ pub fn spawn(table: TableHandle, metrics: Arc<Metrics>, options: Options, log: L
             None
         }
     };
-    if options.sighup {
-        forward_hangups(requests.clone(), &log);
+    if let Some(hangups) = hangups {
+        forward_hangups(hangups, requests.clone());
     }
     let task = ReloadTask {
         table,
         metrics,
         watcher,
         unwatchable: BTreeSet::new(),
+        failure: None,
+        resync_interval: options.resync_interval,
         log,
     };
-    let task = tokio::spawn(task.run(options.resync_interval, incoming));
+    let task = tokio::spawn(task.run(incoming));
     Reloader { requests, task }
 }
 
 /// Turn each SIGHUP into a reload request: the same path as
-/// [`Reloader::request`].
-fn forward_hangups(requests: mpsc::UnboundedSender<Trigger>, log: &Logger) {
-    match crate::signals::hangups() {
-        Ok(mut hangups) => {
-            tokio::spawn(async move {
-                while hangups.recv().await.is_some() {
-                    if requests.send(Trigger::Hangup).is_err() {
-                        break;
-                    }
-                }
-            });
+/// [`Reloader::request`]. SIGHUPs that came before this (while the table
+/// loaded) are one pending signal, so they become one reload.
+fn forward_hangups(mut hangups: Signal, requests: mpsc::UnboundedSender<Trigger>) {
+    tokio::spawn(async move {
+        while hangups.recv().await.is_some() {
+            if requests.send(Trigger::Hangup).is_err() {
+                break;
+            }
         }
-        Err(e) => warn!(log, "cannot handle SIGHUP; it will not reload"; "error" => %e),
-    }
+    });
 }
 
 /// The state of the reload loop.
@@ -324,18 +329,27 @@ struct ReloadTask {
     metrics: Arc<Metrics>,
     /// `None` if the watcher could not start.
     watcher: Option<DirWatcher>,
-    /// Directories that could not be watched, so each failure is warned
-    /// about once, not on every re-read.
+    /// Directories the last `follow` could not watch, so each is warned
+    /// about when it becomes unwatchable, not on every re-read. Rebuilt by
+    /// every `follow`: it holds only directories the config names now.
     unwatchable: BTreeSet<PathBuf>,
+    /// The failure logged last, while the files still build no table.
+    failure: Option<Failure>,
+    /// How often the periodic re-read comes, and how often an unchanged
+    /// failure is logged in full again.
+    resync_interval: Duration,
     log: Logger,
 }
 
+/// A failed reload as last logged in full.
+struct Failure {
+    problems: Vec<Problem>,
+    logged: Instant,
+}
+
 impl ReloadTask {
-    async fn run(
-        mut self,
-        resync_interval: Duration,
-        mut requests: mpsc::UnboundedReceiver<Trigger>,
-    ) {
+    async fn run(mut self, mut requests: mpsc::UnboundedReceiver<Trigger>) {
+        let resync_interval = self.resync_interval;
         let mut resync = tokio::time::interval_at(
             tokio::time::Instant::now() + resync_interval,
             resync_interval,
@@ -374,31 +388,87 @@ impl ReloadTask {
 
     /// Reload, then make the watch set follow what the config now names.
     async fn reload_and_follow(&mut self, trigger: Trigger) {
-        let result = self.reload(trigger).await;
+        // An operator who sends SIGHUP is told how it went, even when it
+        // is the failure logged already.
+        let asked = trigger == Trigger::Hangup;
+        let result = self.reload(trigger, asked).await;
         if self.follow(&result) {
             // A directory watched only from now on may have changed before
             // the watch began; look once more rather than wait for the resync.
-            let result = self.reload(trigger).await;
+            // A failure found again is the same one: logged at debug only.
+            let result = self.reload(trigger, false).await;
             self.follow(&result);
         }
     }
 
-    async fn reload(&self, trigger: Trigger) -> ReloadResult {
+    /// Reload on the blocking pool and log how it went; `asked`: log a
+    /// failure in full even if it is the one logged last.
+    async fn reload(&mut self, trigger: Trigger, asked: bool) -> ReloadResult {
+        let started = Instant::now();
         let (table, metrics) = (self.table.clone(), self.metrics.clone());
         let log = self.log.new(o!("trigger" => trigger.as_str()));
+        let reload_log = log.clone();
         // Reading files blocks: run it on the blocking pool.
-        match tokio::task::spawn_blocking(move || reload(&table, &metrics, &log)).await {
+        let result = match tokio::task::spawn_blocking(move || {
+            reload(&table, &metrics, &reload_log)
+        })
+        .await
+        {
             Ok(result) => result,
             Err(e) => {
-                error!(self.log, "reload crashed; still serving the previous table"; "error" => %e);
+                error!(log, "reload crashed; still serving the previous table"; "error" => %e);
                 let failed = ReloadResult::Failed {
-                    errors: 1,
+                    problems: Vec::new(),
                     directories: BTreeSet::new(),
                 };
                 self.metrics.reloaded(failed.metric(), &self.table.load());
                 failed
             }
+        };
+        self.report(&result, &log, started, asked);
+        result
+    }
+
+    /// Log how a reload ended, as far as [`reload`] has not: a failure in
+    /// full (every problem, then one warning) when it is new, differs from
+    /// the last one, was last logged a resync interval ago or `asked` for,
+    /// else at debug only; and one line when the files build a table again
+    /// after a failure.
+    fn report(&mut self, result: &ReloadResult, log: &Logger, started: Instant, asked: bool) {
+        let endpoints = self.table.load().endpoints().len();
+        let ReloadResult::Failed { problems, .. } = result else {
+            if self.failure.take().is_some() {
+                info!(log, "the config loads again; the reload failures are over";
+                      "endpoints" => endpoints);
+            }
+            return;
+        };
+        let errors = problems
+            .iter()
+            .filter(|p| p.severity == Severity::Error)
+            .count();
+        let repeated = !asked
+            && self.failure.as_ref().is_some_and(|last| {
+                last.problems == *problems && last.logged.elapsed() < self.resync_interval
+            });
+        if repeated {
+            debug!(log, "reload failed as before; still serving the previous table";
+                   "errors" => errors,
+                   "duration_ms" => crate::logging::elapsed_ms(started));
+            return;
         }
+        for problem in problems {
+            log_problem(log, problem);
+        }
+        warn!(log, "reload failed; still serving the previous table";
+              "config" => %self.table.load().config_path.display(),
+              "errors" => errors,
+              "endpoints" => endpoints,
+              "duration_ms" => crate::logging::elapsed_ms(started));
+        self.failure = Some(Failure {
+            problems: problems.clone(),
+            logged: Instant::now(),
+        });
     }
 
     /// Watch the directories of the table being served (and, after a
@@ -414,18 +484,30 @@ impl ReloadTask {
         }
         let followed = watcher.follow(&dirs);
         for dir in &followed.added {
-            self.unwatchable.remove(dir);
             debug!(self.log, "watching directory"; "directory" => %dir.display());
         }
         for dir in &followed.removed {
             debug!(self.log, "no longer watching directory"; "directory" => %dir.display());
         }
+        let mut unwatchable = BTreeSet::new();
         for (dir, e) in &followed.failed {
-            if self.unwatchable.insert(dir.clone()) {
-                warn!(self.log, "cannot watch directory; changes in it are taken up by the periodic re-read";
-                      "directory" => %dir.display(), "error" => %e);
+            if !self.unwatchable.contains(dir) {
+                match followed.stand_ins.get(dir) {
+                    Some(ancestor) => {
+                        warn!(self.log, "cannot watch directory; watching the nearest existing directory above it for it to appear";
+                                            "directory" => %dir.display(), "watching" => %ancestor.display(), "error" => %e)
+                    }
+                    None => {
+                        warn!(self.log, "cannot watch directory; changes in it are taken up by the periodic re-read";
+                                  "directory" => %dir.display(), "error" => %e)
+                    }
+                }
             }
+            unwatchable.insert(dir.clone());
         }
+        // Only what this config names: a directory no longer named, or
+        // watched now, is warned about again if it fails again.
+        self.unwatchable = unwatchable;
         !followed.added.is_empty()
     }
 }
@@ -524,5 +606,109 @@ mod tests {
         let text = logs.text();
         let reloaded = text.lines().find(|l| l.contains("reloaded")).unwrap();
         assert!(reloaded.contains("api: http://flag/api/flux"), "{text}");
+    }
+
+    /// A reload task over the table `fluxrecv.yaml` in `dir` builds (one
+    /// GitHub endpoint), logging to `log`.
+    fn task(dir: &Path, resync_interval: Duration, log: Logger) -> ReloadTask {
+        let first = table(
+            dir,
+            "fluxRecvVersion: 1\nendpoints:\n- source: GitHub\n  keyPath: a.key\n",
+            &[("a.key", b"0123456789abcdef-a")],
+        );
+        ReloadTask {
+            metrics: Arc::new(Metrics::new(&first, Vec::new())),
+            table: Arc::new(arc_swap::ArcSwap::from_pointee(first)),
+            watcher: Some(DirWatcher::new(Debounce::default()).unwrap()),
+            unwatchable: BTreeSet::new(),
+            failure: None,
+            resync_interval,
+            log,
+        }
+    }
+
+    fn failed(problems: &[&str]) -> ReloadResult {
+        let file = Path::new("/etc/fluxrecv/fluxrecv.yaml");
+        ReloadResult::Failed {
+            problems: problems
+                .iter()
+                .map(|m| Problem::error(file, "", *m))
+                .collect(),
+            directories: BTreeSet::new(),
+        }
+    }
+
+    #[test]
+    fn a_failure_is_logged_in_full_when_new_changed_or_a_resync_old() {
+        let dir = tempfile::tempdir().unwrap();
+        let logs = crate::logging::Captured::default();
+        let log = crate::logging::to_writer_as(
+            crate::logging::Format::Text,
+            slog::Level::Debug,
+            logs.clone(),
+        );
+        let mut task = task(dir.path(), Duration::from_secs(3600), log.clone());
+        let started = Instant::now();
+        for _ in 0..20 {
+            task.report(&failed(&["one"]), &log, started, false);
+        }
+        task.report(&failed(&["one", "two"]), &log, started, false);
+        task.report(&failed(&["one", "two"]), &log, started, false);
+        task.report(&ReloadResult::Unchanged, &log, started, false);
+        task.report(&ReloadResult::Unchanged, &log, started, false);
+        // Failing again after a success is new again.
+        task.report(&failed(&["one", "two"]), &log, started, false);
+        // SIGHUP: the operator asked.
+        task.report(&failed(&["one", "two"]), &log, started, true);
+        // With no time between resyncs, each failure is a reminder.
+        task.resync_interval = Duration::ZERO;
+        task.report(&failed(&["one", "two"]), &log, started, false);
+        drop((task, log));
+        let text = logs.text();
+        let count = |needle: &str| text.lines().filter(|l| l.contains(needle)).count();
+        assert_eq!(count("WARN reload failed; still serving"), 5, "{text}");
+        assert_eq!(count("ERRO one"), 5, "{text}");
+        assert_eq!(count("ERRO two"), 4, "{text}");
+        assert_eq!(count("DEBG reload failed as before"), 20, "{text}");
+        assert_eq!(count("INFO the config loads again"), 1, "{text}");
+    }
+
+    #[tokio::test]
+    async fn directories_no_longer_named_are_forgotten_and_warned_about_once() {
+        // A config rewritten again and again, each time naming key
+        // directories that do not exist: only the last one's are kept.
+        let dir = tempfile::tempdir().unwrap();
+        let logs = crate::logging::Captured::default();
+        let log = crate::logging::to_writer_as(
+            crate::logging::Format::Text,
+            slog::Level::Debug,
+            logs.clone(),
+        );
+        let mut task = task(dir.path(), Duration::from_secs(3600), log);
+        let gone = |round: usize| ReloadResult::Failed {
+            problems: Vec::new(),
+            directories: (0..100)
+                .map(|i| dir.path().join(format!("gone-{round}-{i}")))
+                .collect(),
+        };
+        for round in 0..100 {
+            task.follow(&gone(round));
+        }
+        assert_eq!(task.unwatchable.len(), 100);
+        // The same directories again: no new warning. Watched in their
+        // place: the one directory above them all (the config's too).
+        task.follow(&gone(99));
+        let watched = task.watcher.as_ref().unwrap().watched();
+        assert_eq!(watched.len(), 1, "{watched:?}");
+        task.follow(&ReloadResult::Unchanged);
+        assert!(task.unwatchable.is_empty());
+        drop(task);
+        let text = logs.text();
+        let warned = text.matches("WARN cannot watch directory").count();
+        assert_eq!(
+            warned,
+            100 * 100,
+            "one warning per directory, when first named"
+        );
     }
 }

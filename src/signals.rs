@@ -16,7 +16,9 @@ pub async fn shutdown(log: Logger) {
 }
 
 /// SIGHUPs as they arrive; each asks for a reload. From the moment this
-/// returns, SIGHUP no longer terminates the process.
+/// returns, SIGHUP no longer terminates the process, and one that arrives
+/// before anything waits on the stream is kept until then (several are
+/// one), so `serve` calls this first thing.
 pub fn hangups() -> std::io::Result<Signal> {
     signal(SignalKind::hangup())
 }

@@ -10,6 +10,12 @@
 //! rename of `..data`, an editor's rename-on-save, `mv` over the file and an
 //! in-place write alike.
 //!
+//! A directory that does not exist (a key directory not created yet, or
+//! removed) cannot be watched; its nearest existing ancestor is watched in
+//! its place (for a Secret, usually its mount point), so that its creation
+//! is an event too. The reload that event brings is followed by a `follow`
+//! that watches the directory itself.
+//!
 //! Events carry no meaning here beyond "look again": the reload reads
 //! everything from disk, so a missed or spurious event costs at most one
 //! re-read, and the periodic resync (see [`crate::reload`]) covers events
@@ -68,6 +74,9 @@ pub struct Followed {
     /// Directories that could not be watched (missing, no permission, out
     /// of inotify watches). The next `follow` tries again.
     pub failed: Vec<(PathBuf, notify::Error)>,
+    /// Missing directories, each with the existing ancestor watched in its
+    /// place (canonical), so that the directory's creation is seen.
+    pub stand_ins: BTreeMap<PathBuf, PathBuf>,
 }
 
 /// Watches a set of directories (not recursively) and reports settled
@@ -106,7 +115,9 @@ impl DirWatcher {
     /// Make the watched set `dirs`: watch the new ones, stop watching the
     /// ones no longer named. Paths are canonicalised first, so
     /// `/etc/fluxrecv/../fluxrecv-keys` and `/etc/fluxrecv-keys` are one
-    /// watch.
+    /// watch. A directory that does not exist has its nearest existing
+    /// ancestor watched instead (one watch however many missing directories
+    /// share it), so there are never more watches than directories in `dirs`.
     pub fn follow(&mut self, dirs: &BTreeSet<PathBuf>) -> Followed {
         let mut followed = Followed::default();
         // Each canonical directory, with a path that named it.
@@ -114,11 +125,18 @@ impl DirWatcher {
         for dir in dirs {
             match std::fs::canonicalize(dir) {
                 Ok(canonical) => {
-                    wanted.insert(canonical, dir);
+                    wanted.insert(canonical, dir.clone());
                 }
-                Err(e) => followed
-                    .failed
-                    .push((dir.clone(), notify::Error::io(e).add_path(dir.clone()))),
+                Err(e) => {
+                    if e.kind() == std::io::ErrorKind::NotFound {
+                        if let Some((ancestor, canonical)) = nearest_existing(dir) {
+                            followed.stand_ins.insert(dir.clone(), canonical.clone());
+                            wanted.entry(canonical).or_insert(ancestor);
+                        }
+                    }
+                    let error = notify::Error::io(e).add_path(dir.clone());
+                    followed.failed.push((dir.clone(), error));
+                }
             }
         }
         let gone: Vec<PathBuf> = (self.watched.iter())
@@ -136,7 +154,7 @@ impl DirWatcher {
             if self.watched.contains(&dir) {
                 continue;
             }
-            match self.watch_resolved(dir, named) {
+            match self.watch_resolved(dir, &named) {
                 Ok(dir) => {
                     self.watched.insert(dir.clone());
                     followed.added.push(dir);
@@ -228,6 +246,22 @@ impl DirWatcher {
     }
 }
 
+/// The nearest ancestor of `dir` that exists, as named and canonical.
+fn nearest_existing(dir: &Path) -> Option<(PathBuf, PathBuf)> {
+    dir.ancestors().skip(1).find_map(|ancestor| {
+        // `keys/github` is relative to the working directory: `keys`, then
+        // `.`.
+        let ancestor = match ancestor.as_os_str().is_empty() {
+            true => Path::new("."),
+            false => ancestor,
+        };
+        let canonical = std::fs::canonicalize(ancestor).ok()?;
+        canonical
+            .is_dir()
+            .then(|| (ancestor.to_path_buf(), canonical))
+    })
+}
+
 /// Whether an event can mean the files changed. Opening and reading do not
 /// (and the reload's own reads would otherwise trigger the next reload);
 /// closing a file written in place does.
@@ -276,11 +310,13 @@ mod tests {
         let b_canonical = std::fs::canonicalize(&b).unwrap();
         assert!(w.watched().contains(&b_canonical));
 
+        // A missing directory: its parent is watched in its place.
         let followed = w.follow(&BTreeSet::from([b.clone(), root.path().join("missing")]));
-        assert!(followed.added.is_empty());
+        let root_canonical = std::fs::canonicalize(root.path()).unwrap();
+        assert_eq!(followed.added, vec![root_canonical.clone()]);
         assert_eq!(followed.removed, vec![std::fs::canonicalize(&a).unwrap()]);
         assert_eq!(followed.failed.len(), 1);
-        assert_eq!(w.watched(), &BTreeSet::from([b_canonical]));
+        assert_eq!(w.watched(), &BTreeSet::from([b_canonical, root_canonical]));
     }
 
     #[tokio::test]
@@ -323,5 +359,31 @@ mod tests {
         // Five files created and written: one burst, many events.
         assert!(burst.events >= 5, "{burst:?}");
         assert!(!burst.overflowed);
+    }
+
+    #[tokio::test]
+    async fn a_missing_directory_has_its_nearest_ancestor_watched_until_it_exists() {
+        let root = tempfile::tempdir().unwrap();
+        let keys = root.path().join("keys");
+        let mut w = DirWatcher::new(Debounce {
+            quiet: Duration::from_millis(50),
+            max_wait: Duration::from_millis(200),
+        })
+        .unwrap();
+        let root_canonical = std::fs::canonicalize(root.path()).unwrap();
+        // Two missing directories, one watch: the ancestor they share.
+        let dirs = BTreeSet::from([keys.clone(), keys.join("github")]);
+        let followed = w.follow(&dirs);
+        assert_eq!(followed.failed.len(), 2, "{followed:?}");
+        assert_eq!(followed.stand_ins[&keys.join("github")], root_canonical);
+        assert_eq!(w.watched(), &BTreeSet::from([root_canonical]));
+
+        std::fs::create_dir(&keys).unwrap();
+        let burst = tokio::time::timeout(Duration::from_secs(3), w.changed()).await;
+        assert!(burst.is_ok(), "no event for the directory's creation");
+        let followed = w.follow(&dirs);
+        assert_eq!(followed.failed.len(), 1, "{followed:?}");
+        let keys_canonical = std::fs::canonicalize(&keys).unwrap();
+        assert_eq!(w.watched(), &BTreeSet::from([keys_canonical]));
     }
 }

@@ -205,6 +205,7 @@ async fn changing_an_api_or_a_filter_reloads_as_a_settings_change() {
             resync_interval: Duration::from_secs(3600),
             ..reload::Options::default()
         },
+        None,
         recv.state.log.clone(),
     );
     assert_eq!(push(&recv, "dev").await.status, 200);

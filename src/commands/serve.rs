@@ -69,6 +69,22 @@ fn fit_connections(options: &crate::options::Options, log: &Logger) -> usize {
 
 /// Load the table, bind, serve until SIGTERM/SIGINT.
 pub async fn serve(args: ServeArgs, log: Logger) -> anyhow::Result<()> {
+    // First of all: until a handler is installed, a SIGHUP ends the
+    // process, and one may come while the table loads (an operator, or a
+    // sidecar that signals after each Secret update). The handler keeps a
+    // signal that arrives before the reload task listens: it becomes one
+    // reload once serving starts.
+    let reload_options = args.reload_options();
+    let hangups = match reload_options.sighup {
+        true => match crate::signals::hangups() {
+            Ok(hangups) => Some(hangups),
+            Err(e) => {
+                warn!(log, "cannot handle SIGHUP; it will not reload"; "error" => %e);
+                None
+            }
+        },
+        false => None,
+    };
     let table = load_table(&args.config, args.fluxd.api.as_deref(), &log)?;
     log_endpoints(&log, &table);
     let listener = tokio::net::TcpListener::bind(args.listen)
@@ -84,7 +100,8 @@ pub async fn serve(args: ServeArgs, log: Logger) -> anyhow::Result<()> {
     let _reloader = crate::reload::spawn(
         state.table().clone(),
         state.metrics.clone(),
-        args.reload_options(),
+        reload_options,
+        hangups,
         log.new(o!()),
     );
     crate::server::run(listener, state, crate::signals::shutdown(log.clone())).await;

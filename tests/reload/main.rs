@@ -86,6 +86,7 @@ async fn start(config: &Path, resync_interval: Duration) -> (Recv, Reloader) {
             resync_interval,
             ..reload::Options::default()
         },
+        None,
         recv.state.log.clone(),
     );
     until_logged(&recv, &["watching for changes"]).await;

@@ -301,3 +301,59 @@ async fn a_config_that_is_a_key_is_refused_without_logging_the_key() {
     assert!(!text.contains(key), "the key in the log:\n{text}");
     assert_eq!(status(&recv, KEY_A).await, 200);
 }
+
+/// A broken config, and an unrelated file rewritten 20 times in a watched
+/// directory: the failure is logged in full once, not on every event, and
+/// its end is said in one line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unchanged_failure_is_logged_once_not_on_every_event() {
+    let fluxd = FakeFluxd::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.key"), KEY_A).unwrap();
+    let path = dir.path().join("fluxrecv.yaml");
+    std::fs::write(&path, config(&fluxd.api(), &["a.key"])).unwrap();
+    let (recv, _reloader) = start(&path, NO_RESYNC).await;
+    std::fs::write(&path, config(&fluxd.api(), &["a.key", "b.key"])).unwrap();
+    until_logged(&recv, &["reload failed"]).await;
+    for i in 0..20 {
+        std::fs::write(dir.path().join("unrelated.txt"), format!("{i}")).unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    until_logged(&recv, &["DEBG", "reload failed as before"]).await;
+    let text = recv.logs.text();
+    let count = |needle: &str| text.lines().filter(|l| l.contains(needle)).count();
+    // (A reload that read the config half written may fail another way.)
+    let (failed, errors) = (count("WARN reload failed"), count("cannot read key file"));
+    assert!(
+        failed <= 2 && errors == 1,
+        "{failed} warnings and {errors} errors:\n{text}"
+    );
+    assert_eq!(status(&recv, KEY_A).await, 200);
+
+    std::fs::write(dir.path().join("b.key"), KEY_B).unwrap();
+    until_status(&recv, KEY_B, 200, "the fixed config is taken up").await;
+    until_logged(&recv, &["INFO", "the config loads again"]).await;
+    let text = recv.logs.text();
+    assert_eq!(text.matches("the config loads again").count(), 1, "{text}");
+}
+
+/// A broken config that names a key in a directory not watched yet: the
+/// reload watches it and reads once more, finding the same failure, which
+/// is logged once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failure_naming_a_new_directory_is_logged_once() {
+    let fluxd = FakeFluxd::start().await;
+    let mut pod = Pod::new(&fluxd.api());
+    std::fs::create_dir(pod.root.path().join("other")).unwrap();
+    let (recv, _reloader) = start(&pod.config_path(), NO_RESYNC).await;
+    let a = pod.key_a();
+    pod.set_config(&config(&fluxd.api(), &[&a, "../other/c.key"]));
+    until_logged(&recv, &["reload failed"]).await;
+    until_logged(&recv, &["DEBG", "reload failed as before"]).await;
+    let text = recv.logs.text();
+    let errors = text
+        .lines()
+        .filter(|l| l.contains("cannot read key file"))
+        .count();
+    assert_eq!(errors, 1, "{text}");
+}

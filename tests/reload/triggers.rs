@@ -8,7 +8,7 @@ use flux_recv::reload::Trigger;
 
 use crate::common::kubelet::SecretVolume;
 use crate::common::process::Running;
-use crate::common::{post, FakeFluxd};
+use crate::common::{post, write_config, FakeFluxd};
 use crate::{
     config, hook, log_line, push, start, status, until_logged, until_status, Pod, KEY_A, KEY_B,
     KEY_C, KEY_D, NO_RESYNC,
@@ -178,4 +178,75 @@ fn the_binary_reloads_on_sighup() {
         running.child.try_wait().unwrap().is_none(),
         "SIGHUP did not stop it"
     );
+}
+
+/// A SIGHUP while the binary is still starting (a large table read, its
+/// endpoints logged) does not end it: the handler is installed first, and
+/// the signal becomes one reload once it serves.
+#[test]
+fn a_sighup_during_start_up_does_not_end_the_binary() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut endpoints = String::new();
+    for i in 0..2000 {
+        let key = format!("0123456789abcdef-{i}");
+        std::fs::write(dir.path().join(format!("{i}.key")), key).unwrap();
+        endpoints.push_str(&format!("- source: GitHub\n  keyPath: {i}.key\n"));
+    }
+    let config = write_config(dir.path(), "http://127.0.0.1:9/api/flux", &endpoints);
+    let mut running = Running::serving(&config);
+    // The first line: the table is read, and still being logged.
+    running.wait_for("");
+    running.signal("HUP");
+    let addr = running.address();
+    if let Some(exit) = running.exited(Duration::from_millis(500)) {
+        panic!("a SIGHUP at start-up ended the process: {exit}");
+    }
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let key = b"0123456789abcdef-1999";
+    let (headers, body) = push(key);
+    let status = rt
+        .block_on(post(format!("http://{addr}{}", hook(key)), headers, body))
+        .status;
+    assert_eq!(status, 200);
+}
+
+/// A config that names a key in a subdirectory a mounted Secret does not
+/// have yet: the Secret's mount point is watched in its place, so the
+/// update that brings it is taken up at once, not at the resync.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_directory_that_appears_later_is_taken_up_without_the_resync() {
+    let fluxd = FakeFluxd::start().await;
+    let mut pod = Pod::new(&fluxd.api());
+    let mut more = SecretVolume::mount(&pod.root.path().join("more"), &[("README", b"x")]);
+    let (recv, _reloader) = start(&pod.config_path(), NO_RESYNC).await;
+    let a = pod.key_a();
+    pod.set_config(&config(&fluxd.api(), &[&a, "../more/github/c.key"]));
+    until_logged(&recv, &["cannot watch directory", "watching the nearest"]).await;
+    more.update(&[("README", b"x"), ("github/c.key", KEY_C)]);
+    until_status(&recv, KEY_C, 200, "the key in the new subdirectory").await;
+}
+
+/// The key directory removed and, a moment later, made again with a new
+/// key (a deploy tool replacing it): its parent is watched while it is
+/// gone, and the directory itself once it is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_directory_that_vanishes_and_reappears_is_watched_again() {
+    let fluxd = FakeFluxd::start().await;
+    let root = tempfile::tempdir().unwrap();
+    let (cfg, keys) = (root.path().join("cfg"), root.path().join("keys"));
+    std::fs::create_dir_all(&cfg).unwrap();
+    std::fs::create_dir_all(&keys).unwrap();
+    std::fs::write(keys.join("a.key"), KEY_A).unwrap();
+    let path = cfg.join("fluxrecv.yaml");
+    std::fs::write(&path, config(&fluxd.api(), &["../keys/a.key"])).unwrap();
+    let (recv, _reloader) = start(&path, NO_RESYNC).await;
+    std::fs::remove_dir_all(&keys).unwrap();
+    until_logged(&recv, &["reload failed"]).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    std::fs::create_dir_all(&keys).unwrap();
+    std::fs::write(keys.join("a.key"), KEY_B).unwrap();
+    until_status(&recv, KEY_B, 200, "the key in the directory that came back").await;
+    // Watched itself again: a later change in it is an event too.
+    std::fs::write(keys.join("a.key"), KEY_C).unwrap();
+    until_status(&recv, KEY_C, 200, "a new key in the directory").await;
 }
