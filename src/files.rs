@@ -74,15 +74,23 @@ pub enum ReadErrorKind {
 
 /// Read a regular file of at most `cap.bytes` bytes, following symlinks.
 ///
-/// Never blocks on a FIFO or device: the file is opened with `O_NONBLOCK`
-/// (which opening a FIFO honours and reading a regular file ignores) and
-/// checked on the opened descriptor, so a swap between check and read
-/// cannot slip a FIFO in. Never reads more than `cap.bytes + 1` bytes.
+/// Never opens what is not a regular file when it is asked, so that no
+/// device is opened for its side effects (some act on open). Never blocks
+/// on a FIFO or device either: the file is opened with `O_NONBLOCK` (which
+/// opening a FIFO honours and reading a regular file ignores) and checked
+/// again on the opened descriptor, so a swap between check and read cannot
+/// slip a FIFO in. Never reads more than `cap.bytes + 1` bytes.
 pub fn read_regular(path: &Path, cap: Cap) -> Result<Vec<u8>, ReadError> {
     let error = |kind: ReadErrorKind| ReadError {
         path: path.to_path_buf(),
         kind,
     };
+    let asked = std::fs::metadata(path).map_err(|e| error(e.into()))?;
+    if !asked.file_type().is_file() {
+        return Err(error(ReadErrorKind::NotRegular(describe(
+            asked.file_type(),
+        ))));
+    }
     let file = OpenOptions::new()
         .read(true)
         // NOCTTY: opening a terminal must not make it ours.
@@ -187,6 +195,40 @@ mod tests {
             "{e}"
         );
         assert!(e.to_string().ends_with("is a FIFO, not a regular file"));
+    }
+
+    #[test]
+    fn what_is_not_a_regular_file_is_never_opened() {
+        use std::sync::mpsc;
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("a.key");
+        mkfifo(&fifo);
+        // A writer's open of a FIFO returns once a reader opens it: it
+        // tells whether read_regular opened the FIFO at all.
+        let (opened, was_opened) = mpsc::channel();
+        let writer = {
+            let fifo = fifo.clone();
+            std::thread::spawn(move || {
+                let _w = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+                opened.send(()).unwrap();
+            })
+        };
+        // Time for the writer to reach its open and wait there.
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let e = read_regular(&fifo, KEY).unwrap_err();
+        assert!(matches!(e.kind, ReadErrorKind::NotRegular("a FIFO")), "{e}");
+        let waited = std::time::Duration::from_millis(300);
+        assert!(
+            was_opened.recv_timeout(waited).is_err(),
+            "read_regular opened the FIFO"
+        );
+        // Let the writer go.
+        let _r = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&fifo)
+            .unwrap();
+        writer.join().unwrap();
     }
 
     #[test]
