@@ -14,7 +14,9 @@
 //! removed) cannot be watched; its nearest existing ancestor is watched in
 //! its place (for a Secret, usually its mount point), so that its creation
 //! is an event too. The reload that event brings is followed by a `follow`
-//! that watches the directory itself.
+//! that watches the directory itself. A watched path that leads to another
+//! directory than its watch was set on (one above it was moved away and the
+//! path made again, which no event reports) is watched anew.
 //!
 //! Events carry no meaning here beyond "look again": the reload reads
 //! everything from disk, so a missed or spurious event costs at most one
@@ -86,7 +88,18 @@ pub struct DirWatcher {
     events: mpsc::UnboundedReceiver<notify::Result<Event>>,
     /// Canonical paths currently watched.
     watched: BTreeSet<PathBuf>,
+    /// Which directory each watched path was when its watch was set.
+    identities: BTreeMap<PathBuf, Identity>,
     debounce: Debounce,
+}
+
+/// A directory's device and inode: what its watch is on, whatever path
+/// leads there now.
+type Identity = (u64, u64);
+
+fn identity(dir: &Path) -> Option<Identity> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(dir).ok().map(|m| (m.dev(), m.ino()))
 }
 
 impl DirWatcher {
@@ -103,6 +116,7 @@ impl DirWatcher {
             watcher,
             events,
             watched: BTreeSet::new(),
+            identities: BTreeMap::new(),
             debounce,
         })
     }
@@ -148,14 +162,26 @@ impl DirWatcher {
             // it is not watched any more.
             let _ = self.watcher.unwatch(&dir);
             self.watched.remove(&dir);
+            self.identities.remove(&dir);
             followed.removed.push(dir);
         }
         for (dir, named) in wanted {
             if self.watched.contains(&dir) {
-                continue;
+                if self.identities.get(&dir) == identity(&dir).as_ref() {
+                    continue;
+                }
+                // The same path, another directory: one above it was moved
+                // away (no event reaches this watch for that) and the path
+                // made again. The watch is still on the one moved away.
+                let _ = self.watcher.unwatch(&dir);
+                self.watched.remove(&dir);
+                self.identities.remove(&dir);
             }
             match self.watch_resolved(dir, &named) {
                 Ok(dir) => {
+                    if let Some(id) = identity(&dir) {
+                        self.identities.insert(dir.clone(), id);
+                    }
                     self.watched.insert(dir.clone());
                     followed.added.push(dir);
                 }
@@ -238,6 +264,7 @@ impl DirWatcher {
         // after the reload watches whatever is at that path now.
         for path in &event.paths {
             if self.watched.remove(path) {
+                self.identities.remove(path);
                 let _ = self.watcher.unwatch(path);
             }
         }
@@ -359,6 +386,37 @@ mod tests {
         // Five files created and written: one burst, many events.
         assert!(burst.events >= 5, "{burst:?}");
         assert!(!burst.overflowed);
+    }
+
+    #[tokio::test]
+    async fn a_directory_made_again_after_one_above_it_moved_is_watched_anew() {
+        // `a/keys` is watched; `a` is moved aside and a new `a/keys` made
+        // (a tool swapping a whole tree). No event reaches the watch on the
+        // old `keys`, and the path is the same: the next follow must tell
+        // by the directory's identity that the watch is on the old one.
+        let root = tempfile::tempdir().unwrap();
+        let keys = root.path().join("a/keys");
+        std::fs::create_dir_all(&keys).unwrap();
+        let mut w = DirWatcher::new(Debounce {
+            quiet: Duration::from_millis(50),
+            max_wait: Duration::from_millis(200),
+        })
+        .unwrap();
+        w.follow(&BTreeSet::from([keys.clone()]));
+        std::fs::rename(root.path().join("a"), root.path().join("old")).unwrap();
+        std::fs::create_dir_all(&keys).unwrap();
+        let followed = w.follow(&BTreeSet::from([keys.clone()]));
+        assert!(followed.failed.is_empty(), "{followed:?}");
+        assert_eq!(followed.added, vec![std::fs::canonicalize(&keys).unwrap()]);
+        std::fs::write(keys.join("b.key"), b"x").unwrap();
+        let burst = tokio::time::timeout(Duration::from_secs(3), w.changed()).await;
+        assert!(burst.is_ok(), "no event for a write in {}", keys.display());
+        // Nothing changed since: the next follow keeps the watch as it is.
+        let followed = w.follow(&BTreeSet::from([keys.clone()]));
+        assert!(
+            followed.added.is_empty() && followed.removed.is_empty(),
+            "{followed:?}"
+        );
     }
 
     #[tokio::test]
