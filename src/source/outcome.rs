@@ -34,7 +34,7 @@ pub enum HookError {
     #[error("missing {0} header")]
     MissingEvent(&'static str),
     /// An event this source does not act on.
-    #[error("unexpected event {value:?} in {field}")]
+    #[error("unexpected event \"{value}\" in {field}")]
     WrongEvent {
         /// Header or payload field the event came from.
         field: &'static str,
@@ -87,5 +87,13 @@ mod tests {
         assert!(!HookError::wrong_event("X", "y").is_unauthorized());
         assert!(!HookError::BadPayload("x".into()).is_unauthorized());
         assert!(!HookError::TooManyChanges(1).is_unauthorized());
+    }
+
+    #[test]
+    fn an_unexpected_event_is_quoted_once_and_escaped_once() {
+        let said = |value: &str| HookError::wrong_event("X-Event", value).to_string();
+        assert_eq!(said("tag_push"), r#"unexpected event "tag_push" in X-Event"#);
+        assert_eq!(said("a\"b\\c"), r#"unexpected event "a\"b\\c" in X-Event"#);
+        assert_eq!(said("x\ny"), r#"unexpected event "x\ny" in X-Event"#);
     }
 }
