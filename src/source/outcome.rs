@@ -92,7 +92,10 @@ mod tests {
     #[test]
     fn an_unexpected_event_is_quoted_once_and_escaped_once() {
         let said = |value: &str| HookError::wrong_event("X-Event", value).to_string();
-        assert_eq!(said("tag_push"), r#"unexpected event "tag_push" in X-Event"#);
+        assert_eq!(
+            said("tag_push"),
+            r#"unexpected event "tag_push" in X-Event"#
+        );
         assert_eq!(said("a\"b\\c"), r#"unexpected event "a\"b\\c" in X-Event"#);
         assert_eq!(said("x\ny"), r#"unexpected event "x\ny" in X-Event"#);
     }
