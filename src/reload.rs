@@ -495,11 +495,12 @@ impl ReloadTask {
                 match followed.stand_ins.get(dir) {
                     Some(ancestor) => {
                         warn!(self.log, "cannot watch directory; watching the nearest existing directory above it for it to appear";
-                                            "directory" => %dir.display(), "watching" => %ancestor.display(), "error" => %e)
+                              "directory" => %dir.display(), "watching" => %ancestor.display(),
+                              "error" => %e)
                     }
                     None => {
                         warn!(self.log, "cannot watch directory; changes in it are taken up by the periodic re-read";
-                                  "directory" => %dir.display(), "error" => %e)
+                              "directory" => %dir.display(), "error" => %e)
                     }
                 }
             }
@@ -588,11 +589,7 @@ mod tests {
         let served: TableHandle = Arc::new(arc_swap::ArcSwap::from_pointee(first));
         fs::write(&path, format!("{one}- source: GitLab\n  keyPath: b.key\n")).unwrap();
         let logs = crate::logging::Captured::default();
-        let log = crate::logging::to_writer_as(
-            crate::logging::Format::Text,
-            slog::Level::Info,
-            logs.clone(),
-        );
+        let log = logs.logger(slog::Level::Info);
         let result = reload(&served, &metrics, &log);
         assert_eq!(
             result,
@@ -642,11 +639,7 @@ mod tests {
     fn a_failure_is_logged_in_full_when_new_changed_or_a_resync_old() {
         let dir = tempfile::tempdir().unwrap();
         let logs = crate::logging::Captured::default();
-        let log = crate::logging::to_writer_as(
-            crate::logging::Format::Text,
-            slog::Level::Debug,
-            logs.clone(),
-        );
+        let log = logs.logger(slog::Level::Debug);
         let mut task = task(dir.path(), Duration::from_secs(3600), log.clone());
         let started = Instant::now();
         for _ in 0..20 {
@@ -679,11 +672,7 @@ mod tests {
         // directories that do not exist: only the last one's are kept.
         let dir = tempfile::tempdir().unwrap();
         let logs = crate::logging::Captured::default();
-        let log = crate::logging::to_writer_as(
-            crate::logging::Format::Text,
-            slog::Level::Debug,
-            logs.clone(),
-        );
+        let log = logs.logger(slog::Level::Debug);
         let mut task = task(dir.path(), Duration::from_secs(3600), log);
         let gone = |round: usize| ReloadResult::Failed {
             problems: Vec::new(),

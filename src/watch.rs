@@ -86,10 +86,9 @@ pub struct Followed {
 pub struct DirWatcher {
     watcher: RecommendedWatcher,
     events: mpsc::UnboundedReceiver<notify::Result<Event>>,
-    /// Canonical paths currently watched.
-    watched: BTreeSet<PathBuf>,
-    /// Which directory each watched path was when its watch was set.
-    identities: BTreeMap<PathBuf, Identity>,
+    /// Canonical paths currently watched, each with the directory it was
+    /// when its watch was set.
+    watched: BTreeMap<PathBuf, Option<Identity>>,
     debounce: Debounce,
 }
 
@@ -115,15 +114,14 @@ impl DirWatcher {
         Ok(DirWatcher {
             watcher,
             events,
-            watched: BTreeSet::new(),
-            identities: BTreeMap::new(),
+            watched: BTreeMap::new(),
             debounce,
         })
     }
 
     /// The directories watched right now (canonical paths).
-    pub fn watched(&self) -> &BTreeSet<PathBuf> {
-        &self.watched
+    pub fn watched(&self) -> BTreeSet<PathBuf> {
+        self.watched.keys().cloned().collect()
     }
 
     /// Make the watched set `dirs`: watch the new ones, stop watching the
@@ -153,7 +151,7 @@ impl DirWatcher {
                 }
             }
         }
-        let gone: Vec<PathBuf> = (self.watched.iter())
+        let gone: Vec<PathBuf> = (self.watched.keys())
             .filter(|dir| !wanted.contains_key(*dir))
             .cloned()
             .collect();
@@ -162,12 +160,11 @@ impl DirWatcher {
             // it is not watched any more.
             let _ = self.watcher.unwatch(&dir);
             self.watched.remove(&dir);
-            self.identities.remove(&dir);
             followed.removed.push(dir);
         }
         for (dir, named) in wanted {
-            if self.watched.contains(&dir) {
-                if self.identities.get(&dir) == identity(&dir).as_ref() {
+            if let Some(was) = self.watched.get(&dir) {
+                if *was == identity(&dir) {
                     continue;
                 }
                 // The same path, another directory: one above it was moved
@@ -175,14 +172,10 @@ impl DirWatcher {
                 // made again. The watch is still on the one moved away.
                 let _ = self.watcher.unwatch(&dir);
                 self.watched.remove(&dir);
-                self.identities.remove(&dir);
             }
             match self.watch_resolved(dir, &named) {
                 Ok(dir) => {
-                    if let Some(id) = identity(&dir) {
-                        self.identities.insert(dir.clone(), id);
-                    }
-                    self.watched.insert(dir.clone());
+                    self.watched.insert(dir.clone(), identity(&dir));
                     followed.added.push(dir);
                 }
                 Err(failed) => followed.failed.push(failed),
@@ -263,8 +256,7 @@ impl DirWatcher {
         // watch is dead or points elsewhere. Forget it, so the `follow`
         // after the reload watches whatever is at that path now.
         for path in &event.paths {
-            if self.watched.remove(path) {
-                self.identities.remove(path);
+            if self.watched.remove(path).is_some() {
                 let _ = self.watcher.unwatch(path);
             }
         }
@@ -343,7 +335,7 @@ mod tests {
         assert_eq!(followed.added, vec![root_canonical.clone()]);
         assert_eq!(followed.removed, vec![std::fs::canonicalize(&a).unwrap()]);
         assert_eq!(followed.failed.len(), 1);
-        assert_eq!(w.watched(), &BTreeSet::from([b_canonical, root_canonical]));
+        assert_eq!(w.watched(), BTreeSet::from([b_canonical, root_canonical]));
     }
 
     #[tokio::test]
@@ -434,7 +426,7 @@ mod tests {
         let followed = w.follow(&dirs);
         assert_eq!(followed.failed.len(), 2, "{followed:?}");
         assert_eq!(followed.stand_ins[&keys.join("github")], root_canonical);
-        assert_eq!(w.watched(), &BTreeSet::from([root_canonical]));
+        assert_eq!(w.watched(), BTreeSet::from([root_canonical]));
 
         std::fs::create_dir(&keys).unwrap();
         let burst = tokio::time::timeout(Duration::from_secs(3), w.changed()).await;
@@ -442,6 +434,6 @@ mod tests {
         let followed = w.follow(&dirs);
         assert_eq!(followed.failed.len(), 1, "{followed:?}");
         let keys_canonical = std::fs::canonicalize(&keys).unwrap();
-        assert_eq!(w.watched(), &BTreeSet::from([keys_canonical]));
+        assert_eq!(w.watched(), BTreeSet::from([keys_canonical]));
     }
 }

@@ -121,6 +121,11 @@ impl Entry {
     }
 
     /// Its rounds: the one the next send settles, and the one after it.
+    fn rounds(&self) -> impl Iterator<Item = &Round> {
+        std::iter::once(&self.round).chain(&self.again)
+    }
+
+    /// [`Entry::rounds`], to change.
     fn rounds_mut(&mut self) -> impl Iterator<Item = &mut Round> {
         std::iter::once(&mut self.round).chain(&mut self.again)
     }
@@ -128,8 +133,7 @@ impl Entry {
     /// Tell everyone still waiting on it, in either round, that it will
     /// never be delivered.
     fn refuse(&self, reason: &str) {
-        let rounds = std::iter::once(&self.round).chain(&self.again);
-        for w in rounds.flat_map(Round::waiters) {
+        for w in self.rounds().flat_map(Round::waiters) {
             w.refused(&self.url, reason);
         }
     }
@@ -593,7 +597,7 @@ mod tests {
             let kept: usize = st
                 .entries
                 .values()
-                .flat_map(|e| std::iter::once(&e.round).chain(&e.again))
+                .flat_map(Entry::rounds)
                 .map(|r| r.waiters.len())
                 .sum();
             (st.entries.len(), st.counters[&url].joined, kept)

@@ -450,7 +450,7 @@ mod tests {
     use std::net::TcpListener;
 
     use super::*;
-    use crate::logging::{Captured, Format};
+    use crate::logging::Captured;
     use crate::notification::ImageName;
 
     /// Quick retries, so that no test runs longer than a second or two.
@@ -470,8 +470,10 @@ mod tests {
     /// A queue whose log the test can read.
     pub(super) fn start(options: Options) -> (Queue, Captured) {
         let logs = Captured::default();
-        let log = crate::logging::to_writer_as(Format::Text, slog::Level::Debug, logs.clone());
-        (Queue::start(options, log).unwrap(), logs)
+        (
+            Queue::start(options, logs.logger(slog::Level::Debug)).unwrap(),
+            logs,
+        )
     }
 
     /// A notify URL on 127.0.0.1 where nothing listens: fluxd is down.

@@ -248,6 +248,11 @@ impl Captured {
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.0.lock().expect("log buffer")).into_owned()
     }
+
+    /// A logger in the text format, at `level` and above, writing here.
+    pub fn logger(&self, level: Level) -> Logger {
+        to_writer_as(Format::Text, level, self.clone())
+    }
 }
 
 impl Write for Captured {

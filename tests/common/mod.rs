@@ -203,11 +203,7 @@ impl Recv {
     /// As [`Recv::start`], with `--api`.
     pub async fn start_with_api(config: &Path, api: Option<&str>, options: Options) -> Recv {
         let logs = Captured::default();
-        let log = flux_recv::logging::to_writer_as(
-            flux_recv::logging::Format::Text,
-            slog::Level::Debug,
-            logs.clone(),
-        );
+        let log = logs.logger(slog::Level::Debug);
         let loaded = Table::load(config, api);
         let table = loaded
             .table

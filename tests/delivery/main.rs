@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use flux_recv::delivery::{Backoff, Item, Options, Queue, Snapshot};
-use flux_recv::logging::{Captured, Format};
+use flux_recv::logging::Captured;
 use flux_recv::notification::{Change, ImageName};
 
 use common::{dead_addr, eventually, serve, sorted};
@@ -75,8 +75,10 @@ fn with_workers(workers: usize) -> Options {
 
 fn start(options: Options) -> (Queue, Captured) {
     let logs = Captured::default();
-    let log = flux_recv::logging::to_writer_as(Format::Text, slog::Level::Debug, logs.clone());
-    (Queue::start(options, log).unwrap(), logs)
+    (
+        Queue::start(options, logs.logger(slog::Level::Debug)).unwrap(),
+        logs,
+    )
 }
 
 /// The first log line containing `needle`, waiting for it: workers log

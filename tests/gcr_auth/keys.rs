@@ -2,7 +2,7 @@
 //! rules, and when a fetch happens.
 
 use flux_recv::gcr_auth::{check_url, Jwks, KeySet, TokenError, GOOGLE_JWKS_URL, MIN_REFRESH};
-use flux_recv::logging::{to_writer_as, Captured, Format};
+use flux_recv::logging::Captured;
 use http::{HeaderMap, HeaderValue};
 use rsa::traits::PublicKeyParts;
 use serde_json::json;
@@ -155,7 +155,7 @@ async fn a_redirect_is_not_followed() {
     let google = FakeJwks::google().await;
     let redirector = FakeJwks::start(Answer::Redirect(google.url())).await;
     let logs = Captured::default();
-    let log = to_writer_as(Format::Text, slog::Level::Info, logs.clone());
+    let log = logs.logger(slog::Level::Info);
     let jwks = Jwks::new(redirector.url(), MIN_REFRESH, log);
     // The keys behind the redirect would verify this token: not taken.
     let err = jwks
@@ -176,7 +176,7 @@ async fn the_fetch_checks_the_url_it_is_given() {
     // Built without the flag's check: the fetch checks it again.
     let url = google.url().replace("http://", "http://user:pw@");
     let logs = Captured::default();
-    let log = to_writer_as(Format::Text, slog::Level::Info, logs.clone());
+    let log = logs.logger(slog::Level::Info);
     let jwks = Jwks::new(url, MIN_REFRESH, log);
     let err = jwks
         .authenticate(&genuine(), &endpoint_auth())
