@@ -4,6 +4,6 @@
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let path = std::path::Path::new("/nonexistent/fluxrecv.yaml");
     if let Ok(config) = flux_recv::config::ConfigFile::parse(path, data) {
-        let _ = flux_recv::table::Table::build(path, &config);
+        let _ = flux_recv::table::Table::build(path, &config, None);
     }
 });

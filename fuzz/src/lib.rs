@@ -2,19 +2,42 @@
 //!
 //! A source verifies before it parses, so random bytes would almost never
 //! reach the parser. The fuzzer's input therefore picks one of the events
-//! the provider has a sample of (or a random one), and whether the body is
-//! signed with the endpoint's key. The headers come from the provider's own
-//! sample (see `flux_recv::source::sample`), signed over the fuzzed body, so
-//! what each provider sends is written down once, in its file, and most
-//! runs exercise parsing.
+//! the provider has a sample of (or a random one), and how the delivery
+//! proves itself: signed with the endpoint's key, signed with another key,
+//! without its proof, or with a random one. The headers come from the
+//! provider's own sample (see `flux_recv::source::sample`), signed over the
+//! fuzzed body, so what each provider sends is written down once, in its
+//! file, and most runs exercise parsing.
+//!
+//! Besides never panicking, a source must refuse (401) every delivery
+//! signed with another key, and every delivery without its proof where the
+//! endpoint requires one, whatever the event, headers and body.
 
 use arbitrary::Arbitrary;
 use flux_recv::notification::Change;
-use flux_recv::source::{SampleRequest, Secret, Settings, Source};
+use flux_recv::source::{HookResult, Proof, SampleRequest, Secret, Settings, Source};
 use http::{HeaderName, HeaderValue};
 
 /// The key every fuzzed endpoint uses.
 pub const KEY: &[u8] = b"fuzzing-key-0123456789";
+
+/// The key wrongly signed deliveries are signed with.
+pub const WRONG_KEY: &[u8] = b"another-key-9876543210";
+
+/// How a fuzzed delivery proves who sent it.
+#[derive(Debug, Clone, Copy, Arbitrary)]
+pub enum Proven<'a> {
+    /// Signed (or carrying the token) as the provider does, with the key.
+    Signed,
+    /// The same, with another key: must be refused.
+    WrongKey,
+    /// Without any header that depends on the key: must be refused where
+    /// the endpoint requires a proof.
+    Unsigned,
+    /// This in the proof header instead (most likely wrong, but anything
+    /// may come out of a fuzzer, so no outcome is asserted).
+    Random(&'a str),
+}
 
 /// One fuzzed delivery.
 #[derive(Debug, Arbitrary)]
@@ -23,9 +46,7 @@ pub struct Delivery<'a> {
     /// push sample's headers with `random_event` as the event.
     event: u8,
     random_event: &'a str,
-    /// Sign the body properly (most runs), or send this as the proof.
-    signed: bool,
-    random_proof: &'a str,
+    proven: Proven<'a>,
     form_encoded: bool,
     registry_host: Option<&'a str>,
     require_signature: bool,
@@ -41,29 +62,44 @@ fn insert(headers: &mut http::HeaderMap, name: &str, value: &str) {
     }
 }
 
-/// Run one delivery through `source`. Panics are the bugs being hunted;
-/// every `Result` is a legitimate answer.
-pub fn run(source: Source, data: &[u8]) {
-    let Ok(d) = Delivery::arbitrary(&mut arbitrary::Unstructured::new(data)) else {
-        return;
-    };
+/// Run one delivery through `source`. Panics are the bugs being hunted: a
+/// crash, or a delivery accepted that must be refused. Every other
+/// `Result` is a legitimate answer. Says whether a refusal was required
+/// (and so checked); `None` when `data` made no delivery.
+pub fn run(source: Source, data: &[u8]) -> Option<bool> {
+    let d = Delivery::arbitrary(&mut arbitrary::Unstructured::new(data)).ok()?;
     let provider = source.provider();
     let known = provider.sample_events.get(d.event as usize);
-    let request = SampleRequest {
+    let request = |key| SampleRequest {
         event: known.copied().unwrap_or("push"),
         registry_host: d.registry_host,
         body: Some(d.body),
-        ..SampleRequest::push(KEY)
+        ..SampleRequest::push(key)
     };
-    let Ok(sample) = source.sample(&request) else {
-        return;
+    let (Ok(sample), Ok(wrong)) = (
+        source.sample(&request(KEY)),
+        source.sample(&request(WRONG_KEY)),
+    ) else {
+        return None;
     };
-    let mut headers = sample.header_map();
+    let mut headers = match d.proven {
+        Proven::WrongKey => wrong.header_map(),
+        _ => sample.header_map(),
+    };
+    if let Proven::Unsigned = d.proven {
+        // Every header whose value depends on the key (GitHub sends two
+        // signatures), and nothing else.
+        for (name, value) in &sample.headers {
+            if !wrong.headers.contains(&(*name, value.clone())) {
+                headers.remove(*name);
+            }
+        }
+    }
     if let (None, Some(event)) = (known, provider.event_header) {
         insert(&mut headers, event, d.random_event);
     }
-    if let (false, Some(proof)) = (d.signed, provider.proof.header()) {
-        insert(&mut headers, proof, d.random_proof);
+    if let (Proven::Random(proof), Some(header)) = (d.proven, provider.proof.header()) {
+        insert(&mut headers, header, proof);
     }
     if d.form_encoded {
         insert(
@@ -78,5 +114,29 @@ pub fn run(source: Source, data: &[u8]) {
         notify: vec![Change::git("git@example.com:org/app.git", "main")],
         require_signature: d.require_signature,
     };
-    let _ = source.handle(&headers, d.body, &settings);
+    let result = source.handle(&headers, d.body, &settings);
+    let refused = must_be_refused(provider.proof, d.proven, d.require_signature);
+    if refused {
+        assert_refused(source, &d, &result);
+    }
+    Some(refused)
+}
+
+/// Whether a delivery proven this way must be refused by a provider that
+/// proves its deliveries with `proof`.
+fn must_be_refused(proof: Proof, proven: Proven, require_signature: bool) -> bool {
+    match (proven, proof) {
+        (Proven::Signed | Proven::Random(_), _) | (_, Proof::HookUrl) => false,
+        (Proven::WrongKey, _) => true,
+        (Proven::Unsigned, Proof::Signature { .. } | Proof::HeaderToken { .. }) => true,
+        (Proven::Unsigned, Proof::OptionalSignature { .. }) => require_signature,
+    }
+}
+
+fn assert_refused(source: Source, d: &Delivery, result: &HookResult) {
+    assert!(
+        matches!(result, Err(e) if e.is_unauthorized()),
+        "{source}: a delivery {:?} was not refused as unauthorized: {result:?}\n{d:?}",
+        d.proven
+    );
 }
