@@ -70,10 +70,11 @@ fn handle(body: &[u8]) -> (Result<usize, HookError>, usize) {
 
 #[test]
 fn many_refs_of_one_long_url_do_not_fan_out_in_memory() {
-    // A 32 KiB repository name and about 1,500 one-letter refs: 64 KiB
-    // sent. Built as changes, that was one copy of the URL per ref, 50 MiB.
+    // A 32 KiB repository name and 1,000 distinct short refs (distinct, so
+    // that de-duplicating refs cannot hide the fan-out): 60 KiB sent. Built
+    // as changes, that was one copy of the URL per ref, 32 MiB.
     let name = format!("o/{}", "a".repeat(32 * 1024));
-    let body = push(&name, (0..1500).map(|_| "m".to_string()));
+    let body = push(&name, (0..1000).map(|i| format!("m{i}")));
     let (outcome, peak) = handle(&body);
     assert!(
         matches!(&outcome, Err(HookError::BadPayload(why)) if why.contains("repository URL")),

@@ -8,17 +8,29 @@ use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
 #[test]
 fn raise_lifts_the_soft_limit_to_the_hard_one() {
     // Lower the soft limit first (allowed without privilege, and back up
-    // again by `raise`), so the raise has something to do.
+    // again by `raise`), so the raise has something to do, whatever the
+    // hard limit is: unlimited (`None`) too.
     let before = getrlimit(Resource::Nofile);
-    if let Some(hard) = before.maximum {
-        let lowered = Rlimit {
-            current: Some((hard / 2).clamp(1, 512)),
-            maximum: Some(hard),
-        };
-        setrlimit(Resource::Nofile, lowered).unwrap();
-        assert_ne!(current().soft, current().hard, "lowered for the test");
-    }
-    let raised = raise().unwrap();
+    let low = before.maximum.map_or(512, |hard| (hard / 2).clamp(1, 512));
+    let lowered = Rlimit {
+        current: Some(low),
+        maximum: before.maximum,
+    };
+    setrlimit(Resource::Nofile, lowered).unwrap();
+    assert_eq!(current().soft, low, "lowered for the test");
+    assert!(
+        current().hard > low,
+        "a hard limit of {low} leaves nothing to raise"
+    );
+
+    let raised = raise().unwrap_or_else(|e| {
+        panic!(
+            "raising the soft limit from {low} to the hard limit ({:?}) failed: {e}",
+            before.maximum
+        )
+    });
+    assert!(raised.soft > low, "not raised: {raised:?}");
     assert_eq!(raised.soft, raised.hard);
+    assert_eq!(raised.hard, before.maximum.unwrap_or(u64::MAX));
     assert_eq!(current(), raised);
 }

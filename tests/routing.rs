@@ -312,7 +312,19 @@ fn routing_mistakes_are_config_errors_naming_the_field() {
         "  filter:\n    images: [\"ghcr.io/org/*\"]\n",
         "",
     );
-    assert!(flux_recv::table::Table::load(&cfg, None).table.is_some());
+    let loaded = flux_recv::table::Table::load(&cfg, None);
+    let table = loaded
+        .table
+        .unwrap_or_else(|| panic!("{:#?}", loaded.problems));
+    let filter = &table.endpoints()[0].filter;
+    let ghcr =
+        |name: &str| flux_recv::notification::Change::image(flux_recv::image::parse(name).unwrap());
+    assert!(filter.admits(&ghcr("ghcr.io/org/app")));
+    assert!(!filter.admits(&ghcr("ghcr.io/other/app")));
+    assert!(!filter.admits(&ghcr("ghcr.io/org/app/sub")));
+    // Its pushes are not filtered by it.
+    let push = flux_recv::notification::Change::git("git@github.com:org/app.git", "dev");
+    assert!(filter.admits(&push));
     std::fs::write(dir.path().join("gitlab.key"), b"0123456789abcdef-gitlab").unwrap();
     let cfg = write_config(
         dir.path(),

@@ -2,8 +2,8 @@
 //! `endpoints`, `check`, `send`, and the Go original's serve invocation.
 //!
 //! `send` is checked against a real flux-recv in front of a stand-in fluxd:
-//! a notification arriving for each of the nine sources proves the samples
-//! are signed exactly as the server verifies.
+//! a notification arriving for every source proves the samples are signed
+//! exactly as the server verifies.
 //!
 //! One file per command (`keygen`, `endpoints`, `check`, `send`), `serve`
 //! for the server run as a process (the Go original's invocation, and a low

@@ -5,46 +5,58 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use flux_recv::options::Options;
+use flux_recv::source::Source;
 use serde_json::Value;
 
 use crate::common::{self, git_change, image_change, write_config, FakeFluxd, Recv};
 use crate::{path_str, run, stderr, stdout};
 
-/// One endpoint per source (Nexus with a registryHost), with good keys;
-/// and what fluxd should be told for each sample push, in config order.
-fn every_source(dir: &Path, api: &str) -> (PathBuf, Vec<Value>) {
-    let sources = [
-        "GitHub",
-        "GitLab",
-        "BitbucketCloud",
-        "BitbucketServer",
-        "DockerHub",
-        "Quay",
-        "Harbor",
-        "Nexus",
-        "GoogleContainerRegistry",
-    ];
-    let mut yaml = String::new();
-    for source in sources {
-        let key = format!("{}.key", source.to_lowercase());
-        std::fs::write(dir.join(&key), format!("0123456789abcdef-{source}")).unwrap();
-        yaml.push_str(&format!("- source: {source}\n  keyPath: {key}\n"));
-        if source == "Nexus" {
-            yaml.push_str("  registryHost: registry.example.com\n");
-        }
-    }
+/// One endpoint per source, in the order the providers are listed, with
+/// good keys (Nexus with a registryHost, Generic and GenericHMAC with a
+/// `notify:` block each); and what fluxd should be told for each sample
+/// push, in config order. A source with no expectation here fails the test:
+/// every source must be covered.
+fn every_source(dir: &Path, api: &str) -> (PathBuf, Vec<Vec<Value>>) {
     let git = |url: &str| git_change(url, "main");
-    let expected = vec![
-        git("git@github.com:example/app.git"),
-        git("git@gitlab.com:example/app.git"),
-        git("git@bitbucket.org:example/app.git"),
-        git("ssh://git@bitbucket.example.com:7999/ex/app.git"),
-        image_change("", "example/app"),
-        image_change("quay.io", "example/app"),
-        image_change("harbor.example.com", "library/app"),
-        image_change("registry.example.com", "example/app"),
-        image_change("gcr.io", "example-project/app"),
-    ];
+    let mut yaml = String::new();
+    let mut expected = Vec::new();
+    for source in Source::all() {
+        let name = source.name();
+        let key = format!("{}.key", name.to_lowercase());
+        std::fs::write(dir.join(&key), format!("0123456789abcdef-{name}")).unwrap();
+        yaml.push_str(&format!("- source: {name}\n  keyPath: {key}\n"));
+        match name {
+            "Nexus" => yaml.push_str("  registryHost: registry.example.com\n"),
+            "Generic" => yaml.push_str("  notify: {image: registry.example.com/team/generic}\n"),
+            "GenericHMAC" => yaml.push_str(
+                "  notify: {git: {url: \"git@github.com:org/hmac.git\", branch: main}}\n",
+            ),
+            _ => {}
+        }
+        expected.push(match name {
+            "GitHub" => vec![git("git@github.com:example/app.git")],
+            "GitLab" => vec![git("git@gitlab.com:example/app.git")],
+            "BitbucketCloud" => vec![git("git@bitbucket.org:example/app.git")],
+            "BitbucketServer" => vec![git("ssh://git@bitbucket.example.com:7999/ex/app.git")],
+            "Gitea" => vec![git("git@gitea.example.com:example/app.git")],
+            "Forgejo" => vec![git("git@forgejo.example.com:example/app.git")],
+            "Gogs" => vec![git("git@gogs.example.com:example/app.git")],
+            "AzureDevOps" => vec![
+                git("git@ssh.dev.azure.com:v3/example/platform/app"),
+                git("https://dev.azure.com/example/platform/_git/app"),
+            ],
+            "DockerHub" => vec![image_change("", "example/app")],
+            "Quay" => vec![image_change("quay.io", "example/app")],
+            "Harbor" => vec![image_change("harbor.example.com", "library/app")],
+            "Nexus" => vec![image_change("registry.example.com", "example/app")],
+            "GoogleContainerRegistry" => vec![image_change("gcr.io", "example-project/app")],
+            "AzureContainerRegistry" => vec![image_change("example.azurecr.io", "example/app")],
+            "Distribution" => vec![image_change("registry.example.com:5000", "example/app")],
+            "Generic" => vec![image_change("registry.example.com", "team/generic")],
+            "GenericHMAC" => vec![git_change("git@github.com:org/hmac.git", "main")],
+            other => panic!("no expectation for {other}: add what its sample push notifies"),
+        });
+    }
     (write_config(dir, api, &yaml), expected)
 }
 
@@ -89,12 +101,20 @@ async fn send_delivers_a_signed_push_for_every_source() {
             stderr(&o)
         );
         assert!(stdout(&o).starts_with("HTTP 200 OK\n"), "{}", stdout(&o));
-        assert_eq!(fluxd.take(), vec![want.clone()], "endpoint {position}");
+        assert_eq!(
+            fluxd.take(),
+            common::sorted(want.clone()),
+            "endpoint {position}"
+        );
     }
     // Every source verified its delivery: nothing was refused.
     let logs = recv.logs.text();
     assert!(!logs.contains("outcome: unauthorized"), "{logs}");
-    assert_eq!(logs.matches("outcome: relayed").count(), 9, "{logs}");
+    assert_eq!(
+        logs.matches("outcome: relayed").count(),
+        Source::all().count(),
+        "{logs}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -134,11 +154,8 @@ async fn send_pings_by_fingerprint_and_full_url() {
     // No such endpoint.
     let o = send(send_args(&config, "zz", &recv.url(""))).await;
     assert_eq!(o.status.code(), Some(1));
-    assert!(
-        stderr(&o).contains("neither a position (1 to 9)"),
-        "{}",
-        stderr(&o)
-    );
+    let positions = format!("neither a position (1 to {})", Source::all().count());
+    assert!(stderr(&o).contains(&positions), "{}", stderr(&o));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

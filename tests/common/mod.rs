@@ -45,6 +45,8 @@ pub enum Behaviour {
 pub struct FakeFluxd {
     pub addr: SocketAddr,
     pub received: Arc<Mutex<Vec<serde_json::Value>>>,
+    /// The status of each answer given, in order.
+    pub answered: Arc<Mutex<Vec<u16>>>,
     pub behaviour: Arc<Mutex<Behaviour>>,
     stop: Option<oneshot::Sender<()>>,
 }
@@ -59,14 +61,15 @@ impl FakeFluxd {
     pub async fn on(listener: tokio::net::TcpListener) -> FakeFluxd {
         let addr = listener.local_addr().unwrap();
         let received = Arc::new(Mutex::new(Vec::new()));
+        let answered = Arc::new(Mutex::new(Vec::new()));
         let behaviour = Arc::new(Mutex::new(Behaviour::Accept));
-        let (r, b) = (received.clone(), behaviour.clone());
+        let (r, a, b) = (received.clone(), answered.clone(), behaviour.clone());
         let notify = warp::path!("api" / "flux" / "v11" / "notify")
             .and(warp::post())
             .and(warp::header::exact("content-type", "application/json"))
             .and(warp::body::bytes())
             .then(move |body: bytes::Bytes| {
-                let (r, b) = (r.clone(), b.clone());
+                let (r, a, b) = (r.clone(), a.clone(), b.clone());
                 async move {
                     let behaviour = *b.lock().unwrap();
                     match behaviour {
@@ -81,6 +84,7 @@ impl FakeFluxd {
                         Behaviour::Status(s) | Behaviour::Redirect(s, _) => s,
                         _ => 202,
                     };
+                    a.lock().unwrap().push(status);
                     let mut reply = warp::reply::with_status(
                         "",
                         warp::http::StatusCode::from_u16(status).unwrap(),
@@ -99,6 +103,7 @@ impl FakeFluxd {
         FakeFluxd {
             addr,
             received,
+            answered,
             behaviour,
             stop: Some(stop),
         }
@@ -117,6 +122,11 @@ impl FakeFluxd {
     /// (fluxd treats each as a trigger to look, in any order).
     pub fn take(&self) -> Vec<serde_json::Value> {
         sorted(std::mem::take(&mut *self.received.lock().unwrap()))
+    }
+
+    /// The statuses answered so far, in order.
+    pub fn answered(&self) -> Vec<u16> {
+        self.answered.lock().unwrap().clone()
     }
 
     pub fn stop(&mut self) {

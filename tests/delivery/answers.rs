@@ -223,12 +223,27 @@ async fn undelivered_notifications_expire_and_are_counted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_budget_of_zero_never_waits() {
-    let url = notify_url(dead_addr());
-    let (queue, logs) = start(options());
+    // fluxd holds every answer back until the end of the test, and each
+    // attempt may take 30 s: a wait for anything at all would last that
+    // long. The bound below is generous (a loaded machine), and an order
+    // of magnitude short of it.
+    let fluxd = Fluxd::start(|_, _| Reply::Gated(202)).await;
+    let url = fluxd.url();
+    let (queue, logs) = start(Options {
+        attempt_timeout: Duration::from_secs(30),
+        ..options()
+    });
     let t = queue.submit(vec![item(&url, &image("a"), "")]).unwrap();
-    let Confirmation::Pending { retry_for } = t.wait(Duration::ZERO).await else {
-        panic!("pending");
+    fluxd.arrived(1).await;
+    let started = Instant::now();
+    let reply = tokio::time::timeout(Duration::from_secs(10), t.wait(Duration::ZERO))
+        .await
+        .expect("a zero budget waited for fluxd");
+    let waited = started.elapsed();
+    let Confirmation::Pending { retry_for } = reply else {
+        panic!("pending, not {reply:?}");
     };
+    assert!(waited < Duration::from_secs(3), "waited {waited:?}");
     assert!(retry_for > Duration::from_secs(50), "{retry_for:?}");
     drop(queue);
     assert!(!logs.text().contains("delivered late"));

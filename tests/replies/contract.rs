@@ -104,21 +104,35 @@ async fn a_flapping_fluxd_is_retried_until_it_accepts() {
     let body = github_body("org/app", "main");
     let reply = post(recv.url(&hook), github_push(&body), body).await;
     assert_eq!(reply.status, 202, "{}", reply.body);
-    // 500, 429 and 408 are retried too.
+    // 500, 429 and 408 are retried too: each is answered to an attempt,
+    // and the notification is tried again after it. (Waiting for each
+    // answer, not for a clock: backoff grows, and a loaded machine is slow.)
     for status in [500, 429, 408] {
+        let answers = fluxd.answered().len();
         fluxd.set(Behaviour::Status(status));
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        eventually(
+            &format!("an attempt answered {status}"),
+            Duration::from_secs(20),
+            || fluxd.answered()[answers..].contains(&status),
+        )
+        .await;
     }
     fluxd.set(Behaviour::Accept);
     let queue = recv.state.hooks.queue();
-    eventually("accepted once fluxd does", Duration::from_secs(5), || {
+    eventually("accepted once fluxd does", Duration::from_secs(20), || {
         queue.snapshot().apis.iter().any(|a| a.delivered == 1)
     })
     .await;
-    // Retried through every failure; every attempt carried the same
-    // notification.
+    // Retried after every failure, until the first 202; every attempt
+    // carried the same notification.
+    let answered = fluxd.answered();
+    let failures: Vec<u16> = answered.iter().copied().filter(|s| *s != 202).collect();
+    let mut kinds = failures.clone();
+    kinds.dedup();
+    assert_eq!(kinds, [503, 500, 429, 408], "{answered:?}");
+    assert_eq!(answered, [&failures[..], &[202]].concat(), "{answered:?}");
     let received = fluxd.take();
-    assert!(received.len() >= 4, "{} attempts", received.len());
+    assert_eq!(received.len(), answered.len());
     assert!(received
         .iter()
         .all(|n| *n == git_notification("org/app", "main")));
@@ -182,9 +196,12 @@ async fn a_hanging_fluxd_gets_202_at_the_budget_and_refusals_stay_fast() {
     fluxd.set(Behaviour::Hang);
     let dir = tempfile::tempdir().unwrap();
     let (config, hook) = github_config(dir.path(), &fluxd.api());
+    // A budget of seconds, so that "at once" below is an order of
+    // magnitude apart from it even on a loaded machine.
+    let budget = Duration::from_secs(3);
     let options = Options {
-        reply_budget: Duration::from_millis(500),
-        relay_timeout: Duration::from_secs(1),
+        reply_budget: budget,
+        relay_timeout: Duration::from_secs(5),
         max_relays: 2,
         ..Options::default()
     };
@@ -192,6 +209,7 @@ async fn a_hanging_fluxd_gets_202_at_the_budget_and_refusals_stay_fast() {
 
     // Distinct pushes: more than there are workers, each answered at the
     // budget.
+    let started = Instant::now();
     let mut waiting = Vec::new();
     for repo in ["org/a", "org/b", "org/c"] {
         let body = github_body(repo, "main");
@@ -201,16 +219,21 @@ async fn a_hanging_fluxd_gets_202_at_the_budget_and_refusals_stay_fast() {
             body,
         )));
     }
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Both workers are held by the hanging fluxd.
+    let queue = recv.state.hooks.queue();
+    eventually("both workers sending", Duration::from_secs(10), || {
+        queue.snapshot().sending == 2
+    })
+    .await;
 
-    // A bad signature needs no relay: refused at once.
-    let started = Instant::now();
+    // A bad signature needs no relay: refused at once, while every push
+    // is still waiting out its budget.
     let body = github_body("org/d", "main");
     let reply = post(recv.url(&hook), github_push(b"other"), body).await;
     assert_eq!(reply.status, 401);
     assert!(
-        started.elapsed() < Duration::from_millis(500),
-        "{:?}",
+        waiting.iter().all(|w| !w.is_finished()) && started.elapsed() < budget,
+        "the refusal waited {:?}",
         started.elapsed()
     );
 
@@ -218,6 +241,7 @@ async fn a_hanging_fluxd_gets_202_at_the_budget_and_refusals_stay_fast() {
         let reply = w.await.unwrap();
         assert_eq!(reply.status, 202, "{}", reply.body);
     }
+    assert!(started.elapsed() >= budget, "{:?}", started.elapsed());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
