@@ -4,6 +4,8 @@
 mod common;
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -11,31 +13,45 @@ use flux_recv::options::Options;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-/// A client that sends a request line and then one header every 200 ms,
-/// never finishing. Returns how long the server kept it connected.
-async fn trickle(addr: SocketAddr, hook: String) -> Duration {
-    let started = Instant::now();
+/// A client that holds a connection slot: it proves the server took its
+/// connection (one `GET /health` answered on it), counts itself in
+/// `holding`, then sends a request line and one header every 200 ms,
+/// never finishing. Returns how long the server kept it connected after
+/// that, and when the trickler saw that it had been let go.
+async fn trickle(addr: SocketAddr, hook: String, holding: Arc<AtomicUsize>) -> (Duration, Instant) {
     let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    while !answer.ends_with(b"\r\n\r\nOK\n") {
+        let mut buf = [0u8; 256];
+        let n = s.read(&mut buf).await.unwrap();
+        assert!(n > 0, "{:?}", String::from_utf8_lossy(&answer));
+        answer.extend_from_slice(&buf[..n]);
+    }
+    let started = Instant::now();
     s.write_all(format!("POST {hook} HTTP/1.1\r\nHost: x\r\n").as_bytes())
         .await
         .unwrap();
+    holding.fetch_add(1, Ordering::SeqCst);
     let mut buf = [0u8; 256];
     while started.elapsed() < Duration::from_secs(20) {
         tokio::select! {
             n = s.read(&mut buf) => {
                 // Closed (0) or a 408: either way the server let go.
                 if matches!(n, Ok(0) | Err(_)) || buf.starts_with(b"HTTP/1.1 408") {
-                    return started.elapsed();
+                    break;
                 }
             }
             () = tokio::time::sleep(Duration::from_millis(200)) => {
                 if s.write_all(b"X-Trickle: 1\r\n").await.is_err() {
-                    return started.elapsed();
+                    break;
                 }
             }
         }
     }
-    started.elapsed()
+    (started.elapsed(), Instant::now())
 }
 
 fn options(header_timeout: Duration, max_connections: usize) -> Options {
@@ -52,32 +68,33 @@ async fn two_hundred_tricklers_do_not_stop_a_real_hook() {
     let fluxd = FakeFluxd::start().await;
     let dir = tempfile::tempdir().unwrap();
     let (config, hook) = github_config(dir.path(), &fluxd.api());
-    let recv = Recv::start(&config, options(Duration::from_secs(2), 1024)).await;
+    let header_timeout = Duration::from_secs(3);
+    let recv = Recv::start(&config, options(header_timeout, 1024)).await;
 
+    let holding = Arc::new(AtomicUsize::new(0));
     let tricklers: Vec<_> = (0..200)
-        .map(|_| tokio::spawn(trickle(recv.addr, hook.clone())))
+        .map(|_| tokio::spawn(trickle(recv.addr, hook.clone(), holding.clone())))
         .collect();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    eventually("200 tricklers holding", Duration::from_secs(30), || {
+        holding.load(Ordering::SeqCst) == 200
+    })
+    .await;
 
+    // The hook is answered while every trickler is still held: not after
+    // the header timeout let them go (an event, not a clock, so that a
+    // slow machine cannot fail it).
     let body = github_body("org/app", "main");
-    let started = Instant::now();
     let reply = post(recv.url(&hook), github_push(&body), body).await;
     assert_eq!(reply.status, 200, "{}", reply.body);
-    assert!(
-        started.elapsed() < Duration::from_secs(1),
-        "{:?}",
-        started.elapsed()
-    );
+    let let_go = tricklers.iter().filter(|t| t.is_finished()).count();
+    assert_eq!(let_go, 0, "the hook was answered after tricklers were cut");
     assert_eq!(fluxd.take().len(), 1);
 
     // Every trickler is cut off at the header timeout.
     for t in tricklers {
-        let held = t.await.unwrap();
-        assert!(
-            held >= Duration::from_millis(1500),
-            "let go early: {held:?}"
-        );
-        assert!(held < Duration::from_secs(10), "held for {held:?}");
+        let (held, _) = t.await.unwrap();
+        assert!(held >= header_timeout / 2, "let go early: {held:?}");
+        assert!(held < header_timeout * 5, "held for {held:?}");
     }
 }
 
@@ -117,27 +134,38 @@ async fn the_connection_cap_holds_and_frees_up() {
     let fluxd = FakeFluxd::start().await;
     let dir = tempfile::tempdir().unwrap();
     let (config, hook) = github_config(dir.path(), &fluxd.api());
-    let recv = Recv::start(&config, options(Duration::from_secs(1), 4)).await;
+    let header_timeout = Duration::from_secs(3);
+    let recv = Recv::start(&config, options(header_timeout, 4)).await;
 
+    let holding = Arc::new(AtomicUsize::new(0));
     let tricklers: Vec<_> = (0..4)
-        .map(|_| tokio::spawn(trickle(recv.addr, hook.clone())))
+        .map(|_| tokio::spawn(trickle(recv.addr, hook.clone(), holding.clone())))
         .collect();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    eventually("4 tricklers holding", Duration::from_secs(10), || {
+        holding.load(Ordering::SeqCst) == 4
+    })
+    .await;
 
     // All four slots are taken: the hook waits until the tricklers are cut
-    // off, then goes through.
+    // off, then goes through. Without the cap it would be answered at once,
+    // a header timeout (3 s) before the first trickler is let go; with it,
+    // just after, give or take the time a trickler takes to notice (1 s
+    // allowed, for a loaded machine).
     let body = github_body("org/app", "main");
-    let started = Instant::now();
     let reply = post(recv.url(&hook), github_push(&body), body).await;
+    let answered = Instant::now();
     assert_eq!(reply.status, 200, "{}", reply.body);
-    assert!(
-        started.elapsed() >= Duration::from_millis(500),
-        "cap not applied: {:?}",
-        started.elapsed()
-    );
+    let mut first_let_go = None::<Instant>;
     for t in tricklers {
-        t.await.unwrap();
+        let (_, let_go) = t.await.unwrap();
+        first_let_go = Some(first_let_go.map_or(let_go, |f| f.min(let_go)));
     }
+    let first_let_go = first_let_go.unwrap();
+    assert!(
+        answered + Duration::from_secs(1) >= first_let_go,
+        "cap not applied: answered {:?} before a trickler was let go",
+        first_let_go - answered
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

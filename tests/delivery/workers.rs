@@ -51,9 +51,13 @@ async fn fan_out_delivers_to_each_api_independently() {
 async fn a_failing_api_holds_at_most_half_the_workers() {
     let hanging = Fluxd::start(|_, _| Reply::Hang).await;
     let up = Fluxd::accepting().await;
+    // Each hanging attempt takes 3 s, so that "at once" below (2 s) holds
+    // on a loaded machine and still tells a free worker from one that a
+    // timeout freed.
+    let attempt = Duration::from_secs(3);
     let (queue, _) = start(Options {
         workers: 2,
-        attempt_timeout: Duration::from_secs(1),
+        attempt_timeout: attempt,
         ..options()
     });
     let h = hanging.url();
@@ -67,22 +71,22 @@ async fn a_failing_api_holds_at_most_half_the_workers() {
     // Before its first answer nothing says it hangs: both workers try.
     // Once one attempt timed out it is failing, and a third attempt means
     // a worker was free to make it.
-    eventually("an attempt after the first timeouts", BUDGET, || {
+    eventually("an attempt after the first timeouts", 2 * attempt, || {
         api(&queue.snapshot(), &h).attempts >= 3
     })
     .await;
     // The other worker is free for another API at once (well within the
-    // second a hanging attempt takes).
+    // 3 s a hanging attempt takes).
     let t = queue
         .submit(vec![item(&up.url(), &image("a"), "")])
         .unwrap();
     assert_eq!(
-        t.wait(Duration::from_millis(700)).await,
+        t.wait(attempt - Duration::from_secs(1)).await,
         Confirmation::Accepted
     );
     // And the failing API never holds more than its share (one).
     let mut most = 0;
-    eventually("more attempts on the hanging API", BUDGET, || {
+    eventually("more attempts on the hanging API", 3 * attempt, || {
         let s = queue.snapshot();
         most = most.max(s.sending);
         api(&s, &h).attempts >= 5

@@ -8,7 +8,7 @@ use flux_recv::reload::Trigger;
 
 use crate::common::kubelet::SecretVolume;
 use crate::common::process::Running;
-use crate::common::{post, write_config, FakeFluxd};
+use crate::common::{get, post, write_config, FakeFluxd};
 use crate::{
     config, hook, log_line, push, start, status, until_logged, until_status, Pod, KEY_A, KEY_B,
     KEY_C, KEY_D, NO_RESYNC,
@@ -183,6 +183,12 @@ fn the_binary_reloads_on_sighup() {
 /// A SIGHUP while the binary is still starting (a large table read, its
 /// endpoints logged) does not end it: the handler is installed first, and
 /// the signal becomes one reload once it serves.
+///
+/// The signal must land in that window, after the handler is in place (it
+/// is by the first line logged) and before the binary listens. So the
+/// binary is stopped (SIGSTOP) when its first line is read, and given the
+/// signal only if it does not listen yet; after a start too quick to catch,
+/// it is tried again.
 #[test]
 fn a_sighup_during_start_up_does_not_end_the_binary() {
     let dir = tempfile::tempdir().unwrap();
@@ -193,10 +199,26 @@ fn a_sighup_during_start_up_does_not_end_the_binary() {
         endpoints.push_str(&format!("- source: GitHub\n  keyPath: {i}.key\n"));
     }
     let config = write_config(dir.path(), "http://127.0.0.1:9/api/flux", &endpoints);
-    let mut running = Running::serving(&config);
-    // The first line: the table is read, and still being logged.
-    running.wait_for("");
-    running.signal("HUP");
+    let mut attempts = 0;
+    let mut running = loop {
+        attempts += 1;
+        assert!(
+            attempts <= 10,
+            "the binary listened before it could be stopped, 10 times"
+        );
+        let mut running = Running::serving(&config);
+        // The first line: the table is read, and still being logged.
+        running.wait_for("");
+        running.signal("STOP");
+        let pid = running.child.id();
+        wait_until_stopped(pid);
+        if listens(pid) {
+            continue;
+        }
+        running.signal("HUP");
+        running.signal("CONT");
+        break running;
+    };
     let addr = running.address();
     if let Some(exit) = running.exited(Duration::from_millis(500)) {
         panic!("a SIGHUP at start-up ended the process: {exit}");
@@ -208,6 +230,62 @@ fn a_sighup_during_start_up_does_not_end_the_binary() {
         .block_on(post(format!("http://{addr}{}", hook(key)), headers, body))
         .status;
     assert_eq!(status, 200);
+    // The signal became one reload besides the one every start makes
+    // (nothing changed; no file event, and the periodic re-read is an hour
+    // away).
+    let unchanged = r#"fluxrecv_reloads_total{result="unchanged"} "#;
+    let reloads = |text: &str| -> Option<String> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(unchanged).map(str::to_string))
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = rt.block_on(get(format!("http://{addr}/metrics"))).body;
+        match reloads(&text).as_deref() {
+            Some("2") => break,
+            Some("0" | "1") | None => {
+                assert!(std::time::Instant::now() < deadline, "no reload: {text}")
+            }
+            Some(n) => panic!("{n} reloads for a start and one SIGHUP"),
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Wait until process `pid` is stopped (state `T` in /proc/PID/stat).
+fn wait_until_stopped(pid: u32) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        let state = stat.rsplit(')').next().unwrap().split_whitespace().next();
+        if state == Some("T") {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "not stopped: {stat}");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Whether process `pid` has a listening TCP socket: one of its
+/// descriptors is a socket that /proc/net/tcp{,6} lists in state 0A
+/// (LISTEN).
+fn listens(pid: u32) -> bool {
+    let sockets: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+        .filter_map(|target| {
+            let target = target.to_string_lossy().into_owned();
+            let inode = target.strip_prefix("socket:[")?.strip_suffix(']')?;
+            Some(inode.to_string())
+        })
+        .collect();
+    ["tcp", "tcp6"].iter().any(|table| {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/net/{table}")).unwrap_or_default();
+        text.lines().skip(1).any(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            fields.len() > 9 && fields[3] == "0A" && sockets.iter().any(|s| s == fields[9])
+        })
+    })
 }
 
 /// A config that names a key in a subdirectory a mounted Secret does not

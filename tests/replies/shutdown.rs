@@ -17,7 +17,13 @@ async fn shutdown_lets_requests_in_flight_finish() {
     let mut recv = Recv::start(&config, Options::default()).await;
     let body = github_body("org/app", "main");
     let in_flight = tokio::spawn(post(recv.url(&hook), github_push(&body), body));
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // In flight: its notification is being sent to fluxd, which takes its
+    // time over the answer.
+    let queue = recv.state.hooks.queue();
+    eventually("the hook in flight", Duration::from_secs(10), || {
+        queue.snapshot().sending == 1
+    })
+    .await;
     recv.shutdown();
     let reply = in_flight.await.unwrap();
     assert_eq!(reply.status, 200, "{}", reply.body);
@@ -103,11 +109,22 @@ async fn a_connection_opened_just_before_shutdown_is_still_answered() {
     let mut recv = Recv::start(&config, Options::default()).await;
 
     // Accepted before the signal, but the request comes just after it (a
-    // provider connecting as the pod is told to stop).
+    // provider connecting as the pod is told to stop). Nothing tells a
+    // client that the server has accepted: half a second is ample for an
+    // accept loop with nothing else to do, and the "shutting down" line
+    // confirms it.
     let mut s = tokio::net::TcpStream::connect(recv.addr).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
     recv.shutdown();
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    eventually("the shutdown begun", Duration::from_secs(5), || {
+        recv.logs.text().contains("shutting down")
+    })
+    .await;
+    let logs = recv.logs.text();
+    assert!(
+        logs.contains("shutting down, in_flight_connections: 1"),
+        "the connection was not accepted before the signal: {logs}"
+    );
     s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
         .await
         .unwrap();
