@@ -8,8 +8,8 @@
 //! Service, Ingress and NetworkPolicy are added, fluxd and everything else
 //! are left exactly as they were, and each config finds its keys where the
 //! pod mounts them. The Helm chart's values are checked against the
-//! Component's container and against a stand-in of the chart's Deployment
-//! (`testdata/flux-v1-chart.yaml`). The configs are also run through
+//! Component's container and against Flux v1's own chart, rendered by helm
+//! from a pinned copy (`testdata/flux-v1-chart/`). The configs are also run through
 //! `flux-recv check` and `endpoints` from a checkout, as an operator would.
 //! Last, the image the smoke script builds is the Dockerfile's final stage.
 //!
@@ -18,8 +18,7 @@
 //!   rendering it with kubectl;
 //! - `objects`: the rendered objects, and what flux-recv must add to them;
 //! - `kustomize`: the examples rendered and checked;
-//! - `helm`: the Helm route, against a stand-in of the chart (and the real
-//!   chart, where given);
+//! - `helm`: the Helm route, against Flux v1's chart as helm renders it;
 //! - `checkout`: `check` and `endpoints` on each example's config;
 //! - `image`: the Dockerfile and the smoke image.
 
