@@ -499,6 +499,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_secret_shows_its_length_never_its_bytes() {
+        let key = b"hunter2-0123456789abcdef";
+        let shown = format!("{:?}", Secret::new(key.to_vec()));
+        assert_eq!(shown, "Secret(<24 bytes>)");
+        // Nor through what holds it, however it is formatted.
+        let settings = testing::settings(key);
+        for shown in [format!("{settings:?}"), format!("{settings:#?}")] {
+            assert!(!shown.contains("hunter2"), "{shown}");
+            assert!(shown.contains("Secret(<24 bytes>)"), "{shown}");
+        }
+    }
+
+    #[test]
     fn names_round_trip_and_are_distinct() {
         let mut names = HashSet::new();
         for s in Source::all() {
