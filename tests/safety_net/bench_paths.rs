@@ -10,14 +10,12 @@
 //! - `benches/delivery.rs`: N distinct notifications, one submit each, all
 //!   reach fluxd exactly once, whatever the number of relay workers.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::gcr_token::*;
-use common::FakeFluxd;
+use crate::common::gcr_token::*;
+use crate::common::{self, FakeFluxd};
 use flux_recv::delivery::{Item, Options, Queue};
 use flux_recv::gcr_auth::Token;
 use flux_recv::notification::{Change, ImageName};

@@ -5,11 +5,9 @@
 //! searched for every key in `bad_input`, `metrics` and `replies`; a config
 //! that is a key, in `commands/check` and `reload/tables`.)
 
-mod common;
-
 use std::process::Command;
 
-use common::write_config;
+use crate::common::write_config;
 use flux_recv::source::Source;
 use flux_recv::table::Table;
 

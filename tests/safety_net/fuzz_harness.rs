@@ -6,7 +6,7 @@
 //! must be refused as unauthorized. `scripts/fuzz` runs the same harness
 //! under libFuzzer for as long as one likes.
 
-#[path = "../fuzz/src/lib.rs"]
+#[path = "../../fuzz/src/lib.rs"]
 mod harness;
 
 use flux_recv::source::Source;
