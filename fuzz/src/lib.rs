@@ -13,8 +13,10 @@ use flux_recv::notification::Change;
 use flux_recv::source::{SampleRequest, Secret, Settings, Source};
 use http::{HeaderName, HeaderValue};
 
-/// The key every fuzzed endpoint uses.
+/// The key every fuzzed endpoint uses...
 pub const KEY: &[u8] = b"fuzzing-key-0123456789";
+/// ...but those whose source needs a signing secret.
+pub const SECRET: &[u8] = b"whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
 
 /// One fuzzed delivery.
 #[derive(Debug, Arbitrary)]
@@ -48,12 +50,17 @@ pub fn run(source: Source, data: &[u8]) {
         return;
     };
     let provider = source.provider();
+    let key = if source.needs_signing_secret() {
+        SECRET
+    } else {
+        KEY
+    };
     let known = provider.sample_events.get(d.event as usize);
     let request = SampleRequest {
         event: known.copied().unwrap_or("push"),
         registry_host: d.registry_host,
         body: Some(d.body),
-        ..SampleRequest::push(KEY)
+        ..SampleRequest::push(key)
     };
     let Ok(sample) = source.sample(&request) else {
         return;
@@ -62,7 +69,7 @@ pub fn run(source: Source, data: &[u8]) {
     if let (None, Some(event)) = (known, provider.event_header) {
         insert(&mut headers, event, d.random_event);
     }
-    if let (false, Some(proof)) = (d.signed, provider.proof.header()) {
+    if let (false, Some(proof)) = (d.signed, source.proof_for(key).header()) {
         insert(&mut headers, proof, d.random_proof);
     }
     if d.form_encoded {
@@ -73,7 +80,7 @@ pub fn run(source: Source, data: &[u8]) {
         );
     }
     let settings = Settings {
-        key: Secret::new(KEY.to_vec()),
+        key: Secret::new(key.to_vec()),
         registry_host: d.registry_host.map(str::to_string),
         notify: vec![Change::git("git@example.com:org/app.git", "main")],
         require_signature: d.require_signature,
