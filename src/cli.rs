@@ -42,7 +42,8 @@ pub struct Cli {
 /// Everything flux-recv does besides serving.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Make a new random key for an endpoint (hex, no trailing newline).
+    /// Make a new random key for an endpoint (hex, or a whsec_ signing
+    /// secret; no trailing newline).
     Keygen(KeygenArgs),
     /// List every endpoint with its hook URL, to paste into the provider.
     Endpoints(EndpointsArgs),
@@ -258,6 +259,21 @@ pub struct KeygenArgs {
     /// its directory, as the server reads it.
     #[arg(long, env = "FLUXRECV_CONFIG", default_value = "fluxrecv.yaml")]
     pub config: PathBuf,
+
+    /// `hex` (a shared secret for every source) or `whsec` (a Standard
+    /// Webhooks signing secret, `whsec_<base64>`: for StandardWebhooks
+    /// endpoints, and GitLab's signing token).
+    #[arg(long, value_enum, default_value_t = KeyFormat::Hex)]
+    pub format: KeyFormat,
+}
+
+/// What `keygen` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum KeyFormat {
+    /// 32 random bytes as lowercase hex.
+    Hex,
+    /// `whsec_` and 32 random bytes in base64.
+    Whsec,
 }
 
 /// Flags of `flux-recv endpoints`.

@@ -220,3 +220,44 @@ async fn send_exits_1_on_a_refusal() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("cannot POST to"), "{}", stderr(&o));
 }
+
+/// Endpoints whose key is a signing secret: `send` signs the Standard
+/// Webhooks way, at the time it sends and with a new id each time, so two
+/// sends are two deliveries, each relayed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_signs_with_a_time_and_an_id_for_signing_secrets() {
+    let fluxd = FakeFluxd::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("gitlab.key"),
+        "whsec_dGVzdHRlc3R0ZXN0dGVzdHRlc3R0ZXN0dGVzdHRlc3Q=",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("swh.key"),
+        "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD",
+    )
+    .unwrap();
+    let config = write_config(
+        dir.path(),
+        &fluxd.api(),
+        "- source: GitLab\n  keyPath: gitlab.key\n\
+         - source: StandardWebhooks\n  keyPath: swh.key\n  notify: {image: example/app}\n",
+    );
+    let recv = Recv::start(&config, Options::default()).await;
+    let expected = [
+        git_change("git@gitlab.com:example/app.git", "main"),
+        image_change("", "example/app"),
+    ];
+    for _ in 0..2 {
+        for (i, want) in expected.iter().enumerate() {
+            let position = (i + 1).to_string();
+            let o = send(send_args(&config, &position, &recv.url(""))).await;
+            assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+            assert!(stdout(&o).starts_with("HTTP 200 OK\n"), "{}", stdout(&o));
+            assert_eq!(fluxd.take(), vec![want.clone()], "endpoint {position}");
+        }
+    }
+    let logs = recv.logs.text();
+    assert_eq!(logs.matches("outcome: relayed").count(), 4, "{logs}");
+}
