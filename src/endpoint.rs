@@ -255,12 +255,18 @@ fn extras_problems(
     let mut problems = Vec::new();
     for (extra, present) in given {
         let at = format!("{field}.{}", extra.field());
+        // `A`, `A and B`, `A, B and C`.
         let takers = || {
-            Source::all()
+            let names: Vec<&str> = Source::all()
                 .filter(|s| s.takes(extra))
                 .map(Source::name)
-                .collect::<Vec<_>>()
-                .join(" and ")
+                .collect();
+            match names.split_last() {
+                Some((last, rest)) if !rest.is_empty() => {
+                    format!("{} and {last}", rest.join(", "))
+                }
+                _ => names.concat(),
+            }
         };
         if present && !source.takes(extra) {
             let what = match extra {
