@@ -19,12 +19,12 @@
 //!
 //! The memory is bounded: at most [`MAX_IDS`] ids, each held as a 16-byte
 //! digest of the endpoint's fingerprint and the id (whatever the id's
-//! length) with the time it may be forgotten, so it holds at most about
-//! 1.2 MiB (a hash map and a heap, 16,384 entries each, grown to the next
-//! power of two). An id is forgotten once the tolerance has passed since it
-//! was accepted (or since its timestamp, if that is later): a replay of
-//! that delivery fails the timestamp check by then, and a retry the sender
-//! signed anew within it is still known. When
+//! length) with the time it may be forgotten. Its room is taken whole with
+//! the first id remembered (nothing before) and never grows: about 2 MiB
+//! (`cargo bench --bench replay` prints it). An id is forgotten once the
+//! tolerance has passed since it was accepted (or since its timestamp, if
+//! that is later): a replay of that delivery fails the timestamp check by
+//! then, and a retry the sender signed anew within it is still known. When
 //! the memory is full of ids still in their window, the one closest to its
 //! end is forgotten first and counted ([`Replays::forgotten_early`]); a
 //! replay of it would be sent again, which asks fluxd to look once more at
@@ -166,6 +166,14 @@ impl Ids {
 
     /// Remember `key` until `until`, first making room if `max` are held.
     fn remember(&mut self, key: Key, until: u64, max: usize) {
+        // Room for all, taken with the first id: the map's table is sized
+        // so that ids forgotten and remembered never make it grow (it
+        // grows while half its room is taken, deleted entries counted), so
+        // what is held stays as it is from then on.
+        if self.until.capacity() == 0 {
+            self.until.reserve(2 * max);
+            self.by_end.reserve_exact(max);
+        }
         while self.until.len() >= max {
             let Some(Reverse((_, soonest))) = self.by_end.pop() else {
                 break;
