@@ -22,8 +22,9 @@ use crate::options::Options;
 
 /// Receives provider webhooks (GitHub, GitLab, Bitbucket, Gitea, Forgejo,
 /// Gogs, Azure DevOps, Docker Hub, Quay, Harbor, Nexus, Azure Container
-/// Registry, distribution registries, Google Artifact Registry, and generic
-/// CI hooks), verifies them and relays a notification to fluxd.
+/// Registry, distribution registries, Google Artifact Registry, generic CI
+/// hooks, and any sender signing by the Standard Webhooks specification),
+/// verifies them and relays a notification to fluxd.
 ///
 /// Without a command, serves hooks.
 #[derive(Debug, Parser)]
@@ -41,7 +42,8 @@ pub struct Cli {
 /// Everything flux-recv does besides serving.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Make a new random key for an endpoint (hex, no trailing newline).
+    /// Make a new random key for an endpoint (hex, or a whsec_ signing
+    /// secret; no trailing newline).
     Keygen(KeygenArgs),
     /// List every endpoint with its hook URL, to paste into the provider.
     Endpoints(EndpointsArgs),
@@ -159,6 +161,15 @@ pub struct ServeArgs {
           default_value_t = Options::default().refusal_logs_per_second)]
     pub refusal_logs_per_second: u64,
 
+    /// For signatures that cover when they were made (GitLab signing tokens,
+    /// StandardWebhooks): how far from flux-recv's clock that time may be,
+    /// either way (401 outside it), and how long an accepted delivery id is
+    /// remembered, so that a repeat is acknowledged and not sent again.
+    /// Whole seconds (e.g. 5m, 90s).
+    #[arg(long, env = "FLUXRECV_SIGNATURE_TOLERANCE", value_parser = parse_tolerance,
+          default_value_t = Span(Options::default().signature_tolerance))]
+    pub signature_tolerance: Span,
+
     /// Verify and parse hooks as usual and log the notifications, but do not
     /// call fluxd (to try flux-recv out, or to check a provider's setup).
     /// The variable takes true/false, 1/0, yes/no, on/off.
@@ -193,6 +204,7 @@ impl ServeArgs {
             header_timeout: self.header_timeout.0,
             body_timeout: self.body_timeout.0,
             refusal_logs_per_second: self.refusal_logs_per_second,
+            signature_tolerance: self.signature_tolerance.0,
             ..Options::default()
         }
     }
@@ -247,6 +259,21 @@ pub struct KeygenArgs {
     /// its directory, as the server reads it.
     #[arg(long, env = "FLUXRECV_CONFIG", default_value = "fluxrecv.yaml")]
     pub config: PathBuf,
+
+    /// `hex` (a shared secret for every source) or `whsec` (a Standard
+    /// Webhooks signing secret, `whsec_<base64>`: for StandardWebhooks
+    /// endpoints, and GitLab's signing token).
+    #[arg(long, value_enum, default_value_t = KeyFormat::Hex)]
+    pub format: KeyFormat,
+}
+
+/// What `keygen` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum KeyFormat {
+    /// 32 random bytes as lowercase hex.
+    Hex,
+    /// `whsec_` and 32 random bytes in base64.
+    Whsec,
 }
 
 /// Flags of `flux-recv endpoints`.
@@ -424,6 +451,16 @@ fn parse_budget(s: &str) -> Result<Span, String> {
     parse_duration_or_zero(s).map(Span)
 }
 
+/// A signature tolerance: whole seconds, at least one (timestamps are
+/// whole seconds).
+fn parse_tolerance(s: &str) -> Result<Span, String> {
+    let d = parse_duration(s)?;
+    if d.subsec_nanos() != 0 {
+        return Err(format!("{:?} is not a whole number of seconds", s.trim()));
+    }
+    Ok(Span(d))
+}
+
 /// `8s`, `500ms`, `2m`, or bare seconds; more than zero.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let d = parse_duration_or_zero(s)?;
@@ -579,6 +616,7 @@ mod tests {
             "--header-timeout",
             "--body-timeout",
             "--drain-timeout",
+            "--signature-tolerance",
         ];
         for flag in flags {
             assert!(
@@ -596,6 +634,20 @@ mod tests {
         let cli = Cli::try_parse_from(["flux-recv", "--max-changes", cap.as_str()]).unwrap();
         assert_eq!(cli.serve.options().max_changes, crate::source::MAX_CHANGES);
         assert!(Cli::try_parse_from(["flux-recv", "--max-changes", over.as_str()]).is_err());
+    }
+
+    #[test]
+    fn the_signature_tolerance_is_whole_seconds() {
+        let parse = |v: &str| {
+            Cli::try_parse_from(["flux-recv", "--signature-tolerance", v])
+                .map(|cli| cli.serve.options().signature_tolerance)
+        };
+        assert_eq!(parse("90s").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse("10m").unwrap(), Duration::from_secs(600));
+        assert_eq!(parse("2000ms").unwrap(), Duration::from_secs(2));
+        for bad in ["0", "500ms", "1500ms", "soon"] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

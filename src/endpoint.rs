@@ -16,7 +16,7 @@ use crate::config::{EndpointConfig, GcrAuth, NotifyConfig, Problem};
 use crate::files::ReadErrorKind;
 use crate::notification::Change;
 use crate::routing::{check_api, Api, ApiConfig, Filter};
-use crate::source::{Extra, Secret, Settings, Source};
+use crate::source::{Extra, Proof, Secret, Settings, Source};
 
 /// Keys shorter than this are easy to guess; `check` and start-up warn.
 pub const SHORT_KEY: usize = 16;
@@ -92,7 +92,15 @@ impl Endpoint {
                 None
             }
             Ok(key) => {
-                problems.extend(key_warnings(&key_path, &field, &key));
+                let at = format!("{field}.keyPath");
+                match source.check_key(&key) {
+                    Err(message) => problems.push(Problem::error(&key_path, at, message)),
+                    Ok(warning) => {
+                        let signing_secret = matches!(source.proof_for(&key), Proof::Stamped);
+                        problems.extend(key_warnings(&key_path, &field, &key, signing_secret));
+                        problems.extend(warning.map(|w| Problem::warning(&key_path, at, w)));
+                    }
+                }
                 Some(key)
             }
             Err(e) => {
@@ -247,12 +255,18 @@ fn extras_problems(
     let mut problems = Vec::new();
     for (extra, present) in given {
         let at = format!("{field}.{}", extra.field());
+        // `A`, `A and B`, `A, B and C`.
         let takers = || {
-            Source::all()
+            let names: Vec<&str> = Source::all()
                 .filter(|s| s.takes(extra))
                 .map(Source::name)
-                .collect::<Vec<_>>()
-                .join(" and ")
+                .collect();
+            match names.split_last() {
+                Some((last, rest)) if !rest.is_empty() => {
+                    format!("{} and {last}", rest.join(", "))
+                }
+                _ => names.concat(),
+            }
         };
         if present && !source.takes(extra) {
             let what = match extra {
@@ -353,9 +367,14 @@ fn notify_changes(
     changes
 }
 
-/// Keys that are legal but probably not what the operator meant.
-fn key_warnings(key_path: &Path, field: &str, key: &[u8]) -> Vec<Problem> {
+/// Keys that are legal but probably not what the operator meant. Around a
+/// signing secret (`whsec_…`), whitespace is no part of it (base64 holds
+/// none), and its length is checked by its source.
+fn key_warnings(key_path: &Path, field: &str, key: &[u8], signing_secret: bool) -> Vec<Problem> {
     let mut warnings = Vec::new();
+    if signing_secret {
+        return warnings;
+    }
     if key.last().is_some_and(|b| b.is_ascii_whitespace()) {
         warnings.push(Problem::warning(
             key_path,
@@ -410,6 +429,65 @@ mod tests {
                 problems[0].message
             );
         }
+    }
+
+    #[test]
+    fn signing_secrets_are_checked_where_the_source_takes_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fluxrecv.yaml");
+        let build = |source: &str, key: &[u8]| {
+            std::fs::write(dir.path().join("k.key"), key).unwrap();
+            let ep = config(&format!(
+                "source: {source}\nkeyPath: k.key\nnotify: {{image: org/app}}\n"
+            ));
+            let ep = EndpointConfig {
+                notify: ep.notify.filter(|_| source == "StandardWebhooks"),
+                ..ep
+            };
+            let (endpoint, problems) = Endpoint::build(&path, 0, &ep);
+            let lines: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+            // Never the secret, nor the part after the prefix.
+            let text = std::str::from_utf8(key).unwrap().trim();
+            let secret = text.strip_prefix("whsec_").unwrap_or(text);
+            for line in &lines {
+                assert!(secret.len() < 4 || !line.contains(secret), "{line}");
+            }
+            (endpoint, lines)
+        };
+        const SECRET: &[u8] = b"whsec_dGVzdHRlc3R0ZXN0dGVzdHRlc3R0ZXN0dGVzdHRlc3Q=";
+        for source in ["GitLab", "StandardWebhooks"] {
+            // A signing secret, with or without a newline: no warning, and
+            // the fingerprint is of the file's bytes, as for every key.
+            for key in [SECRET.to_vec(), [SECRET, b"\n"].concat()] {
+                let (endpoint, lines) = build(source, &key);
+                assert_eq!(lines, Vec::<String>::new(), "{source}");
+                assert_eq!(endpoint.unwrap().fingerprint, fingerprint(&key, None));
+            }
+            for bad in [&b"whsec_not-base64!"[..], b"whsec_", b"whsec_ab cd"] {
+                let (endpoint, lines) = build(source, bad);
+                assert!(endpoint.is_none(), "{source} {bad:?}");
+                assert_eq!(lines.len(), 1, "{lines:?}");
+                assert!(
+                    lines[0].contains("taken for a signing secret"),
+                    "{}",
+                    lines[0]
+                );
+            }
+            let (endpoint, lines) = build(source, b"whsec_AAAAAAAA");
+            assert!(endpoint.is_some());
+            assert_eq!(lines.len(), 1, "{lines:?}");
+            assert!(lines[0].contains("only 6 bytes"), "{}", lines[0]);
+        }
+        // StandardWebhooks takes nothing else; GitLab takes its secret
+        // token, as before.
+        let (endpoint, lines) = build("StandardWebhooks", b"0123456789abcdef0123");
+        assert!(endpoint.is_none());
+        assert!(lines[0].contains("keygen --format whsec"), "{}", lines[0]);
+        let (endpoint, lines) = build("GitLab", b"0123456789abcdef0123");
+        assert!(endpoint.is_some() && lines.is_empty(), "{lines:?}");
+        // Other sources take a key that looks like one as any other key.
+        let (endpoint, lines) = build("GitHub", b"whsec_not-base64!");
+        assert!(endpoint.is_some() && lines.is_empty(), "{lines:?}");
     }
 
     #[test]

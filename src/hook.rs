@@ -1,8 +1,10 @@
 //! One delivery to `/hook/<fingerprint>`, as typed values: find the
-//! endpoint, check the credentials that sit in headers, read the body under
-//! its limits and the global body budget, let the source verify and parse
-//! it, filter the changes, and hand them to the delivery queue, waiting for
-//! fluxd's answer at most the reply budget. The result is a [`Report`];
+//! endpoint, check the credentials that sit in headers (and, where the
+//! signature covers a time, that it is near now), read the body under its
+//! limits and the global body budget, let the source verify and parse it,
+//! filter the changes, and hand them to the delivery queue (once per
+//! signed delivery id, [`crate::replay`]), waiting for fluxd's answer at
+//! most the reply budget. The result is a [`Report`];
 //! what it means for the reply, the metrics and the log is decided in one
 //! place, [`crate::routes`].
 //!
@@ -20,7 +22,9 @@ use crate::delivery::{self, Full, Item, Queue};
 use crate::endpoint::Endpoint;
 use crate::gcr_auth::Jwks;
 use crate::notification::Change;
+use crate::replay::Replays;
 use crate::routing::Api;
+use crate::source::stamped::unix_now;
 use crate::source::{header, HookError, Outcome};
 use crate::table::TableHandle;
 
@@ -41,14 +45,21 @@ pub struct Options {
     pub reply_budget: Duration,
     /// Most body bytes held by all requests together; past it, 503.
     pub body_budget: u64,
+    /// How far from now the time a signature covers may be (Standard
+    /// Webhooks), and how long an accepted delivery id is remembered.
+    pub signature_tolerance: Duration,
 }
 
 /// What one delivery needs: the endpoint table, Google's keys for `gcr:`
-/// endpoints, the body budget, and the delivery queue.
+/// endpoints, the body budget, the delivery ids accepted, and the delivery
+/// queue.
 pub struct Hooks {
     table: TableHandle,
     google_keys: Jwks,
     queue: Queue,
+    /// The delivery ids accepted within the signature tolerance. Locked
+    /// before the queue when both are (the queue never takes it).
+    replays: Replays,
     /// One permit per body byte held: bodies of unsigned or slow requests
     /// cannot add up past it, whatever the number of connections.
     body_budget: Arc<Semaphore>,
@@ -85,6 +96,13 @@ pub enum Handled {
     },
     /// Verified, and nothing to do; the text says why.
     Ignored(String),
+    /// Verified, and the endpoint accepted a delivery with this id (its
+    /// signature's `webhook-id`) within the signature tolerance: nothing is
+    /// sent again.
+    Replayed {
+        /// The tolerance.
+        within: Duration,
+    },
     /// Verified, and the endpoint's filter left out every change.
     Filtered {
         /// How many changes it left out.
@@ -172,6 +190,7 @@ impl Hooks {
             table,
             google_keys,
             queue,
+            replays: Replays::new(options.signature_tolerance, crate::replay::MAX_IDS),
             body_budget: Arc::new(Semaphore::new(permits)),
             options,
         }
@@ -185,6 +204,11 @@ impl Hooks {
     /// The delivery queue.
     pub fn queue(&self) -> &Queue {
         &self.queue
+    }
+
+    /// The delivery ids accepted within the signature tolerance.
+    pub fn replays(&self) -> &Replays {
+        &self.replays
     }
 
     /// Handle one POST to `/hook/<fingerprint>`; `None` when no endpoint
@@ -233,8 +257,16 @@ impl Hooks {
                 return Handled::Refused(Refusal::PubSubToken(e));
             }
         }
-        if let Err(e) = endpoint.source.check_headers(headers, &endpoint.settings) {
-            return Handled::Refused(Refusal::Unauthorized(e));
+        let stamp = match endpoint.source.check_headers(headers, &endpoint.settings) {
+            Ok(stamp) => stamp,
+            Err(e) => return Handled::Refused(Refusal::Unauthorized(e)),
+        };
+        // A signature over a time too far from now is refused before the
+        // body is read, whether or not it would match.
+        if let Some(stamp) = &stamp {
+            if let Err(e) = self.replays.fresh(stamp, unix_now()) {
+                return Handled::Refused(Refusal::Unauthorized(e));
+            }
         }
 
         // The body's bytes count against the budget until it is parsed.
@@ -264,7 +296,23 @@ impl Hooks {
         }
 
         let apis = table.apis_of(endpoint).clone();
+        let replayed = Handled::Replayed {
+            within: self.options.signature_tolerance,
+        };
         if self.options.dry_run {
+            // What would have been sent counts as accepted, so that a dry
+            // run shows what replays would get.
+            if let Some(stamp) = &stamp {
+                let fingerprint = &endpoint.fingerprint;
+                let accept = || Ok::<(), ()>(());
+                if self
+                    .replays
+                    .first(fingerprint, stamp, unix_now(), accept)
+                    .is_none()
+                {
+                    return replayed;
+                }
+            }
             return Handled::Delivered {
                 changes,
                 filtered,
@@ -287,7 +335,22 @@ impl Hooks {
                 delivery: delivery.clone(),
             })
             .collect();
-        let ticket = match self.queue.submit(items) {
+        // A delivery id is used up only once its changes are queued: one
+        // refused for want of room can be retried.
+        let submitted = match &stamp {
+            None => self.queue.submit(items),
+            Some(stamp) => {
+                let submit = || self.queue.submit(items);
+                match self
+                    .replays
+                    .first(&endpoint.fingerprint, stamp, unix_now(), submit)
+                {
+                    Some(submitted) => submitted,
+                    None => return replayed,
+                }
+            }
+        };
+        let ticket = match submitted {
             Ok(ticket) => ticket,
             Err(Full::NoRoom { pending, max, .. }) => {
                 return Handled::Refused(Refusal::QueueFull { pending, max })

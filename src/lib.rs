@@ -30,6 +30,7 @@ pub mod metrics;
 pub mod notification;
 pub mod options;
 pub mod reload;
+pub mod replay;
 pub mod routes;
 pub mod routing;
 pub mod server;

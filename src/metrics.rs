@@ -74,6 +74,9 @@ pub enum Outcome {
     Ignored,
     /// Verified, and the endpoint's filter left out every change.
     Filtered,
+    /// Verified, and a delivery with the same signed id was accepted
+    /// within the signature tolerance: nothing sent again, answered 200.
+    Replayed,
     /// Signature or token missing or wrong.
     Unauthorized,
     /// Wrong event, bad payload, a body that did not arrive.
@@ -94,11 +97,12 @@ impl Outcome {
     /// created at zero for each as soon as the source is served, so an alert
     /// on the first unauthorized hook sees 0 → 1 rather than a series
     /// appearing from nowhere.
-    const FOR_ENDPOINTS: [Outcome; 9] = [
+    const FOR_ENDPOINTS: [Outcome; 10] = [
         Outcome::Relayed,
         Outcome::Queued,
         Outcome::Ignored,
         Outcome::Filtered,
+        Outcome::Replayed,
         Outcome::Busy,
         Outcome::Unauthorized,
         Outcome::BadRequest,
@@ -114,6 +118,7 @@ impl Outcome {
             Outcome::Busy => "busy",
             Outcome::Ignored => "ignored",
             Outcome::Filtered => "filtered",
+            Outcome::Replayed => "replayed",
             Outcome::Unauthorized => "unauthorized",
             Outcome::BadRequest => "bad_request",
             Outcome::UpstreamError => "upstream_error",
@@ -405,6 +410,7 @@ mod tests {
             | Outcome::Queued
             | Outcome::Ignored
             | Outcome::Filtered
+            | Outcome::Replayed
             | Outcome::Busy
             | Outcome::Unauthorized
             | Outcome::BadRequest
@@ -416,6 +422,7 @@ mod tests {
             Outcome::Queued,
             Outcome::Ignored,
             Outcome::Filtered,
+            Outcome::Replayed,
             Outcome::Busy,
             Outcome::Unauthorized,
             Outcome::BadRequest,

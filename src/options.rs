@@ -52,6 +52,10 @@ pub struct Options {
     /// Most refused hooks (401, 400, 413, 408, and 503 when busy) logged a
     /// second; the rest are counted in `/metrics` and summed up in one line.
     pub refusal_logs_per_second: u64,
+    /// Signatures that cover a time (Standard Webhooks): how far from now
+    /// that time may be, either way, and how long an accepted delivery id
+    /// is remembered, so that a repeat is acknowledged and not sent again.
+    pub signature_tolerance: Duration,
 }
 
 impl Default for Options {
@@ -73,6 +77,7 @@ impl Default for Options {
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(10),
             refusal_logs_per_second: 20,
+            signature_tolerance: crate::replay::DEFAULT_TOLERANCE,
         }
     }
 }
@@ -87,6 +92,7 @@ impl Options {
             dry_run: self.dry_run,
             reply_budget: self.reply_budget,
             body_budget: self.body_budget,
+            signature_tolerance: self.signature_tolerance,
         }
     }
 

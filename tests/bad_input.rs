@@ -23,9 +23,17 @@ struct Case {
 }
 
 /// Each source's key: long enough to be searched for in the logs, and
-/// sendable in a header (some providers send the key itself).
+/// sendable in a header (some providers send the key itself); a signing
+/// secret (`whsec_` and base64) for the sources that need one, whose
+/// decoded bytes are as easy to search for.
 fn key(source: Source) -> Vec<u8> {
-    format!("bad-input-{}-0123456789abcdef", source.name()).into_bytes()
+    let key = format!("bad-input-{}-0123456789abcdef", source.name());
+    if source.needs_signing_secret() {
+        use base64::Engine;
+        let encoded = base64::engine::general_purpose::STANDARD.encode(&key);
+        return format!("whsec_{encoded}").into_bytes();
+    }
+    key.into_bytes()
 }
 
 /// What an event the source does not act on gets. Sources that refused
@@ -99,9 +107,10 @@ fn cases(source: Source, key: &[u8]) -> Vec<Case> {
         cases.push(case("huge name", huge, 400));
     }
 
-    if let Some(header) = source.provider().proof.header() {
+    let proof = source.proof_for(key);
+    if let Some(header) = proof.header() {
         let prefixed = matches!(
-            source.provider().proof,
+            proof,
             Proof::Signature { prefixed: true, .. }
                 | Proof::OptionalSignature { prefixed: true, .. }
         );
@@ -203,7 +212,11 @@ async fn every_bad_input_gets_its_4xx_and_nothing_reaches_fluxd() {
             format!("{source} key"),
             String::from_utf8(key.clone()).unwrap(),
         ));
-        let proof = source.provider().proof.header();
+        if source.needs_signing_secret() {
+            let decoded = format!("bad-input-{}-0123456789abcdef", source.name());
+            secrets.push((format!("{source} decoded key"), decoded));
+        }
+        let proof = source.proof_for(&key).header();
         let hook = hook_path(&key);
         let cases = cases(source, &key);
         // Every source gets the payload cases or the proof cases, or both;

@@ -76,11 +76,12 @@ async fn scrape(recv: &Recv) -> Scrape {
     Scrape { text, samples }
 }
 
-const OUTCOMES: [&str; 9] = [
+const OUTCOMES: [&str; 10] = [
     "relayed",
     "queued",
     "ignored",
     "filtered",
+    "replayed",
     "unauthorized",
     "bad_request",
     "upstream_error",

@@ -251,7 +251,8 @@ fn generic_endpoints_need_a_notify_block_and_others_refuse_one() {
         (
             "- source: GitHub\n  keyPath: a.key\n  notify:\n    image: registry.example.com/team/app\n",
             "endpoints[0].notify",
-            "only Generic and GenericHMAC endpoints take it; remove it from this GitHub endpoint",
+            "only Generic, GenericHMAC and StandardWebhooks endpoints take it; remove it from this \
+             GitHub endpoint",
         ),
         (
             "- source: Distribution\n  keyPath: a.key\n  notify:\n    image: registry.example.com/team/app\n",

@@ -18,11 +18,15 @@ use flux_recv::notification::Change;
 use flux_recv::source::{HookResult, Proof, SampleRequest, Secret, Settings, Source};
 use http::{HeaderName, HeaderValue};
 
-/// The key every fuzzed endpoint uses.
+/// The key every fuzzed endpoint uses...
 pub const KEY: &[u8] = b"fuzzing-key-0123456789";
+/// ...but those whose source needs a signing secret.
+pub const SECRET: &[u8] = b"whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
 
-/// The key wrongly signed deliveries are signed with.
+/// The key wrongly signed deliveries are signed with...
 pub const WRONG_KEY: &[u8] = b"another-key-9876543210";
+/// ...or, where the source needs a signing secret, this one.
+pub const WRONG_SECRET: &[u8] = b"whsec_bm90IHRoZSBmdXp6aW5nIHNlY3JldCBhdCBhbGw=";
 
 /// How a fuzzed delivery proves who sent it.
 #[derive(Debug, Clone, Copy, Arbitrary)]
@@ -69,6 +73,10 @@ fn insert(headers: &mut http::HeaderMap, name: &str, value: &str) {
 pub fn run(source: Source, data: &[u8]) -> Option<bool> {
     let d = Delivery::arbitrary(&mut arbitrary::Unstructured::new(data)).ok()?;
     let provider = source.provider();
+    let (key, wrong_key) = match source.needs_signing_secret() {
+        true => (SECRET, WRONG_SECRET),
+        false => (KEY, WRONG_KEY),
+    };
     let known = provider.sample_events.get(d.event as usize);
     let request = |key| SampleRequest {
         event: known.copied().unwrap_or("push"),
@@ -77,8 +85,8 @@ pub fn run(source: Source, data: &[u8]) -> Option<bool> {
         ..SampleRequest::push(key)
     };
     let (Ok(sample), Ok(wrong)) = (
-        source.sample(&request(KEY)),
-        source.sample(&request(WRONG_KEY)),
+        source.sample(&request(key)),
+        source.sample(&request(wrong_key)),
     ) else {
         return None;
     };
@@ -98,7 +106,7 @@ pub fn run(source: Source, data: &[u8]) -> Option<bool> {
     if let (None, Some(event)) = (known, provider.event_header) {
         insert(&mut headers, event, d.random_event);
     }
-    if let (Proven::Random(proof), Some(header)) = (d.proven, provider.proof.header()) {
+    if let (Proven::Random(proof), Some(header)) = (d.proven, source.proof_for(key).header()) {
         insert(&mut headers, header, proof);
     }
     if d.form_encoded {
@@ -109,13 +117,13 @@ pub fn run(source: Source, data: &[u8]) -> Option<bool> {
         );
     }
     let settings = Settings {
-        key: Secret::new(KEY.to_vec()),
+        key: Secret::new(key.to_vec()),
         registry_host: d.registry_host.map(str::to_string),
         notify: vec![Change::git("git@example.com:org/app.git", "main")],
         require_signature: d.require_signature,
     };
     let result = source.handle(&headers, d.body, &settings);
-    let refused = must_be_refused(provider.proof, d.proven, d.require_signature);
+    let refused = must_be_refused(source.proof_for(key), d.proven, d.require_signature);
     if refused {
         assert_refused(source, &d, &result);
     }
@@ -128,8 +136,15 @@ fn must_be_refused(proof: Proof, proven: Proven, require_signature: bool) -> boo
     match (proven, proof) {
         (Proven::Signed | Proven::Random(_), _) | (_, Proof::HookUrl) => false,
         (Proven::WrongKey, _) => true,
-        (Proven::Unsigned, Proof::Signature { .. } | Proof::HeaderToken { .. }) => true,
+        (
+            Proven::Unsigned,
+            Proof::Signature { .. } | Proof::HeaderToken { .. } | Proof::Stamped,
+        ) => true,
         (Proven::Unsigned, Proof::OptionalSignature { .. }) => require_signature,
+        // `proof_for` has already chosen what the endpoint's key asks for.
+        (Proven::Unsigned, Proof::SigningSecretOr(otherwise)) => {
+            must_be_refused(*otherwise, proven, require_signature)
+        }
     }
 }
 

@@ -41,6 +41,14 @@ good_sig=sha256=$(hmac "$key" "$body")
 bad_sig=sha256=$(hmac "not-$key" "$body")
 fingerprint=$(key_fingerprint "$tmp/config/github.key")
 
+# A Standard Webhooks endpoint (a whsec_ signing secret), and a signature of
+# the right shape that no key made: its flood is refused after the HMAC of
+# webhook-id, webhook-timestamp and the body (post.lua stamps each flood
+# with the time it starts, so that none is refused as stale instead).
+printf 'whsec_%s' "$(openssl rand -base64 32)" >"$tmp/config/swh.key"
+swh_fingerprint=$(key_fingerprint "$tmp/config/swh.key")
+swh_bad_sig=v1,$(openssl rand -base64 32)
+
 # 64 pushes to different branches, each correctly signed: cycled through,
 # the 32 hooks in flight at any moment are all different notifications, so
 # each is its own call to the Flux API (identical ones would be coalesced).
@@ -87,6 +95,9 @@ api: http://127.0.0.1:$fluxd_port/api/flux
 endpoints:
 - source: GitHub
   keyPath: github.key
+- source: StandardWebhooks
+  keyPath: swh.key
+  notify: {git: {url: "git@github.com:example-org/cluster-config.git", branch: main}}
 YAML
     recv_port=$(free_port)
     recv_started_us=${EPOCHREALTIME/[.,]/}
@@ -107,10 +118,12 @@ $(tail -5 "$tmp/flux-recv.log")"
 declare -A R # R[target.case.field]
 
 # flood TARGET CASE URL [SIGNATURE]: one wrk run, results into R. Without
-# a signature, the 64 distinct signed pushes are cycled through.
+# a signature, the 64 distinct signed pushes are cycled through; a
+# signature starting `v1,` goes in webhook-signature (Standard Webhooks).
 flood() {
     local out line kv inputs=(BENCH_BODIES="$tmp/bodies" BENCH_COUNT=64)
     (($# > 3)) && inputs=(BENCH_BODY="$body" BENCH_SIG="$4")
+    [[ ${4:-} == v1,* ]] && inputs=(BENCH_BODY="$body" BENCH_SWH_SIG="$4")
     out=$(env "${inputs[@]}" wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --timeout 2s \
         -s "$here/post.lua" "$3") || die "wrk failed against $3: $out"
     line=$(grep '^RESULT ' <<<"$out") || die "no RESULT from wrk: $out"

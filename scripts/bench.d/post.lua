@@ -6,6 +6,10 @@
 --                           is set at the top level, so wrk formats it once
 --                           and replays it (the load generator costs the same
 --                           for every target);
+--   BENCH_BODY, BENCH_SWH_SIG  instead of BENCH_SIG, a Standard Webhooks
+--                           delivery: webhook-id, webhook-timestamp (when
+--                           wrk loads this script, so each flood is fresh)
+--                           and this webhook-signature;
 --   BENCH_BODIES, BENCH_COUNT  instead, a folder with 1.json, 1.sig, ...
 --                           COUNT.json, COUNT.sig: requests cycle through
 --                           them, so hooks in flight together all differ.
@@ -43,6 +47,11 @@ if count > 0 then
       next = next % count + 1
       return requests[next]
    end
+elseif os.getenv("BENCH_SWH_SIG") then
+   wrk.body = slurp(os.getenv("BENCH_BODY"))
+   wrk.headers["webhook-id"] = "msg_bench"
+   wrk.headers["webhook-timestamp"] = tostring(os.time())
+   wrk.headers["webhook-signature"] = os.getenv("BENCH_SWH_SIG")
 else
    wrk.body = slurp(os.getenv("BENCH_BODY"))
    wrk.headers["X-Hub-Signature-256"] = os.getenv("BENCH_SIG")

@@ -5,6 +5,10 @@
 //! the provider must be given, verbatim, and a newline would be part of it.
 //! Hex keeps it pasteable into every provider's secret field and safe in
 //! the headers where GitLab and Harbor send it back.
+//!
+//! `--format whsec` writes a Standard Webhooks signing secret instead:
+//! `whsec_` and the same number of random bytes in base64, as the spec
+//! serializes them and GitLab takes them as a signing token.
 
 use std::fs::OpenOptions;
 use std::io::{IsTerminal, Write};
@@ -14,19 +18,28 @@ use std::process::ExitCode;
 
 use anyhow::{anyhow, Context};
 
-use crate::cli::KeygenArgs;
+use base64::Engine;
+
+use crate::cli::{KeyFormat, KeygenArgs};
 use crate::endpoint::fingerprint;
 
 /// Random bytes in a key: 32, above the 20 GitHub recommends and the 16
 /// below which `check` warns.
 pub const KEY_BYTES: usize = 32;
 
-/// A new key: [`KEY_BYTES`] random bytes, as lowercase hex.
-pub fn new_key() -> anyhow::Result<String> {
+/// A new key: [`KEY_BYTES`] random bytes, as lowercase hex or as a
+/// signing secret (`whsec_<base64>`).
+pub fn new_key(format: KeyFormat) -> anyhow::Result<String> {
     let mut bytes = [0u8; KEY_BYTES];
     getrandom::fill(&mut bytes)
         .map_err(|e| anyhow!("cannot read random bytes from the operating system: {e}"))?;
-    Ok(hex::encode(bytes))
+    Ok(match format {
+        KeyFormat::Hex => hex::encode(bytes),
+        KeyFormat::Whsec => format!(
+            "whsec_{}",
+            base64::engine::general_purpose::STANDARD.encode(bytes)
+        ),
+    })
 }
 
 /// Write `key` to a new file at `path`, readable by its owner only. An
@@ -75,33 +88,63 @@ fn create_private(path: &Path, key: &str) -> std::io::Result<()> {
 /// How to use a new key, for a person at a terminal. `out` is the file the
 /// key went to; `on_screen` says whether it was printed to the terminal
 /// (rather than redirected). The key itself is never repeated.
-pub fn advice(key: &str, out: Option<&Path>, config: &Path, on_screen: bool) -> String {
+pub fn advice(
+    key: &str,
+    format: KeyFormat,
+    out: Option<&Path>,
+    config: &Path,
+    on_screen: bool,
+) -> String {
     let fp = fingerprint(key.as_bytes(), None);
+    let (example, source, what, paste) = match format {
+        KeyFormat::Hex => (
+            "github.key",
+            "GitHub            # or GitLab, Harbor, …",
+            "hex characters",
+            "Paste the key into the provider's secret field exactly as it is.",
+        ),
+        KeyFormat::Whsec => (
+            "signing.key",
+            "StandardWebhooks  # or GitLab",
+            "characters, a whsec_ signing secret",
+            "Give it to the sender as its signing secret (GitLab: the webhook's signing \
+             token), exactly as it is.",
+        ),
+    };
     let (key_path, written) = match out {
         Some(path) => (
             relative_to(config, path).display().to_string(),
             format!(
-                "Wrote a new key to {} ({} hex characters, no trailing newline, mode 0600).\n",
+                "Wrote a new key to {} ({} {what}, no trailing newline, mode 0600).\n",
                 path.display(),
                 key.len()
             ),
         ),
-        None => ("github.key".to_string(), String::new()),
+        None => (example.to_string(), String::new()),
     };
     let save = if on_screen {
-        "Save it without a newline: `flux-recv keygen --out github.key`, or \
-         `printf %s \"$key\" > github.key` (never `echo`, which adds one).\n"
+        format!(
+            "Save it without a newline: `flux-recv keygen --out {example}`, or \
+             `printf %s \"$key\" > {example}` (never `echo`, which adds one).\n"
+        )
     } else {
-        ""
+        String::new()
+    };
+    let notify = match format {
+        KeyFormat::Hex => "",
+        KeyFormat::Whsec => {
+            "\x20   notify: {image: …}          # StandardWebhooks: what to tell fluxd\n"
+        }
     };
     format!(
         "{written}{save}\
          Add an endpoint for it to the config:\n\
-         \x20 - source: GitHub            # or GitLab, Harbor, …\n\
+         \x20 - source: {source}\n\
          \x20   keyPath: {key_path}\n\
+         {notify}\
          Its hook URL is <where providers reach flux-recv>/hook/{fp}\n\
          (with a registryHost the fingerprint differs; `flux-recv endpoints` lists every URL).\n\
-         Paste the key into the provider's secret field exactly as it is.\n"
+         {paste}\n"
     )
 }
 
@@ -140,7 +183,7 @@ fn relative_to(config: &Path, key: &Path) -> PathBuf {
 
 /// Run `flux-recv keygen`.
 pub fn run(args: KeygenArgs) -> anyhow::Result<ExitCode> {
-    let key = new_key()?;
+    let key = new_key(args.format)?;
     let mut on_screen = false;
     match &args.out {
         Some(path) => write_key(path, &key, args.force)?,
@@ -160,7 +203,13 @@ pub fn run(args: KeygenArgs) -> anyhow::Result<ExitCode> {
     if std::io::stderr().is_terminal() {
         eprint!(
             "{}",
-            advice(&key, args.out.as_deref(), &args.config, on_screen)
+            advice(
+                &key,
+                args.format,
+                args.out.as_deref(),
+                &args.config,
+                on_screen
+            )
         );
     }
     Ok(ExitCode::SUCCESS)
@@ -173,13 +222,28 @@ mod tests {
 
     #[test]
     fn keys_are_fresh_hex() {
-        let a = new_key().unwrap();
-        let b = new_key().unwrap();
+        let a = new_key(KeyFormat::Hex).unwrap();
+        let b = new_key(KeyFormat::Hex).unwrap();
         assert_eq!(a.len(), 2 * KEY_BYTES);
         assert!(a
             .bytes()
             .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
         assert_ne!(a, b);
+    }
+
+    #[test]
+    fn signing_secrets_are_fresh_and_taken_by_the_sources_that_need_them() {
+        let a = new_key(KeyFormat::Whsec).unwrap();
+        assert_ne!(a, new_key(KeyFormat::Whsec).unwrap());
+        let secret = crate::source::stamped::secret_bytes(a.as_bytes());
+        assert_eq!(secret.map(|s| s.map(|b| b.len())), Some(Ok(KEY_BYTES)));
+        // `whsec_` and 44 characters of padded base64, as GitLab makes them.
+        assert_eq!(a.len(), 6 + 44);
+        assert!(a.ends_with('='));
+        for source in ["StandardWebhooks", "GitLab"] {
+            let source = crate::source::Source::named(source);
+            assert_eq!(source.check_key(a.as_bytes()), Ok(None), "{source}");
+        }
     }
 
     #[test]
@@ -203,12 +267,18 @@ mod tests {
     fn advice_names_the_url_but_not_a_written_key() {
         let key = "0123456789abcdef0123456789abcdef";
         let config = Path::new("fluxrecv.yaml");
-        let text = advice(key, Some(Path::new("github.key")), config, false);
+        let hex = KeyFormat::Hex;
+        let text = advice(key, hex, Some(Path::new("github.key")), config, false);
         assert!(text.contains(&format!("/hook/{}", fingerprint(key.as_bytes(), None))));
         assert!(text.contains("keyPath: github.key"));
         assert!(!text.contains(key));
-        assert!(advice(key, None, config, true).contains("printf %s"));
-        assert!(!advice(key, None, config, false).contains(key));
+        assert!(advice(key, hex, None, config, true).contains("printf %s"));
+        assert!(!advice(key, hex, None, config, false).contains(key));
+        let secret = "whsec_dGVzdHRlc3R0ZXN0dGVzdHRlc3R0ZXN0dGVzdHRlc3Q=";
+        let text = advice(secret, KeyFormat::Whsec, None, config, true);
+        assert!(text.contains("source: StandardWebhooks"), "{text}");
+        assert!(text.contains("signing token"), "{text}");
+        assert!(!text.contains(secret));
     }
 
     #[test]

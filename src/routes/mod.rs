@@ -204,6 +204,11 @@ fn unknown_hook(state: &State, fingerprint: &str) -> warp::reply::Response {
 enum Level {
     /// Info: the hook did what it should.
     Info,
+    /// Info, within the refusal-log budget: a signed delivery whose id was
+    /// accepted before. A sender's retry is rare, but anyone holding a
+    /// recorded delivery can repeat it as fast as they like within the
+    /// signature tolerance.
+    Repeat,
     /// Warning, within the refusal-log budget: the client sent something
     /// we refuse.
     Refused,
@@ -295,6 +300,14 @@ fn reply(state: &State, report: Report, started: Instant) -> warp::reply::Respon
             );
             answer(S::OK, text, Outcome::Filtered, Level::Info)
         }
+        Handled::Replayed { within } => {
+            let text = format!(
+                "ok: nothing to do (a delivery with this webhook-id was accepted within the \
+                 last {}; nothing was sent again)",
+                for_people(*within)
+            );
+            answer(S::OK, text, Outcome::Replayed, Level::Repeat)
+        }
         Handled::Refused(refusal) => match refusal {
             Refusal::Unauthorized(e) => answer(
                 S::UNAUTHORIZED,
@@ -385,7 +398,7 @@ fn reply(state: &State, report: Report, started: Instant) -> warp::reply::Respon
     }
     // Junk from the internet, and the 503s a flood of it can cause, are
     // counted in full but logged within a budget.
-    if matches!(level, Level::Refused | Level::Busy) {
+    if matches!(level, Level::Refused | Level::Busy | Level::Repeat) {
         match state.refusal_logs.admit() {
             Admit::Skip => return response(text),
             Admit::Log { suppressed: 0 } => {}
@@ -398,7 +411,10 @@ fn reply(state: &State, report: Report, started: Instant) -> warp::reply::Respon
     }
     let (changes, apis) = match &report.handled {
         Handled::Delivered { changes, apis, .. } => (changes.len(), crate::routing::bases(apis)),
-        Handled::Ignored(_) | Handled::Filtered { .. } | Handled::Refused(_) => (0, String::new()),
+        Handled::Ignored(_)
+        | Handled::Filtered { .. }
+        | Handled::Replayed { .. }
+        | Handled::Refused(_) => (0, String::new()),
     };
     let log = state.log.new(o!(
         "source" => endpoint.source.name(),
@@ -412,7 +428,7 @@ fn reply(state: &State, report: Report, started: Instant) -> warp::reply::Respon
         "duration_ms" => crate::logging::elapsed_ms(started),
     ));
     match (level, &report.handled) {
-        (Level::Info, _) => info!(log, "hook"),
+        (Level::Info | Level::Repeat, _) => info!(log, "hook"),
         (_, Handled::Refused(Refusal::PubSubToken(e))) => {
             warn!(log, "hook refused"; "check" => e.check(), "reason" => %e)
         }

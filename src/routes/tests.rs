@@ -182,3 +182,66 @@ async fn health_ready_metrics_and_everything_else() {
     );
     assert_eq!(get("/health").await.status(), 200);
 }
+
+/// A StandardWebhooks endpoint in a dry run: what would have been sent
+/// counts as accepted, so a repeat gets what it would get for real; a
+/// stale signature is a 401 that says only that.
+#[tokio::test]
+async fn a_repeated_id_is_acknowledged_in_a_dry_run_too() {
+    const SECRET: &[u8] = b"whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("swh.key"), SECRET).unwrap();
+    let config = dir.path().join("fluxrecv.yaml");
+    std::fs::write(
+        &config,
+        "fluxRecvVersion: 1\nendpoints:\n- source: StandardWebhooks\n  keyPath: swh.key\n  \
+         notify: {image: example/app}\n",
+    )
+    .unwrap();
+    let table = Table::load(&config, None).table.unwrap();
+    let path = table.endpoints()[0].url_path();
+    let options = Options {
+        dry_run: true,
+        ..Options::default()
+    };
+    let state = State::new(table, options, Logger::root(slog::Discard, o!())).unwrap();
+    let routes = routes(state.clone());
+    let source = Source::named("StandardWebhooks");
+    let delivery = source.sample(&SampleRequest::push(SECRET)).unwrap();
+
+    let first = post(&path, &delivery).reply(&routes).await;
+    assert_eq!(
+        (first.status().as_u16(), body(&first).as_str()),
+        (200, "ok: dry run, fluxd would be notified of 1 change(s)\n")
+    );
+    let again = post(&path, &delivery).reply(&routes).await;
+    assert_eq!(
+        (again.status().as_u16(), body(&again).as_str()),
+        (
+            200,
+            "ok: nothing to do (a delivery with this webhook-id was accepted within the last \
+             5 min; nothing was sent again)\n"
+        )
+    );
+    let stale = source
+        .sample(&SampleRequest {
+            sent_at: crate::source::stamped::unix_now() - 3600,
+            delivery_id: "another",
+            ..SampleRequest::push(SECRET)
+        })
+        .unwrap();
+    let refused = post(&path, &stale).reply(&routes).await;
+    assert_eq!(
+        (refused.status().as_u16(), body(&refused).as_str()),
+        (
+            401,
+            "the signature is stale: webhook-timestamp is outside the accepted window\n"
+        )
+    );
+    let metrics = state.metrics.encode(crate::metrics::Format::OpenMetrics);
+    for (outcome, n) in [("relayed", 1), ("replayed", 1), ("unauthorized", 1)] {
+        let line =
+            format!(r#"fluxrecv_hooks_total{{source="StandardWebhooks",outcome="{outcome}"}} {n}"#);
+        assert!(metrics.contains(&line), "{line}\n{metrics}");
+    }
+}

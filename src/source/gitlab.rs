@@ -1,8 +1,17 @@
 //! GitLab push hooks.
 //!
-//! - Verification: the hook's "Secret token", sent verbatim in
-//!   `X-Gitlab-Token`, must equal the key (compared in constant time). GitLab
-//!   does not sign the body.
+//! - Verification, chosen by the endpoint's key:
+//!   - a signing token (`whsec_…`, GitLab 19.0 and later): the Standard
+//!     Webhooks signature GitLab sends in `webhook-signature`, over
+//!     `webhook-id`, `webhook-timestamp` and the body (see
+//!     [`super::stamped`]). It is then the only proof taken: a delivery
+//!     with only `X-Gitlab-Token` is refused, whatever the token. The
+//!     timestamp must lie within `--signature-tolerance` of now, and a
+//!     `webhook-id` accepted within that window is acknowledged without
+//!     sending anything again.
+//!   - any other key: the hook's "Secret token", sent verbatim in
+//!     `X-Gitlab-Token`, must equal the key (compared in constant time).
+//!     GitLab then signs nothing, so a recorded delivery can be replayed.
 //! - Event: `X-Gitlab-Event` must be `Push Hook`; any other event is refused
 //!   with 400, as the Go original did. Configure the hook for push events
 //!   only.
@@ -15,6 +24,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::sample::{self, SampleRequest, AFTER, BEFORE, BRANCH, MESSAGE, OWNER, TIME};
+use super::stamped::{self, Stamp};
 use super::{
     header, json, required, verify, Delivery, HookError, HookResult, Kinds, Outcome, Proof,
     Provider, Settings,
@@ -24,14 +34,16 @@ use crate::notification::Change;
 const TOKEN: &str = "X-Gitlab-Token";
 const EVENT: &str = "X-Gitlab-Event";
 const DELIVERY: &str = "X-Gitlab-Event-UUID";
+/// GitLab's retry key, which it also sends as `webhook-id`.
+const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
 
 /// GitLab, as the config names it.
 pub const PROVIDER: Provider = Provider {
     name: "GitLab",
-    proof: Proof::HeaderToken {
+    proof: Proof::SigningSecretOr(&Proof::HeaderToken {
         header: TOKEN,
         check: check_token,
-    },
+    }),
     event_header: Some(EVENT),
     delivery_header: Some(DELIVERY),
     handle,
@@ -60,7 +72,12 @@ struct Project {
 
 /// Verify and parse one GitLab delivery.
 pub fn handle(headers: &HeaderMap, body: &[u8], settings: &Settings) -> HookResult {
-    check_token(headers, settings.key.expose())?;
+    let key = settings.key.expose();
+    if stamped::is_signing_secret(key) {
+        stamped::verify(headers, body, key)?;
+    } else {
+        check_token(headers, key)?;
+    }
 
     let event = header(headers, EVENT).ok_or(HookError::MissingEvent(EVENT))?;
     if event != "Push Hook" {
@@ -76,7 +93,8 @@ pub fn handle(headers: &HeaderMap, body: &[u8], settings: &Settings) -> HookResu
     Ok(Outcome::Notify(vec![Change::git(url, &git_ref)]))
 }
 
-/// A push hook, with the secret token as GitLab sends it.
+/// A push hook, with the secret token as GitLab sends it, or signed, when
+/// the key is a signing token.
 fn sample(s: &SampleRequest) -> Delivery {
     let name = s.name;
     let ssh_url = format!("git@gitlab.com:{OWNER}/{name}.git");
@@ -128,16 +146,26 @@ fn sample(s: &SampleRequest) -> Delivery {
             "visibility_level": 0,
         },
     });
+    let body = s.body_or(&body);
     let mut headers = sample::json_headers();
     headers.extend([
         (EVENT, "Push Hook".to_string()),
-        (TOKEN, s.key_text()),
         (DELIVERY, s.delivery_id.to_string()),
         ("X-Gitlab-Instance", "https://gitlab.com".to_string()),
     ]);
+    if stamped::is_signing_secret(s.key) {
+        let stamp = Stamp {
+            id: s.delivery_id.to_string(),
+            timestamp: s.sent_at,
+        };
+        headers.push((IDEMPOTENCY_KEY, stamp.id.clone()));
+        headers.extend(stamped::headers(s.key, &stamp, &body));
+    } else {
+        headers.push((TOKEN, s.key_text()));
+    }
     Delivery {
         headers,
-        body: s.body_or(&body),
+        body,
         summary: format!("a push to branch {BRANCH} of {ssh_url}"),
     }
 }
@@ -247,6 +275,114 @@ mod tests {
             handle(&h, b"{}", &settings(KEY)),
             Err(HookError::Unsigned(TOKEN))
         );
+    }
+
+    /// A signing token, as GitLab makes them: `whsec_` and the base64 of
+    /// 32 random bytes.
+    const SIGNING_TOKEN: &[u8] = b"whsec_dGVzdHRlc3R0ZXN0dGVzdHRlc3R0ZXN0dGVzdHRlc3Q=";
+
+    fn signed(body: &[u8], key: &[u8]) -> Vec<(&'static str, String)> {
+        let stamp = Stamp {
+            id: "4b5d2d0f-3f52-4b4c-a4b9-2a1f6c0e8d11".into(),
+            timestamp: 1_760_000_000,
+        };
+        let mut h = vec![(EVENT, "Push Hook".to_string())];
+        h.extend(stamped::headers(key, &stamp, body));
+        h
+    }
+
+    fn map(pairs: &[(&'static str, String)]) -> HeaderMap {
+        headers(
+            &pairs
+                .iter()
+                .map(|(k, v)| (*k, v.as_str()))
+                .collect::<Vec<_>>(),
+        )
+    }
+
+    #[test]
+    fn a_signing_token_verifies_the_signature() {
+        let body = fixture("gitlab_payload");
+        let want = Ok(Outcome::Notify(vec![Change::git(
+            "git@example.com:mike/diaspora.git",
+            "master",
+        )]));
+        let h = signed(&body, SIGNING_TOKEN);
+        assert_eq!(handle(&map(&h), &body, &settings(SIGNING_TOKEN)), want);
+        // A secret token beside it (GitLab sends both when both are set)
+        // is not looked at.
+        let mut both = h.clone();
+        both.push((TOKEN, "some secret token".into()));
+        assert_eq!(handle(&map(&both), &body, &settings(SIGNING_TOKEN)), want);
+        // Tampered with, or signed with another token.
+        let mut tampered = body.clone();
+        tampered[body.len() / 2] ^= 1;
+        assert_eq!(
+            handle(&map(&h), &tampered, &settings(SIGNING_TOKEN)),
+            Err(HookError::BadSignature(stamped::SIGNATURE))
+        );
+        let other = signed(&body, b"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
+        assert_eq!(
+            handle(&map(&other), &body, &settings(SIGNING_TOKEN)),
+            Err(HookError::BadSignature(stamped::SIGNATURE))
+        );
+        // Still 401 before the event is looked at.
+        let mut tag = other.clone();
+        tag[0].1 = "Tag Push Hook".into();
+        assert!(handle(&map(&tag), &body, &settings(SIGNING_TOKEN))
+            .unwrap_err()
+            .is_unauthorized());
+    }
+
+    #[test]
+    fn with_a_signing_token_the_secret_token_alone_is_refused() {
+        let body = fixture("gitlab_payload");
+        let token = std::str::from_utf8(SIGNING_TOKEN).unwrap();
+        for given in [token, "some secret token", ""] {
+            let h = headers(&[(TOKEN, given), (EVENT, "Push Hook")]);
+            assert_eq!(
+                handle(&h, &body, &settings(SIGNING_TOKEN)),
+                Err(HookError::Unsigned(stamped::SIGNATURE)),
+                "{given:?}"
+            );
+        }
+        // And before the body is read.
+        let h = headers(&[(TOKEN, token), (EVENT, "Push Hook")]);
+        let gitlab = crate::source::Source::named("GitLab");
+        assert_eq!(
+            gitlab.check_headers(&h, &settings(SIGNING_TOKEN)),
+            Err(HookError::Unsigned(stamped::SIGNATURE))
+        );
+    }
+
+    #[test]
+    fn the_key_chooses_the_proof_and_the_sample() {
+        let gitlab = crate::source::Source::named("GitLab");
+        assert!(matches!(gitlab.proof_for(SIGNING_TOKEN), Proof::Stamped));
+        assert!(matches!(
+            gitlab.proof_for(KEY),
+            Proof::HeaderToken { header: TOKEN, .. }
+        ));
+        let signed = sample(&SampleRequest::push(SIGNING_TOKEN));
+        assert_eq!(signed.header(TOKEN), None);
+        assert_eq!(signed.header(IDEMPOTENCY_KEY), signed.header(stamped::ID));
+        let h = signed.header_map();
+        let stamp = gitlab.check_headers(&h, &settings(SIGNING_TOKEN)).unwrap();
+        assert_eq!(
+            stamp.map(|s| s.id),
+            signed.header(stamped::ID).map(String::from)
+        );
+        let plain = sample(&SampleRequest::push(KEY));
+        assert_eq!(plain.header(stamped::SIGNATURE), None);
+        assert_eq!(
+            gitlab.check_headers(&plain.header_map(), &settings(KEY)),
+            Ok(None)
+        );
+        // A plain key that merely contains the prefix later is a token.
+        assert!(matches!(
+            gitlab.proof_for(b"my-whsec_token"),
+            Proof::HeaderToken { .. }
+        ));
     }
 
     #[test]

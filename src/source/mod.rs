@@ -17,7 +17,8 @@
 //!
 //! Beside the providers sit the parts they share: what `handle` returns
 //! (`outcome.rs`: [`Outcome`], [`HookError`]), the helpers that read
-//! headers and bodies (`payload.rs`), signatures ([`verify`]) and samples
+//! headers and bodies (`payload.rs`), signatures ([`verify`], and
+//! [`stamped`] for those that cover an id and a time) and samples
 //! ([`sample`]).
 //!
 //! To add a provider, add a file here and its name to the `providers!`
@@ -36,11 +37,13 @@ use crate::notification::Change;
 mod outcome;
 mod payload;
 pub mod sample;
+pub mod stamped;
 pub mod verify;
 
 pub use outcome::{HookError, HookResult, Outcome};
 pub use payload::{essence, header, json, json_or_form, media_type, required};
 pub use sample::{Delivery, SampleError, SampleRequest};
+pub use stamped::Stamp;
 
 /// Everything flux-recv knows about one provider.
 pub struct Provider {
@@ -149,22 +152,51 @@ pub enum Proof {
     /// Nothing: the provider signs nothing, so the unguessable hook URL is
     /// the only protection.
     HookUrl,
+    /// A Standard Webhooks signature ([`stamped`]): an HMAC-SHA256 of the
+    /// delivery's id, timestamp and body, keyed with the endpoint's signing
+    /// secret (`whsec_…`). The id and timestamp are read before the body,
+    /// and the request path refuses a timestamp outside
+    /// `--signature-tolerance` of now and acknowledges an id it accepted
+    /// within it without sending anything again: a recorded delivery
+    /// cannot be replayed. The key must be a signing secret.
+    Stamped,
+    /// The endpoint's key decides (GitLab's signing token or secret
+    /// token): a signing secret (`whsec_…`) asks for [`Proof::Stamped`] and
+    /// nothing else will do; any other key is checked as this proof says.
+    SigningSecretOr(&'static Proof),
 }
 
 impl Proof {
     /// Whether every delivery proves who sent it (other than by knowing
     /// the hook URL).
     pub fn verifies_sender(self) -> bool {
-        matches!(self, Proof::Signature { .. } | Proof::HeaderToken { .. })
+        match self {
+            Proof::Signature { .. } | Proof::HeaderToken { .. } | Proof::Stamped => true,
+            Proof::OptionalSignature { .. } | Proof::HookUrl => false,
+            Proof::SigningSecretOr(otherwise) => otherwise.verifies_sender(),
+        }
     }
 
-    /// The header the proof travels in, if any.
+    /// The header the proof travels in, if any: for
+    /// [`Proof::SigningSecretOr`], that of the proof an ordinary key asks
+    /// for ([`Source::proof_for`] tells for a given key).
     pub fn header(self) -> Option<&'static str> {
         match self {
             Proof::Signature { header, .. }
             | Proof::HeaderToken { header, .. }
             | Proof::OptionalSignature { header, .. } => Some(header),
+            Proof::Stamped => Some(stamped::SIGNATURE),
+            Proof::SigningSecretOr(otherwise) => otherwise.header(),
             Proof::HookUrl => None,
+        }
+    }
+
+    /// The proof a delivery to an endpoint with `key` must carry.
+    pub fn for_key(self, key: &[u8]) -> Proof {
+        match self {
+            Proof::SigningSecretOr(_) if stamped::is_signing_secret(key) => Proof::Stamped,
+            Proof::SigningSecretOr(otherwise) => otherwise.for_key(key),
+            proof => proof,
         }
     }
 }
@@ -217,17 +249,78 @@ impl Source {
         self.0.proof.verifies_sender()
     }
 
+    /// Whether endpoints of this source need a signing secret (`whsec_…`,
+    /// what `flux-recv keygen --format whsec` makes) as their key.
+    pub fn needs_signing_secret(self) -> bool {
+        matches!(self.0.proof, Proof::Stamped)
+    }
+
     /// Whether endpoints of this source take the setting `extra`.
     pub fn takes(self, extra: Extra) -> bool {
         self.0.extras.contains(&extra)
     }
 
-    /// Check the credential the provider sends in a header, if it sends one,
-    /// before the body is read.
-    pub fn check_headers(self, headers: &HeaderMap, settings: &Settings) -> Result<(), HookError> {
-        match self.0.proof {
-            Proof::HeaderToken { check, .. } => check(headers, settings.key.expose()),
-            Proof::Signature { .. } | Proof::OptionalSignature { .. } | Proof::HookUrl => Ok(()),
+    /// The proof a delivery to an endpoint of this source with `key` must
+    /// carry: the provider's, or, where the key decides (GitLab), the one
+    /// this key asks for.
+    pub fn proof_for(self, key: &[u8]) -> Proof {
+        self.0.proof.for_key(key)
+    }
+
+    /// What is wrong with `key` for this source, if anything: an error
+    /// where the source needs a signing secret (`whsec_…`) and `key` is
+    /// none, or a signing secret does not decode; a warning where it is
+    /// shorter than the spec asks. The messages never repeat the key.
+    pub fn check_key(self, key: &[u8]) -> Result<Option<String>, String> {
+        let needs_secret = match self.0.proof {
+            Proof::Stamped => true,
+            Proof::SigningSecretOr(_) => false,
+            _ => return Ok(None),
+        };
+        let secret = match stamped::secret_bytes(key) {
+            None if needs_secret => {
+                return Err(format!(
+                    "{self} verifies signatures keyed with a signing secret, so the key must be \
+                     whsec_ followed by base64, as the sender shows it; make one with \
+                     `flux-recv keygen --format whsec`"
+                ))
+            }
+            None => return Ok(None),
+            Some(Err(e)) => {
+                return Err(format!(
+                    "the key starts with whsec_, so it is taken for a signing secret, but {e}; \
+                     copy the secret whole, as the sender shows it"
+                ))
+            }
+            Some(Ok(secret)) => secret,
+        };
+        Ok((secret.len() < stamped::MIN_SECRET_BYTES).then(|| {
+            format!(
+                "the signing secret is only {} bytes; the Standard Webhooks specification asks \
+                 for at least {} random bytes",
+                secret.len(),
+                stamped::MIN_SECRET_BYTES
+            )
+        }))
+    }
+
+    /// Check the credential the provider sends in headers, if it sends
+    /// one, before the body is read. Where the signature covers an id and a
+    /// time, returns them for the request path to check against the clock
+    /// and the ids already accepted; the signature itself is verified with
+    /// the body, by [`Source::handle`].
+    pub fn check_headers(
+        self,
+        headers: &HeaderMap,
+        settings: &Settings,
+    ) -> Result<Option<Stamp>, HookError> {
+        match self.proof_for(settings.key.expose()) {
+            Proof::HeaderToken { check, .. } => check(headers, settings.key.expose()).map(|_| None),
+            Proof::Stamped => stamped::read(headers).map(Some),
+            Proof::Signature { .. }
+            | Proof::OptionalSignature { .. }
+            | Proof::HookUrl
+            | Proof::SigningSecretOr(_) => Ok(None),
         }
     }
 
@@ -251,7 +344,7 @@ impl Source {
                 supported: self.0.sample_events,
             });
         }
-        if let Proof::HeaderToken { header, .. } = self.0.proof {
+        if let Proof::HeaderToken { header, .. } = self.proof_for(request.key) {
             if !sample::sendable_in_header(request.key) {
                 return Err(SampleError::KeyNotSendable {
                     provider: self.name(),
@@ -450,6 +543,7 @@ providers![
     distribution,
     generic,
     generic_hmac,
+    standard_webhooks,
 ];
 
 #[cfg(test)]
@@ -570,7 +664,7 @@ mod tests {
     #[test]
     fn every_provider_file_is_listed() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/source");
-        let helpers = ["mod", "outcome", "payload", "sample", "verify"];
+        let helpers = ["mod", "outcome", "payload", "sample", "stamped", "verify"];
         for entry in std::fs::read_dir(&dir).unwrap() {
             let path = entry.unwrap().path();
             let stem = path.file_stem().unwrap().to_string_lossy().into_owned();

@@ -30,6 +30,15 @@ pub enum HookError {
     /// we do not accept).
     #[error("{0} does not match")]
     BadSignature(&'static str),
+    /// A header the signature covers is not in the form it must have (a
+    /// `webhook-timestamp` that is not a number).
+    #[error("malformed {0} header")]
+    Malformed(&'static str),
+    /// The signature covers a time too far from now
+    /// (`--signature-tolerance`): a recorded delivery replayed, or a clock
+    /// far off. Which way, and whether the signature matched, is not said.
+    #[error("the signature is stale: webhook-timestamp is outside the accepted window")]
+    Stale,
     /// The header naming the event is absent.
     #[error("missing {0} header")]
     MissingEvent(&'static str),
@@ -57,7 +66,13 @@ impl HookError {
     /// Whether the request failed to prove its sender (a 401), rather than
     /// being a genuine delivery we cannot use (a 400).
     pub fn is_unauthorized(&self) -> bool {
-        matches!(self, HookError::Unsigned(_) | HookError::BadSignature(_))
+        matches!(
+            self,
+            HookError::Unsigned(_)
+                | HookError::BadSignature(_)
+                | HookError::Malformed(_)
+                | HookError::Stale
+        )
     }
 
     /// An unexpected event, its value made safe to print.
@@ -83,6 +98,8 @@ mod tests {
     fn unauthorized_errors() {
         assert!(HookError::Unsigned("X").is_unauthorized());
         assert!(HookError::BadSignature("X").is_unauthorized());
+        assert!(HookError::Malformed("X").is_unauthorized());
+        assert!(HookError::Stale.is_unauthorized());
         assert!(!HookError::MissingEvent("X").is_unauthorized());
         assert!(!HookError::wrong_event("X", "y").is_unauthorized());
         assert!(!HookError::BadPayload("x".into()).is_unauthorized());

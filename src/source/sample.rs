@@ -32,10 +32,14 @@ pub struct SampleRequest<'a> {
     /// Sign and send this body instead of the sample's own: tests and fuzz
     /// targets use it to send what they like, signed as the provider would.
     pub body: Option<&'a [u8]>,
+    /// When it is sent, in Unix seconds, for providers whose signature
+    /// covers the time (Standard Webhooks): a receiver refuses a time far
+    /// from its clock.
+    pub sent_at: u64,
 }
 
 impl<'a> SampleRequest<'a> {
-    /// A `push` about repository `app`, signed with `key`.
+    /// A `push` about repository `app`, signed with `key`, sent now.
     pub fn push(key: &'a [u8]) -> SampleRequest<'a> {
         SampleRequest {
             event: "push",
@@ -44,6 +48,7 @@ impl<'a> SampleRequest<'a> {
             delivery_id: "72d3162e-cc78-11e3-81ab-4c9367dc0958",
             name: REPO,
             body: None,
+            sent_at: super::stamped::unix_now(),
         }
     }
 
@@ -165,6 +170,17 @@ mod tests {
     use crate::source::{Extra, Outcome, Proof, Secret, Settings, Source};
 
     const KEY: &[u8] = b"0123456789abcdef0123456789abcdef";
+    /// A signing secret, for the sources whose endpoints need one.
+    const SECRET: &[u8] = b"whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
+
+    /// The key `source`'s endpoints take.
+    fn key(source: Source) -> &'static [u8] {
+        if source.needs_signing_secret() {
+            SECRET
+        } else {
+            KEY
+        }
+    }
 
     fn settings(key: &[u8], registry_host: Option<&str>) -> Settings {
         Settings {
@@ -206,7 +222,7 @@ mod tests {
     #[test]
     fn every_push_sample_verifies_and_notifies() {
         for source in Source::all() {
-            let Outcome::Notify(changes) = handle(source, &SampleRequest::push(KEY)) else {
+            let Outcome::Notify(changes) = handle(source, &SampleRequest::push(key(source))) else {
                 panic!("{source}: push is not relayed");
             };
             let expected = match source.name() {
@@ -236,7 +252,7 @@ mod tests {
                 "Distribution" => Change::image(
                     crate::image::parse("registry.example.com:5000/example/app").unwrap(),
                 ),
-                "Generic" | "GenericHMAC" => notify()[0].clone(),
+                "Generic" | "GenericHMAC" | "StandardWebhooks" => notify()[0].clone(),
                 other => panic!("no expectation for {other}"),
             };
             assert_eq!(changes[0], expected, "{source}");
@@ -253,7 +269,7 @@ mod tests {
             for event in source.provider().sample_events {
                 let request = SampleRequest {
                     event,
-                    ..SampleRequest::push(KEY)
+                    ..SampleRequest::push(key(source))
                 };
                 let outcome = handle(source, &request);
                 // Besides pushes, GitHub's `package` (an image published to
@@ -271,14 +287,14 @@ mod tests {
     fn samples_carry_the_headers_their_provider_describes() {
         for source in Source::all() {
             let p = source.provider();
-            let d = source.sample(&SampleRequest::push(KEY)).unwrap();
+            let d = source.sample(&SampleRequest::push(key(source))).unwrap();
             if let Some(event) = p.event_header {
                 assert!(d.header(event).is_some(), "{source}: no {event}");
             }
             if let Some(delivery) = p.delivery_header {
                 assert_eq!(
                     d.header(delivery),
-                    Some(SampleRequest::push(KEY).delivery_id),
+                    Some(SampleRequest::push(key(source)).delivery_id),
                     "{source}: {delivery}"
                 );
             }
@@ -290,7 +306,7 @@ mod tests {
             if p.delivery_header.is_some() {
                 assert_eq!(
                     source.delivery_of(&headers),
-                    SampleRequest::push(KEY).delivery_id
+                    SampleRequest::push(key(source)).delivery_id
                 );
             }
         }
@@ -300,7 +316,7 @@ mod tests {
     fn a_wrong_key_fails_verification() {
         let other = settings(b"another key, not the one signed", None);
         for source in Source::all().filter(|s| s.verifies_sender()) {
-            let d = source.sample(&SampleRequest::push(KEY)).unwrap();
+            let d = source.sample(&SampleRequest::push(key(source))).unwrap();
             let e = source.handle(&d.header_map(), &d.body, &other).unwrap_err();
             assert!(e.is_unauthorized(), "{source}: {e}");
         }
@@ -312,13 +328,13 @@ mod tests {
         for source in Source::all() {
             let request = SampleRequest {
                 body: Some(body),
-                ..SampleRequest::push(KEY)
+                ..SampleRequest::push(key(source))
             };
             let d = source.sample(&request).unwrap();
             assert_eq!(d.body, body, "{source}");
             // Signed properly, so whatever is refused is refused for its
             // content, not its signature.
-            if let Err(e) = source.handle(&d.header_map(), &d.body, &settings(KEY, None)) {
+            if let Err(e) = source.handle(&d.header_map(), &d.body, &settings(key(source), None)) {
                 assert!(!e.is_unauthorized(), "{source}: {e}");
             }
         }
@@ -370,7 +386,7 @@ mod tests {
         ] {
             for source in Source::all() {
                 let result = source.sample(&SampleRequest::push(key));
-                match source.provider().proof {
+                match source.proof_for(key) {
                     Proof::HeaderToken { .. } => assert!(
                         matches!(result, Err(SampleError::KeyNotSendable { .. })),
                         "{source} {key:?}"
@@ -384,9 +400,13 @@ mod tests {
 
     #[test]
     fn samples_are_deterministic() {
+        let at = |sent_at| SampleRequest {
+            sent_at,
+            ..SampleRequest::push(KEY)
+        };
         for source in Source::all() {
-            let a = source.sample(&SampleRequest::push(KEY)).unwrap();
-            assert_eq!(a, source.sample(&SampleRequest::push(KEY)).unwrap());
+            let a = source.sample(&at(EPOCH)).unwrap();
+            assert_eq!(a, source.sample(&at(EPOCH)).unwrap(), "{source}");
         }
     }
 }

@@ -44,3 +44,44 @@ fn keygen_to_a_pipe_prints_only_the_key() {
     // Not a terminal: no advice either.
     assert!(a.stderr.is_empty(), "{}", stderr(&a));
 }
+
+/// `--format whsec`: a Standard Webhooks signing secret that `check` takes
+/// for a StandardWebhooks endpoint and a GitLab signing token, and never
+/// repeats.
+#[test]
+fn keygen_whsec_makes_a_signing_secret_check_takes() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("signing.key");
+    let o = run(&["keygen", "--format", "whsec", "--out", path_str(&key)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let secret = std::fs::read_to_string(&key).unwrap();
+    let encoded = secret.strip_prefix("whsec_").expect("whsec_ prefix");
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .expect("standard base64");
+    assert_eq!(bytes.len(), 32);
+    assert_ne!(
+        stdout(&run(&["keygen", "--format", "whsec"])),
+        stdout(&run(&["keygen", "--format", "whsec"]))
+    );
+
+    let token = dir.path().join("gitlab.key");
+    let o = run(&["keygen", "--format", "whsec", "--out", path_str(&token)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let config = crate::common::write_config(
+        dir.path(),
+        "http://localhost:3030/api/flux",
+        "- source: StandardWebhooks\n  keyPath: signing.key\n  notify: {image: example/app}\n\
+         - source: GitLab\n  keyPath: gitlab.key\n",
+    );
+    let o = run(&["check", "--config", path_str(&config)]);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    assert_eq!(out.trim(), "2 endpoints, 0 errors, 0 warnings");
+    assert!(!stderr(&o).contains(encoded));
+    assert_eq!(
+        run(&["keygen", "--format", "base32"]).status.code(),
+        Some(2)
+    );
+}

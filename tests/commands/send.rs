@@ -23,13 +23,21 @@ fn every_source(dir: &Path, api: &str) -> (PathBuf, Vec<Vec<Value>>) {
     for source in Source::all() {
         let name = source.name();
         let key = format!("{}.key", name.to_lowercase());
-        std::fs::write(dir.join(&key), format!("0123456789abcdef-{name}")).unwrap();
+        let secret = match source.needs_signing_secret() {
+            // A Standard Webhooks signing secret: `whsec_` and base64.
+            true => "whsec_MDEyMzQ1Njc4OWFiY2RlZi1zaWduaW5nLXNlY3JldA==".to_string(),
+            false => format!("0123456789abcdef-{name}"),
+        };
+        std::fs::write(dir.join(&key), secret).unwrap();
         yaml.push_str(&format!("- source: {name}\n  keyPath: {key}\n"));
         match name {
             "Nexus" => yaml.push_str("  registryHost: registry.example.com\n"),
             "Generic" => yaml.push_str("  notify: {image: registry.example.com/team/generic}\n"),
             "GenericHMAC" => yaml.push_str(
                 "  notify: {git: {url: \"git@github.com:org/hmac.git\", branch: main}}\n",
+            ),
+            "StandardWebhooks" => yaml.push_str(
+                "  notify: {git: {url: \"git@github.com:org/stamped.git\", branch: main}}\n",
             ),
             _ => {}
         }
@@ -54,6 +62,7 @@ fn every_source(dir: &Path, api: &str) -> (PathBuf, Vec<Vec<Value>>) {
             "Distribution" => vec![image_change("registry.example.com:5000", "example/app")],
             "Generic" => vec![image_change("registry.example.com", "team/generic")],
             "GenericHMAC" => vec![git_change("git@github.com:org/hmac.git", "main")],
+            "StandardWebhooks" => vec![git_change("git@github.com:org/stamped.git", "main")],
             other => panic!("no expectation for {other}: add what its sample push notifies"),
         });
     }
@@ -236,4 +245,45 @@ async fn send_exits_1_on_a_refusal() {
     .await;
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("cannot POST to"), "{}", stderr(&o));
+}
+
+/// Endpoints whose key is a signing secret: `send` signs the Standard
+/// Webhooks way, at the time it sends and with a new id each time, so two
+/// sends are two deliveries, each relayed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_signs_with_a_time_and_an_id_for_signing_secrets() {
+    let fluxd = FakeFluxd::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("gitlab.key"),
+        "whsec_dGVzdHRlc3R0ZXN0dGVzdHRlc3R0ZXN0dGVzdHRlc3Q=",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("swh.key"),
+        "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD",
+    )
+    .unwrap();
+    let config = write_config(
+        dir.path(),
+        &fluxd.api(),
+        "- source: GitLab\n  keyPath: gitlab.key\n\
+         - source: StandardWebhooks\n  keyPath: swh.key\n  notify: {image: example/app}\n",
+    );
+    let recv = Recv::start(&config, Options::default()).await;
+    let expected = [
+        git_change("git@gitlab.com:example/app.git", "main"),
+        image_change("", "example/app"),
+    ];
+    for _ in 0..2 {
+        for (i, want) in expected.iter().enumerate() {
+            let position = (i + 1).to_string();
+            let o = send(send_args(&config, &position, &recv.url(""))).await;
+            assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+            assert!(stdout(&o).starts_with("HTTP 200 OK\n"), "{}", stdout(&o));
+            assert_eq!(fluxd.take(), vec![want.clone()], "endpoint {position}");
+        }
+    }
+    let logs = recv.logs.text();
+    assert_eq!(logs.matches("outcome: relayed").count(), 4, "{logs}");
 }

@@ -22,6 +22,10 @@ use flux_recv::notification::{Change, ImageName};
 use flux_recv::source::{Extra, Outcome, Proof, SampleRequest, Secret, Settings, Source};
 
 const KEY: &[u8] = b"0123456789abcdef0123456789abcdef";
+/// A signing secret, and another one, for the sources that verify Standard
+/// Webhooks signatures.
+const SIGNING_SECRET: &[u8] = b"whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
+const OTHER_SIGNING_SECRET: &[u8] = b"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
 #[test]
 fn each_source_relays_its_genuine_sample_and_refuses_another_keys() {
@@ -35,21 +39,28 @@ fn each_source_relays_its_genuine_sample_and_refuses_another_keys() {
             notify: notify.clone(),
             ..Settings::default()
         };
-        let delivery = source.sample(&SampleRequest::push(KEY)).unwrap();
+        // Sources that verify Standard Webhooks signatures take a signing
+        // secret; a wrong one is another signing secret.
+        let (key, wrong_key): (&[u8], &[u8]) = match source.needs_signing_secret() {
+            true => (SIGNING_SECRET, OTHER_SIGNING_SECRET),
+            false => (KEY, b"not the key the delivery was signed with"),
+        };
+        let delivery = source.sample(&SampleRequest::push(key)).unwrap();
         let headers = delivery.header_map();
-        match source.handle(&headers, &delivery.body, &settings(KEY)) {
+        match source.handle(&headers, &delivery.body, &settings(key)) {
             Ok(Outcome::Notify(changes)) => assert!(!changes.is_empty(), "{source}"),
             other => panic!("{source}: {other:?}"),
         }
-        let wrong = settings(b"not the key the delivery was signed with");
-        let refused = source.handle(&headers, &delivery.body, &wrong);
-        match source.provider().proof {
+        let refused = source.handle(&headers, &delivery.body, &settings(wrong_key));
+        match source.proof_for(key) {
             // Nothing is signed: nothing to refuse.
             Proof::HookUrl => assert!(refused.is_ok(), "{source}: {refused:?}"),
             // Signed, so checked, where a signature is optional too.
             Proof::Signature { .. }
             | Proof::HeaderToken { .. }
-            | Proof::OptionalSignature { .. } => {
+            | Proof::OptionalSignature { .. }
+            | Proof::Stamped
+            | Proof::SigningSecretOr(_) => {
                 assert!(
                     refused.as_ref().is_err_and(|e| e.is_unauthorized()),
                     "{source}: {refused:?}"

@@ -7,8 +7,10 @@
 
 use std::process::Command;
 
+use base64::prelude::*;
+
 use crate::common::write_config;
-use flux_recv::source::Source;
+use flux_recv::source::{Extra, Source};
 use flux_recv::table::Table;
 
 /// A config with one endpoint per source, each with its own key; the keys.
@@ -18,9 +20,17 @@ fn every_source(dir: &std::path::Path) -> (std::path::PathBuf, Vec<String>) {
     for source in Source::all() {
         let name = source.name();
         let key = format!("redaction-{name}-0123456789abcdef");
-        std::fs::write(dir.join(format!("{name}.key")), &key).unwrap();
+        if source.needs_signing_secret() {
+            // A signing secret: neither it nor the bytes it decodes to
+            // may show.
+            let secret = format!("whsec_{}", BASE64_STANDARD.encode(&key));
+            std::fs::write(dir.join(format!("{name}.key")), &secret).unwrap();
+            keys.push(secret);
+        } else {
+            std::fs::write(dir.join(format!("{name}.key")), &key).unwrap();
+        }
         yaml.push_str(&format!("- source: {name}\n  keyPath: {name}.key\n"));
-        if name.starts_with("Generic") {
+        if source.takes(Extra::Notify) {
             yaml.push_str("  notify: {image: registry.example.com/team/app}\n");
         }
         keys.push(key);
