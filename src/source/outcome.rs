@@ -30,6 +30,16 @@ pub enum HookError {
     /// we do not accept).
     #[error("{0} does not match")]
     BadSignature(&'static str),
+    /// The signature names a hash function this header never carries
+    /// (`sha1=` in `X-Hub-Signature-256`): refused whether or not it
+    /// matches, so a signature cannot be downgraded to a weaker hash.
+    #[error("{header} must be {expected}")]
+    WrongAlgorithm {
+        /// The header.
+        header: &'static str,
+        /// What it must carry, e.g. `sha256=<hex>, an HMAC-SHA256 of the body`.
+        expected: &'static str,
+    },
     /// The header naming the event is absent.
     #[error("missing {0} header")]
     MissingEvent(&'static str),
@@ -57,7 +67,10 @@ impl HookError {
     /// Whether the request failed to prove its sender (a 401), rather than
     /// being a genuine delivery we cannot use (a 400).
     pub fn is_unauthorized(&self) -> bool {
-        matches!(self, HookError::Unsigned(_) | HookError::BadSignature(_))
+        matches!(
+            self,
+            HookError::Unsigned(_) | HookError::BadSignature(_) | HookError::WrongAlgorithm { .. }
+        )
     }
 
     /// An unexpected event, its value made safe to print.
@@ -83,6 +96,11 @@ mod tests {
     fn unauthorized_errors() {
         assert!(HookError::Unsigned("X").is_unauthorized());
         assert!(HookError::BadSignature("X").is_unauthorized());
+        let wrong = HookError::WrongAlgorithm {
+            header: "X",
+            expected: "sha256=<hex>",
+        };
+        assert!(wrong.is_unauthorized());
         assert!(!HookError::MissingEvent("X").is_unauthorized());
         assert!(!HookError::wrong_event("X", "y").is_unauthorized());
         assert!(!HookError::BadPayload("x".into()).is_unauthorized());
