@@ -222,6 +222,12 @@ impl Source {
         self.0.extras.contains(&extra)
     }
 
+    /// Why an endpoint of this source needs `registryHost`, if it does:
+    /// Nexus's payloads name no registry host.
+    pub fn without_registry_host(self) -> Option<&'static str> {
+        (self.name() == nexus::PROVIDER.name).then_some(nexus::WITHOUT_REGISTRY_HOST)
+    }
+
     /// Check the credential the provider sends in a header, if it sends one,
     /// before the body is read.
     pub fn check_headers(self, headers: &HeaderMap, settings: &Settings) -> Result<(), HookError> {

@@ -357,3 +357,46 @@ async fn a_failure_naming_a_new_directory_is_logged_once() {
         .count();
     assert_eq!(errors, 1, "{text}");
 }
+
+/// A Nexus endpoint without `registryHost` loads, as in the Go original,
+/// but the server says at load and at reload what it will relay and how
+/// to fix it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nexus_endpoint_without_registry_host_is_warned_about_at_load_and_reload() {
+    let fluxd = FakeFluxd::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.key"), KEY_A).unwrap();
+    std::fs::write(dir.path().join("b.key"), KEY_B).unwrap();
+    let path = dir.path().join("fluxrecv.yaml");
+    let nexus = "- source: Nexus\n  keyPath: b.key\n";
+    let with_nexus = format!(
+        "{}{nexus}",
+        String::from_utf8(config(&fluxd.api(), &["a.key"])).unwrap()
+    );
+    let warning = "is not set, so every push is relayed as a Docker Hub image";
+
+    // At load: what `serve` logs before it listens.
+    std::fs::write(&path, &with_nexus).unwrap();
+    let logs = flux_recv::logging::Captured::default();
+    let log = logs.logger(slog::Level::Info);
+    let table = flux_recv::commands::serve::load_table(&path, None, &log).expect("it loads");
+    assert_eq!(table.endpoints().len(), 2);
+    drop(log);
+    let text = logs.text();
+    let line = text.lines().find(|l| l.contains(warning)).expect(&text);
+    assert!(
+        line.contains(" WARN ") && line.contains("field: endpoints[1].registryHost"),
+        "{line}"
+    );
+
+    // At reload: the table that brings the endpoint brings the warning.
+    std::fs::write(&path, config(&fluxd.api(), &["a.key"])).unwrap();
+    let (recv, _reloader) = start(&path, NO_RESYNC).await;
+    assert!(log_line(&recv, &[warning]).is_none());
+    std::fs::write(&path, &with_nexus).unwrap();
+    until_logged(
+        &recv,
+        &["WARN", warning, "field: endpoints[1].registryHost"],
+    )
+    .await;
+}
