@@ -65,9 +65,9 @@ impl Table {
     pub fn load(config_path: &Path, api_flag: Option<&str>) -> Loaded {
         match read_config(config_path) {
             Ok(config) => Table::build(config_path, &config, api_flag),
-            Err(problem) => Loaded {
+            Err(problems) => Loaded {
                 table: None,
-                problems: vec![problem],
+                problems,
                 directories: BTreeSet::from([directory_of(config_path)]),
             },
         }
@@ -166,16 +166,18 @@ pub fn directory_of(file: &Path) -> PathBuf {
 }
 
 /// Read and parse a config file: the first half of [`Table::load`], for
-/// callers (`flux-recv check`) that look at the config itself too.
-pub fn read_config(config_path: &Path) -> Result<ConfigFile, Problem> {
+/// callers (`flux-recv check`) that look at the config itself too. A file
+/// that does not parse has its first problem, then every unknown field
+/// ([`ConfigFile::parse_all`]).
+pub fn read_config(config_path: &Path) -> Result<ConfigFile, Vec<Problem>> {
     let text = crate::files::read_regular(config_path, crate::files::CONFIG).map_err(|e| {
-        Problem::error(
+        vec![Problem::error(
             config_path,
             "",
             format!("cannot read the config file: {}", e.kind),
-        )
+        )]
     })?;
-    ConfigFile::parse(config_path, &text)
+    ConfigFile::parse_all(config_path, &text)
 }
 
 #[cfg(test)]
@@ -399,8 +401,9 @@ mod tests {
         fs::remove_file(&config).unwrap();
         std::os::unix::fs::symlink("fifo.key", &config).unwrap();
         let e = read_config(&config).unwrap_err();
+        assert_eq!(e.len(), 1);
         assert_eq!(
-            e.message,
+            e[0].message,
             "cannot read the config file: is a FIFO, not a regular file"
         );
     }

@@ -67,10 +67,10 @@ fn plural(n: usize, word: &str) -> String {
 pub fn check(config_path: &Path, api: Option<&str>) -> Report {
     let config = match read_config(config_path) {
         Ok(config) => config,
-        Err(problem) => {
+        Err(problems) => {
             return Report {
                 endpoints: 0,
-                problems: vec![problem],
+                problems,
             }
         }
     };
@@ -295,6 +295,22 @@ mod tests {
         assert_eq!(r.problems[0].field, "fluxRecvVersion");
         let (_dir, r) = report("fluxRecvVersion: 1\nendpoints: []\n", &[]);
         assert_eq!(r.summary(), "0 endpoints, 0 errors, 1 warning");
+    }
+
+    #[test]
+    fn every_unknown_field_is_an_error_of_its_own() {
+        let (_dir, r) = report(
+            "fluxRecvVersion: 1\nendpoints:\n- source: GitHub\n  keyPth: a.key\n- source: GitLab\n  keyPath: b.key\n  filter: {brnches: [main]}\n  requireSignatur: true\n",
+            &[],
+        );
+        let fields: Vec<&str> = r.problems.iter().map(|p| p.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            ["endpoints[0]", "endpoints[1].filter", "endpoints[1]"],
+            "{:#?}",
+            r.problems
+        );
+        assert_eq!(r.summary(), "0 endpoints, 3 errors, 0 warnings");
     }
 
     #[test]
