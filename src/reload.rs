@@ -78,10 +78,10 @@ pub enum ReloadResult {
         /// Every problem found (errors and warnings), for the reload task
         /// to log: it tells a new failure from the one it logged already.
         problems: Vec<Problem>,
-        /// The directories the broken config names, so the watch can cover
-        /// them too: when a config names a key that is not there yet, the
-        /// key's arrival is what fixes it.
-        directories: BTreeSet<PathBuf>,
+        /// The files the broken config names, so the watch can cover them
+        /// too: when a config names a key that is not there yet, the key's
+        /// arrival is what fixes it.
+        files: BTreeSet<PathBuf>,
     },
 }
 
@@ -120,7 +120,7 @@ fn rebuild(served: &TableHandle, log: &Logger) -> ReloadResult {
     let Some(table) = loaded.table else {
         return ReloadResult::Failed {
             problems: loaded.problems,
-            directories: loaded.directories,
+            files: loaded.files,
         };
     };
 
@@ -419,7 +419,7 @@ impl ReloadTask {
                 error!(log, "reload crashed; still serving the previous table"; "error" => %e);
                 let failed = ReloadResult::Failed {
                     problems: Vec::new(),
-                    directories: BTreeSet::new(),
+                    files: BTreeSet::new(),
                 };
                 self.metrics.reloaded(failed.metric(), &self.table.load());
                 failed
@@ -471,18 +471,18 @@ impl ReloadTask {
         });
     }
 
-    /// Watch the directories of the table being served (and, after a
-    /// failed build, those the broken config names). True if a directory
-    /// was added.
+    /// Watch the files of the table being served (and, after a failed
+    /// build, those the broken config names). True if a directory was
+    /// added.
     fn follow(&mut self, result: &ReloadResult) -> bool {
         let Some(watcher) = &mut self.watcher else {
             return false;
         };
-        let mut dirs = self.table.load().directories();
-        if let ReloadResult::Failed { directories, .. } = result {
-            dirs.extend(directories.iter().cloned());
+        let mut files = self.table.load().files();
+        if let ReloadResult::Failed { files: named, .. } = result {
+            files.extend(named.iter().cloned());
         }
-        let followed = watcher.follow(&dirs);
+        let followed = watcher.follow(&files);
         for dir in &followed.added {
             debug!(self.log, "watching directory"; "directory" => %dir.display());
         }
@@ -631,7 +631,7 @@ mod tests {
                 .iter()
                 .map(|m| Problem::error(file, "", *m))
                 .collect(),
-            directories: BTreeSet::new(),
+            files: BTreeSet::new(),
         }
     }
 
@@ -676,8 +676,8 @@ mod tests {
         let mut task = task(dir.path(), Duration::from_secs(3600), log);
         let gone = |round: usize| ReloadResult::Failed {
             problems: Vec::new(),
-            directories: (0..100)
-                .map(|i| dir.path().join(format!("gone-{round}-{i}")))
+            files: (0..100)
+                .map(|i| dir.path().join(format!("gone-{round}-{i}/k")))
                 .collect(),
         };
         for round in 0..100 {
