@@ -111,6 +111,9 @@ pub struct Problem {
     pub field: String,
     /// What is wrong and, where it helps, what to do.
     pub message: String,
+    /// The file this problem is about is not there: a reload waits a
+    /// while for a file a new config names (see [`crate::reload`]).
+    pub absent: Option<PathBuf>,
 }
 
 impl Problem {
@@ -121,6 +124,15 @@ impl Problem {
             file: file.to_path_buf(),
             field: field.into(),
             message: message.into(),
+            absent: None,
+        }
+    }
+
+    /// This problem, about `path`, which is not there.
+    pub fn absent(self, path: &Path) -> Problem {
+        Problem {
+            absent: Some(path.to_path_buf()),
+            ..self
         }
     }
 

@@ -113,7 +113,11 @@ impl Endpoint {
                 } else {
                     format!("cannot read key file {e}")
                 };
-                problems.push(error(&format!("{field}.keyPath"), message));
+                let problem = error(&format!("{field}.keyPath"), message);
+                problems.push(match missing {
+                    true => problem.absent(&key_path),
+                    false => problem,
+                });
                 None
             }
         };

@@ -23,13 +23,13 @@ async fn the_watch_follows_the_directories_the_config_names() {
     let (recv, _reloader) = start(&pod.config_path(), NO_RESYNC).await;
     let d = more.path("d.key");
 
-    // The config Secret arrives before the key Secret: the build fails...
+    // The config Secret arrives before the key Secret: the build waits...
     pod.set_config(&config(&fluxd.api(), &[&pod.key_a(), d.to_str().unwrap()]));
     until_logged(
         &recv,
         &[
-            "ERRO",
-            "cannot read key file",
+            "INFO",
+            "waiting for a file the config names",
             "field: endpoints[1].keyPath",
         ],
     )
