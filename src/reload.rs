@@ -493,8 +493,8 @@ impl ReloadTask {
         let mut new = Vec::new();
         for p in errors {
             let file = p.absent.clone().unwrap_or_default();
-            if !self.waiting.contains_key(&file) {
-                self.waiting.insert(file, now);
+            if let std::collections::btree_map::Entry::Vacant(e) = self.waiting.entry(file) {
+                e.insert(now);
                 new.push(p.clone());
             }
         }

@@ -257,10 +257,11 @@ mod tests {
             prefixed_hmac_as("X-Sig-256", Prefixes::Sha256, &good, b"k", body),
             Ok(())
         );
-        let wrong = Err(HookError::WrongAlgorithm {
+        let refusal = HookError::WrongAlgorithm {
             header: "X-Sig-256",
             expected: "sha256=<hex>, an HMAC-SHA256 of the body",
-        });
+        };
+        let wrong = Err(refusal.clone());
         for algo in [Algorithm::Sha1, Algorithm::Sha512] {
             let matching = sign(algo, b"k", body);
             assert_eq!(prefixed_hmac("X-Sig", &matching, b"k", body), Ok(()));
@@ -274,7 +275,7 @@ mod tests {
             prefixed_hmac_as("X-Sig-256", Prefixes::Sha256, &md5, b"k", body),
             wrong
         );
-        let message = wrong.unwrap_err().to_string();
+        let message = refusal.to_string();
         assert_eq!(
             message,
             "X-Sig-256 must be sha256=<hex>, an HMAC-SHA256 of the body"
