@@ -129,6 +129,13 @@ pub struct ServeArgs {
           default_value_t = Span(crate::reload::Options::default().resync_interval))]
     pub resync_interval: Span,
 
+    /// How long a reload waits for a file the new config names that is not
+    /// there yet (the keys Secret updated after the config's) before it
+    /// counts as failed; meanwhile the previous table serves.
+    #[arg(long, env = "FLUXRECV_RELOAD_GRACE", value_parser = parse_budget,
+          default_value_t = Span(crate::reload::DEFAULT_GRACE))]
+    pub reload_grace: Span,
+
     /// Relay worker threads: most POSTs to fluxd at once. One fluxd is
     /// served well by the default; a fluxd that is failing gets at most
     /// half of them (but always one).
@@ -225,6 +232,7 @@ impl ServeArgs {
     pub fn reload_options(&self) -> crate::reload::Options {
         crate::reload::Options {
             resync_interval: self.resync_interval.0,
+            grace: self.reload_grace.0,
             sighup: true,
             ..crate::reload::Options::default()
         }

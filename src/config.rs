@@ -20,6 +20,8 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 pub use crate::gcr_auth::GcrAuth;
+
+mod unknown;
 use crate::routing::{ApiConfig, FilterConfig, DEFAULT_API};
 
 /// The file as written.
@@ -111,6 +113,9 @@ pub struct Problem {
     pub field: String,
     /// What is wrong and, where it helps, what to do.
     pub message: String,
+    /// The file this problem is about is not there: a reload waits a
+    /// while for a file a new config names (see [`crate::reload`]).
+    pub absent: Option<PathBuf>,
 }
 
 impl Problem {
@@ -121,6 +126,15 @@ impl Problem {
             file: file.to_path_buf(),
             field: field.into(),
             message: message.into(),
+            absent: None,
+        }
+    }
+
+    /// This problem, about `path`, which is not there.
+    pub fn absent(self, path: &Path) -> Problem {
+        Problem {
+            absent: Some(path.to_path_buf()),
+            ..self
         }
     }
 
@@ -169,6 +183,21 @@ impl ConfigFile {
             crate::routing::check_api(api).map_err(|m| Problem::error(file, "api", m))?;
         }
         Ok(config)
+    }
+
+    /// [`ConfigFile::parse`], and when it fails, every unknown field after
+    /// the first problem too: a run of `check` (or a reload) names them
+    /// all, each by its place and never by what it holds.
+    pub fn parse_all(file: &Path, text: &[u8]) -> Result<ConfigFile, Vec<Problem>> {
+        ConfigFile::parse(file, text).map_err(|first| {
+            let mut problems = vec![first];
+            for p in unknown::fields(file, text) {
+                if !problems.contains(&p) {
+                    problems.push(p);
+                }
+            }
+            problems
+        })
     }
 
     /// The API base URL, without a trailing slash.
@@ -400,6 +429,62 @@ mod tests {
     }
 
     #[test]
+    fn every_unknown_field_is_named_by_its_place_without_its_text() {
+        let text = "fluxRecvVersion: 1\napis: x\nendpoints:\n- source: GitHub\n  keyPth: k\n\
+                    - source: Nexus\n  keyPath: n\n  filter:\n    branch: [main]\n    images: [a]\n\
+                    \n  gcr: {audience: a, emial: e}\n  notify: {git: {url: u, brnch: b, s3cr3t: x}}\n";
+        let problems = ConfigFile::parse_all(Path::new("c.yaml"), text.as_bytes()).unwrap_err();
+        let places: Vec<(&str, &str)> = problems
+            .iter()
+            .map(|p| {
+                let at = p.message.rsplit_once(" at ").map_or("", |(_, at)| at);
+                (p.field.as_str(), at)
+            })
+            .collect();
+        assert_eq!(
+            places,
+            [
+                ("", "line 2 column 1"),
+                ("endpoints[0]", "line 5 column 3"),
+                ("endpoints[1].filter", "line 9 column 5"),
+                ("endpoints[1].gcr", "line 12 column 22"),
+                ("endpoints[1].notify.git", "line 13 column 26"),
+                ("endpoints[1].notify.git", "line 13 column 36"),
+            ],
+            "{problems:#?}"
+        );
+        for p in &problems {
+            assert!(p.message.contains("unknown field, expected "), "{p}");
+            for written in ["apis", "keyPth", "branch:", "emial", "brnch", "s3cr3t"] {
+                assert!(!p.to_string().contains(written), "{p}");
+            }
+        }
+        // The first problem is what `parse` says; a clean file has none.
+        let first = ConfigFile::parse(Path::new("c.yaml"), text.as_bytes()).unwrap_err();
+        assert_eq!(problems[0], first);
+        assert!(unknown::fields(Path::new("c.yaml"), b"fluxRecvVersion: 1\n").is_empty());
+    }
+
+    #[test]
+    fn other_errors_come_first_and_unknown_fields_after() {
+        let text =
+            "fluxRecvVersion: 1\nendpoints:\n- source: GitHub\n  keyPath: [k]\n  colour: red\n";
+        let problems = ConfigFile::parse_all(Path::new("c.yaml"), text.as_bytes()).unwrap_err();
+        assert_eq!(problems.len(), 2, "{problems:#?}");
+        assert!(
+            problems[0].message.contains("invalid type: a list"),
+            "{}",
+            problems[0]
+        );
+        assert_eq!(problems[1].field, "endpoints[0]");
+        assert!(
+            problems[1].message.contains("unknown field"),
+            "{}",
+            problems[1]
+        );
+    }
+
+    #[test]
     fn key_and_key_path_together_are_refused() {
         let e = parse("fluxRecvVersion: 1\nendpoints:\n- source: GitHub\n  key: a\n  keyPath: b\n")
             .unwrap_err();
@@ -476,6 +561,10 @@ mod tests {
             format!("fluxRecvVersion: 1\napi: '{s}\n"),
         ];
         for config in &configs {
+            let all = ConfigFile::parse_all(Path::new("c.yaml"), config.as_bytes());
+            for e in all.expect_err(config) {
+                assert!(!e.to_string().contains(s), "{config:?}: {e}");
+            }
             let e = parse(config).expect_err(config);
             assert!(!e.to_string().contains(s), "{config:?}: {e}");
             assert!(

@@ -65,6 +65,11 @@ impl Endpoint {
             return (None, vec![error(&format!("{field}.source"), message)]);
         };
         let mut problems = extras_problems(config_path, &field, source, ep);
+        let registry_host = ep.registry_host.clone().filter(|h| !h.is_empty());
+        if let (None, Some(why)) = (&registry_host, source.without_registry_host()) {
+            let at = format!("{field}.registryHost");
+            problems.push(Problem::warning(config_path, at, why));
+        }
         let notify = match &ep.notify {
             Some(notify) => notify_changes(config_path, &field, notify, &mut problems),
             None => Vec::new(),
@@ -116,7 +121,11 @@ impl Endpoint {
                 } else {
                     format!("cannot read key file {e}")
                 };
-                problems.push(error(&format!("{field}.keyPath"), message));
+                let problem = error(&format!("{field}.keyPath"), message);
+                problems.push(match missing {
+                    true => problem.absent(&key_path),
+                    false => problem,
+                });
                 None
             }
         };
@@ -126,7 +135,6 @@ impl Endpoint {
         let (Some(key), false) = (key, failed) else {
             return (None, problems);
         };
-        let registry_host = ep.registry_host.clone().filter(|h| !h.is_empty());
         let endpoint = Endpoint {
             position: index + 1,
             source,

@@ -23,6 +23,7 @@ pub mod endpoint;
 pub mod fd_limit;
 pub mod files;
 pub mod gcr_auth;
+pub mod globs;
 pub mod hook;
 pub mod image;
 pub mod logging;

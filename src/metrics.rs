@@ -136,16 +136,25 @@ pub enum Reload {
     Unchanged,
     /// The files do not build a table.
     Failed,
+    /// They do not yet: a file the new config names is not there, and
+    /// the reload grace for it has not run out.
+    Waiting,
 }
 
 impl Reload {
-    const ALL: [Reload; 3] = [Reload::Changed, Reload::Unchanged, Reload::Failed];
+    const ALL: [Reload; 4] = [
+        Reload::Changed,
+        Reload::Unchanged,
+        Reload::Failed,
+        Reload::Waiting,
+    ];
 
     fn label(self) -> &'static str {
         match self {
             Reload::Changed => "changed",
             Reload::Unchanged => "unchanged",
             Reload::Failed => "failed",
+            Reload::Waiting => "waiting",
         }
     }
 }
@@ -179,6 +188,9 @@ pub struct Metrics {
     reply_duration: Histogram,
     reloads: Family<ResultLabels, Counter>,
     last_reload_success: Gauge<f64, AtomicU64>,
+    /// 1 while the last reload failed (past the grace for files not there
+    /// yet): what an alert on a failure that lasts watches.
+    reload_failing: Gauge,
     endpoints: Gauge,
     gcr_token_refusals: Family<CheckLabels, Counter>,
 }
@@ -195,6 +207,7 @@ impl Metrics {
             reply_duration: Histogram::new(REPLY_BUCKETS),
             reloads: Family::default(),
             last_reload_success: Gauge::default(),
+            reload_failing: Gauge::default(),
             endpoints: Gauge::default(),
             gcr_token_refusals: Family::default(),
         };
@@ -236,8 +249,13 @@ impl Metrics {
         registry.register_collector(Box::new(LogLinesDropped));
         registry.register(
             "reloads",
-            "Reloads of the config and keys, by result (changed, unchanged, failed)",
+            "Reloads of the config and keys, by result (changed, unchanged, failed, waiting)",
             self.reloads.clone(),
+        );
+        registry.register(
+            "reload_failing",
+            "1 while the config and keys on disk build no table (a file not there yet only once the reload grace is over), else 0",
+            self.reload_failing.clone(),
         );
         registry.register_with_unit(
             "last_reload_success_timestamp",
@@ -304,7 +322,8 @@ impl Metrics {
                 result: result.label(),
             })
             .inc();
-        if result != Reload::Failed {
+        self.reload_failing.set(i64::from(result == Reload::Failed));
+        if matches!(result, Reload::Changed | Reload::Unchanged) {
             // An unchanged re-read is a success too: the files on disk were
             // read and are what is served.
             self.serving(serving);

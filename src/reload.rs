@@ -18,8 +18,15 @@
 //! problem, with file and field) when it is new or has changed, and again
 //! once per resync interval while it lasts; an unchanged failure found again
 //! (on any file event in a watched directory) is logged at debug only.
+//!
+//! A build that fails only because files the new config names are not
+//! there yet (the config Secret updated before the keys Secret, as the
+//! kubelet may well do) is not a failure at first: the task waits for them
+//! up to the reload grace, says so at info, and counts the reload as
+//! `waiting`. Their arrival is an event in a watched directory; if the
+//! grace runs out first, the failure is reported as any other.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -47,6 +54,8 @@ pub enum Trigger {
     Resync,
     /// SIGHUP.
     Hangup,
+    /// The reload grace for files not there yet ran out.
+    Grace,
 }
 
 impl Trigger {
@@ -57,6 +66,7 @@ impl Trigger {
             Trigger::Files => "files",
             Trigger::Resync => "resync",
             Trigger::Hangup => "sighup",
+            Trigger::Grace => "grace",
         }
     }
 }
@@ -78,15 +88,17 @@ pub enum ReloadResult {
         /// Every problem found (errors and warnings), for the reload task
         /// to log: it tells a new failure from the one it logged already.
         problems: Vec<Problem>,
-        /// The directories the broken config names, so the watch can cover
-        /// them too: when a config names a key that is not there yet, the
-        /// key's arrival is what fixes it.
-        directories: BTreeSet<PathBuf>,
+        /// The files the broken config names, so the watch can cover them
+        /// too: when a config names a key that is not there yet, the key's
+        /// arrival is what fixes it.
+        files: BTreeSet<PathBuf>,
     },
 }
 
 /// Rebuild the table from disk and, if it builds and differs from the one
-/// served, swap it in and log what changed. The one reload path.
+/// served, swap it in and log what changed. The one reload path; the
+/// reload task also waits for files not there yet (see the module's
+/// introduction), which a single call cannot.
 ///
 /// A failure is returned, not logged: the reload task logs it, once while
 /// it stays the same (see [`ReloadResult::Failed`]).
@@ -120,7 +132,7 @@ fn rebuild(served: &TableHandle, log: &Logger) -> ReloadResult {
     let Some(table) = loaded.table else {
         return ReloadResult::Failed {
             problems: loaded.problems,
-            directories: loaded.directories,
+            files: loaded.files,
         };
     };
 
@@ -237,6 +249,10 @@ pub struct Options {
     pub resync_interval: Duration,
     /// How file events are settled into one reload.
     pub debounce: Debounce,
+    /// How long a file a new config names may be missing before the reload
+    /// counts as failed: the kubelet updates two Secrets independently, up
+    /// to a minute or so apart.
+    pub grace: Duration,
     /// Reload on SIGHUP. The binary turns this on, and `serve` installs the
     /// handler (`signals::hangups`) before anything else and hands it to
     /// [`spawn`]; tests, which share one process, use [`Reloader::request`]
@@ -248,11 +264,15 @@ impl Default for Options {
     fn default() -> Options {
         Options {
             resync_interval: Duration::from_secs(60),
+            grace: DEFAULT_GRACE,
             debounce: Debounce::default(),
             sighup: false,
         }
     }
 }
+
+/// [`Options::grace`] by default: two of the kubelet's one-minute syncs.
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(120);
 
 /// The running reload task. Dropping it stops the task.
 pub struct Reloader {
@@ -303,6 +323,8 @@ pub fn spawn(
         watcher,
         unwatchable: BTreeSet::new(),
         failure: None,
+        waiting: BTreeMap::new(),
+        grace: options.grace,
         resync_interval: options.resync_interval,
         log,
     };
@@ -335,6 +357,11 @@ struct ReloadTask {
     unwatchable: BTreeSet<PathBuf>,
     /// The failure logged last, while the files still build no table.
     failure: Option<Failure>,
+    /// Files the new config names that are not there, each with when a
+    /// reload first missed it.
+    waiting: BTreeMap<PathBuf, Instant>,
+    /// How long such a file is waited for.
+    grace: Duration,
     /// How often the periodic re-read comes, and how often an unchanged
     /// failure is logged in full again.
     resync_interval: Duration,
@@ -367,6 +394,7 @@ impl ReloadTask {
                   "resync_interval_s" => resync_interval.as_secs_f64());
         }
         loop {
+            let grace_ends = self.grace_ends();
             let trigger = tokio::select! {
                 Some(burst) = changed(&mut self.watcher) => {
                     if burst.overflowed {
@@ -380,6 +408,7 @@ impl ReloadTask {
                 }
                 _ = resync.tick() => Trigger::Resync,
                 Some(trigger) = requests.recv() => trigger,
+                _ = until(grace_ends) => Trigger::Grace,
             };
             self.reload_and_follow(trigger).await;
             resync.reset();
@@ -405,28 +434,82 @@ impl ReloadTask {
     /// failure in full even if it is the one logged last.
     async fn reload(&mut self, trigger: Trigger, asked: bool) -> ReloadResult {
         let started = Instant::now();
-        let (table, metrics) = (self.table.clone(), self.metrics.clone());
+        let table = self.table.clone();
         let log = self.log.new(o!("trigger" => trigger.as_str()));
         let reload_log = log.clone();
         // Reading files blocks: run it on the blocking pool.
-        let result = match tokio::task::spawn_blocking(move || {
-            reload(&table, &metrics, &reload_log)
-        })
-        .await
-        {
+        let result = match tokio::task::spawn_blocking(move || rebuild(&table, &reload_log)).await {
             Ok(result) => result,
             Err(e) => {
                 error!(log, "reload crashed; still serving the previous table"; "error" => %e);
-                let failed = ReloadResult::Failed {
+                ReloadResult::Failed {
                     problems: Vec::new(),
-                    directories: BTreeSet::new(),
-                };
-                self.metrics.reloaded(failed.metric(), &self.table.load());
-                failed
+                    files: BTreeSet::new(),
+                }
             }
         };
-        self.report(&result, &log, started, asked);
+        match self.wait_for(&result) {
+            Some(new) => {
+                self.metrics
+                    .reloaded(metrics::Reload::Waiting, &self.table.load());
+                for p in new {
+                    info!(log, "waiting for a file the config names; it is not there yet";
+                          "file" => %p.absent.as_deref().unwrap_or(&p.file).display(),
+                          "field" => &p.field,
+                          "grace_s" => self.grace.as_secs_f64());
+                }
+            }
+            None => {
+                self.metrics.reloaded(result.metric(), &self.table.load());
+                self.report(&result, &log, started, asked);
+            }
+        }
         result
+    }
+
+    /// Whether `result` is a wait for files the new config names that are
+    /// not there yet, within the grace: then the problems about files
+    /// newly waited for (to be logged at info). Keeps track of since when
+    /// each file is missing; anything else ends the wait.
+    fn wait_for(&mut self, result: &ReloadResult) -> Option<Vec<Problem>> {
+        let ReloadResult::Failed { problems, .. } = result else {
+            self.waiting.clear();
+            return None;
+        };
+        // Files the served table reads are not "not there yet": gone.
+        let served = self.table.load().files();
+        let errors: Vec<&Problem> = problems
+            .iter()
+            .filter(|p| p.severity == Severity::Error)
+            .collect();
+        let new_and_absent = |p: &&Problem| p.absent.as_ref().is_some_and(|f| !served.contains(f));
+        if errors.is_empty() || !errors.iter().all(new_and_absent) {
+            self.waiting.clear();
+            return None;
+        }
+        let absent: BTreeSet<&PathBuf> = errors.iter().filter_map(|p| p.absent.as_ref()).collect();
+        self.waiting.retain(|f, _| absent.contains(f));
+        let now = Instant::now();
+        let mut new = Vec::new();
+        for p in errors {
+            let file = p.absent.clone().unwrap_or_default();
+            if let std::collections::btree_map::Entry::Vacant(e) = self.waiting.entry(file) {
+                e.insert(now);
+                new.push(p.clone());
+            }
+        }
+        let within = self
+            .waiting
+            .values()
+            .all(|since| since.elapsed() < self.grace);
+        within.then_some(new)
+    }
+
+    /// When the grace for the files waited for runs out, while it has not.
+    fn grace_ends(&self) -> Option<tokio::time::Instant> {
+        let first = self.waiting.values().min()?;
+        let ends = *first + self.grace;
+        (ends > Instant::now()).then(|| tokio::time::Instant::from_std(ends))
     }
 
     /// Log how a reload ended, as far as [`reload`] has not: a failure in
@@ -471,18 +554,18 @@ impl ReloadTask {
         });
     }
 
-    /// Watch the directories of the table being served (and, after a
-    /// failed build, those the broken config names). True if a directory
-    /// was added.
+    /// Watch the files of the table being served (and, after a failed
+    /// build, those the broken config names). True if a directory was
+    /// added.
     fn follow(&mut self, result: &ReloadResult) -> bool {
         let Some(watcher) = &mut self.watcher else {
             return false;
         };
-        let mut dirs = self.table.load().directories();
-        if let ReloadResult::Failed { directories, .. } = result {
-            dirs.extend(directories.iter().cloned());
+        let mut files = self.table.load().files();
+        if let ReloadResult::Failed { files: named, .. } = result {
+            files.extend(named.iter().cloned());
         }
-        let followed = watcher.follow(&dirs);
+        let followed = watcher.follow(&files);
         for dir in &followed.added {
             debug!(self.log, "watching directory"; "directory" => %dir.display());
         }
@@ -510,6 +593,14 @@ impl ReloadTask {
         // watched now, is warned about again if it fails again.
         self.unwatchable = unwatchable;
         !followed.added.is_empty()
+    }
+}
+
+/// Sleep until `deadline`, or for ever without one.
+async fn until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -619,6 +710,8 @@ mod tests {
             watcher: Some(DirWatcher::new(Debounce::default()).unwrap()),
             unwatchable: BTreeSet::new(),
             failure: None,
+            waiting: BTreeMap::new(),
+            grace: DEFAULT_GRACE,
             resync_interval,
             log,
         }
@@ -631,7 +724,7 @@ mod tests {
                 .iter()
                 .map(|m| Problem::error(file, "", *m))
                 .collect(),
-            directories: BTreeSet::new(),
+            files: BTreeSet::new(),
         }
     }
 
@@ -676,8 +769,8 @@ mod tests {
         let mut task = task(dir.path(), Duration::from_secs(3600), log);
         let gone = |round: usize| ReloadResult::Failed {
             problems: Vec::new(),
-            directories: (0..100)
-                .map(|i| dir.path().join(format!("gone-{round}-{i}")))
+            files: (0..100)
+                .map(|i| dir.path().join(format!("gone-{round}-{i}/k")))
                 .collect(),
         };
         for round in 0..100 {

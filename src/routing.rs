@@ -16,13 +16,15 @@
 //! An endpoint's own `api` wins; without one, `--api` (`FLUXRECV_API`) if
 //! given, else the config's top-level `api`, else fluxd in the same pod.
 //! Filters are glob lists: `*` and `?` stay within one `/`-separated
-//! element, `**` crosses them.
+//! element, `**` crosses them (see [`crate::globs`]); each list is compiled
+//! once per table and matches in linear time.
 
 use std::fmt;
 use std::sync::Arc;
 
 use serde::Deserialize;
 
+use crate::globs::GlobList;
 use crate::notification::{Change, ImageName};
 
 /// Where fluxd's API is when nothing says: fluxd in the same pod.
@@ -165,8 +167,15 @@ pub struct Filter {
 #[derive(Debug, Clone)]
 struct Globs {
     written: Vec<String>,
-    patterns: Vec<glob::Pattern>,
+    /// Compiled once, when the table is built.
+    compiled: GlobList,
 }
+
+/// Longest name a filter looks at: the longest branch or image name a
+/// source relays ([`crate::source::MAX_FIELD`]), so a filter's work per
+/// change is bounded whatever a delivery holds. A longer name is never
+/// admitted (it cannot reach fluxd anyway).
+pub const MAX_FILTERED: usize = crate::source::MAX_FIELD;
 
 impl PartialEq for Filter {
     fn eq(&self, other: &Filter) -> bool {
@@ -209,19 +218,18 @@ impl Filter {
                 ));
                 return None;
             }
-            let mut patterns = Vec::new();
-            for written in list {
-                match glob::Pattern::new(written) {
-                    Ok(p) => patterns.push(p),
-                    Err(e) => {
-                        problems.push((field, format!("{written:?} is not a glob: {}", e.msg)))
+            match GlobList::new(list.iter().map(String::as_str)) {
+                Ok(compiled) => Some(Globs {
+                    written: list.clone(),
+                    compiled,
+                }),
+                Err(errors) => {
+                    for (written, e) in errors {
+                        problems.push((field, format!("{written:?} is not a glob: {}", e.msg)));
                     }
+                    None
                 }
             }
-            Some(Globs {
-                written: list.clone(),
-                patterns,
-            })
         };
         let filter = Filter {
             branches: globs("branches", &config.branches, git),
@@ -255,13 +263,10 @@ impl Filter {
 }
 
 impl Globs {
+    /// In time linear in `name`, which is at most [`MAX_FILTERED`] bytes:
+    /// cheap enough for the runtime's threads, like parsing the body.
     fn matches(&self, name: &str) -> bool {
-        let options = glob::MatchOptions {
-            case_sensitive: true,
-            require_literal_separator: true,
-            require_literal_leading_dot: false,
-        };
-        self.patterns.iter().any(|p| p.matches_with(name, options))
+        name.len() <= MAX_FILTERED && self.compiled.matches(name)
     }
 }
 
@@ -352,6 +357,36 @@ mod tests {
         }
         // Image changes pass a branch-only filter.
         assert!(f.admits(&image("quay.io/org/app")));
+    }
+
+    /// Names crafted against a backtracking matcher: `v` then dots, ending
+    /// where no star may go. `glob` 0.3 tried every split of the dots among
+    /// the stars (cubic for `v*.*.*`: about 0.2 s a name, a minute for one
+    /// delivery's 256; far longer with more stars). Linear now, so this
+    /// runs in a moment; the figures are in `benches/filter.rs`.
+    #[test]
+    fn names_crafted_against_backtracking_are_judged_at_once() {
+        let f = filter(&["v*.*.*", "v*.*.*.*.*.*"], &[]);
+        let dots = ".".repeat(MAX_FILTERED - 8);
+        for i in 0..256 {
+            let crafted = format!("v{dots}/{i}");
+            assert!(crafted.len() <= MAX_FILTERED);
+            assert!(!f.admits(&Change::git("u", &crafted)), "{i}");
+        }
+        // The same shape without the `/` is a release tag: admitted.
+        assert!(f.admits(&Change::git("u", &format!("v{dots}"))));
+        assert!(f.admits(&Change::git("u", "v1.2.3")));
+    }
+
+    #[test]
+    fn a_name_past_the_bound_is_never_admitted() {
+        let f = filter(&["**"], &["**"]);
+        let longest = "a".repeat(MAX_FILTERED);
+        assert!(f.admits(&Change::git("u", &longest)));
+        let longer = "a".repeat(MAX_FILTERED + 1);
+        assert!(!f.admits(&Change::git("u", &longer)));
+        // No filter, no bound here (sources bound what they relay).
+        assert!(Filter::default().admits(&Change::git("u", &longer)));
     }
 
     #[test]

@@ -43,10 +43,10 @@ pub struct Loaded {
     pub table: Option<Table>,
     /// Everything worth telling the operator, in config order.
     pub problems: Vec<Problem>,
-    /// The directories the config file and the key files it names are in,
-    /// whether or not the table built: when a config names a key that is
-    /// not there yet, that key's directory is where the fix will appear.
-    pub directories: BTreeSet<PathBuf>,
+    /// The config file and the key files it names, whether or not the
+    /// table built: when a config names a key that is not there yet, its
+    /// arrival is the fix, so it is watched for.
+    pub files: BTreeSet<PathBuf>,
 }
 
 impl Loaded {
@@ -65,10 +65,10 @@ impl Table {
     pub fn load(config_path: &Path, api_flag: Option<&str>) -> Loaded {
         match read_config(config_path) {
             Ok(config) => Table::build(config_path, &config, api_flag),
-            Err(problem) => Loaded {
+            Err(problems) => Loaded {
                 table: None,
-                problems: vec![problem],
-                directories: BTreeSet::from([directory_of(config_path)]),
+                problems,
+                files: BTreeSet::from([config_path.to_path_buf()]),
             },
         }
     }
@@ -102,13 +102,8 @@ impl Table {
         }
 
         let ok = !problems.iter().any(|p| p.severity == Severity::Error);
-        let directories = std::iter::once(directory_of(config_path))
-            .chain(
-                config
-                    .endpoints
-                    .iter()
-                    .map(|ep| directory_of(&key_path(config_path, ep))),
-            )
+        let files = std::iter::once(config_path.to_path_buf())
+            .chain(config.endpoints.iter().map(|ep| key_path(config_path, ep)))
             .collect();
         Loaded {
             table: ok.then(|| Table {
@@ -119,7 +114,7 @@ impl Table {
                 by_fingerprint,
             }),
             problems,
-            directories,
+            files,
         }
     }
 
@@ -146,14 +141,18 @@ impl Table {
         endpoint.api.as_ref().unwrap_or(&self.default_api)
     }
 
-    /// The directories whose contents this table was built from: the config
-    /// file's and every key file's. Watching these (not the files) is what
-    /// catches a Kubernetes Secret update.
-    pub fn directories(&self) -> BTreeSet<PathBuf> {
-        std::iter::once(self.config_path.as_path())
-            .chain(self.endpoints.iter().map(|e| e.key_path.as_path()))
-            .map(directory_of)
+    /// The files this table was built from: the config and every key.
+    pub fn files(&self) -> BTreeSet<PathBuf> {
+        std::iter::once(&self.config_path)
+            .chain(self.endpoints.iter().map(|e| &e.key_path))
+            .cloned()
             .collect()
+    }
+
+    /// The directories those files are in. Watching these (not the files)
+    /// is what catches a Kubernetes Secret update.
+    pub fn directories(&self) -> BTreeSet<PathBuf> {
+        self.files().iter().map(|f| directory_of(f)).collect()
     }
 }
 
@@ -166,16 +165,18 @@ pub fn directory_of(file: &Path) -> PathBuf {
 }
 
 /// Read and parse a config file: the first half of [`Table::load`], for
-/// callers (`flux-recv check`) that look at the config itself too.
-pub fn read_config(config_path: &Path) -> Result<ConfigFile, Problem> {
+/// callers (`flux-recv check`) that look at the config itself too. A file
+/// that does not parse has its first problem, then every unknown field
+/// ([`ConfigFile::parse_all`]).
+pub fn read_config(config_path: &Path) -> Result<ConfigFile, Vec<Problem>> {
     let text = crate::files::read_regular(config_path, crate::files::CONFIG).map_err(|e| {
-        Problem::error(
+        vec![Problem::error(
             config_path,
             "",
             format!("cannot read the config file: {}", e.kind),
-        )
+        )]
     })?;
-    ConfigFile::parse(config_path, &text)
+    ConfigFile::parse_all(config_path, &text)
 }
 
 #[cfg(test)]
@@ -399,8 +400,9 @@ mod tests {
         fs::remove_file(&config).unwrap();
         std::os::unix::fs::symlink("fifo.key", &config).unwrap();
         let e = read_config(&config).unwrap_err();
+        assert_eq!(e.len(), 1);
         assert_eq!(
-            e.message,
+            e[0].message,
             "cannot read the config file: is a FIFO, not a regular file"
         );
     }
@@ -415,7 +417,7 @@ mod tests {
     }
 
     #[test]
-    fn a_config_that_builds_no_table_still_names_its_directories() {
+    fn a_config_that_builds_no_table_still_names_its_files() {
         let root = tempfile::tempdir().unwrap();
         let cfg = root.path().join("cfg");
         fs::create_dir(&cfg).unwrap();
@@ -429,15 +431,15 @@ mod tests {
         let loaded = Table::load(&path, None);
         assert!(loaded.table.is_none());
         assert_eq!(
-            loaded.directories,
+            loaded.files,
             BTreeSet::from([
-                cfg.clone(),
-                cfg.join("../keys"),
-                PathBuf::from("/elsewhere")
+                path.clone(),
+                cfg.join("../keys/a.key"),
+                PathBuf::from("/elsewhere/b.key")
             ])
         );
         fs::write(&path, "fluxRecvVersion: 1\nendpoints: [\n").unwrap();
-        assert_eq!(Table::load(&path, None).directories, BTreeSet::from([cfg]));
+        assert_eq!(Table::load(&path, None).files, BTreeSet::from([path]));
     }
 
     #[test]

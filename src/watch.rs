@@ -18,13 +18,20 @@
 //! directory than its watch was set on (one above it was moved away and the
 //! path made again, which no event reports) is watched anew.
 //!
+//! Only events about what the table reads call for a re-read: the files it
+//! reads (by the names it reads them by), a directory on the way to one
+//! that does not exist yet, a watched directory itself, and the kubelet's
+//! `..data` swap. Anything else written beside them (a debug log, an
+//! editor's swap file) is let go, or a busy file would reload all the time.
+//!
 //! Events carry no meaning here beyond "look again": the reload reads
 //! everything from disk, so a missed or spurious event costs at most one
 //! re-read, and the periodic resync (see [`crate::reload`]) covers events
 //! the kernel dropped.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::ffi::{OsStr, OsString};
+use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
 use notify::event::{AccessKind, AccessMode};
@@ -89,8 +96,16 @@ pub struct DirWatcher {
     /// Canonical paths currently watched, each with the directory it was
     /// when its watch was set.
     watched: BTreeMap<PathBuf, Option<Identity>>,
+    /// For each watched directory, the names in it whose changes matter:
+    /// the files read there, or the next directory down towards one that
+    /// does not exist yet. `None`: every name (none could be worked out).
+    names: BTreeMap<PathBuf, Option<BTreeSet<OsString>>>,
     debounce: Debounce,
 }
+
+/// The link the kubelet renames into place on every Secret update: its
+/// change is the update, whatever files it brings.
+const KUBELET_DATA: &str = "..data";
 
 /// A directory's device and inode: what its watch is on, whatever path
 /// leads there now.
@@ -115,6 +130,7 @@ impl DirWatcher {
             watcher,
             events,
             watched: BTreeMap::new(),
+            names: BTreeMap::new(),
             debounce,
         })
     }
@@ -124,33 +140,52 @@ impl DirWatcher {
         self.watched.keys().cloned().collect()
     }
 
-    /// Make the watched set `dirs`: watch the new ones, stop watching the
-    /// ones no longer named. Paths are canonicalised first, so
+    /// Watch the directories `files` are in, and only changes to those
+    /// files there: watch the new directories, stop watching the ones no
+    /// longer named. Paths are canonicalised first, so
     /// `/etc/fluxrecv/../fluxrecv-keys` and `/etc/fluxrecv-keys` are one
     /// watch. A directory that does not exist has its nearest existing
     /// ancestor watched instead (one watch however many missing directories
-    /// share it), so there are never more watches than directories in `dirs`.
-    pub fn follow(&mut self, dirs: &BTreeSet<PathBuf>) -> Followed {
+    /// share it), for the name that leads down to it, so there are never
+    /// more watches than directories.
+    pub fn follow(&mut self, files: &BTreeSet<PathBuf>) -> Followed {
         let mut followed = Followed::default();
         // Each canonical directory, with a path that named it.
         let mut wanted = BTreeMap::new();
-        for dir in dirs {
-            match std::fs::canonicalize(dir) {
+        let mut names: BTreeMap<PathBuf, Option<BTreeSet<OsString>>> = BTreeMap::new();
+        let mut read = |dir: PathBuf, name: Option<&OsStr>| {
+            let entry = names.entry(dir).or_insert_with(|| Some(BTreeSet::new()));
+            match (entry.as_mut(), name) {
+                (Some(set), Some(name)) => {
+                    set.insert(name.to_os_string());
+                }
+                _ => *entry = None,
+            }
+        };
+        let mut failed_dirs = BTreeSet::new();
+        for file in files {
+            let dir = crate::table::directory_of(file);
+            match std::fs::canonicalize(&dir) {
                 Ok(canonical) => {
-                    wanted.insert(canonical, dir.clone());
+                    read(canonical.clone(), file.file_name());
+                    wanted.insert(canonical, dir);
                 }
                 Err(e) => {
                     if e.kind() == std::io::ErrorKind::NotFound {
-                        if let Some((ancestor, canonical)) = nearest_existing(dir) {
+                        if let Some((ancestor, canonical)) = nearest_existing(&dir) {
+                            read(canonical.clone(), first_below(&dir, &ancestor));
                             followed.stand_ins.insert(dir.clone(), canonical.clone());
                             wanted.entry(canonical).or_insert(ancestor);
                         }
                     }
-                    let error = notify::Error::io(e).add_path(dir.clone());
-                    followed.failed.push((dir.clone(), error));
+                    if failed_dirs.insert(dir.clone()) {
+                        let error = notify::Error::io(e).add_path(dir.clone());
+                        followed.failed.push((dir, error));
+                    }
                 }
             }
         }
+        self.names = names;
         let gone: Vec<PathBuf> = (self.watched.keys())
             .filter(|dir| !wanted.contains_key(*dir))
             .cloned()
@@ -249,7 +284,7 @@ impl DirWatcher {
             burst.events += 1;
             return true;
         }
-        if !matters(&event.kind) {
+        if !matters(&event.kind) || !event.paths.iter().any(|p| self.concerns(p)) {
             return false;
         }
         // A watched directory itself deleted, moved away or replaced: its
@@ -262,6 +297,42 @@ impl DirWatcher {
         }
         burst.events += 1;
         true
+    }
+}
+
+impl DirWatcher {
+    /// Whether a change at `path` can change what the table reads (see
+    /// the module's introduction). Paths in no directory watched now (an
+    /// event queued before a `follow`) count, to be safe.
+    fn concerns(&self, path: &Path) -> bool {
+        if self.watched.contains_key(path) {
+            return true;
+        }
+        let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+            return true;
+        };
+        if name == KUBELET_DATA {
+            return true;
+        }
+        match self.names.get(dir) {
+            Some(Some(names)) => names.contains(name),
+            Some(None) | None => true,
+        }
+    }
+}
+
+/// The name in `ancestor` on the way down to `dir`: `keys` for
+/// `/etc/keys/github` below `/etc`.
+fn first_below<'a>(dir: &'a Path, ancestor: &Path) -> Option<&'a OsStr> {
+    let below = match dir.strip_prefix(ancestor) {
+        Ok(below) => below,
+        // `.` stands for the working directory a relative `dir` starts in.
+        Err(_) if ancestor == Path::new(".") => dir,
+        Err(_) => return None,
+    };
+    match below.components().next() {
+        Some(Component::Normal(name)) => Some(name),
+        _ => None,
     }
 }
 
@@ -323,14 +394,16 @@ mod tests {
         let mut w = DirWatcher::new(Debounce::default()).unwrap();
 
         // `a/../b` and `b` are one directory, so one watch.
-        let followed = w.follow(&BTreeSet::from([a.clone(), a.join("../b"), b.clone()]));
+        let in_dirs =
+            |dirs: &[PathBuf]| -> BTreeSet<PathBuf> { dirs.iter().map(|d| d.join("f")).collect() };
+        let followed = w.follow(&in_dirs(&[a.clone(), a.join("../b"), b.clone()]));
         assert_eq!(followed.added.len(), 2, "{followed:?}");
         assert!(followed.failed.is_empty());
         let b_canonical = std::fs::canonicalize(&b).unwrap();
         assert!(w.watched().contains(&b_canonical));
 
         // A missing directory: its parent is watched in its place.
-        let followed = w.follow(&BTreeSet::from([b.clone(), root.path().join("missing")]));
+        let followed = w.follow(&in_dirs(&[b.clone(), root.path().join("missing")]));
         let root_canonical = std::fs::canonicalize(root.path()).unwrap();
         assert_eq!(followed.added, vec![root_canonical.clone()]);
         assert_eq!(followed.removed, vec![std::fs::canonicalize(&a).unwrap()]);
@@ -367,7 +440,7 @@ mod tests {
             max_wait: Duration::from_secs(5),
         })
         .unwrap();
-        w.follow(&BTreeSet::from([dir.path().to_path_buf()]));
+        w.follow(&(0..5).map(|i| dir.path().join(format!("f{i}"))).collect());
         for i in 0..5 {
             std::fs::write(dir.path().join(format!("f{i}")), b"x").unwrap();
         }
@@ -378,6 +451,53 @@ mod tests {
         // Five files created and written: one burst, many events.
         assert!(burst.events >= 5, "{burst:?}");
         assert!(!burst.overflowed);
+    }
+
+    /// A log written beside the config, line by line: none of its events
+    /// is a change; a write to a file the table reads still is, and so is
+    /// the kubelet's `..data` rename.
+    #[tokio::test]
+    async fn only_changes_to_what_the_table_reads_count() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let (config, key) = (dir.path().join("fluxrecv.yaml"), dir.path().join("a.key"));
+        std::fs::write(&config, b"x").unwrap();
+        let mut w = DirWatcher::new(Debounce {
+            quiet: Duration::from_millis(500),
+            max_wait: Duration::from_secs(10),
+        })
+        .unwrap();
+        w.follow(&BTreeSet::from([config.clone(), key.clone()]));
+        let mut log = std::fs::File::create(dir.path().join("debug.log")).unwrap();
+        for i in 0..200 {
+            writeln!(log, "line {i}").unwrap();
+            log.sync_data().unwrap();
+        }
+        std::fs::write(dir.path().join(".fluxrecv.yaml.swp"), b"x").unwrap();
+        std::fs::write(&key, b"k").unwrap();
+        let burst = tokio::time::timeout(Duration::from_secs(20), w.changed())
+            .await
+            .expect("a change")
+            .expect("watcher running");
+        // The key's creation, write and close: not the log's 400 events.
+        assert!(burst.events <= 5, "{burst:?}");
+
+        std::os::unix::fs::symlink("..2", dir.path().join("..data_tmp")).unwrap();
+        std::fs::rename(dir.path().join("..data_tmp"), dir.path().join("..data")).unwrap();
+        let burst = tokio::time::timeout(Duration::from_secs(20), w.changed()).await;
+        assert!(burst.is_ok(), "no event for the kubelet's ..data rename");
+    }
+
+    #[test]
+    fn the_name_below_a_stand_in_is_the_one_that_counts() {
+        let keys = Path::new("/etc/fluxrecv/../keys/github");
+        let name = first_below(keys, Path::new("/etc/fluxrecv/.."));
+        assert_eq!(name, Some(OsStr::new("keys")));
+        assert_eq!(
+            first_below(Path::new("keys/github"), Path::new(".")),
+            Some(OsStr::new("keys"))
+        );
+        assert_eq!(first_below(keys, Path::new("/elsewhere")), None);
     }
 
     #[tokio::test]
@@ -394,17 +514,18 @@ mod tests {
             max_wait: Duration::from_millis(200),
         })
         .unwrap();
-        w.follow(&BTreeSet::from([keys.clone()]));
+        let key = BTreeSet::from([keys.join("b.key")]);
+        w.follow(&key);
         std::fs::rename(root.path().join("a"), root.path().join("old")).unwrap();
         std::fs::create_dir_all(&keys).unwrap();
-        let followed = w.follow(&BTreeSet::from([keys.clone()]));
+        let followed = w.follow(&key);
         assert!(followed.failed.is_empty(), "{followed:?}");
         assert_eq!(followed.added, vec![std::fs::canonicalize(&keys).unwrap()]);
         std::fs::write(keys.join("b.key"), b"x").unwrap();
         let burst = tokio::time::timeout(Duration::from_secs(3), w.changed()).await;
         assert!(burst.is_ok(), "no event for a write in {}", keys.display());
         // Nothing changed since: the next follow keeps the watch as it is.
-        let followed = w.follow(&BTreeSet::from([keys.clone()]));
+        let followed = w.follow(&key);
         assert!(
             followed.added.is_empty() && followed.removed.is_empty(),
             "{followed:?}"
@@ -422,7 +543,7 @@ mod tests {
         .unwrap();
         let root_canonical = std::fs::canonicalize(root.path()).unwrap();
         // Two missing directories, one watch: the ancestor they share.
-        let dirs = BTreeSet::from([keys.clone(), keys.join("github")]);
+        let dirs = BTreeSet::from([keys.join("a.key"), keys.join("github/b.key")]);
         let followed = w.follow(&dirs);
         assert_eq!(followed.failed.len(), 2, "{followed:?}");
         assert_eq!(followed.stand_ins[&keys.join("github")], root_canonical);

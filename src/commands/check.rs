@@ -67,10 +67,10 @@ fn plural(n: usize, word: &str) -> String {
 pub fn check(config_path: &Path, api: Option<&str>) -> Report {
     let config = match read_config(config_path) {
         Ok(config) => config,
-        Err(problem) => {
+        Err(problems) => {
             return Report {
                 endpoints: 0,
-                problems: vec![problem],
+                problems,
             }
         }
     };
@@ -254,6 +254,25 @@ mod tests {
         assert_eq!(fields, ["endpoints[1].source"]);
     }
 
+    /// As the Go original, a Nexus endpoint without `registryHost` relays
+    /// Docker Hub names; it still loads, and `check` says how to fix it.
+    #[test]
+    fn a_nexus_endpoint_without_registry_host_is_warned_about() {
+        let (_dir, r) = report(
+            "fluxRecvVersion: 1\nendpoints:\n- source: Nexus\n  keyPath: a.key\n- source: Nexus\n  keyPath: b.key\n  registryHost: nexus.example.com:8443\n- source: GitHub\n  keyPath: c.key\n",
+            &[("a.key", GOOD), ("b.key", GOOD), ("c.key", b"0123456789abcdef-c")],
+        );
+        let fields: Vec<&str> = r.problems.iter().map(|p| p.field.as_str()).collect();
+        assert_eq!(fields, ["endpoints[0].registryHost"]);
+        let message = &r.problems[0].message;
+        assert!(
+            message.contains("relayed as a Docker Hub image"),
+            "{message}"
+        );
+        assert!(message.contains("Set `registryHost:`"), "{message}");
+        assert_eq!(r.summary(), "3 endpoints, 0 errors, 1 warning");
+    }
+
     #[test]
     fn errors_and_warnings_are_reported_together() {
         let (_dir, r) = report(
@@ -276,6 +295,22 @@ mod tests {
         assert_eq!(r.problems[0].field, "fluxRecvVersion");
         let (_dir, r) = report("fluxRecvVersion: 1\nendpoints: []\n", &[]);
         assert_eq!(r.summary(), "0 endpoints, 0 errors, 1 warning");
+    }
+
+    #[test]
+    fn every_unknown_field_is_an_error_of_its_own() {
+        let (_dir, r) = report(
+            "fluxRecvVersion: 1\nendpoints:\n- source: GitHub\n  keyPth: a.key\n- source: GitLab\n  keyPath: b.key\n  filter: {brnches: [main]}\n  requireSignatur: true\n",
+            &[],
+        );
+        let fields: Vec<&str> = r.problems.iter().map(|p| p.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            ["endpoints[0]", "endpoints[1].filter", "endpoints[1]"],
+            "{:#?}",
+            r.problems
+        );
+        assert_eq!(r.summary(), "0 endpoints, 3 errors, 0 warnings");
     }
 
     #[test]

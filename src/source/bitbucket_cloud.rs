@@ -2,8 +2,9 @@
 //!
 //! - Verification: Bitbucket Cloud signs the webhooks that were given a
 //!   secret, with the HMAC-SHA256 of the body in `X-Hub-Signature`
-//!   (`sha256=<hex>`). When the header is present it must verify with the
-//!   endpoint's key (constant time). Hooks without a secret send no
+//!   (`sha256=<hex>`; Bitbucket signs with SHA-256 only, so another prefix
+//!   is refused even with a matching MAC). When the header is present it
+//!   must verify with the endpoint's key (constant time). Hooks without a secret send no
 //!   signature; such deliveries are accepted, with the unguessable hook URL
 //!   as the only protection, unless the endpoint sets
 //!   `requireSignature: true`, which refuses them (401).
@@ -78,7 +79,13 @@ struct NewRef {
 /// delivery.
 pub fn handle(headers: &HeaderMap, body: &[u8], settings: &Settings) -> HookResult {
     match header(headers, SIGNATURE) {
-        Some(sig) => verify::prefixed_hmac(SIGNATURE, sig, settings.key.expose(), body)?,
+        Some(sig) => verify::prefixed_hmac_as(
+            SIGNATURE,
+            verify::Prefixes::Sha256,
+            sig,
+            settings.key.expose(),
+            body,
+        )?,
         None if settings.require_signature => return Err(HookError::Unsigned(SIGNATURE)),
         None => {}
     }
@@ -346,6 +353,25 @@ mod tests {
                 Err(HookError::BadSignature(SIGNATURE)),
                 "{h:?}"
             );
+        }
+    }
+
+    /// `requireSignature` means a SHA-256 signature: Bitbucket never sends
+    /// another, so a matching `sha1=` (or `sha512=`) is refused.
+    #[test]
+    fn only_sha256_signatures_are_taken() {
+        let body = fixture("bitbucket_cloud_payload");
+        let key = fixture("bitbucket_cloud_key");
+        for algo in [Algorithm::Sha1, Algorithm::Sha512] {
+            let h = headers(&[(EVENT, "repo:push"), (SIGNATURE, &sign(algo, &key, &body))]);
+            for settings in [settings(&key), signature_required()] {
+                let e = handle(&h, &body, &settings).unwrap_err();
+                assert!(e.is_unauthorized(), "{algo:?}");
+                assert!(
+                    e.to_string().starts_with("X-Hub-Signature must be sha256="),
+                    "{e}"
+                );
+            }
         }
     }
 

@@ -1,8 +1,8 @@
 //! Bitbucket Server / Data Center webhooks.
 //!
 //! - Verification: HMAC of the raw body with the webhook secret, in
-//!   `X-Hub-Signature` as `sha256=<hex>` (what Bitbucket Server sends;
-//!   `sha1=` and `sha512=` are accepted too, as for GitHub).
+//!   `X-Hub-Signature` as `sha256=<hex>`, the only hash Bitbucket Server
+//!   signs with: another prefix is refused even with a matching MAC.
 //! - Event: `X-Event-Key`. `repo:refs_changed` notifies; `diagnostics:ping`
 //!   (the "Test connection" button) is acknowledged and ignored; any other
 //!   event is refused with 400.
@@ -81,7 +81,13 @@ struct Ref {
 
 /// Verify and parse one Bitbucket Server delivery.
 pub fn handle(headers: &HeaderMap, body: &[u8], settings: &Settings) -> HookResult {
-    verify::prefixed_hmac_in_header(headers, SIGNATURE, settings.key.expose(), body)?;
+    verify::prefixed_hmac_in_header_as(
+        headers,
+        SIGNATURE,
+        verify::Prefixes::Sha256,
+        settings.key.expose(),
+        body,
+    )?;
 
     let event = header(headers, EVENT).ok_or(HookError::MissingEvent(EVENT))?;
     match event {
@@ -254,15 +260,27 @@ mod tests {
     }
 
     #[test]
-    fn each_signature_algorithm_verifies() {
+    fn only_sha256_signatures_verify() {
         let body = fixture("bitbucket_server_payload");
-        for algo in [Algorithm::Sha1, Algorithm::Sha256, Algorithm::Sha512] {
-            let sig = sign(algo, KEY, &body);
-            let h = headers(&[(SIGNATURE, &sig), (EVENT, "repo:refs_changed")]);
-            assert_eq!(
-                handle(&h, &body, &settings(KEY)),
-                Ok(Outcome::Notify(vec![Change::git(SSH, "master")])),
-                "{algo:?}"
+        let sig = sign(Algorithm::Sha256, KEY, &body);
+        let h = headers(&[(SIGNATURE, &sig), (EVENT, "repo:refs_changed")]);
+        assert_eq!(
+            handle(&h, &body, &settings(KEY)),
+            Ok(Outcome::Notify(vec![Change::git(SSH, "master")]))
+        );
+        for algo in [Algorithm::Sha1, Algorithm::Sha512] {
+            let matching = sign(algo, KEY, &body);
+            let h = headers(&[(SIGNATURE, &matching), (EVENT, "repo:refs_changed")]);
+            let e = handle(&h, &body, &settings(KEY)).unwrap_err();
+            assert!(
+                matches!(
+                    e,
+                    HookError::WrongAlgorithm {
+                        header: SIGNATURE,
+                        ..
+                    }
+                ),
+                "{algo:?}: {e:?}"
             );
         }
     }
@@ -305,11 +323,10 @@ mod tests {
             String::new(),
         ] {
             let h = headers(&[(SIGNATURE, &bad), (EVENT, "repo:refs_changed")]);
-            assert_eq!(
-                handle(&h, &body, &settings(KEY)),
-                Err(HookError::BadSignature(SIGNATURE)),
-                "{bad}"
-            );
+            let e = handle(&h, &body, &settings(KEY)).unwrap_err();
+            assert!(e.is_unauthorized(), "{bad}: {e:?}");
+            // Both kinds of refusal name the header.
+            assert!(e.to_string().starts_with(SIGNATURE), "{bad}: {e}");
         }
     }
 

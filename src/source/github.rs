@@ -1,8 +1,9 @@
 //! GitHub push webhooks.
 //!
 //! - Verification: HMAC of the raw body with the webhook secret, in
-//!   `X-Hub-Signature-256` (`sha256=<hex>`, preferred) or the legacy
-//!   `X-Hub-Signature` (`sha1=`; `sha256=` and `sha512=` are accepted too).
+//!   `X-Hub-Signature-256` (`sha256=<hex>`, preferred; any other prefix is
+//!   refused, matching or not) or the legacy `X-Hub-Signature` (`sha1=`;
+//!   `sha256=` and `sha512=` are accepted too, as the Go original did).
 //! - Event: `X-GitHub-Event`. `push` notifies, and so does the publication
 //!   of a container image (below); `ping` (sent when a hook is created) and
 //!   any other event are acknowledged and ignored.
@@ -90,7 +91,9 @@ struct Owner {
 pub fn handle(headers: &HeaderMap, body: &[u8], settings: &Settings) -> HookResult {
     let key = settings.key.expose();
     match (header(headers, SIGNATURE_256), header(headers, SIGNATURE)) {
-        (Some(sig), _) => verify::prefixed_hmac(SIGNATURE_256, sig, key, body)?,
+        (Some(sig), _) => {
+            verify::prefixed_hmac_as(SIGNATURE_256, verify::Prefixes::Sha256, sig, key, body)?
+        }
         (None, Some(sig)) => verify::prefixed_hmac(SIGNATURE, sig, key, body)?,
         (None, None) => return Err(HookError::Unsigned(SIGNATURE_256)),
     }
@@ -303,12 +306,35 @@ mod tests {
     }
 
     #[test]
-    fn push_with_each_signature_algorithm() {
+    fn push_with_each_signature_algorithm_in_the_legacy_header() {
         let body = fixture("github_payload");
         for algo in [Algorithm::Sha1, Algorithm::Sha256, Algorithm::Sha512] {
             let sig = sign(algo, KEY, &body);
             assert_eq!(push(SIGNATURE, &sig, &body), Ok(expected()), "{algo:?}");
-            assert_eq!(push(SIGNATURE_256, &sig, &body), Ok(expected()), "{algo:?}");
+        }
+    }
+
+    /// The `-256` header names its hash: a valid `sha1=` (or `sha512=`)
+    /// MAC there is refused, with a reply that says what it must carry,
+    /// and is not rescued by the legacy header.
+    #[test]
+    fn the_256_header_carries_sha256_only() {
+        let body = fixture("github_payload");
+        let sha256 = sign(Algorithm::Sha256, KEY, &body);
+        assert_eq!(push(SIGNATURE_256, &sha256, &body), Ok(expected()));
+        for algo in [Algorithm::Sha1, Algorithm::Sha512] {
+            let valid = sign(algo, KEY, &body);
+            let h = headers(&[
+                (SIGNATURE_256, &valid),
+                (SIGNATURE, &sign(Algorithm::Sha1, KEY, &body)),
+                (EVENT, "push"),
+            ]);
+            let e = handle(&h, &body, &settings(KEY)).unwrap_err();
+            assert!(e.is_unauthorized(), "{algo:?}");
+            assert_eq!(
+                e.to_string(),
+                "X-Hub-Signature-256 must be sha256=<hex>, an HMAC-SHA256 of the body"
+            );
         }
     }
 

@@ -260,6 +260,12 @@ impl Source {
         self.0.extras.contains(&extra)
     }
 
+    /// Why an endpoint of this source needs `registryHost`, if it does:
+    /// Nexus's payloads name no registry host.
+    pub fn without_registry_host(self) -> Option<&'static str> {
+        (self.name() == nexus::PROVIDER.name).then_some(nexus::WITHOUT_REGISTRY_HOST)
+    }
+
     /// The proof a delivery to an endpoint of this source with `key` must
     /// carry: the provider's, or, where the key decides (GitLab), the one
     /// this key asks for.

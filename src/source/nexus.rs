@@ -60,6 +60,16 @@ struct Component {
     name: Option<String>,
 }
 
+/// What goes wrong without `registryHost`, for `check` and the server's
+/// warning: the Go original's behaviour, kept, but said.
+pub(super) const WITHOUT_REGISTRY_HOST: &str =
+    "is not set, so every push is relayed as a Docker Hub image: Nexus names the \
+     image without its registry host (component `app1/alpine` is told to fluxd as \
+     `docker.io/app1/alpine`, which is not the image it tracks). Set `registryHost:` to \
+     the host (and port) of Nexus's docker connector, e.g. `registryHost: \
+     nexus.example.com:8443`; it is part of the hook URL, so give Nexus the new URL \
+     (`flux-recv endpoints`)";
+
 /// Verify and parse one Nexus delivery.
 pub fn handle(headers: &HeaderMap, body: &[u8], settings: &Settings) -> HookResult {
     verify::hex_hmac_in_header(

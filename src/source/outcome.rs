@@ -39,6 +39,16 @@ pub enum HookError {
     /// far off. Which way, and whether the signature matched, is not said.
     #[error("the signature is stale: webhook-timestamp is outside the accepted window")]
     Stale,
+    /// The signature names a hash function this header never carries
+    /// (`sha1=` in `X-Hub-Signature-256`): refused whether or not it
+    /// matches, so a signature cannot be downgraded to a weaker hash.
+    #[error("{header} must be {expected}")]
+    WrongAlgorithm {
+        /// The header.
+        header: &'static str,
+        /// What it must carry, e.g. `sha256=<hex>, an HMAC-SHA256 of the body`.
+        expected: &'static str,
+    },
     /// The header naming the event is absent.
     #[error("missing {0} header")]
     MissingEvent(&'static str),
@@ -70,6 +80,7 @@ impl HookError {
             self,
             HookError::Unsigned(_)
                 | HookError::BadSignature(_)
+                | HookError::WrongAlgorithm { .. }
                 | HookError::Malformed(_)
                 | HookError::Stale
         )
@@ -100,6 +111,11 @@ mod tests {
         assert!(HookError::BadSignature("X").is_unauthorized());
         assert!(HookError::Malformed("X").is_unauthorized());
         assert!(HookError::Stale.is_unauthorized());
+        let wrong = HookError::WrongAlgorithm {
+            header: "X",
+            expected: "sha256=<hex>",
+        };
+        assert!(wrong.is_unauthorized());
         assert!(!HookError::MissingEvent("X").is_unauthorized());
         assert!(!HookError::wrong_event("X", "y").is_unauthorized());
         assert!(!HookError::BadPayload("x".into()).is_unauthorized());

@@ -17,6 +17,19 @@ pub enum Algorithm {
     Sha512,
 }
 
+/// Which `<algo>=` prefixes a signature header may carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Prefixes {
+    /// `sha1=`, `sha256=` or `sha512=`: headers whose senders sign with
+    /// any of them (GitHub's legacy `X-Hub-Signature`, as the Go original
+    /// read it; `X-Signature` of GenericHMAC).
+    Any,
+    /// `sha256=` only: a header that names SHA-256 (`X-Hub-Signature-256`)
+    /// or whose only sender signs with it (Bitbucket's `X-Hub-Signature`).
+    /// Another prefix is refused even with a matching MAC.
+    Sha256,
+}
+
 /// Check a `<algo>=<hex>` signature header (`sha1=`, `sha256=`, `sha512=`)
 /// against an HMAC of `body` keyed with `key`. `header` names the header in
 /// the error.
@@ -26,14 +39,31 @@ pub fn prefixed_hmac(
     key: &[u8],
     body: &[u8],
 ) -> Result<(), HookError> {
+    prefixed_hmac_as(header, Prefixes::Any, value, key, body)
+}
+
+/// [`prefixed_hmac`] for a header that may carry only `prefixes`.
+pub fn prefixed_hmac_as(
+    header: &'static str,
+    prefixes: Prefixes,
+    value: &str,
+    key: &[u8],
+    body: &[u8],
+) -> Result<(), HookError> {
     let (algo, hex_mac) = value
         .split_once('=')
         .ok_or(HookError::BadSignature(header))?;
-    let algo = match algo {
-        "sha1" => Algorithm::Sha1,
-        "sha256" => Algorithm::Sha256,
-        "sha512" => Algorithm::Sha512,
-        _ => return Err(HookError::BadSignature(header)),
+    let algo = match (prefixes, algo) {
+        (_, "sha256") => Algorithm::Sha256,
+        (Prefixes::Any, "sha1") => Algorithm::Sha1,
+        (Prefixes::Any, "sha512") => Algorithm::Sha512,
+        (Prefixes::Any, _) => return Err(HookError::BadSignature(header)),
+        (Prefixes::Sha256, _) => {
+            return Err(HookError::WrongAlgorithm {
+                header,
+                expected: "sha256=<hex>, an HMAC-SHA256 of the body",
+            })
+        }
     };
     hex_hmac(header, algo, hex_mac, key, body)
 }
@@ -69,6 +99,19 @@ pub fn prefixed_hmac_in_header(
 ) -> Result<(), HookError> {
     let value = super::header(headers, name).ok_or(HookError::Unsigned(name))?;
     prefixed_hmac(name, value, key, body)
+}
+
+/// [`prefixed_hmac_as`] in header `name`: missing is unsigned, anything
+/// else a mismatch.
+pub fn prefixed_hmac_in_header_as(
+    headers: &http::HeaderMap,
+    name: &'static str,
+    prefixes: Prefixes,
+    key: &[u8],
+    body: &[u8],
+) -> Result<(), HookError> {
+    let value = super::header(headers, name).ok_or(HookError::Unsigned(name))?;
+    prefixed_hmac_as(name, prefixes, value, key, body)
 }
 
 /// A bare hex HMAC (see [`hex_hmac`]) in header `name`: missing is
@@ -204,6 +247,39 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn a_sha256_header_refuses_every_other_prefix_even_when_it_matches() {
+        let body = b"body";
+        let good = sign(Algorithm::Sha256, b"k", body);
+        assert_eq!(
+            prefixed_hmac_as("X-Sig-256", Prefixes::Sha256, &good, b"k", body),
+            Ok(())
+        );
+        let refusal = HookError::WrongAlgorithm {
+            header: "X-Sig-256",
+            expected: "sha256=<hex>, an HMAC-SHA256 of the body",
+        };
+        let wrong = Err(refusal.clone());
+        for algo in [Algorithm::Sha1, Algorithm::Sha512] {
+            let matching = sign(algo, b"k", body);
+            assert_eq!(prefixed_hmac("X-Sig", &matching, b"k", body), Ok(()));
+            assert_eq!(
+                prefixed_hmac_as("X-Sig-256", Prefixes::Sha256, &matching, b"k", body),
+                wrong
+            );
+        }
+        let md5 = format!("md5={}", sign_hex(Algorithm::Sha256, b"k", body));
+        assert_eq!(
+            prefixed_hmac_as("X-Sig-256", Prefixes::Sha256, &md5, b"k", body),
+            wrong
+        );
+        let message = refusal.to_string();
+        assert_eq!(
+            message,
+            "X-Sig-256 must be sha256=<hex>, an HMAC-SHA256 of the body"
+        );
     }
 
     #[test]

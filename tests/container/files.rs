@@ -87,9 +87,15 @@ fn kustomizations_name_files_that_exist_and_nothing_remote() {
                 "{here}: {component}"
             );
         }
-        if k["secretGenerator"].is_sequence() {
+        // Each generator's own options: a top-level generatorOptions would
+        // change the other generators of a kustomization this is copied into.
+        assert!(
+            k["generatorOptions"].is_null(),
+            "{here}: set options on each generator, not generatorOptions"
+        );
+        for generator in k["secretGenerator"].as_sequence().into_iter().flatten() {
             assert_eq!(
-                at(k, &["generatorOptions", "disableNameSuffixHash"]),
+                at(generator, &["options", "disableNameSuffixHash"]),
                 &Value::Bool(true),
                 "{here}: the Secrets must keep their names for hot reload"
             );

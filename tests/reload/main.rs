@@ -78,19 +78,36 @@ fn config(api: &str, key_paths: &[&str]) -> Vec<u8> {
 
 /// Serve `config` and start its reload task; returns once the task watches.
 async fn start(config: &Path, resync_interval: Duration) -> (Recv, Reloader) {
+    let options = reload::Options {
+        resync_interval,
+        ..reload::Options::default()
+    };
+    start_with(config, options).await
+}
+
+/// [`start`] with the reload task's `options`.
+async fn start_with(config: &Path, options: reload::Options) -> (Recv, Reloader) {
     let recv = Recv::start(config, Options::default()).await;
     let reloader = reload::spawn(
         recv.state.table().clone(),
         recv.state.metrics.clone(),
-        reload::Options {
-            resync_interval,
-            ..reload::Options::default()
-        },
+        options,
         None,
         recv.state.log.clone(),
     );
     until_logged(&recv, &["watching for changes"]).await;
     (recv, reloader)
+}
+
+/// The value of the metric sample `series` (`name{labels}`), as scraped.
+fn metric(recv: &Recv, series: &str) -> f64 {
+    let text = recv
+        .state
+        .metrics
+        .encode(flux_recv::metrics::Format::OpenMetrics);
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {series} in\n{text}"))
 }
 
 /// The layout the README recommends: the config in one Secret, the keys in

@@ -11,8 +11,8 @@ use flux_recv::reload::{self, ReloadResult, Trigger};
 
 use crate::common::{client, eventually_async, git_notification, FakeFluxd};
 use crate::{
-    config, hook, log_line, push, start, status, until_logged, until_status, Pod, KEY_A, KEY_B,
-    KEY_C, KEY_D, NO_RESYNC, WITHIN,
+    config, hook, log_line, metric, push, start, start_with, status, until_logged, until_status,
+    Pod, KEY_A, KEY_B, KEY_C, KEY_D, NO_RESYNC, WITHIN,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -312,11 +312,14 @@ async fn an_unchanged_failure_is_logged_once_not_on_every_event() {
     std::fs::write(dir.path().join("a.key"), KEY_A).unwrap();
     let path = dir.path().join("fluxrecv.yaml");
     std::fs::write(&path, config(&fluxd.api(), &["a.key"])).unwrap();
-    let (recv, _reloader) = start(&path, NO_RESYNC).await;
-    std::fs::write(&path, config(&fluxd.api(), &["a.key", "b.key"])).unwrap();
+    // No grace: the missing key is a failure at once.
+    let (recv, _reloader) = start_with(&path, failing_at_once()).await;
+    let broken = config(&fluxd.api(), &["a.key", "b.key"]);
+    std::fs::write(&path, &broken).unwrap();
     until_logged(&recv, &["reload failed"]).await;
-    for i in 0..20 {
-        std::fs::write(dir.path().join("unrelated.txt"), format!("{i}")).unwrap();
+    // The same broken config written again and again: an event each time.
+    for _ in 0..20 {
+        std::fs::write(&path, &broken).unwrap();
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     until_logged(&recv, &["DEBG", "reload failed as before"]).await;
@@ -345,7 +348,7 @@ async fn a_failure_naming_a_new_directory_is_logged_once() {
     let fluxd = FakeFluxd::start().await;
     let mut pod = Pod::new(&fluxd.api());
     std::fs::create_dir(pod.root.path().join("other")).unwrap();
-    let (recv, _reloader) = start(&pod.config_path(), NO_RESYNC).await;
+    let (recv, _reloader) = start_with(&pod.config_path(), failing_at_once()).await;
     let a = pod.key_a();
     pod.set_config(&config(&fluxd.api(), &[&a, "../other/c.key"]));
     until_logged(&recv, &["reload failed"]).await;
@@ -356,4 +359,141 @@ async fn a_failure_naming_a_new_directory_is_logged_once() {
         .filter(|l| l.contains("cannot read key file"))
         .count();
     assert_eq!(errors, 1, "{text}");
+}
+
+/// A Nexus endpoint without `registryHost` loads, as in the Go original,
+/// but the server says at load and at reload what it will relay and how
+/// to fix it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nexus_endpoint_without_registry_host_is_warned_about_at_load_and_reload() {
+    let fluxd = FakeFluxd::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.key"), KEY_A).unwrap();
+    std::fs::write(dir.path().join("b.key"), KEY_B).unwrap();
+    let path = dir.path().join("fluxrecv.yaml");
+    let nexus = "- source: Nexus\n  keyPath: b.key\n";
+    let with_nexus = format!(
+        "{}{nexus}",
+        String::from_utf8(config(&fluxd.api(), &["a.key"])).unwrap()
+    );
+    let warning = "is not set, so every push is relayed as a Docker Hub image";
+
+    // At load: what `serve` logs before it listens.
+    std::fs::write(&path, &with_nexus).unwrap();
+    let logs = flux_recv::logging::Captured::default();
+    let log = logs.logger(slog::Level::Info);
+    let table = flux_recv::commands::serve::load_table(&path, None, &log).expect("it loads");
+    assert_eq!(table.endpoints().len(), 2);
+    drop(log);
+    let text = logs.text();
+    let line = text.lines().find(|l| l.contains(warning)).expect(&text);
+    assert!(
+        line.contains(" WARN ") && line.contains("field: endpoints[1].registryHost"),
+        "{line}"
+    );
+
+    // At reload: the table that brings the endpoint brings the warning.
+    std::fs::write(&path, config(&fluxd.api(), &["a.key"])).unwrap();
+    let (recv, _reloader) = start(&path, NO_RESYNC).await;
+    assert!(log_line(&recv, &[warning]).is_none());
+    std::fs::write(&path, &with_nexus).unwrap();
+    until_logged(
+        &recv,
+        &["WARN", warning, "field: endpoints[1].registryHost"],
+    )
+    .await;
+}
+
+/// The documented two-Secret update: the config Secret first, naming a key
+/// the keys Secret brings a couple of seconds later. The wait is said at
+/// info; nothing is an error, no reload counts as failed (the documented
+/// alert watches those), and the endpoint serves once the key is there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_that_comes_after_its_config_is_waited_for() {
+    let fluxd = FakeFluxd::start().await;
+    let mut pod = Pod::new(&fluxd.api());
+    let (recv, _reloader) = start(&pod.config_path(), NO_RESYNC).await;
+    let from = recv.logs.text().len();
+
+    let a = pod.key_a();
+    let c = "../fluxrecv-keys/c.key";
+    pod.set_config(&config(&fluxd.api(), &[&a, "../fluxrecv-keys/b.key", c]));
+    until_logged(
+        &recv,
+        &[
+            "INFO waiting for a file the config names",
+            "c.key",
+            "field: endpoints[2].keyPath",
+        ],
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    pod.keys
+        .update(&[("a.key", KEY_A), ("b.key", KEY_B), ("c.key", KEY_C)]);
+    until_status(&recv, KEY_C, 200, "the key that came second").await;
+
+    let text = recv.logs.text();
+    for line in text[from..].lines() {
+        assert!(
+            !line.contains(" ERRO ") && !line.contains("reload failed"),
+            "{line}"
+        );
+    }
+    assert_eq!(
+        metric(&recv, r#"fluxrecv_reloads_total{result="failed"}"#),
+        0.0
+    );
+    assert!(metric(&recv, r#"fluxrecv_reloads_total{result="waiting"}"#) >= 1.0);
+    assert_eq!(metric(&recv, "fluxrecv_reload_failing"), 0.0);
+}
+
+/// A key that never comes: once the grace is over (no file event needed),
+/// the failure is an error like any other and counts; its arrival ends it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_that_does_not_come_within_the_grace_is_a_failure() {
+    let fluxd = FakeFluxd::start().await;
+    let mut pod = Pod::new(&fluxd.api());
+    let options = reload::Options {
+        resync_interval: NO_RESYNC,
+        grace: Duration::from_millis(700),
+        ..reload::Options::default()
+    };
+    let (recv, _reloader) = start_with(&pod.config_path(), options).await;
+    let a = pod.key_a();
+    pod.set_config(&config(&fluxd.api(), &[&a, "../fluxrecv-keys/d.key"]));
+    until_logged(&recv, &["waiting for a file the config names", "d.key"]).await;
+    until_logged(&recv, &["ERRO", "cannot read key file", "trigger: grace"]).await;
+    until_logged(&recv, &["WARN reload failed", "trigger: grace"]).await;
+    assert_eq!(
+        metric(&recv, r#"fluxrecv_reloads_total{result="failed"}"#),
+        1.0
+    );
+    assert_eq!(metric(&recv, "fluxrecv_reload_failing"), 1.0);
+
+    pod.keys.update(&[("a.key", KEY_A), ("d.key", KEY_D)]);
+    until_status(&recv, KEY_D, 200, "the late key").await;
+    until_logged(&recv, &["the config loads again"]).await;
+    assert_eq!(metric(&recv, "fluxrecv_reload_failing"), 0.0);
+}
+
+/// A key the served table reads that disappears is not "not there yet":
+/// it is an error at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_in_use_that_disappears_is_an_error_at_once() {
+    let fluxd = FakeFluxd::start().await;
+    let mut pod = Pod::new(&fluxd.api());
+    let (recv, _reloader) = start(&pod.config_path(), NO_RESYNC).await;
+    pod.keys.update(&[("a.key", KEY_A)]);
+    until_logged(&recv, &["ERRO", "cannot read key file", "b.key"]).await;
+    assert!(log_line(&recv, &["waiting for a file"]).is_none());
+    assert_eq!(metric(&recv, "fluxrecv_reload_failing"), 1.0);
+}
+
+/// Reload options under which a missing key fails a reload at once.
+fn failing_at_once() -> reload::Options {
+    reload::Options {
+        resync_interval: NO_RESYNC,
+        grace: Duration::ZERO,
+        ..reload::Options::default()
+    }
 }

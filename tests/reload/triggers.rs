@@ -23,13 +23,13 @@ async fn the_watch_follows_the_directories_the_config_names() {
     let (recv, _reloader) = start(&pod.config_path(), NO_RESYNC).await;
     let d = more.path("d.key");
 
-    // The config Secret arrives before the key Secret: the build fails...
+    // The config Secret arrives before the key Secret: the build waits...
     pod.set_config(&config(&fluxd.api(), &[&pod.key_a(), d.to_str().unwrap()]));
     until_logged(
         &recv,
         &[
-            "ERRO",
-            "cannot read key file",
+            "INFO",
+            "waiting for a file the config names",
             "field: endpoints[1].keyPath",
         ],
     )
@@ -327,4 +327,36 @@ async fn a_key_directory_that_vanishes_and_reappears_is_watched_again() {
     // Watched itself again: a later change in it is an event too.
     std::fs::write(keys.join("a.key"), KEY_C).unwrap();
     until_status(&recv, KEY_C, 200, "a new key in the directory").await;
+}
+
+/// A debug log written into the config's directory (an operator's
+/// `--log-file` there, a sidecar's output) is no reason to reload: only
+/// the files the table reads and the kubelet's `..data` swap are.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_written_beside_the_config_reloads_nothing() {
+    use std::io::Write;
+    let fluxd = FakeFluxd::start().await;
+    let mut pod = Pod::new(&fluxd.api());
+    let (recv, _reloader) = start(&pod.config_path(), NO_RESYNC).await;
+    let from = recv.logs.text().len();
+    let path = pod.config.dir().join("debug.log");
+    let mut log = std::fs::File::create(&path).unwrap();
+    for i in 0..200 {
+        writeln!(log, "a line of a busy log, {i}").unwrap();
+        log.sync_data().unwrap();
+        if i % 20 == 0 {
+            tokio::time::sleep(Duration::from_millis(30)).await;
+        }
+    }
+    // Longer than the debounce's longest wait (250 ms): a burst the log
+    // started would be logged by now.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let text = recv.logs.text();
+    assert!(!text[from..].contains("files changed"), "{}", &text[from..]);
+
+    // The Secret's update is still one.
+    let a = pod.key_a();
+    pod.set_config(&config(&fluxd.api(), &[&a]));
+    until_status(&recv, KEY_B, 404, "the config update").await;
+    assert_eq!(status(&recv, KEY_A).await, 200);
 }

@@ -26,6 +26,20 @@ async fn refused_hooks_send_nothing() {
     assert_eq!(reply.status, 401);
     assert_eq!(reply.body, "X-Hub-Signature-256 does not match\n");
 
+    // A valid HMAC-SHA1 in the header that names SHA-256.
+    let mut headers = github_push(&body);
+    headers[3].1 = flux_recv::source::verify::sign(
+        flux_recv::source::verify::Algorithm::Sha1,
+        GITHUB_KEY,
+        &body,
+    );
+    let reply = post(recv.url(&hook), headers, body.clone()).await;
+    assert_eq!(reply.status, 401);
+    assert_eq!(
+        reply.body,
+        "X-Hub-Signature-256 must be sha256=<hex>, an HMAC-SHA256 of the body\n"
+    );
+
     // Signed, but not JSON.
     let junk = b"not json".to_vec();
     let reply = post(recv.url(&hook), github_push(&junk), junk).await;
