@@ -134,10 +134,25 @@ pub struct ServeArgs {
           value_parser = RangedU64ValueParser::<usize>::new().range(1..=4096))]
     pub max_relays: usize,
 
-    /// Most client connections open at once.
+    /// Most client connections open at once. Past it, a new client takes
+    /// the slot of the connection idle longest (which is closed), or waits
+    /// while every connection is in the middle of a request.
     #[arg(long, env = "FLUXRECV_MAX_CONNECTIONS", default_value_t = Options::default().max_connections,
           value_parser = RangedU64ValueParser::<usize>::new().range(1..=65536))]
     pub max_connections: usize,
+
+    /// A client connection is closed this long after it was opened, once
+    /// the reply in progress is sent (the client reconnects).
+    #[arg(long, env = "FLUXRECV_MAX_CONNECTION_AGE",
+          default_value_t = Span(Options::default().max_connection_age))]
+    pub max_connection_age: Span,
+
+    /// A client connection is closed after the reply to this many requests
+    /// (that reply says `Connection: close`).
+    #[arg(long, env = "FLUXRECV_MAX_CONNECTION_REQUESTS",
+          default_value_t = Options::default().max_connection_requests,
+          value_parser = RangedU64ValueParser::<u64>::new().range(1..))]
+    pub max_connection_requests: u64,
 
     /// A client must send a request's headers within this time; also how
     /// long an idle keep-alive connection is kept.
@@ -190,6 +205,8 @@ impl ServeArgs {
             google_jwks_url: self.google_jwks_url.clone(),
             max_relays: self.max_relays,
             max_connections: self.max_connections,
+            max_connection_age: self.max_connection_age.0,
+            max_connection_requests: self.max_connection_requests,
             header_timeout: self.header_timeout.0,
             body_timeout: self.body_timeout.0,
             refusal_logs_per_second: self.refusal_logs_per_second,

@@ -17,12 +17,18 @@
 //!   a header block larger than it gets `431 Request Header Fields Too
 //!   Large`.
 //!
+//! [`Guarded`] also counts the reads that bring bytes, so that
+//! [`crate::slots`] can tell a connection with a request arriving from one
+//! that is idle.
+//!
 //! There is no per-address cap: behind an ingress every client has the
 //! ingress's address.
 
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -86,18 +92,21 @@ pub fn http1_builder(limits: &Limits) -> hyper::server::conn::http1::Builder {
 }
 
 /// Prepare an accepted connection: no Nagle delay on replies, the small
-/// send buffer, and the write-progress timeout. Socket options that cannot
-/// be set are left as they are; the timeout still bounds the connection.
-pub fn guard(stream: TcpStream, limits: &Limits) -> Guarded<TcpStream> {
+/// send buffer, and the write-progress timeout; each read that brings bytes
+/// adds one to `reads`. Socket options that cannot be set are left as they
+/// are; the timeout still bounds the connection.
+pub fn guard(stream: TcpStream, limits: &Limits, reads: Arc<AtomicU64>) -> Guarded<TcpStream> {
     let _ = stream.set_nodelay(true);
     let _ = socket2::SockRef::from(&stream).set_send_buffer_size(limits.send_buffer);
-    Guarded::new(stream, limits.write_timeout)
+    let mut guarded = Guarded::new(stream, limits.write_timeout);
+    guarded.reads = Some(reads);
+    guarded
 }
 
 /// An IO stream whose writes fail with [`io::ErrorKind::TimedOut`] once they
 /// have made no progress for `write_timeout`: from the first write (or
 /// flush, or shutdown) that could not proceed, until some byte is written.
-/// Reads pass through untouched (hyper's header timeout covers them).
+/// Reads pass through (hyper's header timeout covers them), counted.
 #[derive(Debug)]
 pub struct Guarded<T> {
     inner: T,
@@ -107,6 +116,8 @@ pub struct Guarded<T> {
     stalled: Option<Pin<Box<Sleep>>>,
     /// Whether `stalled` is armed.
     armed: bool,
+    /// Counts the reads that brought bytes.
+    reads: Option<Arc<AtomicU64>>,
 }
 
 impl<T> Guarded<T> {
@@ -117,6 +128,7 @@ impl<T> Guarded<T> {
             write_timeout,
             stalled: None,
             armed: false,
+            reads: None,
         }
     }
 
@@ -183,7 +195,14 @@ impl<T: AsyncRead + Unpin> AsyncRead for Guarded<T> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
+        let before = buf.filled().len();
+        let result = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if let (Some(reads), Poll::Ready(Ok(()))) = (&self.reads, &result) {
+            if buf.filled().len() > before {
+                reads.fetch_add(1, Relaxed);
+            }
+        }
+        result
     }
 }
 

@@ -34,6 +34,7 @@ pub mod routes;
 pub mod routing;
 pub mod server;
 pub(crate) mod signals;
+pub mod slots;
 pub mod source;
 pub mod table;
 pub mod watch;

@@ -40,9 +40,15 @@ pub struct Options {
     pub google_jwks_min_refresh: Duration,
     /// Relay worker threads: most POSTs to fluxd at once.
     pub max_relays: usize,
-    /// Most connections open at once; past it, new ones wait in the
-    /// kernel's accept queue.
+    /// Most connections open at once. Past it, a new client takes the slot
+    /// of the connection idle longest (closed for it), or waits in the
+    /// kernel's accept queue while none is idle (see [`crate::slots`]).
     pub max_connections: usize,
+    /// A connection closes this long after it was accepted, once the reply
+    /// in progress is sent.
+    pub max_connection_age: Duration,
+    /// A connection closes after the reply to this many requests.
+    pub max_connection_requests: u64,
     /// A client must send a request's headers within this time (also
     /// closes idle keep-alive connections), and take a reply's bytes: a
     /// write that makes no progress for this long closes the connection.
@@ -70,6 +76,10 @@ impl Default for Options {
             google_jwks_min_refresh: crate::gcr_auth::MIN_REFRESH,
             max_relays: crate::delivery::DEFAULT_WORKERS,
             max_connections: 1024,
+            // nginx's keepalive_time and keepalive_requests: a client
+            // (an ingress, say) reconnects now and then, unnoticed.
+            max_connection_age: Duration::from_secs(3600),
+            max_connection_requests: 1000,
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(10),
             refusal_logs_per_second: 20,
@@ -87,6 +97,15 @@ impl Options {
             dry_run: self.dry_run,
             reply_budget: self.reply_budget,
             body_budget: self.body_budget,
+        }
+    }
+
+    /// The connection slots' part.
+    pub fn slots(&self) -> crate::slots::Limits {
+        crate::slots::Limits {
+            max_connections: self.max_connections,
+            max_age: self.max_connection_age,
+            max_requests: self.max_connection_requests,
         }
     }
 
