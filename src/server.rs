@@ -11,6 +11,7 @@ use hyper_util::service::TowerToHyperService;
 use slog::{info, o, warn, Logger};
 use tokio::net::{TcpListener, TcpStream};
 
+use crate::logging::KEEP;
 use crate::routes::{routes, State};
 use crate::slots::{Slot, Slots, Tracked};
 
@@ -78,7 +79,7 @@ pub async fn run(listener: TcpListener, state: Arc<State>, shutdown: impl Future
     }
 
     state.stop();
-    info!(log, "shutting down"; "in_flight_connections" => slots.held());
+    info!(log, #KEEP, "shutting down"; "in_flight_connections" => slots.held());
     let deadline = tokio::time::Instant::now() + drain_timeout;
     let serve_late = |(stream, slot): (TcpStream, Slot)| {
         tokio::spawn(serve(stream, slot, false));
@@ -114,7 +115,7 @@ pub async fn run(listener: TcpListener, state: Arc<State>, shutdown: impl Future
         .await
         .is_ok();
     if !(open_finished && late_finished) {
-        warn!(log, "requests still in flight at shutdown were cut off";
+        warn!(log, #KEEP, "requests still in flight at shutdown were cut off";
               "drain_timeout_s" => drain_timeout.as_secs());
     }
     deliver_pending(&state, deadline, &log).await;
@@ -122,21 +123,22 @@ pub async fn run(listener: TcpListener, state: Arc<State>, shutdown: impl Future
 
 /// Take no more changes, and go on delivering those pending until they are
 /// delivered or the drain deadline; then say what was left undelivered, and
-/// which, so an operator can push or sync them by hand.
+/// which, so an operator can push or sync them by hand (lines that wait for
+/// room in the log queue rather than be dropped).
 async fn deliver_pending(state: &State, deadline: tokio::time::Instant, log: &Logger) {
     let queue = state.hooks.queue();
     queue.close();
     let pending = queue.snapshot().pending;
     if pending > 0 {
-        info!(log, "delivering pending notifications before exiting"; "pending" => pending);
+        info!(log, #KEEP, "delivering pending notifications before exiting"; "pending" => pending);
     }
     let left = queue.drain(deadline).await;
     if left.is_empty() {
         return;
     }
-    warn!(log, "notifications left undelivered at shutdown"; "undelivered" => left.len());
+    warn!(log, #KEEP, "notifications left undelivered at shutdown"; "undelivered" => left.len());
     for l in &left {
-        warn!(log, "undelivered";
+        warn!(log, #KEEP, "undelivered";
               "api" => &*l.api,
               "change" => %l.change,
               "delivery" => %l.deliveries,
