@@ -167,12 +167,21 @@ pub struct ServeArgs {
     #[arg(long, env = "FLUXRECV_DRAIN_TIMEOUT", default_value_t = Span(Options::default().drain_timeout))]
     pub drain_timeout: Span,
 
-    /// Most refused hooks (bad signature, bad payload, too large, busy) logged
-    /// per second; the rest are counted in /metrics, and one line says how
-    /// many were left out. Keeps a flood of junk from flooding the logs.
+    /// Most refused hooks (bad signature, bad payload, too large, busy), and
+    /// requests to unknown hook URLs at debug, logged per second; the rest
+    /// are counted in /metrics, and one line says how many were left out.
+    /// Keeps a flood of junk from flooding the logs.
     #[arg(long, env = "FLUXRECV_REFUSAL_LOGS_PER_SECOND",
           default_value_t = Options::default().refusal_logs_per_second)]
     pub refusal_logs_per_second: u64,
+
+    /// Most lines per second about hooks an endpoint took (one per hook,
+    /// fluxd's 502s, and one per change in a dry run or at debug); the rest
+    /// are counted in /metrics, and one line says how many were left out.
+    /// A budget apart from refusals', so junk cannot crowd them out.
+    #[arg(long, env = "FLUXRECV_HOOK_LOGS_PER_SECOND",
+          default_value_t = Options::default().hook_logs_per_second)]
+    pub hook_logs_per_second: u64,
 
     /// Verify and parse hooks as usual and log the notifications, but do not
     /// call fluxd (to try flux-recv out, or to check a provider's setup).
@@ -210,6 +219,7 @@ impl ServeArgs {
             header_timeout: self.header_timeout.0,
             body_timeout: self.body_timeout.0,
             refusal_logs_per_second: self.refusal_logs_per_second,
+            hook_logs_per_second: self.hook_logs_per_second,
             ..Options::default()
         }
     }

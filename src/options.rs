@@ -55,9 +55,15 @@ pub struct Options {
     pub header_timeout: Duration,
     /// A client must send a request's body within this time.
     pub body_timeout: Duration,
-    /// Most refused hooks (401, 400, 413, 408, and 503 when busy) logged a
-    /// second; the rest are counted in `/metrics` and summed up in one line.
+    /// Most refused hooks (401, 400, 413, 408, and 503 when busy), and
+    /// requests to unknown hook URLs at debug, logged a second; the rest
+    /// are counted in `/metrics` and summed up in one line.
     pub refusal_logs_per_second: u64,
+    /// Most lines a second about hooks an endpoint took: the `hook` line,
+    /// fluxd's 502s, and the lines per change (in a dry run, and at
+    /// debug). A budget apart from refusals', so junk cannot crowd them
+    /// out; and an unsigned endpoint's URL is all a flood of them takes.
+    pub hook_logs_per_second: u64,
 }
 
 impl Default for Options {
@@ -83,6 +89,7 @@ impl Default for Options {
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(10),
             refusal_logs_per_second: 20,
+            hook_logs_per_second: 100,
         }
     }
 }
