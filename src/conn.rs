@@ -17,9 +17,10 @@
 //!   a header block larger than it gets `431 Request Header Fields Too
 //!   Large`.
 //!
-//! [`Guarded`] also counts the reads that bring bytes, so that
-//! [`crate::slots`] can tell a connection with a request arriving from one
-//! that is idle.
+//! [`Guarded`] also keeps what its reads tell ([`Reads`]), so that
+//! [`crate::slots`] can tell a connection that is idle, waiting for a
+//! client that sends nothing, from one with a request arriving or not yet
+//! read.
 //!
 //! There is no per-address cap: behind an ingress every client has the
 //! ingress's address.
@@ -27,7 +28,7 @@
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -91,11 +92,41 @@ pub fn http1_builder(limits: &Limits) -> hyper::server::conn::http1::Builder {
     builder
 }
 
+/// What a connection's reads tell.
+#[derive(Debug, Default)]
+pub struct Reads {
+    /// Reads that brought bytes.
+    count: AtomicU64,
+    /// Whether the last read found nothing to read: everything the client
+    /// sent has been read, and it is silent.
+    waiting: AtomicBool,
+}
+
+impl Reads {
+    /// Reads that brought bytes so far.
+    pub fn count(&self) -> u64 {
+        self.count.load(Relaxed)
+    }
+
+    /// Whether the last read found nothing to read.
+    pub fn waiting(&self) -> bool {
+        self.waiting.load(Relaxed)
+    }
+
+    /// A read brought bytes (`true`) or found none (`false`).
+    pub fn read(&self, bytes: bool) {
+        if bytes {
+            self.count.fetch_add(1, Relaxed);
+        }
+        self.waiting.store(!bytes, Relaxed);
+    }
+}
+
 /// Prepare an accepted connection: no Nagle delay on replies, the small
-/// send buffer, and the write-progress timeout; each read that brings bytes
-/// adds one to `reads`. Socket options that cannot be set are left as they
-/// are; the timeout still bounds the connection.
-pub fn guard(stream: TcpStream, limits: &Limits, reads: Arc<AtomicU64>) -> Guarded<TcpStream> {
+/// send buffer, and the write-progress timeout; its reads are kept in
+/// `reads`. Socket options that cannot be set are left as they are; the
+/// timeout still bounds the connection.
+pub fn guard(stream: TcpStream, limits: &Limits, reads: Arc<Reads>) -> Guarded<TcpStream> {
     let _ = stream.set_nodelay(true);
     let _ = socket2::SockRef::from(&stream).set_send_buffer_size(limits.send_buffer);
     let mut guarded = Guarded::new(stream, limits.write_timeout);
@@ -106,7 +137,8 @@ pub fn guard(stream: TcpStream, limits: &Limits, reads: Arc<AtomicU64>) -> Guard
 /// An IO stream whose writes fail with [`io::ErrorKind::TimedOut`] once they
 /// have made no progress for `write_timeout`: from the first write (or
 /// flush, or shutdown) that could not proceed, until some byte is written.
-/// Reads pass through (hyper's header timeout covers them), counted.
+/// Reads pass through (hyper's header timeout covers them), kept in
+/// [`Reads`].
 #[derive(Debug)]
 pub struct Guarded<T> {
     inner: T,
@@ -116,8 +148,8 @@ pub struct Guarded<T> {
     stalled: Option<Pin<Box<Sleep>>>,
     /// Whether `stalled` is armed.
     armed: bool,
-    /// Counts the reads that brought bytes.
-    reads: Option<Arc<AtomicU64>>,
+    /// What the reads tell.
+    reads: Option<Arc<Reads>>,
 }
 
 impl<T> Guarded<T> {
@@ -197,9 +229,11 @@ impl<T: AsyncRead + Unpin> AsyncRead for Guarded<T> {
     ) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
         let result = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if let (Some(reads), Poll::Ready(Ok(()))) = (&self.reads, &result) {
-            if buf.filled().len() > before {
-                reads.fetch_add(1, Relaxed);
+        if let Some(reads) = &self.reads {
+            match &result {
+                Poll::Ready(Ok(())) if buf.filled().len() > before => reads.read(true),
+                Poll::Pending => reads.read(false),
+                Poll::Ready(_) => {}
             }
         }
         result

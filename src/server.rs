@@ -2,6 +2,7 @@
 //! of [`crate::routes`], within the connection limits, until shutdown; then
 //! the drain.
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,7 +32,25 @@ pub async fn run(listener: TcpListener, state: Arc<State>, shutdown: impl Future
     let log = state.log.new(o!());
     let options = state.options.clone();
     let drain_timeout = options.drain_timeout;
-    let service = warp::service(routes(state.clone()));
+    // Each request runs to its end in a task of its own. hyper drops a
+    // request's future when its client hangs up, before it is even polled
+    // when the request and the hang-up arrive together; a hook's changes
+    // may be relayed all the same, so it must still be logged, counted and
+    // reported late. The task holds the connection's slot (an extension of
+    // the request, see crate::slots) until it ends.
+    let service = TowerToHyperService::new(warp::service(routes(state.clone())));
+    let service = hyper::service::service_fn(move |request| {
+        let reply = tokio::spawn(hyper::service::Service::call(&service, request));
+        async move {
+            let reply = reply.await.unwrap_or_else(|_| {
+                Ok(crate::routes::text(
+                    warp::http::StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal error: the request could not be handled",
+                ))
+            });
+            Ok::<_, Infallible>(reply.unwrap_or_else(|never| match never {}))
+        }
+    });
     let mut shutdown = std::pin::pin!(shutdown);
     // At most this many connections, and none holds its slot for ever (see
     // crate::slots); the header and body timeouts make slow clients let go.
@@ -47,7 +66,7 @@ pub async fn run(listener: TcpListener, state: Arc<State>, shutdown: impl Future
             .keep_alive(keep_alive)
             .serve_connection(
                 TokioIo::new(crate::conn::guard(stream, &limits, slot.reads())),
-                Tracked::new(TowerToHyperService::new(service.clone()), slot.clone()),
+                Tracked::new(service.clone(), slot.clone()),
             );
         async move {
             let _open = slot.open();

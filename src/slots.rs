@@ -8,8 +8,10 @@
 //! are recycled:
 //!
 //! - when every slot is taken and a new client has been accepted, the
-//!   connection idle longest (its last reply sent, no byte of a next request
-//!   received) is asked to close, and its slot goes to the new client.
+//!   connection idle longest (its last reply sent, or just accepted, and
+//!   its client silent since: everything it sent read, no byte of a next
+//!   request received) is asked to close, and its slot goes to the new
+//!   client.
 //!   hyper's graceful shutdown closes an idle connection at once; one that a
 //!   request reached meanwhile gets its reply first. A connection in the
 //!   middle of a request is never chosen: with none idle, the new client
@@ -35,6 +37,12 @@ use std::time::Duration;
 
 use http::header::{HeaderValue, CONNECTION};
 use tokio::sync::Notify;
+
+use crate::conn::Reads;
+
+/// How often a new client waiting for a slot looks again for a connection
+/// whose client has fallen silent.
+const RECHECK: Duration = Duration::from_millis(100);
 
 /// How many connections, for how long, for how many requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,8 +102,8 @@ struct Conn {
     closing: AtomicBool,
     /// Wakes the connection's task to close it.
     close: Notify,
-    /// Reads that brought bytes (counted by [`crate::conn::Guarded`]).
-    reads: Arc<AtomicU64>,
+    /// What its socket's reads tell ([`crate::conn::Guarded`] keeps it).
+    reads: Arc<Reads>,
     /// Requests started.
     requests: AtomicU64,
 }
@@ -142,7 +150,9 @@ impl Slots {
             if let Some(slot) = self.try_take() {
                 return slot;
             }
-            changed.await;
+            // What a connection's socket reads (a client falling silent)
+            // rings nothing: look again now and then.
+            let _ = tokio::time::timeout(RECHECK, changed).await;
         }
     }
 
@@ -168,7 +178,7 @@ impl Slots {
             id,
             closing: AtomicBool::new(false),
             close: Notify::new(),
-            reads: Arc::new(AtomicU64::new(0)),
+            reads: Arc::default(),
             requests: AtomicU64::new(0),
         });
         book.held.insert(id);
@@ -234,12 +244,14 @@ impl Shared {
 }
 
 impl Book {
-    /// The connection idle longest that no request is arriving on.
+    /// The connection idle longest whose client is silent: everything it
+    /// sent has been read (a request sent just before is not lost), and no
+    /// byte of a next request has come since its last reply.
     fn idle_longest(&self) -> Option<u64> {
         self.idle.iter().map(|&(_, id)| id).find(|id| {
             let open = &self.open[id];
-            let reads = open.conn.reads.load(Relaxed);
-            open.idle.is_some_and(|(_, then)| then == reads)
+            let reads = &open.conn.reads;
+            reads.waiting() && open.idle.is_some_and(|(_, then)| then == reads.count())
         })
     }
 
@@ -252,7 +264,7 @@ impl Book {
         if open.conn.closing.load(Relaxed) {
             self.closing_idle += 1;
         } else {
-            open.idle = Some((seq, open.conn.reads.load(Relaxed)));
+            open.idle = Some((seq, open.conn.reads.count()));
             self.idle.insert((seq, id));
         }
     }
@@ -315,10 +327,10 @@ impl Book {
 }
 
 impl Slot {
-    /// The counter the connection's socket bumps on each read that brings
-    /// bytes: a connection read from since it turned idle has a request
-    /// arriving, and is not closed for a new client.
-    pub fn reads(&self) -> Arc<AtomicU64> {
+    /// Where the connection's socket keeps what its reads tell: a
+    /// connection is closed for a new client only once everything its
+    /// client sent has been read, and nothing since its last reply.
+    pub fn reads(&self) -> Arc<Reads> {
         self.0.conn.reads.clone()
     }
 
@@ -457,8 +469,12 @@ mod tests {
         })
     }
 
+    /// A slot for a client that then sends nothing (its socket is read,
+    /// and found empty).
     fn take_now(slots: &Slots) -> Option<Slot> {
-        slots.try_take()
+        let slot = slots.try_take()?;
+        slot.reads().read(false);
+        Some(slot)
     }
 
     /// Whether `slot`'s connection has been asked to close.
@@ -499,8 +515,9 @@ mod tests {
         let arriving = take_now(&slots).unwrap();
         let _open = (busy.open(), arriving.open());
         let _request = busy.request();
-        // Bytes of a request came in on the idle one.
-        arriving.reads().fetch_add(1, Relaxed);
+        // Bytes of a request came in on the idle one, and then nothing.
+        arriving.reads().read(true);
+        arriving.reads().read(false);
         assert!(take_now(&slots).is_none());
         assert!(!asked(&busy).await && !asked(&arriving).await);
         // Once the request has its reply, that connection is idle, and
@@ -509,6 +526,20 @@ mod tests {
         assert!(take_now(&slots).is_none());
         assert!(asked(&busy).await);
         assert!(!asked(&arriving).await);
+    }
+
+    #[tokio::test]
+    async fn a_new_connection_is_not_asked_before_what_its_client_sent_is_read() {
+        let slots = slots(1);
+        // Accepted; its request may be in its socket, not read yet.
+        let fresh = slots.try_take().unwrap();
+        let _open = fresh.open();
+        assert!(take_now(&slots).is_none());
+        assert!(!asked(&fresh).await);
+        // Read, and nothing was there: a silent client.
+        fresh.reads().read(false);
+        assert!(take_now(&slots).is_none());
+        assert!(asked(&fresh).await);
     }
 
     #[tokio::test]

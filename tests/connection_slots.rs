@@ -291,3 +291,36 @@ async fn an_old_connection_closes_when_idle_and_after_the_reply_in_progress() {
     assert!(closed_within(&mut busy, Duration::from_secs(5)).await);
     assert_eq!(fluxd.take().len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hooks_whose_clients_hang_up_at_the_cap_are_all_recorded() {
+    let fluxd = FakeFluxd::start().await;
+    fluxd.set(Behaviour::Delay(300));
+    let dir = tempfile::tempdir().unwrap();
+    let (config, hook) = github_config(dir.path(), &fluxd.api());
+    let recv = Recv::start(&config, options(4)).await;
+    // Twenty clients send a hook and hang up at once, five times the cap:
+    // each hook holds its slot until it is recorded, and a connection
+    // whose request is not read yet is never closed for a new client.
+    let request = raw_push(&hook);
+    for _ in 0..20 {
+        let mut s = TcpStream::connect(recv.addr).await.unwrap();
+        s.write_all(&request).await.unwrap();
+    }
+    let counted = || {
+        let metrics = recv
+            .state
+            .metrics
+            .encode(flux_recv::metrics::Format::Prometheus);
+        metrics
+            .lines()
+            .filter(|l| l.starts_with(r#"fluxrecv_hooks_total{source="GitHub""#))
+            .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+            .sum::<f64>()
+    };
+    eventually("every hook recorded", Duration::from_secs(30), || {
+        counted() == 20.0
+    })
+    .await;
+    assert!(!fluxd.take().is_empty());
+}

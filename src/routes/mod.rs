@@ -8,9 +8,9 @@
 //! while an endpoint table is served and shutdown has not begun),
 //! `GET /metrics` (see [`crate::metrics`]), and 404 for everything else.
 //!
-//! A hook is handled in a task of its own, so that it is recorded (log
-//! line, metric, late-delivery line) even when its client hangs up before
-//! the reply.
+//! [`crate::server`] runs each request to its end in a task of its own, so
+//! a hook is recorded (log line, metric, late-delivery line) even when its
+//! client hangs up before the reply.
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -28,7 +28,6 @@ use crate::hook::{Confirmation, Handled, Hooks, Refusal, Report};
 use crate::logging::Budget;
 use crate::metrics::{Metrics, Outcome};
 use crate::options::Options;
-use crate::slots::Slot;
 use crate::table::{Table, TableHandle};
 
 /// What every request shares.
@@ -110,30 +109,14 @@ pub fn routes(
         .and(warp::post())
         .and(warp::header::headers_cloned())
         .and(warp::body::stream())
-        .and(warp::ext::optional::<Slot>())
         .and(with_state.clone())
         .then(
-            |fingerprint: String, headers: HeaderMap, body, slot, state: Arc<State>| async move {
-                // Handled and recorded in a task of its own: a client that
-                // hangs up drops this future with its connection, but its
-                // changes are relayed all the same, so its log line, its
-                // count and its late-delivery line must be written too. The
-                // task holds the connection's slot until it ends, so such
-                // hooks count against the connection cap (crate::slots).
-                let handling = tokio::spawn(async move {
-                    let _slot: Option<Slot> = slot;
-                    let started = Instant::now();
-                    match state.hooks.handle(&fingerprint, &headers, body).await {
-                        Some(report) => reply(&state, report, started),
-                        None => unknown_hook(&state, &fingerprint),
-                    }
-                });
-                handling.await.unwrap_or_else(|_| {
-                    text(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "internal error: the hook could not be handled",
-                    )
-                })
+            |fingerprint: String, headers: HeaderMap, body, state: Arc<State>| async move {
+                let started = Instant::now();
+                match state.hooks.handle(&fingerprint, &headers, body).await {
+                    Some(report) => reply(&state, report, started),
+                    None => unknown_hook(&state, &fingerprint),
+                }
             },
         );
 
