@@ -8,10 +8,10 @@
 //! are recycled:
 //!
 //! - when every slot is taken and a new client has been accepted, the
-//!   connection idle longest (its last reply sent, or just accepted, and
-//!   its client silent since: everything it sent read, no byte of a next
-//!   request received) is asked to close, and its slot goes to the new
-//!   client.
+//!   connection idle longest (its last reply sent, or accepted at least
+//!   [`FIRST_REQUEST`] ago, and its client silent since: everything it
+//!   sent read, no byte of a next request received) is asked to close, and
+//!   its slot goes to the new client.
 //!   hyper's graceful shutdown closes an idle connection at once; one that a
 //!   request reached meanwhile gets its reply first. A connection in the
 //!   middle of a request is never chosen: with none idle, the new client
@@ -37,12 +37,20 @@ use std::time::Duration;
 
 use http::header::{HeaderValue, CONNECTION};
 use tokio::sync::Notify;
+use tokio::time::Instant;
 
 use crate::conn::Reads;
 
 /// How often a new client waiting for a slot looks again for a connection
 /// whose client has fallen silent.
 const RECHECK: Duration = Duration::from_millis(100);
+
+/// How long a new connection has to send its first request before it may
+/// be closed for another client: its request may still be on its way when
+/// its socket is first read (under load, for a while). A client that
+/// connects and sends nothing holds its slot this long, not the header
+/// timeout.
+pub const FIRST_REQUEST: Duration = Duration::from_secs(1);
 
 /// How many connections, for how long, for how many requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,6 +114,8 @@ struct Conn {
     reads: Arc<Reads>,
     /// Requests started.
     requests: AtomicU64,
+    /// When it was accepted.
+    opened: Instant,
 }
 
 /// One slot, held until the last clone is dropped.
@@ -180,6 +190,7 @@ impl Slots {
             close: Notify::new(),
             reads: Arc::default(),
             requests: AtomicU64::new(0),
+            opened: Instant::now(),
         });
         book.held.insert(id);
         book.open.insert(
@@ -245,13 +256,18 @@ impl Shared {
 
 impl Book {
     /// The connection idle longest whose client is silent: everything it
-    /// sent has been read (a request sent just before is not lost), and no
-    /// byte of a next request has come since its last reply.
+    /// sent has been read (a request sent just before is not lost), no
+    /// byte of a next request has come since its last reply, and, if it
+    /// has not sent a request yet, it has had [`FIRST_REQUEST`] to.
     fn idle_longest(&self) -> Option<u64> {
+        let now = Instant::now();
         self.idle.iter().map(|&(_, id)| id).find(|id| {
             let open = &self.open[id];
-            let reads = &open.conn.reads;
-            reads.waiting() && open.idle.is_some_and(|(_, then)| then == reads.count())
+            let conn = &open.conn;
+            let reads = &conn.reads;
+            reads.waiting()
+                && open.idle.is_some_and(|(_, then)| then == reads.count())
+                && (conn.requests.load(Relaxed) > 0 || now - conn.opened >= FIRST_REQUEST)
         })
     }
 
@@ -469,10 +485,11 @@ mod tests {
         })
     }
 
-    /// A slot for a client that then sends nothing (its socket is read,
-    /// and found empty).
+    /// A slot for a client that has sent a request, and then nothing (its
+    /// socket is read, and found empty).
     fn take_now(slots: &Slots) -> Option<Slot> {
         let slot = slots.try_take()?;
+        drop(slot.request());
         slot.reads().read(false);
         Some(slot)
     }
@@ -528,18 +545,33 @@ mod tests {
         assert!(!asked(&arriving).await);
     }
 
-    #[tokio::test]
-    async fn a_new_connection_is_not_asked_before_what_its_client_sent_is_read() {
+    #[tokio::test(start_paused = true)]
+    async fn a_new_connection_has_time_to_send_its_first_request() {
         let slots = slots(1);
-        // Accepted; its request may be in its socket, not read yet.
-        let fresh = slots.try_take().unwrap();
-        let _open = fresh.open();
-        assert!(take_now(&slots).is_none());
-        assert!(!asked(&fresh).await);
-        // Read, and nothing was there: a silent client.
-        fresh.reads().read(false);
-        assert!(take_now(&slots).is_none());
-        assert!(asked(&fresh).await);
+        // Accepted; what its client sent may be in its socket, not read
+        // yet: however long, it is not closed unread.
+        let unread = slots.try_take().unwrap();
+        let open = unread.open();
+        tokio::time::advance(FIRST_REQUEST * 2).await;
+        assert!(slots.try_take().is_none());
+        assert!(!asked(&unread).await);
+        drop((open, unread));
+
+        // Read, and nothing was there: its request may be on its way, for
+        // FIRST_REQUEST; then a newcomer waiting gets its slot.
+        let silent = slots.try_take().unwrap();
+        let _open = silent.open();
+        silent.reads().read(false);
+        let newcomer = tokio::spawn({
+            let slots = slots.clone();
+            async move { slots.take().await }
+        });
+        tokio::time::sleep(FIRST_REQUEST / 2).await;
+        assert!(!asked(&silent).await);
+        tokio::time::sleep(FIRST_REQUEST / 2 + RECHECK).await;
+        assert!(asked(&silent).await);
+        drop((_open, silent));
+        newcomer.await.unwrap();
     }
 
     #[tokio::test]
@@ -580,7 +612,7 @@ mod tests {
             max_age: Duration::from_secs(3600),
             max_requests: 2,
         });
-        let slot = take_now(&slots).unwrap();
+        let slot = slots.try_take().unwrap();
         let _open = slot.open();
         assert!(!slot.request().closing());
         let second = slot.request();
