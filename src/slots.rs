@@ -202,7 +202,7 @@ impl Slots {
             },
         );
         // Idle until its first request: a client that connects and sends
-        // nothing is the first to go.
+        // nothing goes first, once it has had FIRST_REQUEST to send one.
         book.turn_idle(id);
         Slot(Arc::new(Held {
             shared: self.0.clone(),
