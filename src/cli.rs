@@ -143,10 +143,25 @@ pub struct ServeArgs {
           value_parser = RangedU64ValueParser::<usize>::new().range(1..=4096))]
     pub max_relays: usize,
 
-    /// Most client connections open at once.
+    /// Most client connections open at once. Past it, a new client takes
+    /// the slot of the connection idle longest (which is closed), or waits
+    /// while every connection is in the middle of a request.
     #[arg(long, env = "FLUXRECV_MAX_CONNECTIONS", default_value_t = Options::default().max_connections,
           value_parser = RangedU64ValueParser::<usize>::new().range(1..=65536))]
     pub max_connections: usize,
+
+    /// A client connection is closed this long after it was opened, once
+    /// the reply in progress is sent (the client reconnects).
+    #[arg(long, env = "FLUXRECV_MAX_CONNECTION_AGE",
+          default_value_t = Span(Options::default().max_connection_age))]
+    pub max_connection_age: Span,
+
+    /// A client connection is closed after the reply to this many requests
+    /// (that reply says `Connection: close`).
+    #[arg(long, env = "FLUXRECV_MAX_CONNECTION_REQUESTS",
+          default_value_t = Options::default().max_connection_requests,
+          value_parser = RangedU64ValueParser::<u64>::new().range(1..))]
+    pub max_connection_requests: u64,
 
     /// A client must send a request's headers within this time; also how
     /// long an idle keep-alive connection is kept.
@@ -161,9 +176,10 @@ pub struct ServeArgs {
     #[arg(long, env = "FLUXRECV_DRAIN_TIMEOUT", default_value_t = Span(Options::default().drain_timeout))]
     pub drain_timeout: Span,
 
-    /// Most refused hooks (bad signature, bad payload, too large, busy) logged
-    /// per second; the rest are counted in /metrics, and one line says how
-    /// many were left out. Keeps a flood of junk from flooding the logs.
+    /// Most refused hooks (bad signature, bad payload, too large, busy), and
+    /// requests to unknown hook URLs at debug, logged per second; the rest
+    /// are counted in /metrics, and one line says how many were left out.
+    /// Keeps a flood of junk from flooding the logs.
     #[arg(long, env = "FLUXRECV_REFUSAL_LOGS_PER_SECOND",
           default_value_t = Options::default().refusal_logs_per_second)]
     pub refusal_logs_per_second: u64,
@@ -176,6 +192,13 @@ pub struct ServeArgs {
     #[arg(long, env = "FLUXRECV_SIGNATURE_TOLERANCE", value_parser = parse_tolerance,
           default_value_t = Span(Options::default().signature_tolerance))]
     pub signature_tolerance: Span,
+    /// Most lines per second about hooks an endpoint took (one per hook,
+    /// fluxd's 502s, and one per change in a dry run or at debug); the rest
+    /// are counted in /metrics, and one line says how many were left out.
+    /// A budget apart from refusals', so junk cannot crowd them out.
+    #[arg(long, env = "FLUXRECV_HOOK_LOGS_PER_SECOND",
+          default_value_t = Options::default().hook_logs_per_second)]
+    pub hook_logs_per_second: u64,
 
     /// Verify and parse hooks as usual and log the notifications, but do not
     /// call fluxd (to try flux-recv out, or to check a provider's setup).
@@ -208,10 +231,13 @@ impl ServeArgs {
             google_jwks_url: self.google_jwks_url.clone(),
             max_relays: self.max_relays,
             max_connections: self.max_connections,
+            max_connection_age: self.max_connection_age.0,
+            max_connection_requests: self.max_connection_requests,
             header_timeout: self.header_timeout.0,
             body_timeout: self.body_timeout.0,
             refusal_logs_per_second: self.refusal_logs_per_second,
             signature_tolerance: self.signature_tolerance.0,
+            hook_logs_per_second: self.hook_logs_per_second,
             ..Options::default()
         }
     }

@@ -17,12 +17,19 @@
 //!   a header block larger than it gets `431 Request Header Fields Too
 //!   Large`.
 //!
+//! [`Guarded`] also keeps what its reads tell ([`Reads`]), so that
+//! [`crate::slots`] can tell a connection that is idle, waiting for a
+//! client that sends nothing, from one with a request arriving or not yet
+//! read.
+//!
 //! There is no per-address cap: behind an ingress every client has the
 //! ingress's address.
 
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -85,19 +92,53 @@ pub fn http1_builder(limits: &Limits) -> hyper::server::conn::http1::Builder {
     builder
 }
 
+/// What a connection's reads tell.
+#[derive(Debug, Default)]
+pub struct Reads {
+    /// Reads that brought bytes.
+    count: AtomicU64,
+    /// Whether the last read found nothing to read: everything the client
+    /// sent has been read, and it is silent.
+    waiting: AtomicBool,
+}
+
+impl Reads {
+    /// Reads that brought bytes so far.
+    pub fn count(&self) -> u64 {
+        self.count.load(Relaxed)
+    }
+
+    /// Whether the last read found nothing to read.
+    pub fn waiting(&self) -> bool {
+        self.waiting.load(Relaxed)
+    }
+
+    /// A read brought bytes (`true`) or found none (`false`).
+    pub fn read(&self, bytes: bool) {
+        if bytes {
+            self.count.fetch_add(1, Relaxed);
+        }
+        self.waiting.store(!bytes, Relaxed);
+    }
+}
+
 /// Prepare an accepted connection: no Nagle delay on replies, the small
-/// send buffer, and the write-progress timeout. Socket options that cannot
-/// be set are left as they are; the timeout still bounds the connection.
-pub fn guard(stream: TcpStream, limits: &Limits) -> Guarded<TcpStream> {
+/// send buffer, and the write-progress timeout; its reads are kept in
+/// `reads`. Socket options that cannot be set are left as they are; the
+/// timeout still bounds the connection.
+pub fn guard(stream: TcpStream, limits: &Limits, reads: Arc<Reads>) -> Guarded<TcpStream> {
     let _ = stream.set_nodelay(true);
     let _ = socket2::SockRef::from(&stream).set_send_buffer_size(limits.send_buffer);
-    Guarded::new(stream, limits.write_timeout)
+    let mut guarded = Guarded::new(stream, limits.write_timeout);
+    guarded.reads = Some(reads);
+    guarded
 }
 
 /// An IO stream whose writes fail with [`io::ErrorKind::TimedOut`] once they
 /// have made no progress for `write_timeout`: from the first write (or
 /// flush, or shutdown) that could not proceed, until some byte is written.
-/// Reads pass through untouched (hyper's header timeout covers them).
+/// Reads pass through (hyper's header timeout covers them), kept in
+/// [`Reads`].
 #[derive(Debug)]
 pub struct Guarded<T> {
     inner: T,
@@ -107,6 +148,8 @@ pub struct Guarded<T> {
     stalled: Option<Pin<Box<Sleep>>>,
     /// Whether `stalled` is armed.
     armed: bool,
+    /// What the reads tell.
+    reads: Option<Arc<Reads>>,
 }
 
 impl<T> Guarded<T> {
@@ -117,6 +160,7 @@ impl<T> Guarded<T> {
             write_timeout,
             stalled: None,
             armed: false,
+            reads: None,
         }
     }
 
@@ -183,7 +227,16 @@ impl<T: AsyncRead + Unpin> AsyncRead for Guarded<T> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
+        let before = buf.filled().len();
+        let result = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if let Some(reads) = &self.reads {
+            match &result {
+                Poll::Ready(Ok(())) if buf.filled().len() > before => reads.read(true),
+                Poll::Pending => reads.read(false),
+                Poll::Ready(_) => {}
+            }
+        }
+        result
     }
 }
 

@@ -83,7 +83,8 @@ pub struct Report {
 #[derive(Debug)]
 pub enum Handled {
     /// Verified, parsed, and handed on: fluxd was told of these changes
-    /// (or, in a dry run, would have been).
+    /// (or, in a dry run, would have been), and said what `confirmation`
+    /// says.
     Delivered {
         /// The changes, in order.
         changes: Vec<Change>,
@@ -124,6 +125,14 @@ pub enum Confirmation {
     },
     /// A dry run: nothing was sent.
     DryRun,
+    /// fluxd refused a change for good (a wrong `api:` path, a redirect);
+    /// the others may have been accepted or be pending.
+    Refused {
+        /// The notify URL that refused it.
+        api: Arc<str>,
+        /// fluxd's answer.
+        reason: String,
+    },
 }
 
 /// Why a request was refused.
@@ -164,13 +173,6 @@ pub enum Refusal {
     },
     /// Shutting down: no new changes are taken.
     ShuttingDown,
-    /// fluxd refused a change for good (a wrong `api:` path, a redirect).
-    FluxdRefused {
-        /// The notify URL that refused it.
-        api: Arc<str>,
-        /// fluxd's answer.
-        reason: String,
-    },
 }
 
 /// Why the body could not be read.
@@ -361,7 +363,7 @@ impl Hooks {
             delivery::Confirmation::Accepted => Confirmation::Accepted,
             delivery::Confirmation::Pending { retry_for } => Confirmation::Pending { retry_for },
             delivery::Confirmation::Refused { api, reason } => {
-                return Handled::Refused(Refusal::FluxdRefused { api, reason })
+                Confirmation::Refused { api, reason }
             }
         };
         Handled::Delivered {

@@ -36,30 +36,42 @@ pub mod routes;
 pub mod routing;
 pub mod server;
 pub(crate) mod signals;
+pub mod slots;
 pub mod source;
 pub mod table;
 pub mod watch;
 
-/// Make untrusted text safe for a log line or a reply: at most 100
-/// characters, with control characters and non-ASCII shown escaped.
+/// Make untrusted text safe for a log line or a reply: printable ASCII,
+/// with everything else (control characters, line and paragraph
+/// separators, bidirectional overrides, any non-ASCII) and quotes and
+/// backslashes shown as Rust escapes, at most 100 characters as shown.
 pub fn printable(s: &str) -> String {
-    const MAX: usize = 100;
+    printable_within(s, 100)
+}
+
+/// [`printable`], at most `max` characters as shown (escapes count), and
+/// `…` after them when the text was cut.
+pub fn printable_within(s: &str, max: usize) -> String {
     // Most values (event names, delivery ids) need no escape: one copy.
     let as_is = |b: &u8| (b' '..=b'~').contains(b) && !matches!(b, b'\\' | b'\'' | b'"');
-    if s.len() <= MAX && s.as_bytes().iter().all(as_is) {
+    if s.len() <= max && s.as_bytes().iter().all(as_is) {
         return s.to_owned();
     }
-    let mut out = String::with_capacity(s.len().min(MAX) + 8);
-    out.extend(s.chars().take(MAX).flat_map(char::escape_default));
-    if s.chars().nth(MAX).is_some() {
-        out.push('…');
+    let mut out = String::with_capacity(s.len().min(max) + 8);
+    for c in s.chars() {
+        let escaped = c.escape_default();
+        if out.len() + escaped.len() > max {
+            out.push('…');
+            break;
+        }
+        out.extend(escaped);
     }
     out
 }
 
 #[cfg(test)]
 mod tests {
-    use super::printable;
+    use super::{printable, printable_within};
 
     #[test]
     fn printable_escapes_and_truncates() {
@@ -72,5 +84,22 @@ mod tests {
         assert_eq!(printable(&"x".repeat(100)), "x".repeat(100));
         let long = "x".repeat(500);
         assert_eq!(printable(&long).chars().count(), 101);
+    }
+
+    #[test]
+    fn printable_escapes_what_hides_or_reorders_text_and_bounds_what_it_shows() {
+        for c in [
+            '\u{2028}', '\u{2029}', '\u{202e}', '\u{200f}', '\u{feff}', '\u{85}',
+        ] {
+            let shown = printable(&format!("a{c}b"));
+            assert!(shown.is_ascii(), "{shown}");
+            assert_eq!(shown, format!("a\\u{{{:x}}}b", c as u32));
+        }
+        // Escapes count: 500 escaped characters are cut as 100 plain ones
+        // are, never in the middle of an escape.
+        let shown = printable(&"\u{202e}".repeat(500));
+        assert!(shown.chars().count() <= 101, "{}", shown.len());
+        assert!(shown.ends_with("}…"), "{shown}");
+        assert_eq!(printable_within("abcdef", 4), "abcd…");
     }
 }

@@ -72,9 +72,35 @@ impl Change {
     }
 }
 
+/// Most characters of one value of a change (a URL, a branch, an image
+/// name) in a log line, escapes included: real ones fit whole, while a
+/// payload's 1 KiB field cannot make a line of kilobytes.
+pub const LOGGED_VALUE: usize = 200;
+
+impl Change {
+    /// This change with every value made fit for a log line: escaped and
+    /// cut as [`crate::printable_within`] does, to [`LOGGED_VALUE`].
+    pub fn for_log(&self) -> Change {
+        let shown = |s: &str| crate::printable_within(s, LOGGED_VALUE);
+        match self {
+            Change::Git(g) => Change::Git(GitUpdate {
+                url: shown(&g.url),
+                branch: shown(&g.branch),
+            }),
+            Change::Image(i) => Change::image(ImageName {
+                domain: shown(&i.name.domain),
+                image: shown(&i.name.image),
+            }),
+        }
+    }
+}
+
+/// `git <url> <branch>` or `image [<domain>/]<image>`, for log lines: the
+/// values come from payloads, so they are shown as [`Change::for_log`]
+/// shows them.
 impl std::fmt::Display for Change {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
+        match self.for_log() {
             Change::Git(g) => write!(f, "git {} {}", g.url, g.branch),
             Change::Image(i) if i.name.domain.is_empty() => write!(f, "image {}", i.name.image),
             Change::Image(i) => write!(f, "image {}/{}", i.name.domain, i.name.image),
@@ -268,5 +294,29 @@ mod tests {
         assert!(is_deletion("0000000000000000000000000000000000000000"));
         assert!(!is_deletion(""));
         assert!(!is_deletion("0d1a26e67d8f5eaf1f6ba5c57fc3c7d91ac0fd1c"));
+    }
+
+    #[test]
+    fn a_change_is_shown_escaped_and_bounded() {
+        let change = Change::git(
+            format!("git@host:org/{}.git", "r".repeat(2000)),
+            "refs/heads/\u{202e}main\u{2028}",
+        );
+        let shown = change.to_string();
+        assert!(shown.chars().all(|c| c.is_ascii() || c == '…'), "{shown}");
+        assert!(shown.len() < 2 * LOGGED_VALUE + 16, "{} bytes", shown.len());
+        assert!(shown.ends_with(r" \u{202e}main\u{2028}"), "{shown}");
+        assert!(shown.contains("rrr…"), "{shown}");
+        let image = Change::image(ImageName {
+            domain: "registry.example.com:5000".into(),
+            image: "team/app".into(),
+        });
+        assert_eq!(
+            image.to_string(),
+            "image registry.example.com:5000/team/app"
+        );
+        // What is sent to fluxd is whole.
+        let Change::Git(g) = &change else { panic!() };
+        assert_eq!(g.url.len(), 2000 + 17);
     }
 }

@@ -40,22 +40,34 @@ pub struct Options {
     pub google_jwks_min_refresh: Duration,
     /// Relay worker threads: most POSTs to fluxd at once.
     pub max_relays: usize,
-    /// Most connections open at once; past it, new ones wait in the
-    /// kernel's accept queue.
+    /// Most connections open at once. Past it, a new client takes the slot
+    /// of the connection idle longest (closed for it), or waits in the
+    /// kernel's accept queue while none is idle (see [`crate::slots`]).
     pub max_connections: usize,
+    /// A connection closes this long after it was accepted, once the reply
+    /// in progress is sent.
+    pub max_connection_age: Duration,
+    /// A connection closes after the reply to this many requests.
+    pub max_connection_requests: u64,
     /// A client must send a request's headers within this time (also
     /// closes idle keep-alive connections), and take a reply's bytes: a
     /// write that makes no progress for this long closes the connection.
     pub header_timeout: Duration,
     /// A client must send a request's body within this time.
     pub body_timeout: Duration,
-    /// Most refused hooks (401, 400, 413, 408, and 503 when busy) logged a
-    /// second; the rest are counted in `/metrics` and summed up in one line.
+    /// Most refused hooks (401, 400, 413, 408, and 503 when busy), and
+    /// requests to unknown hook URLs at debug, logged a second; the rest
+    /// are counted in `/metrics` and summed up in one line.
     pub refusal_logs_per_second: u64,
     /// Signatures that cover a time (Standard Webhooks): how far from now
     /// that time may be, either way, and how long an accepted delivery id
     /// is remembered, so that a repeat is acknowledged and not sent again.
     pub signature_tolerance: Duration,
+    /// Most lines a second about hooks an endpoint took: the `hook` line,
+    /// fluxd's 502s, and the lines per change (in a dry run, and at
+    /// debug). A budget apart from refusals', so junk cannot crowd them
+    /// out; and an unsigned endpoint's URL is all a flood of them takes.
+    pub hook_logs_per_second: u64,
 }
 
 impl Default for Options {
@@ -74,10 +86,15 @@ impl Default for Options {
             google_jwks_min_refresh: crate::gcr_auth::MIN_REFRESH,
             max_relays: crate::delivery::DEFAULT_WORKERS,
             max_connections: 1024,
+            // nginx's keepalive_time and keepalive_requests: a client
+            // (an ingress, say) reconnects now and then, unnoticed.
+            max_connection_age: Duration::from_secs(3600),
+            max_connection_requests: 1000,
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(10),
             refusal_logs_per_second: 20,
             signature_tolerance: crate::replay::DEFAULT_TOLERANCE,
+            hook_logs_per_second: 100,
         }
     }
 }
@@ -93,6 +110,15 @@ impl Options {
             reply_budget: self.reply_budget,
             body_budget: self.body_budget,
             signature_tolerance: self.signature_tolerance,
+        }
+    }
+
+    /// The connection slots' part.
+    pub fn slots(&self) -> crate::slots::Limits {
+        crate::slots::Limits {
+            max_connections: self.max_connections,
+            max_age: self.max_connection_age,
+            max_requests: self.max_connection_requests,
         }
     }
 

@@ -219,7 +219,8 @@ pub fn log_endpoint(log: &Logger, what: &str, e: &Endpoint) {
         Some(own) => crate::routing::bases(own),
         None => "default".to_string(),
     };
-    info!(log, "{}", what;
+    // Operators tail for these (the hook URLs): never dropped.
+    info!(log, #crate::logging::KEEP, "{}", what;
           "source" => e.source.name(),
           "key" => %e.key_path.display(),
           "fingerprint" => &e.fingerprint,
@@ -233,10 +234,12 @@ pub fn log_endpoint(log: &Logger, what: &str, e: &Endpoint) {
 pub(crate) fn log_problem(log: &Logger, p: &Problem) {
     match p.severity {
         Severity::Warning => {
-            warn!(log, "{}", p.message; "file" => %p.file.display(), "field" => &p.field)
+            warn!(log, #crate::logging::KEEP, "{}", p.message;
+                  "file" => %p.file.display(), "field" => &p.field)
         }
         Severity::Error => {
-            error!(log, "{}", p.message; "file" => %p.file.display(), "field" => &p.field)
+            error!(log, #crate::logging::KEEP, "{}", p.message;
+                   "file" => %p.file.display(), "field" => &p.field)
         }
     }
 }

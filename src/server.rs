@@ -2,6 +2,7 @@
 //! of [`crate::routes`], within the connection limits, until shutdown; then
 //! the drain.
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,9 +11,10 @@ use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use slog::{info, o, warn, Logger};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::logging::KEEP;
 use crate::routes::{routes, State};
+use crate::slots::{Slot, Slots, Tracked};
 
 /// How long connections open at shutdown get to send their request before
 /// they are asked to finish.
@@ -30,79 +32,109 @@ pub async fn run(listener: TcpListener, state: Arc<State>, shutdown: impl Future
     let log = state.log.new(o!());
     let options = state.options.clone();
     let drain_timeout = options.drain_timeout;
-    let service = warp::service(routes(state.clone()));
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    // Each request runs to its end in a task of its own. hyper drops a
+    // request's future when its client hangs up, before it is even polled
+    // when the request and the hang-up arrive together; a hook's changes
+    // may be relayed all the same, so it must still be logged, counted and
+    // reported late. The task holds the connection's slot (an extension of
+    // the request, see crate::slots) until it ends.
+    let service = TowerToHyperService::new(warp::service(routes(state.clone())));
+    let service = hyper::service::service_fn(move |request| {
+        let reply = tokio::spawn(hyper::service::Service::call(&service, request));
+        async move {
+            let reply = reply.await.unwrap_or_else(|_| {
+                Ok(crate::routes::text(
+                    warp::http::StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal error: the request could not be handled",
+                ))
+            });
+            Ok::<_, Infallible>(reply.unwrap_or_else(|never| match never {}))
+        }
+    });
     let mut shutdown = std::pin::pin!(shutdown);
-    // Slow or idle clients cannot hold more than this many connections; the
-    // header and body timeouts make sure they let go.
-    let connections = Arc::new(Semaphore::new(options.max_connections.max(1)));
+    // At most this many connections, and none holds its slot for ever (see
+    // crate::slots); the header and body timeouts make slow clients let go.
+    let slots = Slots::new(options.slots());
+    let max_age = slots.limits().max_age;
     // Every connection must make progress, with bounded buffers (see
     // crate::conn).
     let limits = crate::conn::Limits::new(options.header_timeout);
-    // Serve one client; without keep-alive, one request and then close.
-    let connection = |stream: TcpStream, keep_alive: bool| {
-        crate::conn::http1_builder(&limits)
+    // Serve one client in its slot; without keep-alive, one request and
+    // then close.
+    let serve = |stream: TcpStream, slot: Slot, keep_alive: bool| {
+        let conn = crate::conn::http1_builder(&limits)
             .keep_alive(keep_alive)
             .serve_connection(
-                TokioIo::new(crate::conn::guard(stream, &limits)),
-                TowerToHyperService::new(service.clone()),
-            )
+                TokioIo::new(crate::conn::guard(stream, &limits, slot.reads())),
+                Tracked::new(service.clone(), slot.clone()),
+            );
+        async move {
+            let _open = slot.open();
+            let mut conn = std::pin::pin!(conn);
+            // Errors are clients going away mid-request; nothing to do.
+            let asked = tokio::select! {
+                _ = conn.as_mut() => false,
+                () = slot.close_requested() => true,
+                () = tokio::time::sleep(max_age) => {
+                    slot.close();
+                    true
+                }
+            };
+            if asked {
+                // Closes an idle connection at once; one with a request in
+                // progress after its reply.
+                conn.as_mut().graceful_shutdown();
+                let _ = conn.await;
+            }
+        }
     };
 
     loop {
-        let (stream, permit) = tokio::select! {
-            accepted = accept(&listener, &connections, &log) => accepted,
+        let (stream, slot) = tokio::select! {
+            accepted = accept(&listener, &slots, &log) => accepted,
             () = &mut shutdown => break,
         };
-        let conn = graceful.watch(connection(stream, true));
-        tokio::spawn(async move {
-            // Errors here are clients going away mid-request; nothing to do.
-            let _ = conn.await;
-            drop(permit);
-        });
+        tokio::spawn(serve(stream, slot, true));
     }
 
     state.stop();
-    info!(log, "shutting down"; "in_flight_connections" => graceful.count());
+    info!(log, #KEEP, "shutting down"; "in_flight_connections" => slots.held());
     let deadline = tokio::time::Instant::now() + drain_timeout;
-    let mut late = tokio::task::JoinSet::new();
-    let mut serve_late = |(stream, permit): (TcpStream, OwnedSemaphorePermit)| {
-        let conn = connection(stream, false);
-        late.spawn(async move {
-            let _ = conn.await;
-            drop(permit);
-        });
+    let serve_late = |(stream, slot): (TcpStream, Slot)| {
+        tokio::spawn(serve(stream, slot, false));
     };
     // hyper closes at once a connection that has not sent its request yet,
     // so one accepted just before the signal would be reset. Give open
     // connections a moment to send theirs before telling them to finish.
-    if graceful.count() > 0 {
+    if slots.held() > 0 {
         let settle = tokio::time::Instant::now() + SETTLE.min(drain_timeout);
         loop {
             tokio::select! {
                 () = tokio::time::sleep_until(settle) => break,
-                accepted = accept(&listener, &connections, &log) => serve_late(accepted),
+                accepted = accept(&listener, &slots, &log) => serve_late(accepted),
             }
         }
     }
     let open_finished = {
         // Open connections finish the request they are on, then close.
-        let mut open = std::pin::pin!(tokio::time::timeout_at(deadline, graceful.shutdown()));
+        let open = slots.close_all();
+        let mut open = std::pin::pin!(tokio::time::timeout_at(
+            deadline,
+            slots.released_before(open)
+        ));
         loop {
             tokio::select! {
                 finished = &mut open => break finished.is_ok(),
-                accepted = accept(&listener, &connections, &log) => serve_late(accepted),
+                accepted = accept(&listener, &slots, &log) => serve_late(accepted),
             }
         }
     };
     drop(listener);
-    let late_finished = tokio::time::timeout_at(deadline, async {
-        while late.join_next().await.is_some() {}
-    })
-    .await
-    .is_ok();
+    let late_finished = tokio::time::timeout_at(deadline, slots.released_before(Slots::ALL))
+        .await
+        .is_ok();
     if !(open_finished && late_finished) {
-        warn!(log, "requests still in flight at shutdown were cut off";
+        warn!(log, #KEEP, "requests still in flight at shutdown were cut off";
               "drain_timeout_s" => drain_timeout.as_secs());
     }
     deliver_pending(&state, deadline, &log).await;
@@ -110,21 +142,22 @@ pub async fn run(listener: TcpListener, state: Arc<State>, shutdown: impl Future
 
 /// Take no more changes, and go on delivering those pending until they are
 /// delivered or the drain deadline; then say what was left undelivered, and
-/// which, so an operator can push or sync them by hand.
+/// which, so an operator can push or sync them by hand (lines that wait for
+/// room in the log queue rather than be dropped).
 async fn deliver_pending(state: &State, deadline: tokio::time::Instant, log: &Logger) {
     let queue = state.hooks.queue();
     queue.close();
     let pending = queue.snapshot().pending;
     if pending > 0 {
-        info!(log, "delivering pending notifications before exiting"; "pending" => pending);
+        info!(log, #KEEP, "delivering pending notifications before exiting"; "pending" => pending);
     }
     let left = queue.drain(deadline).await;
     if left.is_empty() {
         return;
     }
-    warn!(log, "notifications left undelivered at shutdown"; "undelivered" => left.len());
+    warn!(log, #KEEP, "notifications left undelivered at shutdown"; "undelivered" => left.len());
     for l in &left {
-        warn!(log, "undelivered";
+        warn!(log, #KEEP, "undelivered";
               "api" => &*l.api,
               "change" => %l.change,
               "delivery" => %l.deliveries,
@@ -135,26 +168,20 @@ async fn deliver_pending(state: &State, deadline: tokio::time::Instant, log: &Lo
     }
 }
 
-/// The next connection, once fewer than `max_connections` are open. The
-/// permit is held for as long as the connection is.
-async fn accept(
-    listener: &TcpListener,
-    connections: &Arc<Semaphore>,
-    log: &Logger,
-) -> (TcpStream, OwnedSemaphorePermit) {
-    let permit = connections
-        .clone()
-        .acquire_owned()
-        .await
-        .expect("never closed");
-    loop {
+/// The next connection, with a slot: taken at once if one is free, else
+/// made by closing the connection idle longest, or waited for (see
+/// [`crate::slots`]). Meanwhile other clients wait in the kernel's accept
+/// queue.
+async fn accept(listener: &TcpListener, slots: &Slots, log: &Logger) -> (TcpStream, Slot) {
+    let stream = loop {
         match listener.accept().await {
-            Ok((stream, _peer)) => return (stream, permit),
+            Ok((stream, _peer)) => break stream,
             Err(e) => {
                 // Out of file descriptors and the like: back off, go on.
                 warn!(log, "accept failed"; "error" => %e);
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
-    }
+    };
+    (stream, slots.take().await)
 }

@@ -534,3 +534,62 @@ async fn an_unreadable_accept_header_gets_the_default_format() {
         "{reply}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hook_whose_client_hangs_up_is_still_logged_counted_and_reported_late() {
+    let fluxd = FakeFluxd::start().await;
+    // fluxd takes the change after the reply budget: a late delivery.
+    fluxd.set(Behaviour::Delay(1000));
+    let dir = tempfile::tempdir().unwrap();
+    let (config, hook) = github_config(dir.path(), &fluxd.api());
+    let opts = Options {
+        reply_budget: Duration::from_millis(300),
+        ..Options::default()
+    };
+    let recv = Recv::start(&config, opts).await;
+
+    // A signed push, then the client hangs up without waiting for the
+    // reply (as a provider whose own timeout is shorter would): at once,
+    // and once the hook waits for fluxd.
+    let body = github_body("org/app", "main");
+    let mut request = format!(
+        "POST {hook} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in github_push(&body) {
+        request.push_str(&format!("{k}: {v}\r\n"));
+    }
+    let mut request = format!("{request}\r\n").into_bytes();
+    request.extend_from_slice(&body);
+    for (n, wait) in [(1, false), (2, true)] {
+        let mut s = tokio::net::TcpStream::connect(recv.addr).await.unwrap();
+        tokio::io::AsyncWriteExt::write_all(&mut s, &request)
+            .await
+            .unwrap();
+        if wait {
+            let queue = recv.state.hooks.queue();
+            eventually("the change is queued", Duration::from_secs(5), || {
+                queue.snapshot().pending == 1
+            })
+            .await;
+        }
+        drop(s);
+
+        // The changes are relayed; the hook is logged and counted as the
+        // reply it would have had (202 at the budget), and the delivery is
+        // late.
+        eventually("the late delivery", Duration::from_secs(10), || {
+            recv.logs.text().matches("INFO delivered late").count() == n
+        })
+        .await;
+        assert_eq!(fluxd.take(), vec![git_notification("org/app", "main")]);
+        let logs = recv.logs.text();
+        let hook_lines: Vec<&str> = logs.lines().filter(|l| l.contains("INFO hook,")).collect();
+        assert_eq!(hook_lines.len(), n, "{logs}");
+        assert!(
+            hook_lines[n - 1].contains("outcome: queued, status: 202, changes: 1"),
+            "{logs}"
+        );
+        assert_eq!(scrape(&recv).await.hooks("GitHub", "queued"), n as f64);
+    }
+}

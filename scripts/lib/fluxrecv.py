@@ -19,6 +19,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RELEASE_BIN = os.path.join(ROOT, "target/release/flux-recv")
@@ -103,16 +104,18 @@ def push_headers(key, body):
 # ------------------------------------------------------------ stand-in fluxd
 
 
-def fluxd_server(port=0, on_notify=None):
+def fluxd_server(port=0, on_notify=None, delay=0.0):
     """A stand-in fluxd on 127.0.0.1:port (0: any free port), not yet serving:
-    202 to POST /api/flux/v11/notify, whose body goes to on_notify(body);
-    404 to any other path."""
+    202 to POST /api/flux/v11/notify (after `delay` seconds), whose body goes
+    to on_notify(body); 404 to any other path."""
 
     class Handler(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
         def do_POST(self):
             body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            if delay:
+                time.sleep(delay)
             if self.path == NOTIFY_PATH:
                 if on_notify is not None:
                     on_notify(body)
@@ -131,8 +134,8 @@ def fluxd_server(port=0, on_notify=None):
 class Fluxd:
     """fluxd_server() serving on a daemon thread; its port in .port."""
 
-    def __init__(self, port=0, on_notify=None):
-        self.server = fluxd_server(port, on_notify)
+    def __init__(self, port=0, on_notify=None, delay=0.0):
+        self.server = fluxd_server(port, on_notify, delay)
         self.port = self.server.server_address[1]
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 

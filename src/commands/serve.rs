@@ -1,5 +1,9 @@
 //! Serving hooks: the default command. Load the table, bind, serve until
 //! SIGTERM or SIGINT, reloading the table as its files change.
+//!
+//! What start-up logs is tagged [`KEEP`]: it waits for room in the log
+//! queue rather than be dropped (the hook URLs are what operators tail
+//! for).
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -8,6 +12,7 @@ use anyhow::Context;
 use slog::{error, info, o, warn, Logger};
 
 use crate::cli::ServeArgs;
+use crate::logging::KEEP;
 use crate::routes::State;
 use crate::table::Table;
 
@@ -24,7 +29,7 @@ pub fn main(args: ServeArgs) -> ExitCode {
 /// Start the async runtime and serve on it.
 fn run(args: ServeArgs, log: &Logger) -> ExitCode {
     if let Err(e) = args.check() {
-        error!(log, "flux-recv cannot start"; "error" => e);
+        error!(log, #KEEP, "flux-recv cannot start"; "error" => e);
         return ExitCode::FAILURE;
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -33,14 +38,14 @@ fn run(args: ServeArgs, log: &Logger) -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            error!(log, "cannot start the async runtime"; "error" => %e);
+            error!(log, #KEEP, "cannot start the async runtime"; "error" => %e);
             return ExitCode::FAILURE;
         }
     };
     let code = match runtime.block_on(serve(args, log.clone())) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            error!(log, "flux-recv cannot start"; "error" => format!("{e:#}"));
+            error!(log, #KEEP, "flux-recv cannot start"; "error" => format!("{e:#}"));
             ExitCode::FAILURE
         }
     };
@@ -62,7 +67,7 @@ fn fit_connections(options: &crate::options::Options, log: &Logger) -> usize {
     let margin = fd_limit::margin(options.max_relays);
     let fits = fd_limit::effective_connections(options.max_connections, limits.soft, margin);
     if let Some(line) = fd_limit::lowered_message(options.max_connections, fits, limits) {
-        warn!(log, "{}", line);
+        warn!(log, #KEEP, "{}", line);
     }
     fits
 }
@@ -90,7 +95,7 @@ pub async fn serve(args: ServeArgs, log: Logger) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
-    info!(log, "listening"; "address" => %listener.local_addr()?,
+    info!(log, #KEEP, "listening"; "address" => %listener.local_addr()?,
           "api" => &*table.api().base,
           "dry_run" => args.dry_run);
     let mut options = args.options();
@@ -105,7 +110,7 @@ pub async fn serve(args: ServeArgs, log: Logger) -> anyhow::Result<()> {
         log.new(o!()),
     );
     crate::server::run(listener, state, crate::signals::shutdown(log.clone())).await;
-    info!(log, "stopped");
+    info!(log, #KEEP, "stopped");
     Ok(())
 }
 
@@ -130,6 +135,7 @@ pub fn log_endpoints(log: &Logger, table: &Table) {
     if table.endpoints().is_empty() {
         warn!(
             log,
+            #KEEP,
             "the config has no endpoints; every hook URL will answer 404"
         );
     }

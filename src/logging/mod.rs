@@ -12,18 +12,27 @@
 //! still hold a logger; dropping the last logger does the same.
 //!
 //! In the text format a value that holds the format's own separators
-//! (`, ` and `: `), a quote or a control character is written quoted, with
-//! Rust's escapes, so a request value can never read as extra fields.
+//! (`, ` and `: `), a quote, a control character or another character a
+//! reader cannot see as it is (U+2028, U+202E, …) is written quoted, with
+//! Rust's escapes, so a request value can never read as extra fields; the
+//! JSON format writes those characters as `\u` escapes.
 //!
 //! Nothing secret is ever passed to a logger: sources and the table hand out
 //! only fingerprints, paths and [`crate::printable`] request values.
 //!
-//! The queue is in `queue.rs`, the text format's quoting in `quote.rs`.
+//! Lines a remote client can cause are logged within a [`Budget`] a second
+//! (the rest counted, and summed up in one line); lines an operator must
+//! see are tagged [`KEEP`] and never dropped by the queue.
+//!
+//! The queue is in `queue.rs`, the formats' escaping in `quote.rs`, the
+//! budgets in `budget.rs`.
 
+mod budget;
 mod queue;
 mod quote;
 
-pub use queue::{dropped, Queue, FLUSH_TIMEOUT};
+pub use budget::{Admit, Budget, Throttle};
+pub use queue::{dropped, Queue, FLUSH_TIMEOUT, KEEP, KEEP_TIMEOUT};
 
 use std::io::{self, LineWriter, Write};
 use std::panic::{RefUnwindSafe, UnwindSafe};
@@ -32,8 +41,8 @@ use std::sync::{Arc, Mutex};
 use slog::{o, Drain, FnValue, Level, Logger, Never};
 use slog::{PushFnValue, Record};
 
-use queue::{QueueWriter, ReportDrops};
-use quote::Quoting;
+use queue::{Outlet, QueueWriter, ReportDrops};
+use quote::{JsonEscaping, Quoting};
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -103,7 +112,8 @@ pub fn nonblocking_as<W: Write + Send + 'static>(
     capacity: usize,
 ) -> io::Result<(Logger, Queue)> {
     let (writer, queue) = QueueWriter::start(w, capacity)?;
-    Ok((root(format, level, writer, Some(queue.clone())), queue))
+    let outlet = writer.outlet();
+    Ok((root(format, level, writer, Some(outlet)), queue))
 }
 
 /// The logger for `format` and `level`, writing to `w`; with `queue`, one
@@ -113,7 +123,7 @@ fn root<W: Write + Send + 'static>(
     format: Format,
     level: Level,
     w: W,
-    queue: Option<Queue>,
+    queue: Option<Outlet>,
 ) -> Logger {
     match format {
         Format::Text => {
@@ -129,6 +139,9 @@ fn root<W: Write + Send + 'static>(
             // slog-json writes a line in many small pieces: the LineWriter
             // makes it one write, so lines from different threads (the
             // Mutex takes them in turn) never mix, even on a pipe.
+            // Characters a reader cannot see as they are, escaped (see
+            // quote.rs).
+            let w = JsonEscaping::new(w);
             let json = slog_json::Json::new(LineWriter::with_capacity(16 * 1024, w))
                 .add_key_value(o!(
                     "time" => FnValue(|_: &Record| now_rfc3339()),
@@ -141,7 +154,7 @@ fn root<W: Write + Send + 'static>(
     }
 }
 
-fn finish<D>(drain: D, level: Level, queue: Option<Queue>) -> Logger
+fn finish<D>(drain: D, level: Level, queue: Option<Outlet>) -> Logger
 where
     D: Drain<Ok = (), Err = Never> + Send + Sync + RefUnwindSafe + UnwindSafe + 'static,
 {
@@ -166,70 +179,6 @@ fn level_name(level: Level) -> &'static str {
         Level::Info => "info",
         Level::Debug => "debug",
         Level::Trace => "trace",
-    }
-}
-
-/// Lets through at most `per_second` events a second and counts the rest, so
-/// a flood of junk requests cannot flood the logs (or the disk under them).
-/// Approximate under contention, which is all a log budget needs.
-#[derive(Debug)]
-pub struct Throttle {
-    per_second: u64,
-    origin: std::time::Instant,
-    /// The second (since `origin`) being counted.
-    window: std::sync::atomic::AtomicU64,
-    /// Events seen in that second.
-    seen: std::sync::atomic::AtomicU64,
-    /// Events not logged since the last one that was.
-    suppressed: std::sync::atomic::AtomicU64,
-}
-
-/// What [`Throttle::admit`] decided.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Admit {
-    /// Log this event; `suppressed` events were dropped since the last one
-    /// logged, and a line should say so.
-    Log {
-        /// Events dropped before this one.
-        suppressed: u64,
-    },
-    /// Over budget: count it, log nothing.
-    Skip,
-}
-
-impl Throttle {
-    /// A budget of `per_second` events a second.
-    pub fn new(per_second: u64) -> Throttle {
-        Throttle {
-            per_second,
-            origin: std::time::Instant::now(),
-            window: Default::default(),
-            seen: Default::default(),
-            suppressed: Default::default(),
-        }
-    }
-
-    /// Decide about one event.
-    pub fn admit(&self) -> Admit {
-        use std::sync::atomic::Ordering::Relaxed;
-        let now = self.origin.elapsed().as_secs();
-        let window = self.window.load(Relaxed);
-        if now != window
-            && self
-                .window
-                .compare_exchange(window, now, Relaxed, Relaxed)
-                .is_ok()
-        {
-            self.seen.store(0, Relaxed);
-        }
-        if self.seen.fetch_add(1, Relaxed) < self.per_second {
-            Admit::Log {
-                suppressed: self.suppressed.swap(0, Relaxed),
-            }
-        } else {
-            self.suppressed.fetch_add(1, Relaxed);
-            Admit::Skip
-        }
     }
 }
 
@@ -308,6 +257,20 @@ mod tests {
     }
 
     #[test]
+    fn json_lines_escape_what_a_reader_cannot_see() {
+        let out = Captured::default();
+        let log = to_writer_as(Format::Json, Level::Info, out.clone());
+        let value = "a\u{2028}b\u{2029}c\u{202e}d\u{feff}e\u{85}f\u{e0001}g é\u{1f600}";
+        info!(log, "hook"; "value" => value);
+        let text = out.text();
+        // Escaped where unseen; printable non-ASCII (é, an emoji) as is.
+        let expected = r#""value":"a\u2028b\u2029c\u202ed\ufeffe\u0085f\udb40\udc01g "#;
+        assert!(text.contains(&format!("{expected}é\u{1f600}\"")), "{text}");
+        let line: serde_json::Value = serde_json::from_str(text.trim_end()).unwrap();
+        assert_eq!(line["value"], value);
+    }
+
+    #[test]
     fn every_level_can_be_switched_on_at_run_time() {
         let out = Captured::default();
         let log = to_writer_as(Format::Text, Level::Trace, out.clone());
@@ -316,25 +279,5 @@ mod tests {
         let text = out.text();
         assert!(text.contains("TRCE a trace line"), "{text}");
         assert!(text.contains("DEBG a debug line"), "{text}");
-    }
-
-    #[test]
-    fn throttle_keeps_to_its_budget_and_reports_what_it_dropped() {
-        let t = Throttle::new(3);
-        let decisions: Vec<Admit> = (0..5).map(|_| t.admit()).collect();
-        assert_eq!(
-            decisions,
-            vec![
-                Admit::Log { suppressed: 0 },
-                Admit::Log { suppressed: 0 },
-                Admit::Log { suppressed: 0 },
-                Admit::Skip,
-                Admit::Skip,
-            ]
-        );
-        // The next second: logging resumes, and says what was dropped.
-        std::thread::sleep(std::time::Duration::from_millis(1100));
-        assert_eq!(t.admit(), Admit::Log { suppressed: 2 });
-        assert_eq!(t.admit(), Admit::Log { suppressed: 0 });
     }
 }

@@ -6,10 +6,19 @@
 //! again. [`Queue::flush`] waits until every line queued so far is written,
 //! for at most [`FLUSH_TIMEOUT`]: before the process exits, and when the
 //! last logger is dropped.
+//!
+//! Lines tagged [`KEEP`] (the hook URLs at start and on reload, what
+//! shutdown leaves undelivered) are not dropped: when the queue is full,
+//! the logging thread waits for room, after the format's lock is released
+//! (so other threads' lines are never held up by it), for as long as the
+//! writer makes progress. Only a stderr that takes nothing for
+//! [`KEEP_TIMEOUT`] has them dropped (and counted), and then no later kept
+//! line waits until it takes some again.
 
+use std::cell::{Cell, RefCell};
 use std::io::{self, Write};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::sync::mpsc::{Receiver, SyncSender};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -28,8 +37,25 @@ pub fn dropped() -> u64 {
 
 static DROPPED: AtomicU64 = AtomicU64::new(0);
 
+/// The tag of lines that wait for room in the queue rather than be dropped
+/// (`info!(log, #KEEP, "endpoint"; …)`): for the few lines an operator must
+/// see, never for a line a request can cause.
+pub const KEEP: &str = "keep";
+
+/// How long a kept line waits for stderr to take a line before it is
+/// dropped after all.
+pub const KEEP_TIMEOUT: Duration = Duration::from_secs(5);
+
+thread_local! {
+    /// Set while this thread formats a kept line.
+    static KEEPING: Cell<bool> = const { Cell::new(false) };
+    /// A kept line the queue had no room for, to be sent once the format's
+    /// lock is released.
+    static HELD: RefCell<Option<Vec<u8>>> = const { RefCell::new(None) };
+}
+
 /// A nonblocking logger's queue.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Queue {
     dropped: Arc<AtomicU64>,
     /// Whether the last line offered was taken.
@@ -37,6 +63,21 @@ pub struct Queue {
     /// Lines taken into the queue, and lines written out of it.
     taken: Arc<AtomicU64>,
     written: Arc<(Mutex<u64>, Condvar)>,
+    /// Lines written when a kept line last gave up waiting; `u64::MAX`
+    /// when none did.
+    stalled_at: Arc<AtomicU64>,
+}
+
+impl Default for Queue {
+    fn default() -> Queue {
+        Queue {
+            dropped: Default::default(),
+            last_taken: Default::default(),
+            taken: Default::default(),
+            written: Default::default(),
+            stalled_at: Arc::new(AtomicU64::new(u64::MAX)),
+        }
+    }
 }
 
 impl Queue {
@@ -65,6 +106,39 @@ impl Queue {
         }
     }
 
+    /// Lines written so far; or, once that is not `seen`, within `within`.
+    fn written_after(&self, seen: u64, within: Duration) -> u64 {
+        let (written, wrote) = &*self.written;
+        let n = written.lock().unwrap_or_else(|e| e.into_inner());
+        *wrote
+            .wait_timeout_while(n, within, |n| *n == seen)
+            .unwrap_or_else(|e| e.into_inner())
+            .0
+    }
+
+    /// Put a kept `line` that found the queue full into it once there is
+    /// room (see the module doc).
+    fn send_kept(&self, lines: &SyncSender<Vec<u8>>, mut line: Vec<u8>) {
+        let mut seen = self.written_after(u64::MAX, Duration::ZERO);
+        let mut progress = Instant::now();
+        loop {
+            match lines.try_send(line) {
+                Ok(()) => return self.offered(true),
+                Err(TrySendError::Disconnected(_)) => return self.offered(false),
+                Err(TrySendError::Full(again)) => line = again,
+            }
+            if self.stalled_at.load(Relaxed) == seen || progress.elapsed() >= KEEP_TIMEOUT {
+                self.stalled_at.store(seen, Relaxed);
+                return self.offered(false);
+            }
+            let now = self.written_after(seen, Duration::from_millis(100));
+            if now != seen {
+                seen = now;
+                progress = Instant::now();
+            }
+        }
+    }
+
     /// The writer thread wrote `lines` more.
     fn wrote(&self, lines: u64) {
         let (written, wrote) = &*self.written;
@@ -90,17 +164,24 @@ impl Queue {
 /// After a line that got into the queue, says how many lines the queue
 /// dropped since it last said so: once there is room again, not on every
 /// line while it is full. The line goes to the format's drain directly, so
-/// it is written at any `--log-level`.
+/// it is written at any `--log-level`. Also sees a [`KEEP`] line into the
+/// queue.
 pub(super) struct ReportDrops<D> {
     inner: D,
-    queue: Option<Queue>,
+    queue: Option<Outlet>,
     /// The queue's count when it was last reported.
     reported: AtomicU64,
 }
 
+/// A queue, and a way into it for kept lines.
+pub(super) struct Outlet {
+    queue: Queue,
+    lines: SyncSender<Vec<u8>>,
+}
+
 impl<D> ReportDrops<D> {
     /// Reports `queue`'s drops (if there is a queue) through `inner`.
-    pub(super) fn new(inner: D, queue: Option<Queue>) -> ReportDrops<D> {
+    pub(super) fn new(inner: D, queue: Option<Outlet>) -> ReportDrops<D> {
         ReportDrops {
             inner,
             queue,
@@ -114,10 +195,20 @@ impl<D: Drain<Ok = (), Err = Never>> Drain for ReportDrops<D> {
     type Err = Never;
 
     fn log(&self, record: &Record<'_>, values: &OwnedKVList) -> Result<(), Never> {
-        self.inner.log(record, values)?;
-        let Some(queue) = &self.queue else {
-            return Ok(());
+        let Some(Outlet { queue, lines }) = &self.queue else {
+            return self.inner.log(record, values);
         };
+        if record.tag() == KEEP {
+            KEEPING.set(true);
+            let logged = self.inner.log(record, values);
+            KEEPING.set(false);
+            if let Some(line) = HELD.take() {
+                queue.send_kept(lines, line);
+            }
+            logged?;
+        } else {
+            self.inner.log(record, values)?;
+        }
         let dropped = queue.dropped();
         let reported = self.reported.load(Relaxed);
         // One thread reports. If its line is dropped too, the count it
@@ -180,10 +271,22 @@ impl QueueWriter {
         Ok((writer, queue))
     }
 
+    /// The way in for kept lines, with the queue.
+    pub(super) fn outlet(&self) -> Outlet {
+        Outlet {
+            queue: self.queue.clone(),
+            lines: self.lines.clone(),
+        }
+    }
+
     fn send(&mut self) {
         let line = std::mem::take(&mut self.pending);
-        let taken = self.lines.try_send(line).is_ok();
-        self.queue.offered(taken);
+        match self.lines.try_send(line) {
+            Ok(()) => self.queue.offered(true),
+            // Sent by ReportDrops once the format's lock is released.
+            Err(TrySendError::Full(line)) if KEEPING.get() => HELD.set(Some(line)),
+            Err(_) => self.queue.offered(false),
+        }
     }
 }
 
@@ -389,6 +492,47 @@ mod tests {
             assert_eq!(text.lines().count(), 1001, "{format:?}");
             assert!(text.lines().last().unwrap().contains("last"));
         }
+    }
+
+    #[test]
+    fn a_kept_line_waits_for_room_and_holds_up_no_other_line() {
+        let out = Captured::default();
+        let gate = Gate::closed(out.clone());
+        let _open = OpenOnDrop(gate.clone());
+        let (log, queue) = nonblocking_as(Format::Text, Level::Info, gate.clone(), 4).unwrap();
+        // The writer takes a line and blocks on it; four more fill the
+        // queue.
+        info!(log, "filler");
+        std::thread::sleep(Duration::from_millis(100));
+        for i in 0..4 {
+            info!(log, "filler"; "i" => i);
+        }
+        assert_eq!(queue.dropped(), 0);
+        let kept = std::thread::spawn({
+            let log = log.clone();
+            move || info!(log, #KEEP, "endpoint"; "url" => "/hook/1")
+        });
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(!kept.is_finished(), "a kept line waits for room");
+        // Meanwhile another thread's line is dropped at once, not held up
+        // behind the kept one (which waits outside the format's lock).
+        let before = queue.dropped();
+        let other = std::thread::spawn({
+            let log = log.clone();
+            move || info!(log, "request line")
+        });
+        let started = Instant::now();
+        while !other.is_finished() {
+            assert!(started.elapsed() < Duration::from_secs(10), "held up");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(queue.dropped(), before + 1);
+        gate.open();
+        kept.join().unwrap();
+        drop(log);
+        let text = out.text();
+        assert!(text.contains("INFO endpoint, url: /hook/1"), "{text}");
+        assert!(!text.contains("request line"), "{text}");
     }
 
     /// A writer that takes its time over every write, as a slow pipe.

@@ -1,8 +1,20 @@
+//! How each format keeps a value to one readable field.
+//!
 //! The text format's decorator: slog-term's plain one, with each value
 //! written quoted, with Rust's escapes, where it would otherwise be
 //! ambiguous (it holds the format's own separators `, ` or `: `, starts
-//! with a quote, or holds a control character), so a request value can
-//! never read as extra fields or as a second event.
+//! with a quote, or holds a character a reader cannot see as it is), so a
+//! request value can never read as extra fields or as a second event.
+//!
+//! Characters a reader cannot see as they are ([`unseen`]): control
+//! characters, and those Rust's `{:?}` escapes because they print as
+//! nothing or change how what follows prints: line and paragraph
+//! separators (U+2028, U+2029, which some viewers take for a new line),
+//! bidirectional overrides and isolates (U+202E shows what follows
+//! reversed), zero-width characters and the byte-order mark.
+//!
+//! The JSON format escapes them too ([`JsonEscaping`]): serde writes them
+//! raw, which is valid JSON but not what a person reading it sees.
 
 use std::io::{self, Write};
 use std::sync::{Arc, Mutex};
@@ -65,7 +77,7 @@ impl Line {
         };
         // Most parts need nothing: left as written, no copy.
         let as_written = std::str::from_utf8(&self.buf[start..]).is_ok_and(|text| match part {
-            Part::Msg => !text.chars().any(char::is_control),
+            Part::Msg => !text.chars().any(unseen),
             Part::Value => !needs_quotes(text),
         });
         if as_written {
@@ -75,12 +87,12 @@ impl Line {
         self.buf.truncate(start);
         match part {
             // Messages are the code's own words (with paths and the like
-            // in them): control characters escaped, so one event stays
-            // one line, and nothing else changed.
+            // in them): unseen characters escaped, so one event stays one
+            // line that reads as written, and nothing else changed.
             Part::Msg => {
                 for c in text.chars() {
-                    if c.is_control() {
-                        self.buf.extend(c.escape_default().to_string().bytes());
+                    if unseen(c) {
+                        self.buf.extend(c.escape_debug().to_string().bytes());
                     } else {
                         let mut utf8 = [0; 4];
                         self.buf.extend(c.encode_utf8(&mut utf8).bytes());
@@ -88,7 +100,18 @@ impl Line {
                 }
             }
             Part::Value if needs_quotes(&text) => {
-                self.buf.extend(format!("{text:?}").bytes());
+                self.buf.push(b'"');
+                for c in text.chars() {
+                    match c {
+                        '"' | '\\' => self.buf.extend([b'\\', c as u8]),
+                        c if unseen(c) => self.buf.extend(c.escape_debug().to_string().bytes()),
+                        c => {
+                            let mut utf8 = [0; 4];
+                            self.buf.extend(c.encode_utf8(&mut utf8).bytes());
+                        }
+                    }
+                }
+                self.buf.push(b'"');
             }
             Part::Value => self.buf.extend(text.bytes()),
         }
@@ -103,14 +126,94 @@ impl Line {
 
 /// Whether a text-format value must be quoted to read as one value: it
 /// holds a separator of the format (`, ` between fields, `: ` between key
-/// and value) or a control character (a newline would start a new event),
-/// or it starts with a quote (so a value that starts with one is always one
-/// we quoted). Quotes elsewhere, as in compact JSON, are left alone.
+/// and value) or an unseen character (a newline would start a new event,
+/// U+202E would turn what follows around), or it starts with a quote (so a
+/// value that starts with one is always one we quoted). Quotes elsewhere,
+/// as in compact JSON, are left alone.
 fn needs_quotes(value: &str) -> bool {
     value.contains(", ")
         || value.contains(": ")
         || value.starts_with('"')
-        || value.chars().any(char::is_control)
+        || value.chars().any(unseen)
+}
+
+/// A character a reader cannot see as it is (see the module doc): a
+/// control character, or one that Rust's `{:?}` escapes.
+pub(super) fn unseen(c: char) -> bool {
+    c.is_control() || (!c.is_ascii() && c.escape_debug().len() > 1)
+}
+
+/// A writer of JSON lines that writes every unseen non-ASCII character as
+/// a `\uXXXX` escape (serde escapes only ASCII controls). Such characters
+/// only ever occur inside JSON strings, where the escape means the same.
+pub(super) struct JsonEscaping<W> {
+    inner: W,
+    /// The start of a character split across two writes.
+    partial: Vec<u8>,
+}
+
+impl<W> JsonEscaping<W> {
+    pub(super) fn new(inner: W) -> JsonEscaping<W> {
+        JsonEscaping {
+            inner,
+            partial: Vec::new(),
+        }
+    }
+}
+
+impl<W: Write> Write for JsonEscaping<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.partial.is_empty() && buf.is_ascii() {
+            self.inner.write_all(buf)?;
+            return Ok(buf.len());
+        }
+        let mut bytes = std::mem::take(&mut self.partial);
+        bytes.extend_from_slice(buf);
+        let mut out = Vec::with_capacity(bytes.len() + 16);
+        let mut rest = &bytes[..];
+        loop {
+            let (valid, after) = match std::str::from_utf8(rest) {
+                Ok(_) => (rest.len(), None),
+                Err(e) => (e.valid_up_to(), Some(e.error_len())),
+            };
+            for c in std::str::from_utf8(&rest[..valid])
+                .unwrap_or_default()
+                .chars()
+            {
+                if !c.is_ascii() && unseen(c) {
+                    for unit in c.encode_utf16(&mut [0; 2]) {
+                        out.extend(format!("\\u{unit:04x}").bytes());
+                    }
+                } else {
+                    out.extend(c.encode_utf8(&mut [0; 4]).bytes());
+                }
+            }
+            match after {
+                None => break,
+                // A character cut short by the end of the write: kept for
+                // the next one.
+                Some(None) => {
+                    self.partial = rest[valid..].to_vec();
+                    break;
+                }
+                // Not UTF-8 (serde never writes that): passed on as it is.
+                Some(Some(n)) => {
+                    out.extend_from_slice(&rest[valid..valid + n]);
+                    rest = &rest[valid + n..];
+                }
+            }
+        }
+        self.inner.write_all(&out)?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if !self.partial.is_empty() {
+            let partial = std::mem::take(&mut self.partial);
+            self.inner.write_all(&partial)?;
+        }
+        self.inner.flush()
+    }
 }
 
 impl Write for Line {
@@ -188,6 +291,26 @@ mod tests {
             "{}",
             lines[3]
         );
+    }
+
+    #[test]
+    fn characters_a_reader_cannot_see_are_escaped_in_messages_and_values() {
+        let out = Captured::default();
+        let log = to_writer_as(Format::Text, Level::Info, out.clone());
+        info!(log, "a message\u{2028}with a separator";
+              "v" => "a\u{2028}b\u{2029}c", "w" => "x\u{202e}y\u{200f}z\u{feff}",
+              "plain" => "café ü", "c1" => "\u{85}");
+        let text = out.text();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 1, "{text}");
+        assert!(
+            lines[0].ends_with(
+                r#"INFO a message\u{2028}with a separator, v: "a\u{2028}b\u{2029}c", w: "x\u{202e}y\u{200f}z\u{feff}", plain: café ü, c1: "\u{85}""#
+            ),
+            "{}",
+            lines[0]
+        );
+        assert_eq!(split_fields(lines[0]).len(), 4);
     }
 
     /// Key-value pairs of a text line, splitting on the separators outside

@@ -7,6 +7,10 @@
 //! (liveness: 200 while the process serves), `GET /ready` (readiness: 200
 //! while an endpoint table is served and shutdown has not begun),
 //! `GET /metrics` (see [`crate::metrics`]), and 404 for everything else.
+//!
+//! [`crate::server`] runs each request to its end in a task of its own, so
+//! a hook is recorded (log line, metric, late-delivery line) even when its
+//! client hangs up before the reply.
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,14 +18,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use arc_swap::ArcSwap;
-use slog::{debug, info, o, warn, Logger};
+use slog::{debug, info, o, warn, Drain as _, Logger};
 use warp::http::{HeaderMap, HeaderValue, StatusCode};
 use warp::{Filter, Reply};
 
 use crate::delivery::Queue;
 use crate::gcr_auth::Jwks;
 use crate::hook::{Confirmation, Handled, Hooks, Refusal, Report};
-use crate::logging::{Admit, Throttle};
+use crate::logging::Budget;
 use crate::metrics::{Metrics, Outcome};
 use crate::options::Options;
 use crate::table::{Table, TableHandle};
@@ -37,8 +41,11 @@ pub struct State {
     /// What `/metrics` reports.
     pub metrics: Arc<Metrics>,
     /// Budget for logging refused hooks, busy refusals included (see
-    /// [`Level::Busy`]).
-    refusal_logs: Throttle,
+    /// [`Level::Busy`]), and requests to unknown hook URLs.
+    refusal_logs: Budget,
+    /// Budget for logging hooks an endpoint took: their line, the 502s, and
+    /// the lines per change (see [`Level::Info`]).
+    hook_logs: Budget,
     /// Set when shutdown begins, so `/ready` answers 503 and load balancers
     /// stop sending new requests while those in flight finish.
     stopping: AtomicBool,
@@ -59,7 +66,8 @@ impl State {
         Ok(Arc::new(State {
             hooks: Hooks::new(table, google_keys, queue, options.hooks()),
             metrics: Arc::new(metrics),
-            refusal_logs: Throttle::new(options.refusal_logs_per_second),
+            refusal_logs: Budget::new(options.refusal_logs_per_second, "refused hooks"),
+            hook_logs: Budget::new(options.hook_logs_per_second, "hook lines"),
             stopping: AtomicBool::new(false),
             options,
             log,
@@ -191,18 +199,25 @@ fn and_filtered(filtered: usize) -> String {
 }
 
 /// A hook URL no endpoint has (probes, stale URLs): 404, counted apart with
-/// no source, and logged at debug only.
+/// no source, and logged at debug only, within the refusal budget.
 fn unknown_hook(state: &State, fingerprint: &str) -> warp::reply::Response {
     state.metrics.unknown_hook();
-    debug!(state.log, "no endpoint for this hook URL";
-           "fingerprint" => crate::printable(fingerprint));
+    if state.log.is_debug_enabled() && state.refusal_logs.admit(&state.log) {
+        debug!(state.log, "no endpoint for this hook URL";
+               "fingerprint" => crate::printable(fingerprint));
+    }
     text(StatusCode::NOT_FOUND, "not found")
 }
 
-/// How loudly a hook is logged.
+/// How loudly a hook is logged, and within which budget: every hook is
+/// counted, but what a remote client can make flux-recv log is bounded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Level {
-    /// Info: the hook did what it should.
+    /// Info, within the hooks' budget (`--hook-logs-per-second`): the hook
+    /// did what it should. An unsigned endpoint's URL is all it takes to
+    /// send these, so a flood of them cannot be logged line for line
+    /// either; they get a budget apart from refusals so that junk cannot
+    /// crowd them out.
     Info,
     /// Info, within the refusal-log budget: a signed delivery whose id was
     /// accepted before. A sender's retry is rare, but anyone holding a
@@ -221,9 +236,10 @@ enum Level {
     /// an attacker double that by mixing kinds. Every one is still counted
     /// (`outcome="busy"`), and the summary line counts those left out.
     Busy,
-    /// Warning, always: fluxd refused the delivery for good (502), which an
-    /// operator must see. Only a hook that passed its endpoint's checks
-    /// gets this far, so junk from the internet cannot cause it.
+    /// Warning, within the hooks' budget: fluxd refused the delivery for
+    /// good (502), which an operator must see. Only a hook that passed its
+    /// endpoint's checks gets this far, but an unsigned endpoint's checks
+    /// are its URL.
     Failed,
 }
 
@@ -275,20 +291,22 @@ fn reply(state: &State, report: Report, started: Instant) -> warp::reply::Respon
         Handled::Delivered {
             changes,
             filtered,
-            apis,
             confirmation: Confirmation::DryRun,
+            ..
         } => {
-            for c in changes {
-                info!(state.log, "dry run: not sent to fluxd";
-                      "notification" => String::from_utf8_lossy(&c.to_json()).into_owned(),
-                      "api" => crate::routing::bases(apis));
-            }
             let n = changes.len();
             let text = format!(
                 "ok: dry run, fluxd would be notified of {n} change(s){}",
                 and_filtered(*filtered)
             );
             answer(S::OK, text, Outcome::Relayed, Level::Info)
+        }
+        Handled::Delivered {
+            confirmation: Confirmation::Refused { reason, .. },
+            ..
+        } => {
+            let text = format!("fluxd refused the notification: {reason}");
+            answer(S::BAD_GATEWAY, text, Outcome::UpstreamError, Level::Failed)
         }
         Handled::Ignored(why) => {
             let text = format!("ok: nothing to do ({why})");
@@ -369,10 +387,6 @@ fn reply(state: &State, report: Report, started: Instant) -> warp::reply::Respon
                 "5",
             ),
             Refusal::ShuttingDown => busy("flux-recv is shutting down; retry later".into(), "30"),
-            Refusal::FluxdRefused { reason, .. } => {
-                let text = format!("fluxd refused the notification: {reason}");
-                answer(S::BAD_GATEWAY, text, Outcome::UpstreamError, Level::Failed)
-            }
         },
     };
 
@@ -391,23 +405,25 @@ fn reply(state: &State, report: Report, started: Instant) -> warp::reply::Respon
     let endpoint = &report.endpoint;
     state.metrics.hook(endpoint.source.name(), outcome);
     state.metrics.replied(started.elapsed());
-    if let Handled::Delivered { changes, .. } = &report.handled {
-        for c in changes {
-            debug!(state.log, "change"; "change" => %c);
+    // Lines after the hook's own, one per change: what a dry run would
+    // have sent, and at debug each change. Within the hooks' budget too.
+    let per_change = match &report.handled {
+        Handled::Delivered {
+            changes,
+            confirmation,
+            ..
+        } if matches!(confirmation, Confirmation::DryRun) || state.log.is_debug_enabled() => {
+            changes.as_slice()
         }
-    }
-    // Junk from the internet, and the 503s a flood of it can cause, are
-    // counted in full but logged within a budget.
-    if matches!(level, Level::Refused | Level::Busy | Level::Repeat) {
-        match state.refusal_logs.admit() {
-            Admit::Skip => return response(text),
-            Admit::Log { suppressed: 0 } => {}
-            Admit::Log { suppressed } => {
-                warn!(state.log, "refused hooks not logged: over the log budget";
-                      "suppressed" => suppressed,
-                      "budget_per_second" => state.options.refusal_logs_per_second);
-            }
-        }
+        _ => &[],
+    };
+    let budget = match level {
+        Level::Refused | Level::Busy | Level::Repeat => &state.refusal_logs,
+        Level::Info | Level::Failed => &state.hook_logs,
+    };
+    if !budget.admit(&state.log) {
+        state.hook_logs.left_out(per_change.len() as u64);
+        return response(text);
     }
     let (changes, apis) = match &report.handled {
         Handled::Delivered { changes, apis, .. } => (changes.len(), crate::routing::bases(apis)),
@@ -424,7 +440,7 @@ fn reply(state: &State, report: Report, started: Instant) -> warp::reply::Respon
         "outcome" => outcome.label(),
         "status" => status.as_u16(),
         "changes" => changes,
-        "api" => apis,
+        "api" => apis.clone(),
         "duration_ms" => crate::logging::elapsed_ms(started),
     ));
     match (level, &report.handled) {
@@ -432,11 +448,38 @@ fn reply(state: &State, report: Report, started: Instant) -> warp::reply::Respon
         (_, Handled::Refused(Refusal::PubSubToken(e))) => {
             warn!(log, "hook refused"; "check" => e.check(), "reason" => %e)
         }
-        (_, Handled::Refused(Refusal::FluxdRefused { api, .. })) => {
+        (
+            _,
+            Handled::Delivered {
+                confirmation: Confirmation::Refused { api, .. },
+                ..
+            },
+        ) => {
             warn!(log, "hook refused"; "reason" => &text, "refused_by" => &**api)
         }
         (Level::Refused | Level::Busy | Level::Failed, _) => {
             warn!(log, "hook refused"; "reason" => &text)
+        }
+    }
+    let dry_run = matches!(
+        report.handled,
+        Handled::Delivered {
+            confirmation: Confirmation::DryRun,
+            ..
+        }
+    );
+    for c in per_change {
+        if !state.hook_logs.admit(&state.log) {
+            continue;
+        }
+        if dry_run {
+            // Values escaped and cut, as in every line (notification.rs).
+            let json = c.for_log().to_json();
+            info!(state.log, "dry run: not sent to fluxd";
+                  "notification" => String::from_utf8_lossy(&json).into_owned(),
+                  "api" => &apis);
+        } else {
+            debug!(state.log, "change"; "change" => %c);
         }
     }
     response(text)
