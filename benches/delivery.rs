@@ -102,6 +102,7 @@ fn run(
                 image: format!("team/app-{i}"),
             }),
             delivery: "".into(),
+            endpoint: "bench".into(),
         })
         .collect();
     let (t0, c0) = (Instant::now(), cpu());
