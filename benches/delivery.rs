@@ -87,7 +87,8 @@ fn run(
     let queue = Queue::start(
         Options {
             workers,
-            max_pending: n,
+            // One endpoint may hold half of the queue.
+            max_pending: 2 * n,
             ..Options::default()
         },
         log,
