@@ -87,7 +87,8 @@ fn run(
     let queue = Queue::start(
         Options {
             workers,
-            max_pending: n,
+            // One endpoint may hold half of the queue.
+            max_pending: 2 * n,
             ..Options::default()
         },
         log,
@@ -102,6 +103,7 @@ fn run(
                 image: format!("team/app-{i}"),
             }),
             delivery: "".into(),
+            endpoint: "bench".into(),
         })
         .collect();
     let (t0, c0) = (Instant::now(), cpu());

@@ -112,8 +112,9 @@ pub struct ServeArgs {
           default_value_t = Span(Options::default().delivery_max_age))]
     pub delivery_max_age: Span,
 
-    /// Most distinct notifications waiting for fluxd at once; a delivery
-    /// that does not fit whole gets 503 with Retry-After.
+    /// Most distinct notifications waiting for fluxd at once; one endpoint
+    /// may have half of the room the others leave. A delivery that does not
+    /// fit whole gets 503 with Retry-After; one that never can, 400.
     #[arg(long, env = "FLUXRECV_MAX_PENDING", default_value_t = Options::default().max_pending,
           value_parser = RangedU64ValueParser::<usize>::new().range(1..=1_000_000))]
     pub max_pending: usize,
@@ -137,8 +138,8 @@ pub struct ServeArgs {
     pub reload_grace: Span,
 
     /// Relay worker threads: most POSTs to fluxd at once. One fluxd is
-    /// served well by the default; a fluxd that is failing gets at most
-    /// half of them (but always one).
+    /// served well by the default; one API gets at most half of them at
+    /// once (but always one), and one that is failing one probe at a time.
     #[arg(long, env = "FLUXRECV_MAX_RELAYS", default_value_t = Options::default().max_relays,
           value_parser = RangedU64ValueParser::<usize>::new().range(1..=4096))]
     pub max_relays: usize,
@@ -177,9 +178,10 @@ pub struct ServeArgs {
     pub drain_timeout: Span,
 
     /// Most refused hooks (bad signature, bad payload, too large, busy), and
-    /// requests to unknown hook URLs at debug, logged per second; the rest
-    /// are counted in /metrics, and one line says how many were left out.
-    /// Keeps a flood of junk from flooding the logs.
+    /// requests to unknown hook URLs at debug, logged per second, and apart
+    /// the lines about single notifications (refused by fluxd, dropped,
+    /// late); the rest are counted in /metrics, and one line says how many
+    /// were left out. Keeps a flood of junk from flooding the logs.
     #[arg(long, env = "FLUXRECV_REFUSAL_LOGS_PER_SECOND",
           default_value_t = Options::default().refusal_logs_per_second)]
     pub refusal_logs_per_second: u64,

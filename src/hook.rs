@@ -164,12 +164,25 @@ pub enum Refusal {
     /// Reading the body would take the bytes held by all requests past the
     /// body budget.
     OverBodyBudget,
-    /// The delivery queue has no room for these changes; none was queued.
+    /// The delivery queue has no room for these changes in the endpoint's
+    /// share now; none was queued.
     QueueFull {
+        /// Notifications pending from this endpoint.
+        held: usize,
         /// Notifications pending.
         pending: usize,
         /// The most that may be.
         max: usize,
+    },
+    /// More notifications (changes times APIs) than one endpoint may ever
+    /// have pending: retrying cannot help. Nothing was built or queued.
+    TooManyNotifications {
+        /// Distinct changes of the delivery.
+        changes: usize,
+        /// The endpoint's APIs.
+        apis: usize,
+        /// The most one endpoint may have pending.
+        most: usize,
     },
     /// Shutting down: no new changes are taken.
     ShuttingDown,
@@ -298,6 +311,16 @@ impl Hooks {
         }
 
         let apis = table.apis_of(endpoint).clone();
+        // Counted before anything is built: one item per (API, change)
+        // would cost memory for a delivery that can never be queued.
+        let most = self.queue.most_per_endpoint();
+        if apis.len().saturating_mul(changes.len()) > most {
+            return Handled::Refused(Refusal::TooManyNotifications {
+                changes: changes.len(),
+                apis: apis.len(),
+                most,
+            });
+        }
         let replayed = Handled::Replayed {
             within: self.options.signature_tolerance,
         };
@@ -324,6 +347,7 @@ impl Hooks {
         }
         // One entry per (API, change): each API is delivered to on its own.
         let delivery: Arc<str> = Arc::from(delivery);
+        let from: Arc<str> = Arc::from(endpoint.fingerprint.as_str());
         let items = apis
             .iter()
             .flat_map(|api| {
@@ -335,6 +359,7 @@ impl Hooks {
                 url,
                 change,
                 delivery: delivery.clone(),
+                endpoint: from.clone(),
             })
             .collect();
         // A delivery id is used up only once its changes are queued: one
@@ -354,8 +379,15 @@ impl Hooks {
         };
         let ticket = match submitted {
             Ok(ticket) => ticket,
-            Err(Full::NoRoom { pending, max, .. }) => {
-                return Handled::Refused(Refusal::QueueFull { pending, max })
+            Err(Full::NoRoom {
+                held, pending, max, ..
+            }) => return Handled::Refused(Refusal::QueueFull { held, pending, max }),
+            Err(Full::NeverFits { most, .. }) => {
+                return Handled::Refused(Refusal::TooManyNotifications {
+                    changes: changes.len(),
+                    apis: apis.len(),
+                    most,
+                })
             }
             Err(Full::Closed) => return Handled::Refused(Refusal::ShuttingDown),
         };

@@ -56,7 +56,9 @@ pub struct Options {
     /// A client must send a request's body within this time.
     pub body_timeout: Duration,
     /// Most refused hooks (401, 400, 413, 408, and 503 when busy), and
-    /// requests to unknown hook URLs at debug, logged a second; the rest
+    /// requests to unknown hook URLs at debug, logged a second, and apart
+    /// the delivery queue's lines about single notifications (refused by
+    /// fluxd, dropped, delivered late); the rest
     /// are counted in `/metrics` and summed up in one line.
     pub refusal_logs_per_second: u64,
     /// Signatures that cover a time (Standard Webhooks): how far from now
@@ -130,6 +132,7 @@ impl Options {
             max_age: self.delivery_max_age,
             attempt_timeout: self.relay_timeout,
             backoff: crate::delivery::Backoff::default(),
+            logs_per_second: self.refusal_logs_per_second,
         }
     }
 }

@@ -1,77 +1,89 @@
 //! The queue's machinery behind [`Queue`](super::Queue): the entries and
-//! their index, the rounds of waiters each send settles, the per-API
-//! counters, all under one lock in [`Shared`]; and how a relay worker takes
-//! its next job and settles its answer ([`Jobs`] for [`Shared`]).
+//! their index, the room each endpoint holds, the rounds of waiters each
+//! send settles (`rounds.rs`) and the targets (`targets.rs`), all under one
+//! lock in [`Shared`]; and how a relay worker takes its next job and
+//! settles its answer ([`Jobs`] for [`Shared`]).
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use slog::{debug, info, warn, Logger};
+use slog::Logger;
 use tokio::sync::watch;
 
+use super::notes::{self, Budget, Note};
 use super::relay::{Answer, Job, Jobs};
 use super::report::Deliveries;
-use super::{Item, Options};
+use super::rounds::{Round, Waiter};
+use super::targets::Targets;
+use super::{Full, Item, Options};
 use crate::notification::Change;
+
+/// Expired entries are looked for at most this often (and when the first
+/// can expire): an entry may outlive its `max_age` by this much.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
 /// What the [`Queue`](super::Queue) clones, the tickets and the relay
 /// workers share.
 pub(super) struct Shared {
     pub(super) options: Options,
-    /// Most workers an API may hold while its last answer was a failure,
-    /// or while another API's entries wait: half of them, rounded down, but
-    /// at least one.
-    pub(super) share: usize,
     pub(super) log: Logger,
     pub(super) state: Mutex<State>,
-    /// Workers sleep here until an entry is ready, a backoff ends or the
-    /// queue stops.
+    /// Workers sleep here until an entry may be sent, a target's wait
+    /// ends, something may have expired, or the queue stops.
     pub(super) work: Condvar,
     /// Whether nothing is pending; [`Queue::drain`](super::Queue::drain)
     /// waits on it.
     pub(super) empty: watch::Sender<bool>,
 }
 
-#[derive(Default)]
 pub(super) struct State {
     /// Entries by URL, then change: looked up without building a key.
     pub(super) index: HashMap<Arc<str>, HashMap<Change, u64>>,
     pub(super) entries: HashMap<u64, Entry>,
-    /// Due now, oldest first.
-    pub(super) ready: VecDeque<u64>,
-    /// Backing off, earliest due first.
-    backing_off: BinaryHeap<Reverse<(Instant, u64)>>,
+    /// Entries queued by each endpoint (that has any), for its share of
+    /// the room.
+    held: HashMap<Arc<str>, usize>,
+    /// Every notify URL's ready entries, workers in flight, backoff and
+    /// counters.
+    pub(super) targets: Targets,
     pub(super) next_id: u64,
     pub(super) closed: bool,
     pub(super) stopped: bool,
-    pub(super) counters: HashMap<Arc<str>, Counters>,
     /// Workers asleep on the condvar. A worker that is awake takes what is
     /// ready before it sleeps, so a new entry wakes one only if none is
     /// awake to take it: under load, no wake-up (a futex call and a
     /// context switch) per entry.
     pub(super) idle: usize,
+    /// No entry can have expired before this.
+    next_sweep: Option<Instant>,
+    /// Lines about single notifications, within `--refusal-logs-per-second`.
+    budget: Budget,
 }
 
-#[derive(Debug, Clone, Copy, Default)]
-pub(super) struct Counters {
-    /// Being sent now (a gauge, for the per-API share of the workers).
-    sending: usize,
-    /// The last answer was a failure worth retrying.
-    failing: bool,
-    pub(super) delivered: u64,
-    pub(super) late: u64,
-    pub(super) expired: u64,
-    pub(super) refused: u64,
-    pub(super) attempts: u64,
-    pub(super) retries: u64,
-    pub(super) joined: u64,
+impl State {
+    pub(super) fn new(options: &Options) -> State {
+        State {
+            index: HashMap::new(),
+            entries: HashMap::new(),
+            held: HashMap::new(),
+            targets: Targets::new(options.workers.max(1)),
+            next_id: 0,
+            closed: false,
+            stopped: false,
+            idle: 0,
+            next_sweep: None,
+            budget: Budget::new(options.logs_per_second),
+        }
+    }
 }
 
 pub(super) struct Entry {
     pub(super) url: Arc<str>,
     pub(super) change: Change,
+    /// The endpoint that queued it: it holds the room, and its lane at the
+    /// target is where it waits.
+    endpoint: Arc<str>,
     /// `change` as fluxd is sent it, made before the submit took the lock.
     body: Arc<[u8]>,
     /// Who the next successful send settles.
@@ -81,19 +93,20 @@ pub(super) struct Entry {
     pub(super) sending: bool,
     /// Attempts for `round`.
     pub(super) attempts: u32,
-    /// Failed attempts in a row, for the backoff.
+    /// Failed attempts, for the count of retries.
     failures: u32,
     pub(super) last_error: Option<String>,
 }
 
 impl Entry {
-    /// A new entry for `change`, due now and not yet tried; `body` is
-    /// `change` as fluxd is sent it.
-    pub(super) fn new(url: Arc<str>, change: Change, body: Arc<[u8]>, round: Round) -> Entry {
+    /// A new entry for `item`, due now and not yet tried; `body` is its
+    /// change as fluxd is sent it.
+    fn new(item: Item, body: Arc<[u8]>, round: Round) -> Entry {
         Entry {
             body,
-            url,
-            change,
+            url: item.url,
+            change: item.change,
+            endpoint: item.endpoint,
             round,
             again: None,
             sending: false,
@@ -137,137 +150,37 @@ impl Entry {
             w.refused(&self.url, reason);
         }
     }
-}
 
-/// The changes one send covers.
-pub(super) struct Round {
-    /// When the oldest of them was queued: the entry's age, as the metrics
-    /// and the logs report it.
-    pub(super) since: Instant,
-    /// When the newest of them was queued: the entry is retried until this
-    /// is `max_age` old.
-    newest: Instant,
-    /// The replies that wait for this send. Weak: a reply that has been
-    /// sent no longer needs telling, and identical pushes during a long
-    /// outage must not pile up here.
-    waiters: Vec<Weak<Waiter>>,
-    /// A reply stopped waiting for this send before it was settled, so its
-    /// delivery is late. Kept here, not with the reply, which is gone by
-    /// then.
-    late: bool,
-    pub(super) deliveries: Deliveries,
-}
-
-impl Round {
-    pub(super) fn new(now: Instant) -> Round {
-        Round {
-            since: now,
-            newest: now,
-            waiters: Vec::new(),
-            late: false,
-            deliveries: Deliveries::default(),
+    /// The line for a refusal.
+    fn refused(self, reason: String) -> Note {
+        Note::Refused {
+            deliveries: self.deliveries(),
+            url: self.url,
+            change: self.change,
+            attempts: self.attempts,
+            reason,
         }
     }
-
-    /// Add a change queued at `now`, with the reply waiting for it.
-    pub(super) fn join(&mut self, waiter: &Arc<Waiter>, delivery: &Arc<str>, now: Instant) {
-        // Forget the replies already sent once the list is full, before it
-        // grows: it stays in proportion to the replies waiting at once, not
-        // to the pushes, at no cost per join.
-        if self.waiters.len() == self.waiters.capacity() {
-            self.waiters.retain(|w| w.strong_count() > 0);
-        }
-        self.waiters.push(Arc::downgrade(waiter));
-        self.newest = self.newest.max(now);
-        self.deliveries.add(delivery);
-    }
-
-    fn absorb(&mut self, other: Round) {
-        self.since = self.since.min(other.since);
-        self.newest = self.newest.max(other.newest);
-        self.waiters.extend(other.waiters);
-        self.late |= other.late;
-        self.deliveries.absorb(other.deliveries);
-    }
-
-    /// The replies still waiting.
-    fn waiters(&self) -> impl Iterator<Item = Arc<Waiter>> + '_ {
-        self.waiters.iter().filter_map(Weak::upgrade)
-    }
-
-    /// Whether `waiter`'s reply waits for this send.
-    fn holds(&self, waiter: &Arc<Waiter>) -> bool {
-        let waiter = Arc::as_ptr(waiter);
-        self.waiters
-            .iter()
-            .any(|w| std::ptr::eq(w.as_ptr(), waiter))
-    }
-}
-
-/// One ticket's side. Its entries' rounds hold it weakly: it goes with the
-/// ticket, once the reply is sent.
-pub(super) struct Waiter {
-    pub(super) progress: watch::Sender<Progress>,
-}
-
-#[derive(Debug, Clone)]
-pub(super) struct Progress {
-    /// Entries not yet accepted.
-    pub(super) left: usize,
-    pub(super) refused: Option<(Arc<str>, String)>,
-}
-
-impl Progress {
-    pub(super) fn settled(&self) -> bool {
-        self.left == 0 || self.refused.is_some()
-    }
-}
-
-impl Waiter {
-    fn accepted(&self) {
-        self.progress
-            .send_modify(|p| p.left = p.left.saturating_sub(1));
-    }
-
-    fn refused(&self, api: &Arc<str>, reason: &str) {
-        self.progress.send_if_modified(|p| {
-            let first = p.refused.is_none();
-            if first {
-                p.refused = Some((api.clone(), reason.to_string()));
-            }
-            first
-        });
-    }
-}
-
-/// Something to log once the state lock is released.
-enum Note {
-    Delivered {
-        url: Arc<str>,
-        change: Change,
-        round: Round,
-        attempts: u32,
-        late: bool,
-    },
-    Refused {
-        entry: Entry,
-        reason: String,
-    },
-    Expired {
-        entry: Entry,
-        age: Duration,
-    },
-    Failed {
-        url: Arc<str>,
-        change: Change,
-        attempts: u32,
-        reason: String,
-    },
 }
 
 impl State {
     pub(super) fn find(&self, item: &Item) -> Option<u64> {
         self.index.get(&item.url)?.get(&item.change).copied()
+    }
+
+    /// Entries `endpoint` holds.
+    pub(super) fn held(&self, endpoint: &str) -> usize {
+        self.held.get(endpoint).copied().unwrap_or(0)
+    }
+
+    /// Whether `endpoint` may add `n` entries to the queue of at most
+    /// `max`: at most half of the room the other endpoints leave (rounded
+    /// up), so that however many entries one endpoint makes, as much room
+    /// again stays free for the others.
+    fn has_room(&self, endpoint: &str, n: usize, needed: usize, max: usize) -> bool {
+        let mine = self.held(endpoint) + n;
+        let others = self.entries.len() + needed - mine;
+        mine <= max.saturating_sub(others).div_ceil(2)
     }
 
     /// A reply stopped waiting for `waiter`'s entries (those of `ids` still
@@ -283,50 +196,19 @@ impl State {
         }
     }
 
-    /// The next entry to send: the oldest ready one, with two exceptions
-    /// so that one slow or hanging fluxd cannot hold every worker while
-    /// other APIs wait. An API that holds `share` workers already is
-    /// - skipped outright while it is failing (its last answer was a
-    ///   failure): it waits for one of its own attempts to end, and
-    /// - passed over for another API's entry while several APIs have
-    ///   entries pending, but taken when nothing else is ready.
-    ///
-    /// So a single healthy API gets every worker, and a failing one gets
-    /// them all back with its first success.
-    fn take_ready(&mut self, share: usize) -> Option<u64> {
-        let several = self.index.len() > 1;
-        let mut fallback = None;
-        for (at, id) in self.ready.iter().enumerate() {
-            let Some(e) = self.entries.get(id) else {
-                // Gone: the caller skips it.
-                return self.ready.remove(at);
-            };
-            let c = self.counters.get(&e.url).copied().unwrap_or_default();
-            let at_share = c.sending >= share;
-            if at_share && c.failing {
-                continue;
-            }
-            if !at_share || !several {
-                return self.ready.remove(at);
-            }
-            fallback.get_or_insert(at);
-        }
-        self.ready.remove(fallback?)
-    }
-
-    pub(super) fn counters(&mut self, api: &Arc<str>) -> &mut Counters {
-        if !self.counters.contains_key(api) {
-            self.counters.insert(api.clone(), Counters::default());
-        }
-        self.counters.get_mut(api).expect("just inserted")
-    }
-
-    /// Drop an entry taken out of `entries` from the index.
+    /// Drop an entry taken out of `entries` from the index and its
+    /// endpoint's room.
     fn unindex(&mut self, entry: &Entry) {
         if let Some(changes) = self.index.get_mut(&entry.url) {
             changes.remove(&entry.change);
             if changes.is_empty() {
                 self.index.remove(&entry.url);
+            }
+        }
+        if let Some(held) = self.held.get_mut(&entry.endpoint) {
+            *held -= 1;
+            if *held == 0 {
+                self.held.remove(&entry.endpoint);
             }
         }
     }
@@ -342,6 +224,85 @@ impl Shared {
         self.work.notify_all();
     }
 
+    /// Queue `items` (distinct, each with its body) for `waiter`, all or
+    /// nothing: items identical to a pending entry join it; the new ones
+    /// must fit their endpoint's share of the room. Returns the entries.
+    pub(super) fn submit(
+        &self,
+        items: Vec<(Item, Arc<[u8]>)>,
+        waiter: &Arc<Waiter>,
+    ) -> Result<Vec<u64>, Full> {
+        let max = self.options.max_pending;
+        let now = Instant::now();
+        let mut st = self.lock();
+        if st.closed {
+            return Err(Full::Closed);
+        }
+        let found: Vec<Option<u64>> = items.iter().map(|(item, _)| st.find(item)).collect();
+        let needed = found.iter().filter(|id| id.is_none()).count();
+        // Each endpoint's new entries (one endpoint, in practice).
+        let mut new: Vec<(&Arc<str>, usize)> = Vec::new();
+        for ((item, _), _) in items.iter().zip(&found).filter(|(_, id)| id.is_none()) {
+            match new.iter_mut().find(|(e, _)| *e == &item.endpoint) {
+                Some((_, n)) => *n += 1,
+                None => new.push((&item.endpoint, 1)),
+            }
+        }
+        if let Some((endpoint, _)) = new.iter().find(|(e, n)| !st.has_room(e, *n, needed, max)) {
+            return Err(Full::NoRoom {
+                needed,
+                held: st.held(endpoint),
+                pending: st.entries.len(),
+                max,
+            });
+        }
+
+        let mut ids = Vec::with_capacity(items.len());
+        let mut wake = false;
+        for ((item, body), found) in items.into_iter().zip(found) {
+            let id = match found {
+                Some(id) => {
+                    let entry = st.entries.get_mut(&id).expect("indexed entries exist");
+                    let round = if entry.sending {
+                        entry.again.get_or_insert_with(|| Round::new(now))
+                    } else {
+                        &mut entry.round
+                    };
+                    round.join(waiter, &item.delivery, now);
+                    st.targets.get(&item.url).counters.joined += 1;
+                    id
+                }
+                None => {
+                    let id = st.next_id;
+                    st.next_id += 1;
+                    let mut round = Round::new(now);
+                    round.join(waiter, &item.delivery, now);
+                    st.index
+                        .entry(item.url.clone())
+                        .or_default()
+                        .insert(item.change.clone(), id);
+                    *st.held.entry(item.endpoint.clone()).or_default() += 1;
+                    st.targets.ready(&item.url, &item.endpoint, id, false);
+                    wake |= st.targets.may_send(&item.url, now);
+                    st.entries.insert(id, Entry::new(item, body, round));
+                    id
+                }
+            };
+            ids.push(id);
+        }
+        if needed > 0 {
+            let expires = now + self.options.max_age;
+            st.next_sweep = Some(st.next_sweep.map_or(expires, |s| s.min(expires)));
+            self.empty.send_if_modified(|e| std::mem::replace(e, false));
+        }
+        // A worker that is awake takes what is ready before it sleeps; wake
+        // one only while some sleep, and only for an entry it may send.
+        if wake && st.idle > 0 {
+            self.work.notify_one();
+        }
+        Ok(ids)
+    }
+
     /// Forget an entry taken out of `entries` for good (delivered, refused
     /// or expired), and tell [`Queue::drain`](super::Queue::drain) if it
     /// was the last.
@@ -354,62 +315,55 @@ impl Shared {
 
     /// Drop an entry that outlived `max_age`; its waiters are told.
     fn expire(&self, st: &mut State, entry: Entry, now: Instant, notes: &mut Vec<Note>) {
-        st.counters(&entry.url).expired += 1;
+        st.targets.get(&entry.url).counters.expired += 1;
         self.retire(st, &entry);
-        let age = now - entry.round.since;
         let reason = format!("fluxd did not accept it within {:?}", self.options.max_age);
         entry.refuse(&reason);
-        notes.push(Note::Expired { entry, age });
+        // An entry left waiting behind the probes has no error of its own.
+        let deliveries = entry.deliveries();
+        let last_error = entry
+            .last_error
+            .or_else(|| st.targets.last_error(&entry.url).map(String::from));
+        let note = Note::Expired {
+            deliveries,
+            age: now - entry.round.since,
+            url: entry.url,
+            change: entry.change,
+            attempts: entry.attempts,
+            last_error,
+        };
+        st.budget.push(note, notes, now);
     }
 
-    fn log(&self, note: Note) {
-        let log = &self.log;
-        match note {
-            Note::Delivered {
-                url,
-                change,
-                round,
-                attempts,
-                late,
-            } => {
-                // How long after it was queued: for a late one, how late.
-                let after_ms = round.since.elapsed().as_millis() as u64;
-                if late {
-                    info!(log, "delivered late";
-                        "api" => &*url, "change" => %change,
-                        "delivery" => %round.deliveries,
-                        "attempts" => attempts, "after_ms" => after_ms);
-                } else {
-                    debug!(log, "delivered";
-                        "api" => &*url, "change" => %change,
-                        "delivery" => %round.deliveries,
-                        "attempts" => attempts, "after_ms" => after_ms);
-                }
-            }
-            Note::Refused { entry, reason } => {
-                warn!(log, "fluxd refused a notification; not retrying";
-                    "api" => &*entry.url, "change" => %entry.change,
-                    "delivery" => %entry.deliveries(), "attempts" => entry.attempts,
-                    "reason" => reason);
-            }
-            Note::Expired { entry, age } => {
-                warn!(log, "dropped a notification fluxd did not accept in time";
-                    "api" => &*entry.url, "change" => %entry.change,
-                    "delivery" => %entry.deliveries(), "attempts" => entry.attempts,
-                    "age_s" => age.as_secs(),
-                    "last_error" => entry.last_error.as_deref().unwrap_or("-"));
-            }
-            Note::Failed {
-                url,
-                change,
-                attempts,
-                reason,
-            } => {
-                debug!(log, "delivery attempt failed; will retry";
-                    "api" => &*url, "change" => %change, "attempts" => attempts,
-                    "reason" => reason);
-            }
+    /// Drop the entries waiting (not being sent) that outlived `max_age`,
+    /// so they neither hold room nor wait for a target that is backing off
+    /// or busy; and note when the next one can expire.
+    fn sweep(&self, st: &mut State, now: Instant, notes: &mut Vec<Note>) {
+        let max_age = self.options.max_age;
+        let expired: Vec<u64> = st
+            .entries
+            .iter()
+            .filter(|(_, e)| !e.sending && e.time_left(max_age, now).is_zero())
+            .map(|(id, _)| *id)
+            .collect();
+        let mut urls = HashSet::new();
+        for id in expired {
+            let entry = st.entries.remove(&id).expect("just found");
+            urls.insert(entry.url.clone());
+            self.expire(st, entry, now, notes);
         }
+        let State {
+            targets, entries, ..
+        } = st;
+        for url in urls {
+            targets.retain(&url, |id| entries.contains_key(&id));
+        }
+        st.next_sweep = st
+            .entries
+            .values()
+            .map(|e| e.round.newest + max_age)
+            .min()
+            .map(|first| first.max(now + SWEEP_EVERY));
     }
 }
 
@@ -420,18 +374,17 @@ impl Jobs for Shared {
         loop {
             if st.stopped {
                 drop(st);
-                notes.into_iter().for_each(|n| self.log(n));
+                self.log(notes);
                 return None;
             }
             let now = Instant::now();
-            while let Some(&Reverse((due, id))) = st.backing_off.peek() {
-                if due > now {
-                    break;
-                }
-                st.backing_off.pop();
-                st.ready.push_back(id);
+            if st.next_sweep.is_some_and(|s| s <= now) {
+                self.sweep(&mut st, now, &mut notes);
             }
-            while let Some(id) = st.take_ready(self.share) {
+            if let Some(summary) = st.budget.summary(now) {
+                notes.push(summary);
+            }
+            while let Some(id) = st.targets.take(now) {
                 let Some(mut entry) = st.entries.remove(&id) else {
                     continue;
                 };
@@ -441,35 +394,43 @@ impl Jobs for Shared {
                 }
                 entry.sending = true;
                 entry.attempts += 1;
-                let retry = entry.failures > 0;
-                let c = st.counters(&entry.url);
-                c.sending += 1;
+                st.targets.started(&entry.url);
+                let c = &mut st.targets.get(&entry.url).counters;
                 c.attempts += 1;
-                c.retries += u64::from(retry);
+                c.retries += u64::from(entry.failures > 0);
                 let job = Job {
                     id,
                     url: entry.url.clone(),
                     body: entry.body.clone(),
                 };
                 st.entries.insert(id, entry);
+                // More that may go now: another worker takes it.
+                if st.idle > 0 && st.targets.any_may_send(now) {
+                    self.work.notify_one();
+                }
                 drop(st);
-                notes.into_iter().for_each(|n| self.log(n));
+                self.log(notes);
                 return Some(job);
             }
             if !notes.is_empty() {
                 // Log before sleeping, outside the lock.
                 drop(st);
-                std::mem::take(&mut notes)
-                    .into_iter()
-                    .for_each(|n| self.log(n));
+                self.log(std::mem::take(&mut notes));
                 st = self.lock();
                 continue;
             }
+            // Sleep until woken, or until a target's wait ends, an entry
+            // may expire or the log summary is due.
+            let wake = [st.targets.next_due(now), st.next_sweep, st.budget.due()]
+                .into_iter()
+                .flatten()
+                .min();
             st.idle += 1;
-            st = match st.backing_off.peek() {
-                Some(&Reverse((due, _))) => {
+            st = match wake {
+                Some(at) => {
+                    let wait = at.saturating_duration_since(now);
                     self.work
-                        .wait_timeout(st, due - now)
+                        .wait_timeout(st, wait)
                         .expect("delivery queue state")
                         .0
                 }
@@ -486,30 +447,22 @@ impl Jobs for Shared {
             return;
         };
         entry.sending = false;
-        let c = st.counters(&entry.url);
-        c.sending -= 1;
-        let was_failing = c.failing;
-        c.failing = matches!(answer, Answer::Retry(_));
-        if was_failing {
-            // Entries of this API held back by its share may go now; all
-            // of them if it recovered.
-            if c.failing {
-                self.work.notify_one();
-            } else {
-                self.work.notify_all();
-            }
-        }
         let now = Instant::now();
         match answer {
             Answer::Accepted => {
+                if st.targets.answered(&entry.url) && st.idle > 0 {
+                    // It was failing, held to one probe: it may have its
+                    // share of the workers again.
+                    self.work.notify_all();
+                }
                 let late = entry.round.late;
-                let c = st.counters(&entry.url);
+                let c = &mut st.targets.get(&entry.url).counters;
                 c.delivered += 1;
                 c.late += u64::from(late);
                 for w in entry.round.waiters() {
                     w.accepted();
                 }
-                let delivered = match entry.again.take() {
+                let (url, change, round, attempts) = match entry.again.take() {
                     Some(again) => {
                         // Those who came during the send get a send of
                         // their own.
@@ -517,31 +470,37 @@ impl Jobs for Shared {
                         let attempts = std::mem::replace(&mut entry.attempts, 0);
                         entry.failures = 0;
                         entry.last_error = None;
-                        let note = Note::Delivered {
-                            url: entry.url.clone(),
-                            change: entry.change.clone(),
-                            round: settled,
-                            attempts,
-                            late,
-                        };
+                        st.targets.ready(&entry.url, &entry.endpoint, id, false);
+                        let (url, change) = (entry.url.clone(), entry.change.clone());
                         st.entries.insert(id, entry);
-                        st.ready.push_back(id);
-                        note
+                        (url, change, settled, attempts)
                     }
                     None => {
                         self.retire(&mut st, &entry);
-                        Note::Delivered {
-                            url: entry.url,
-                            change: entry.change,
-                            round: entry.round,
-                            attempts: entry.attempts,
-                            late,
-                        }
+                        (entry.url, entry.change, entry.round, entry.attempts)
                     }
                 };
-                notes.push(delivered);
+                let note = Note::Delivered {
+                    url,
+                    change,
+                    after: now - round.since,
+                    deliveries: round.deliveries,
+                    attempts,
+                    late,
+                };
+                st.budget.push(note, &mut notes, now);
             }
-            Answer::Retry(reason) => {
+            Answer::Retry { reason, after } => {
+                let backoff = self.options.backoff;
+                let max_age = self.options.max_age;
+                st.targets.failed(
+                    &entry.url,
+                    now,
+                    &reason,
+                    |n| backoff.wait(n),
+                    after,
+                    max_age,
+                );
                 entry.failures += 1;
                 if let Some(again) = entry.again.take() {
                     entry.round.absorb(again);
@@ -553,23 +512,33 @@ impl Jobs for Shared {
                     reason: reason.clone(),
                 });
                 entry.last_error = Some(reason);
-                if entry.time_left(self.options.max_age, now).is_zero() {
+                if entry.time_left(max_age, now).is_zero() {
                     self.expire(&mut st, entry, now, &mut notes);
                 } else {
-                    let due = now + self.options.backoff.wait(entry.failures);
-                    st.backing_off.push(Reverse((due, id)));
+                    st.targets.ready(&entry.url, &entry.endpoint, id, true);
                     st.entries.insert(id, entry);
                 }
             }
             Answer::Refused(reason) => {
-                st.counters(&entry.url).refused += 1;
+                st.targets.answered(&entry.url);
+                st.targets.get(&entry.url).counters.refused += 1;
                 self.retire(&mut st, &entry);
                 entry.refuse(&reason);
-                notes.push(Note::Refused { entry, reason });
+                st.budget.push(entry.refused(reason), &mut notes, now);
             }
         }
         drop(st);
-        notes.into_iter().for_each(|n| self.log(n));
+        self.log(notes);
+    }
+}
+
+impl Shared {
+    /// Log `notes`, outside the lock.
+    fn log(&self, notes: Vec<Note>) {
+        let per_second = self.options.logs_per_second;
+        for note in notes {
+            notes::log(&self.log, note, per_second);
+        }
     }
 }
 
@@ -593,53 +562,43 @@ mod tests {
         // Read under the lock, checked after it: a failed check must not
         // poison it for the workers.
         let (entries, joined, kept) = {
-            let st = queue.workers.shared.lock();
+            let mut st = queue.workers.shared.lock();
             let kept: usize = st
                 .entries
                 .values()
                 .flat_map(Entry::rounds)
                 .map(|r| r.waiters.len())
                 .sum();
-            (st.entries.len(), st.counters[&url].joined, kept)
+            (st.entries.len(), st.targets.get(&url).counters.joined, kept)
         };
         assert_eq!((entries, joined), (1, 19_999));
         assert!(kept < 100, "{kept} waiters kept");
     }
 
     #[test]
-    fn an_api_at_its_share_is_passed_over_or_held_back_when_failing() {
-        let mut st = State::default();
-        let (a, b): (Arc<str>, Arc<str>) = ("http://a/".into(), "http://b/".into());
-        for (id, url, image) in [(0, &a, "x"), (1, &a, "y"), (2, &b, "x")] {
-            let change = Change::image(crate::notification::ImageName {
-                domain: String::new(),
-                image: image.into(),
-            });
-            st.index
-                .entry(url.clone())
-                .or_default()
-                .insert(change.clone(), id);
-            let body = change.to_json().into();
+    fn an_endpoint_has_room_for_half_of_what_the_others_leave() {
+        let mut st = State::new(&Options::default());
+        let url: Arc<str> = "http://a/".into();
+        st.held.insert("a".into(), 6);
+        for id in 0..6 {
+            // Only their number counts here.
             st.entries.insert(
                 id,
-                Entry::new(url.clone(), change, body, Round::new(Instant::now())),
+                Entry::new(
+                    item(&url, &format!("i{id}"), ""),
+                    Arc::from(&b"{}"[..]),
+                    Round::new(Instant::now()),
+                ),
             );
-            st.ready.push_back(id);
         }
-        st.counters(&a).sending = 1;
-        // a holds its share (1): b's entry goes first, then a's in order.
-        assert_eq!(st.take_ready(1), Some(2));
-        assert_eq!(st.take_ready(1), Some(0));
-        // Failing, a gets no more than its share, whatever is pending.
-        st.index.remove(&b);
-        st.counters(&a).failing = true;
-        assert_eq!(st.take_ready(1), None);
-        assert_eq!(st.take_ready(2), Some(1));
-        // Healthy and alone, a gets every worker.
-        st.ready.push_back(1);
-        st.counters(&a).failing = false;
-        st.counters(&a).sending = 5;
-        assert_eq!(st.take_ready(1), Some(1));
-        assert_eq!(st.take_ready(1), None);
+        // 6 of 16 taken by a: b may hold 5 (half of 10), rounded up.
+        assert!(st.has_room("b", 5, 5, 16));
+        assert!(!st.has_room("b", 6, 6, 16));
+        // a, alone, may hold 8 (half of 16): two more.
+        assert!(st.has_room("a", 2, 2, 16));
+        assert!(!st.has_room("a", 3, 3, 16));
+        // A queue of one still takes one.
+        let st = State::new(&Options::default());
+        assert!(st.has_room("a", 1, 1, 1));
     }
 }

@@ -79,8 +79,8 @@ pub(super) fn snapshot(shared: &Shared) -> Snapshot {
     let st = shared.lock();
     let now = Instant::now();
     let mut apis: HashMap<Arc<str>, ApiSnapshot> = st
-        .counters
-        .iter()
+        .targets
+        .counters()
         .map(|(api, c)| {
             let s = ApiSnapshot {
                 api: api.clone(),

@@ -4,11 +4,13 @@
 //! A hook [`Queue::submit`]s its changes, one [`Item`] per (notify URL,
 //! change), and gets a [`Ticket`]; the reply waits on it for at most the
 //! reply budget. A fixed pool of relay workers (`relay.rs`) sends what is
-//! pending, oldest first, and retries what fluxd could not take (down, 408,
-//! 429, 5xx) with exponential backoff and jitter until fluxd accepts it or
-//! even the newest change that joined it is older than `max_age`; then it
-//! is dropped with a warning, since fluxd's own polling catches up by then.
-//! Answers that can never succeed (another 4xx, a redirect) end it at once.
+//! pending, taking turns between APIs and between endpoints, and retries
+//! what fluxd could not take (down, 408, 429, 5xx) after a backoff that is
+//! the API's (and no sooner than fluxd's `Retry-After`) until fluxd
+//! accepts it or even the newest change that joined it is older than
+//! `max_age`; then it is dropped with a warning, since fluxd's own polling
+//! catches up by then. Answers that can never succeed (another 4xx, a
+//! redirect) end it at once.
 //!
 //! **One entry per distinct (URL, change).** fluxd treats a notification as
 //! a trigger to look, so identical changes need one look:
@@ -26,14 +28,23 @@
 //!
 //! **Several APIs.** An entry is one change for one notify URL, so with
 //! fan-out each API gets its own entries, retries and counters, and one
-//! that is down does not hold up the others. Workers are shared, but an API
-//! whose last answer was a failure may hold at most half of them (rounded
-//! down, but at least one), so with two workers or more a hanging fluxd
-//! never ties up the whole pool (see `State::take_ready`).
+//! that is down does not hold up the others. Workers are shared in turn,
+//! and an API may hold at most half of them (rounded down, at least one)
+//! at once, so with two workers or more a slow or hanging fluxd never ties
+//! up the whole pool; one whose last answer was a failure is probed by one
+//! attempt at a time (see `targets.rs`).
 //!
-//! The queue holds at most `max_pending` entries. A submit whose new
-//! entries do not all fit is refused whole ([`Full`]): nothing of it is
-//! queued, so the provider's retry starts clean.
+//! **Room.** The queue holds at most `max_pending` entries, and each
+//! endpoint (an item's [`Item::endpoint`]) at most half of the room the
+//! other endpoints leave (rounded up): alone, half of the queue; so
+//! however many entries one endpoint makes (an unsigned endpoint's flood,
+//! say), as much room again stays free for the others. An entry counts
+//! against the endpoint that made it; a change that joins it needs no room.
+//! A submit whose new entries do not all fit is refused whole
+//! ([`Full::NoRoom`]): nothing of it is queued, so the provider's retry
+//! starts clean. One that could not fit even in an empty queue (more than
+//! [`Queue::most_per_endpoint`] items for one endpoint) is
+//! [`Full::NeverFits`]: retrying cannot help.
 //!
 //! **Waiting.** Workers are std threads; replies are tokio tasks. Each
 //! ticket has a `tokio::sync::watch` channel that workers update (a watch
@@ -55,9 +66,12 @@
 
 mod entries;
 mod metrics;
+mod notes;
 mod relay;
 mod report;
 mod resolver;
+mod rounds;
+mod targets;
 mod wire;
 
 use std::cmp::Reverse;
@@ -70,9 +84,10 @@ use slog::Logger;
 use tokio::sync::watch;
 
 use crate::notification::Change;
-use entries::{Entry, Progress, Round, Shared, State, Waiter};
+use entries::{Shared, State};
 use relay::{Jobs, Relay};
 pub use report::{ApiSnapshot, Deliveries, Leftover, Snapshot};
+use rounds::{Progress, Waiter};
 
 /// Relay workers when `--max-relays` is not given. Measured on a 2-core
 /// machine against a stand-in fluxd on loopback: alone (`cargo bench
@@ -95,13 +110,17 @@ pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(15 * 60);
 /// Longest one POST may take when `--relay-timeout` is not given.
 pub const DEFAULT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Lines a second about single notifications when not given.
+pub const DEFAULT_LOGS_PER_SECOND: u64 = 20;
+
 /// How the queue runs.
 #[derive(Debug, Clone)]
 pub struct Options {
     /// Relay worker threads (`--max-relays`): at most this many POSTs to
     /// fluxd at once.
     pub workers: usize,
-    /// Most distinct notifications pending at once (`--max-pending`).
+    /// Most distinct notifications pending at once (`--max-pending`); one
+    /// endpoint may hold half of the room the others leave.
     pub max_pending: usize,
     /// How long a notification is retried before it is dropped
     /// (`--delivery-max-age`), counted from when it was last queued: an
@@ -111,6 +130,10 @@ pub struct Options {
     pub attempt_timeout: Duration,
     /// Waits between attempts.
     pub backoff: Backoff,
+    /// Most lines a second about single notifications (refused by fluxd,
+    /// dropped, delivered late); the rest are counted and summed up
+    /// (`--refusal-logs-per-second`).
+    pub logs_per_second: u64,
 }
 
 impl Default for Options {
@@ -121,14 +144,18 @@ impl Default for Options {
             max_age: DEFAULT_MAX_AGE,
             attempt_timeout: DEFAULT_ATTEMPT_TIMEOUT,
             backoff: Backoff::default(),
+            logs_per_second: DEFAULT_LOGS_PER_SECOND,
         }
     }
 }
 
-/// Backoff between attempts: exponential from `first`, capped at `max`,
-/// each wait drawn uniformly from its upper half so that notifications that
-/// failed together do not retry together. The cap is a few seconds so that
-/// when fluxd comes back, everything pending reaches it within seconds.
+/// Backoff between attempts to an API that failed: exponential in its
+/// failures in a row from `first`, capped at `max`, each wait drawn
+/// uniformly from its upper half so that APIs that failed together do not
+/// retry together. The cap is a few seconds so that when fluxd comes back,
+/// the next probe finds it and everything pending reaches it within
+/// seconds. A `Retry-After` from fluxd is waited out as well, up to the
+/// notifications' max age.
 #[derive(Debug, Clone, Copy)]
 pub struct Backoff {
     /// Wait after the first failure.
@@ -169,21 +196,39 @@ pub struct Item {
     /// The provider's delivery id, for the logs; may be empty. Logged as
     /// it is, so it must already be printable ([`crate::printable`]).
     pub delivery: Arc<str>,
+    /// The endpoint (hook URL) it came from, by its fingerprint: room in
+    /// the queue and turns at the workers are shared per endpoint.
+    pub endpoint: Arc<str>,
 }
 
-/// A submit that was not queued; nothing of it was. Both mean "503, retry
-/// later".
+/// A submit that was not queued; nothing of it was. [`Full::NoRoom`] and
+/// [`Full::Closed`] mean "retry later"; [`Full::NeverFits`] means retrying
+/// cannot help.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Full {
-    /// Its new notifications do not all fit.
-    #[error("{needed} more notification(s) do not fit: {pending} of at most {max} are pending")]
+    /// Its new notifications do not fit its endpoint's share now.
+    #[error(
+        "{needed} more notification(s) do not fit: {pending} of at most {max} are pending, \
+         {held} of them from this endpoint"
+    )]
     NoRoom {
         /// Distinct notifications the submit would have added.
         needed: usize,
+        /// Notifications pending from the endpoint that was refused.
+        held: usize,
         /// Notifications pending.
         pending: usize,
         /// `max_pending`.
         max: usize,
+    },
+    /// More notifications for one endpoint than fit its share even of an
+    /// empty queue.
+    #[error("{needed} notifications, and one endpoint may have at most {most} pending")]
+    NeverFits {
+        /// Distinct notifications of the submit, for its endpoint.
+        needed: usize,
+        /// [`Queue::most_per_endpoint`].
+        most: usize,
     },
     /// The queue was closed (shutting down).
     #[error("flux-recv is shutting down")]
@@ -250,10 +295,9 @@ impl Queue {
         let workers = options.workers.max(1);
         let relay = Relay::new(workers, options.attempt_timeout);
         let shared = Arc::new(Shared {
+            state: Mutex::new(State::new(&options)),
             options,
-            share: (workers / 2).max(1),
             log,
-            state: Mutex::new(State::default()),
             work: Condvar::new(),
             empty: watch::Sender::new(true),
         });
@@ -268,79 +312,35 @@ impl Queue {
     }
 
     /// Queue `items`, all or nothing. Items identical to a pending one join
-    /// it (see the module doc); only new distinct ones need room.
+    /// it (see the module doc); only new distinct ones need room, in the
+    /// share of the endpoint each came from.
     pub fn submit(&self, items: Vec<Item>) -> Result<Ticket, Full> {
         let shared = &self.workers.shared;
         let items = distinct(items);
-        let now = Instant::now();
-        let mut st = shared.lock();
-        if st.closed {
-            return Err(Full::Closed);
+        let most = self.most_per_endpoint();
+        if let Some(needed) = largest_per_endpoint(&items).filter(|n| *n > most) {
+            return Err(Full::NeverFits { needed, most });
         }
-        let found: Vec<Option<u64>> = items.iter().map(|(item, _)| st.find(item)).collect();
-        let needed = found.iter().filter(|id| id.is_none()).count();
-        let pending = st.entries.len();
-        if pending + needed > shared.options.max_pending {
-            return Err(Full::NoRoom {
-                needed,
-                pending,
-                max: shared.options.max_pending,
-            });
-        }
-
+        let items = with_bodies(items);
         let waiter = Arc::new(Waiter {
             progress: watch::Sender::new(Progress {
                 left: items.len(),
                 refused: None,
             }),
         });
-        let mut ids = Vec::with_capacity(items.len());
-        for ((item, body), found) in items.into_iter().zip(found) {
-            let id = match found {
-                Some(id) => {
-                    let entry = st.entries.get_mut(&id).expect("indexed entries exist");
-                    let round = if entry.sending {
-                        entry.again.get_or_insert_with(|| Round::new(now))
-                    } else {
-                        &mut entry.round
-                    };
-                    round.join(&waiter, &item.delivery, now);
-                    st.counters(&item.url).joined += 1;
-                    id
-                }
-                None => {
-                    let id = st.next_id;
-                    st.next_id += 1;
-                    let mut round = Round::new(now);
-                    round.join(&waiter, &item.delivery, now);
-                    st.index
-                        .entry(item.url.clone())
-                        .or_default()
-                        .insert(item.change.clone(), id);
-                    st.entries
-                        .insert(id, Entry::new(item.url, item.change, body, round));
-                    st.ready.push_back(id);
-                    // A worker that is awake takes what is ready before it
-                    // sleeps; wake one only while some sleep.
-                    if st.idle > 0 {
-                        shared.work.notify_one();
-                    }
-                    id
-                }
-            };
-            ids.push(id);
-        }
-        if needed > 0 {
-            shared
-                .empty
-                .send_if_modified(|e| std::mem::replace(e, false));
-        }
-        drop(st);
+        let entries = shared.submit(items, &waiter)?;
         Ok(Ticket {
             shared: shared.clone(),
             waiter,
-            entries: ids,
+            entries,
         })
+    }
+
+    /// Most notifications one endpoint may have pending: half of
+    /// `max_pending`, rounded up, when no other endpoint has any. A
+    /// delivery that makes more can never be queued.
+    pub fn most_per_endpoint(&self) -> usize {
+        self.workers.shared.options.max_pending.div_ceil(2)
     }
 
     /// Figures for `/metrics`, read under the lock in one go.
@@ -374,7 +374,10 @@ impl Queue {
                 deliveries: e.deliveries(),
                 attempts: e.attempts,
                 age: now - e.round.since,
-                last_error: e.last_error.clone(),
+                last_error: e.last_error.clone().or_else(|| {
+                    // Left waiting behind the probes: why they failed.
+                    st.targets.last_error(&e.url).map(String::from)
+                }),
                 sending: e.sending,
             })
             .collect();
@@ -384,29 +387,49 @@ impl Queue {
     }
 }
 
-/// `items` without repeats, in order, each with its change as fluxd is
-/// sent it. Done before the submit takes the lock: the JSON is made once
-/// per distinct change, whichever entry (and, with fan-out, whichever API)
-/// ends up sending it.
-fn distinct(items: Vec<Item>) -> Vec<(Item, Arc<[u8]>)> {
-    let bodies: Vec<Option<Arc<[u8]>>> = {
+/// `items` without repeats, in order.
+fn distinct(items: Vec<Item>) -> Vec<Item> {
+    let keep: Vec<bool> = {
         let mut seen = HashSet::with_capacity(items.len());
-        let mut json: HashMap<&Change, Arc<[u8]>> = HashMap::new();
         items
             .iter()
-            .map(|i| {
-                seen.insert((&i.url, &i.change)).then(|| {
-                    json.entry(&i.change)
-                        .or_insert_with(|| i.change.to_json().into())
-                        .clone()
-                })
-            })
+            .map(|i| seen.insert((&i.url, &i.change)))
             .collect()
     };
     items
         .into_iter()
-        .zip(bodies)
-        .filter_map(|(item, body)| Some((item, body?)))
+        .zip(keep)
+        .filter_map(|(item, keep)| keep.then_some(item))
+        .collect()
+}
+
+/// The most items of `items` from one endpoint; `None` when it is empty.
+fn largest_per_endpoint(items: &[Item]) -> Option<usize> {
+    let mut per_endpoint: HashMap<&Arc<str>, usize> = HashMap::new();
+    for item in items {
+        *per_endpoint.entry(&item.endpoint).or_default() += 1;
+    }
+    per_endpoint.into_values().max()
+}
+
+/// Each item with its change as fluxd is sent it. Done before the submit
+/// takes the lock: the JSON is made once per distinct change, whichever
+/// entry (and, with fan-out, whichever API) ends up sending it.
+fn with_bodies(items: Vec<Item>) -> Vec<(Item, Arc<[u8]>)> {
+    let mut json: HashMap<Change, Arc<[u8]>> = HashMap::new();
+    items
+        .into_iter()
+        .map(|item| {
+            let body = match json.get(&item.change) {
+                Some(body) => body.clone(),
+                None => {
+                    let body: Arc<[u8]> = item.change.to_json().into();
+                    json.insert(item.change.clone(), body.clone());
+                    body
+                }
+            };
+            (item, body)
+        })
         .collect()
 }
 
@@ -464,6 +487,7 @@ mod tests {
                 first: Duration::from_millis(20),
                 max: Duration::from_millis(20),
             },
+            logs_per_second: 100,
         }
     }
 
@@ -543,6 +567,7 @@ mod tests {
                 image: image.into(),
             }),
             delivery: delivery.into(),
+            endpoint: "endpoint".into(),
         }
     }
 
@@ -597,7 +622,7 @@ mod tests {
     }
 
     #[test]
-    fn a_failing_api_holds_at_most_one_of_three_workers() {
+    fn a_silent_api_holds_at_most_one_of_three_workers() {
         let (_fluxd, url) = silent_fluxd();
         let (queue, _) = start(Options {
             workers: 3,
@@ -611,15 +636,12 @@ mod tests {
                     .unwrap()
             })
             .collect();
-        // Before its first answer nothing says it hangs: all three workers
-        // try. Once those timed out it is failing, and held to its share.
-        eventually("an attempt after the first timeouts", || {
-            figures(&queue, &url).attempts >= 4
-        });
+        // Half of three workers, rounded down: one attempt at a time, from
+        // the first (before anything says it hangs) to the probes after.
         let mut most = 0;
-        eventually("more attempts on the silent API", || {
+        eventually("attempts on the silent API", || {
             most = most.max(queue.snapshot().sending);
-            figures(&queue, &url).attempts >= 7
+            figures(&queue, &url).attempts >= 4
         });
         assert_eq!(most, 1);
     }

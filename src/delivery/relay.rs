@@ -16,7 +16,7 @@ use std::io;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use ureq::http::{header, StatusCode};
 use ureq::unversioned::transport::{Connector, DefaultConnector};
@@ -45,8 +45,13 @@ pub(crate) enum Answer {
     /// fluxd took it (2xx).
     Accepted,
     /// Worth another attempt later: fluxd unreachable, too slow, or
-    /// answering 408, 429 or 5xx. The text says which, for the logs.
-    Retry(String),
+    /// answering 408, 429 or 5xx.
+    Retry {
+        /// Which, for the logs.
+        reason: String,
+        /// How long fluxd asked to be left alone (`Retry-After`), if it did.
+        after: Option<Duration>,
+    },
     /// Will never succeed as sent: another 4xx, a redirect, or a URL ureq
     /// cannot use. The text is the reason a waiting provider is given.
     Refused(String),
@@ -83,7 +88,7 @@ fn work(relay: &Relay, jobs: &dyn Jobs) {
         // A panic in the client must not take the worker and its job with
         // it: the job would stay "being sent" for ever.
         let answer = catch_unwind(AssertUnwindSafe(|| relay.post(&job.url, &job.body)))
-            .unwrap_or_else(|_| Answer::Retry("the relay failed unexpectedly".into()));
+            .unwrap_or_else(|_| Answer::retry("the relay failed unexpectedly".into()));
         jobs.finish(job.id, answer);
     }
 }
@@ -148,6 +153,11 @@ impl Relay {
                     .headers()
                     .get(header::LOCATION)
                     .map(|v| crate::printable(&String::from_utf8_lossy(v.as_bytes())));
+                let retry_after = response
+                    .headers()
+                    .get(header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| retry_after(v, SystemTime::now()));
                 // Read to the end so the connection goes back to the pool;
                 // what fluxd says is not needed.
                 let _ = response
@@ -155,7 +165,13 @@ impl Relay {
                     .with_config()
                     .limit(BODY_LIMIT)
                     .read_to_vec();
-                classify(response.status(), location.as_deref())
+                match classify(response.status(), location.as_deref()) {
+                    Answer::Retry { reason, .. } => Answer::Retry {
+                        reason,
+                        after: retry_after,
+                    },
+                    answer => answer,
+                }
             }
             Err(e) => {
                 // fluxd may have moved: look its host up again (at most
@@ -176,9 +192,9 @@ impl Relay {
                 crate::printable(url)
             )),
             ureq::Error::Timeout(_) => {
-                Answer::Retry(format!("fluxd did not answer within {:?}", self.timeout))
+                Answer::retry(format!("fluxd did not answer within {:?}", self.timeout))
             }
-            other => Answer::Retry(format!("fluxd is unreachable: {other}")),
+            other => Answer::retry(format!("fluxd is unreachable: {other}")),
         }
     }
 }
@@ -193,9 +209,33 @@ fn classify(status: StatusCode, location: Option<&str>) -> Answer {
             said(),
             location.unwrap_or("nowhere (no Location)")
         )),
-        408 | 429 | 500..=599 => Answer::Retry(said()),
+        408 | 429 | 500..=599 => Answer::retry(said()),
         _ => Answer::Refused(said()),
     }
+}
+
+impl Answer {
+    /// Retry later, when the worker sees fit.
+    fn retry(reason: String) -> Answer {
+        Answer::Retry {
+            reason,
+            after: None,
+        }
+    }
+}
+
+/// How long a `Retry-After` value asks to wait at `now`: a number of
+/// seconds, or an HTTP-date (in any of the three formats RFC 9110 names);
+/// zero for a date that has passed. `None` for anything else, which is
+/// ignored.
+fn retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        // Digits only: too many for a u64 is "a very long time".
+        return Some(Duration::from_secs(value.parse().unwrap_or(u64::MAX)));
+    }
+    let when = httpdate::parse_http_date(value).ok()?;
+    Some(when.duration_since(now).unwrap_or_default())
 }
 
 impl std::fmt::Debug for Relay {
@@ -225,13 +265,34 @@ mod tests {
     }
 
     #[test]
+    fn retry_after_is_read_as_seconds_or_an_http_date() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let secs = |n| Some(Duration::from_secs(n));
+        assert_eq!(retry_after("60", now), secs(60));
+        assert_eq!(retry_after(" 0 ", now), secs(0));
+        assert_eq!(retry_after("99999999999999999999999", now), secs(u64::MAX));
+        // 2023-11-14T22:13:20Z is `now`; each format RFC 9110 names.
+        for date in [
+            "Tue, 14 Nov 2023 22:14:20 GMT",
+            "Tuesday, 14-Nov-23 22:14:20 GMT",
+            "Tue Nov 14 22:14:20 2023",
+        ] {
+            assert_eq!(retry_after(date, now), secs(60), "{date}");
+        }
+        assert_eq!(retry_after("Tue, 14 Nov 2023 22:00:00 GMT", now), secs(0));
+        for junk in ["", "-1", "1.5", "soon", "60 s"] {
+            assert_eq!(retry_after(junk, now), None, "{junk:?}");
+        }
+    }
+
+    #[test]
     fn statuses_are_classified() {
         let s = |n| StatusCode::from_u16(n).unwrap();
         for n in [200, 202, 204] {
             assert_eq!(classify(s(n), None), Answer::Accepted);
         }
         for n in [408, 429, 500, 502, 503, 504] {
-            assert!(matches!(classify(s(n), None), Answer::Retry(_)), "{n}");
+            assert!(matches!(classify(s(n), None), Answer::Retry { .. }), "{n}");
         }
         for n in [400, 401, 403, 404, 405, 410, 413] {
             assert!(matches!(classify(s(n), None), Answer::Refused(_)), "{n}");
@@ -314,7 +375,7 @@ mod tests {
         let url = format!("http://127.0.0.1:{}/", dead.port());
         for _ in 0..2 {
             let answer = relay.post(&url, b"{}");
-            assert!(matches!(answer, Answer::Retry(_)), "{answer:?}");
+            assert!(matches!(answer, Answer::Retry { .. }), "{answer:?}");
         }
         assert_eq!(counting.lookups.load(Ordering::SeqCst), 2);
     }

@@ -77,7 +77,8 @@ pub struct Leftover {
     pub attempts: u32,
     /// Since it was queued.
     pub age: Duration,
-    /// The last attempt's failure, if one failed.
+    /// Its last attempt's failure, if one failed; for one never tried while
+    /// its API failed (it waited behind the probes), the API's last.
     pub last_error: Option<String>,
     /// An attempt was still under way (it may yet succeed).
     pub sending: bool,

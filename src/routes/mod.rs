@@ -379,13 +379,29 @@ fn reply(state: &State, report: Report, started: Instant) -> warp::reply::Respon
                 "too many request bodies are being read at once; retry later".into(),
                 "5",
             ),
-            Refusal::QueueFull { pending, max } => busy(
+            Refusal::QueueFull { held, pending, max } => busy(
                 format!(
-                    "too many notifications are waiting for fluxd ({pending} of at most {max}); \
-                     nothing of this delivery was queued, retry later"
+                    "too many notifications are waiting for fluxd ({pending} of at most {max}, \
+                     {held} of them from this endpoint); nothing of this delivery was queued, \
+                     retry later"
                 ),
                 "5",
             ),
+            // Retrying cannot help, so not a 503: the endpoint's APIs times
+            // the delivery's changes exceed what one endpoint may queue.
+            Refusal::TooManyNotifications {
+                changes,
+                apis,
+                most,
+            } => {
+                let text = format!(
+                    "too many notifications: {changes} change(s) for {apis} API(s) make {} \
+                     notifications, and one endpoint may have at most {most} waiting \
+                     (half of --max-pending); nothing was sent",
+                    changes.saturating_mul(*apis)
+                );
+                answer(S::BAD_REQUEST, text, Outcome::BadRequest, Level::Refused)
+            }
             Refusal::ShuttingDown => busy("flux-recv is shutting down; retry later".into(), "30"),
         },
     };

@@ -248,3 +248,62 @@ async fn a_budget_of_zero_never_waits() {
     drop(queue);
     assert!(!logs.text().contains("delivered late"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_are_logged_within_the_budget_and_summed_up() {
+    let fluxd = Fluxd::start(|_, _| Reply::Status(404)).await;
+    let (queue, logs) = start(Options {
+        logs_per_second: 5,
+        max_pending: 512,
+        ..options()
+    });
+    let url = fluxd.url();
+    let started = Instant::now();
+    for i in 0..200 {
+        let t = queue
+            .submit(vec![item(&url, &image(&format!("i{i}")), "")])
+            .unwrap();
+        drop(t);
+    }
+    eventually("every refusal", BUDGET, || {
+        api(&queue.snapshot(), &url).refused == 200
+    })
+    .await;
+    let lines = |logs: &flux_recv::logging::Captured| {
+        logs.text()
+            .lines()
+            .filter(|l| l.contains("fluxd refused a notification"))
+            .count()
+    };
+    // Five a second, for each second of the budget's this run touched.
+    let seconds = started.elapsed().as_secs() as usize + 2;
+    assert!(lines(&logs) <= 5 * seconds, "{} lines", lines(&logs));
+    // The rest are summed up, once the second is over.
+    eventually("the summary", BUDGET, || {
+        logs.text().contains("not logged: over the log budget")
+    })
+    .await;
+    let text = logs.text();
+    let summaries: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("not logged: over the log budget"))
+        .collect();
+    let suppressed: usize = summaries
+        .iter()
+        .map(|l| {
+            let n = l.split("refused: ").nth(1).expect("a count of refusals");
+            n.split(',')
+                .next()
+                .unwrap()
+                .trim()
+                .parse::<usize>()
+                .unwrap()
+        })
+        .sum();
+    assert_eq!(lines(&logs) + suppressed, 200, "{text}");
+    // Each summary names the API and what fluxd said.
+    for s in summaries {
+        assert!(s.contains(&*url), "{s}");
+        assert!(s.contains("404 Not Found"), "{s}");
+    }
+}

@@ -10,8 +10,9 @@ use crate::{api, dead_addr, image, item, json, notify_url, options, start, with_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_queue_takes_nothing_of_a_submit_that_does_not_fit() {
     let url = notify_url(dead_addr());
+    // An endpoint alone has half of the room: two.
     let (queue, _) = start(Options {
-        max_pending: 2,
+        max_pending: 4,
         ..options()
     });
     let (a, b, c) = (image("a"), image("b"), image("c"));
@@ -26,8 +27,9 @@ async fn a_full_queue_takes_nothing_of_a_submit_that_does_not_fit() {
         full,
         Full::NoRoom {
             needed: 1,
+            held: 2,
             pending: 2,
-            max: 2
+            max: 4
         }
     );
     // Nothing of it: `a` was not joined, `c` not queued.

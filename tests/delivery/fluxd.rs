@@ -21,6 +21,8 @@ pub enum Reply {
     Hang,
     /// This status once the gate is opened.
     Gated(u16),
+    /// This status with a `Retry-After` header of this value.
+    RetryAfter(u16, String),
 }
 
 type Script = Arc<dyn Fn(usize, &serde_json::Value) -> Reply + Send + Sync>;
@@ -40,6 +42,8 @@ pub struct Seen {
     method: String,
     path: String,
     body: serde_json::Value,
+    /// When it arrived.
+    pub at: std::time::Instant,
 }
 
 impl Fluxd {
@@ -102,25 +106,30 @@ impl Fluxd {
                                 method: method.to_string(),
                                 path: path.as_str().to_string(),
                                 body: body.clone(),
+                                at: std::time::Instant::now(),
                             });
                             seen.len() - 1
                         };
                         let reply = script(n, &body);
-                        let (status, location) = match reply {
-                            Reply::Status(s) => (s, None),
-                            Reply::Redirect(s, l) => (s, Some(l)),
+                        let (status, location, retry_after) = match reply {
+                            Reply::Status(s) => (s, None, None),
+                            Reply::Redirect(s, l) => (s, Some(l), None),
+                            Reply::RetryAfter(s, after) => (s, None, Some(after)),
                             Reply::Hang => {
                                 tokio::time::sleep(Duration::from_secs(3600)).await;
-                                (500, None)
+                                (500, None, None)
                             }
                             Reply::Gated(s) => {
                                 let _ = g.subscribe().wait_for(|open| *open).await;
-                                (s, None)
+                                (s, None, None)
                             }
                         };
                         let mut response = warp::http::Response::builder().status(status);
                         if let Some(l) = location {
                             response = response.header("Location", l);
+                        }
+                        if let Some(after) = retry_after {
+                            response = response.header("Retry-After", after);
                         }
                         response.body(String::new()).unwrap()
                     }

@@ -4,7 +4,9 @@
 //!
 //! - `fluxd`: the stand-in fluxd, scripted per request;
 //! - `answers`: what each of fluxd's answers (or its silence) leads to;
+//! - `backoff`: backoff per API, probes, and fluxd's `Retry-After`;
 //! - `coalescing`: room in the queue, and identical changes sent once;
+//! - `fairness`: room and turns shared per endpoint, workers per API;
 //! - `workers`: APIs served independently and fairly, and the drain at
 //!   shutdown;
 //! - `metrics`: the per-API figures a scrape shows.
@@ -13,7 +15,9 @@
 mod common;
 
 mod answers;
+mod backoff;
 mod coalescing;
+mod fairness;
 mod fluxd;
 mod metrics;
 mod workers;
@@ -44,10 +48,16 @@ fn json(change: &Change) -> serde_json::Value {
 }
 
 fn item(url: &Arc<str>, change: &Change, delivery: &str) -> Item {
+    from("endpoint", url, change, delivery)
+}
+
+/// An item that came from the endpoint named `endpoint`.
+fn from(endpoint: &str, url: &Arc<str>, change: &Change, delivery: &str) -> Item {
     Item {
         url: url.clone(),
         change: change.clone(),
         delivery: delivery.into(),
+        endpoint: endpoint.into(),
     }
 }
 
@@ -62,6 +72,7 @@ fn options() -> Options {
             first: Duration::from_millis(20),
             max: Duration::from_millis(200),
         },
+        logs_per_second: 100,
     }
 }
 

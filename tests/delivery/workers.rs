@@ -159,9 +159,10 @@ async fn drain_delivers_what_it_can_and_returns_the_rest() {
             "image registry.example.com/b"
         ]
     );
+    // The API was probed through one of them; both say why it failed.
+    assert!(left.iter().any(|l| l.attempts >= 1), "{left:?}");
     for l in &left {
         assert_eq!(l.api, down);
-        assert!(l.attempts >= 1, "{l:?}");
         assert!(
             l.last_error.as_deref().unwrap().contains("unreachable"),
             "{l:?}"

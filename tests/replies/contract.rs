@@ -284,8 +284,9 @@ async fn a_delivery_that_does_not_fit_the_queue_is_503_and_nothing_of_it_is_queu
         &format!("http://{addr}/api/flux"),
         "- source: BitbucketCloud\n  keyPath: bb.key\n",
     );
+    // An endpoint alone may have half of the queue waiting: three.
     let options = Options {
-        max_pending: 2,
+        max_pending: 6,
         reply_budget: Duration::ZERO,
         ..Options::default()
     };
@@ -294,23 +295,26 @@ async fn a_delivery_that_does_not_fit_the_queue_is_503_and_nothing_of_it_is_queu
     let push = |branches: &[&str]| bitbucket_push(branches);
     let headers = || vec![("X-Event-Key".to_string(), "repo:push".to_string())];
 
-    let reply = post(hook.clone(), headers(), push(&["a", "b", "c"])).await;
-    assert_eq!(reply.status, 503, "{}", reply.body);
-    assert_eq!(reply.retry_after.as_deref(), Some("5"));
-    assert!(
-        reply.body.contains("nothing of this delivery was queued"),
-        "{}",
-        reply.body
-    );
-    assert_eq!(recv.state.hooks.queue().snapshot().pending, 0);
-
     // What fits is taken: 202 at once (a zero budget never waits).
     let reply = post(hook.clone(), headers(), push(&["a", "b"])).await;
     assert_eq!(reply.status, 202, "{}", reply.body);
     assert_eq!(recv.state.hooks.queue().snapshot().pending, 2);
+
+    let reply = post(hook.clone(), headers(), push(&["c", "d"])).await;
+    assert_eq!(reply.status, 503, "{}", reply.body);
+    assert_eq!(reply.retry_after.as_deref(), Some("5"));
+    for want in [
+        "(2 of at most 6, 2 of them from this endpoint)",
+        "nothing of this delivery was queued",
+    ] {
+        assert!(reply.body.contains(want), "{want} not in {}", reply.body);
+    }
+    assert_eq!(recv.state.hooks.queue().snapshot().pending, 2);
+
     // Joining what is pending takes no room.
-    let reply = post(hook, headers(), push(&["b"])).await;
+    let reply = post(hook, headers(), push(&["b", "c"])).await;
     assert_eq!(reply.status, 202, "{}", reply.body);
+    assert_eq!(recv.state.hooks.queue().snapshot().pending, 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

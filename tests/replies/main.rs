@@ -4,6 +4,8 @@
 //!
 //! - `contract`: the delivery contract, fluxd fine, down, slow, flapping,
 //!   wrong, restarting or fanned out to;
+//! - `fair_share`: the queue shared between endpoints, and deliveries
+//!   that can never fit;
 //! - `nothing_sent`: what never reaches fluxd: refused hooks, other paths,
 //!   bodies over the limits, dry runs;
 //! - `shutdown`: requests in flight, deliveries pending, and connections
@@ -12,6 +14,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 mod contract;
+mod fair_share;
 mod nothing_sent;
 mod shutdown;
 

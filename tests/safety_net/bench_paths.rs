@@ -133,6 +133,7 @@ async fn distinct_notifications_each_reach_fluxd_once_whatever_the_workers() {
                     url: url.clone(),
                     change,
                     delivery: "".into(),
+                    endpoint: "bench".into(),
                 };
                 queue.submit(vec![item]).expect("room")
             })
