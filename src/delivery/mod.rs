@@ -89,16 +89,19 @@ use relay::{Jobs, Relay};
 pub use report::{ApiSnapshot, Deliveries, Leftover, Snapshot};
 use rounds::{Progress, Waiter};
 
-/// Relay workers when `--max-relays` is not given. Measured on a 2-core
-/// machine against a stand-in fluxd on loopback: alone (`cargo bench
-/// --bench delivery`), distinct notifications a second level off from 4
-/// workers (37k/s; 8: 40k/s, 64: 49k/s, 1: 22k/s); in the whole server
-/// under `scripts/bench`'s flood of distinct pushes, where the workers share
-/// the cores with the requests, 4 did best (29k hooks/s; 2: 26k, 8: 27.5k).
-/// With fluxd taking 1–2 ms a worker carries ~400/s, so 4 carry over
-/// 1,500/s, far beyond what providers send one fluxd. Each worker that has
-/// sent costs about 90 KiB of RSS.
-pub const DEFAULT_WORKERS: usize = 4;
+/// Relay workers when `--max-relays` is not given. One API may hold half
+/// of them at once, so that a slow or failing fluxd never ties up the
+/// workers another one needs; eight give one fluxd the four POSTs at once
+/// it had before that share existed. Measured on a 2-core machine against
+/// a stand-in fluxd on loopback: alone (`cargo bench --bench delivery`),
+/// distinct notifications a second level off from 4 workers (37k/s; 8:
+/// 40k/s, 64: 49k/s, 1: 22k/s); in the whole server under `scripts/bench`'s
+/// flood of distinct pushes, where the workers share the cores with the
+/// requests, 4 at once did best (29k hooks/s; 2: 26k, 8: 27.5k). With fluxd
+/// taking 1–2 ms a worker carries ~400/s, so 4 carry over 1,500/s, far
+/// beyond what providers send one fluxd. Each worker that has sent costs
+/// about 90 KiB of RSS.
+pub const DEFAULT_WORKERS: usize = 8;
 
 /// Most distinct notifications pending when `--max-pending` is not given.
 pub const DEFAULT_MAX_PENDING: usize = 1024;

@@ -68,15 +68,16 @@ async fn a_failing_api_holds_at_most_half_the_workers() {
                 .unwrap()
         })
         .collect();
-    // Before its first answer nothing says it hangs: both workers try.
-    // Once one attempt timed out it is failing, and a third attempt means
-    // a worker was free to make it.
-    eventually("an attempt after the first timeouts", 2 * attempt, || {
-        api(&queue.snapshot(), &h).attempts >= 3
+    // One API may hold half the workers (one of two), failing or not
+    // (slow is all anyone knows before its first answer): once it holds
+    // it, the other worker is free for another API at once.
+    let mut most = 0;
+    eventually("an attempt on the hanging API", attempt, || {
+        let s = queue.snapshot();
+        most = most.max(s.sending);
+        s.sending >= 1
     })
     .await;
-    // The other worker is free for another API at once (well within the
-    // 3 s a hanging attempt takes).
     let t = queue
         .submit(vec![item(&up.url(), &image("a"), "")])
         .unwrap();
@@ -84,12 +85,12 @@ async fn a_failing_api_holds_at_most_half_the_workers() {
         t.wait(attempt - Duration::from_secs(1)).await,
         Confirmation::Accepted
     );
-    // And the failing API never holds more than its share (one).
-    let mut most = 0;
-    eventually("more attempts on the hanging API", 3 * attempt, || {
+    // Through its timeouts and the probes after them, the hanging API
+    // never holds more than its share.
+    eventually("a probe after the first timeout", 4 * attempt, || {
         let s = queue.snapshot();
         most = most.max(s.sending);
-        api(&s, &h).attempts >= 5
+        api(&s, &h).attempts >= 2
     })
     .await;
     assert_eq!(most, 1);
