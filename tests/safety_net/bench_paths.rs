@@ -117,7 +117,8 @@ async fn distinct_notifications_each_reach_fluxd_once_whatever_the_workers() {
         let queue = Queue::start(
             Options {
                 workers,
-                max_pending: n,
+                // One endpoint may hold half the queue: all n fit.
+                max_pending: 2 * n,
                 ..Options::default()
             },
             log,
