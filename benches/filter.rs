@@ -19,8 +19,8 @@
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion};
+use flux_recv::filter::{Filter, FilterConfig, MAX_FILTERED};
 use flux_recv::notification::Change;
-use flux_recv::routing::{Filter, FilterConfig, MAX_FILTERED};
 
 const PATTERN: &str = "v*.*.*";
 

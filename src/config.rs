@@ -22,7 +22,8 @@ use serde::Deserialize;
 pub use crate::gcr_auth::GcrAuth;
 
 mod unknown;
-use crate::routing::{ApiConfig, FilterConfig, DEFAULT_API};
+use crate::filter::FilterConfig;
+use crate::routing::{ApiConfig, DEFAULT_API};
 
 /// The file as written.
 #[derive(Debug, Clone, Deserialize)]

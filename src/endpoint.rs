@@ -14,8 +14,9 @@ use sha2::{Digest, Sha256};
 
 use crate::config::{EndpointConfig, GcrAuth, NotifyConfig, Problem};
 use crate::files::ReadErrorKind;
+use crate::filter::Filter;
 use crate::notification::Change;
-use crate::routing::{check_api, Api, ApiConfig, Filter};
+use crate::routing::{check_api, Api, ApiConfig};
 use crate::source::{Extra, Proof, Secret, Settings, Source};
 
 /// Keys shorter than this are easy to guess; `check` and start-up warn.

@@ -22,6 +22,7 @@ pub mod delivery;
 pub mod endpoint;
 pub mod fd_limit;
 pub mod files;
+pub mod filter;
 pub mod gcr_auth;
 pub mod globs;
 pub mod hook;
