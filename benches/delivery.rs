@@ -20,8 +20,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use flux_recv::delivery::{Item, Options, Queue};
+use flux_recv::delivery::{Item, Queue, QueueSettings};
 use flux_recv::notification::{Change, ImageName};
+use flux_recv::targets::fluxd::{self, Fluxd};
+use flux_recv::targets::Target;
 use warp::Filter;
 
 /// A stand-in fluxd answering 202 after `delay`; counts what it accepted.
@@ -79,17 +81,17 @@ fn cpu() -> Duration {
 fn run(
     workers: usize,
     n: usize,
-    url: &Arc<str>,
+    target: &Target,
     accepted: &AtomicU64,
     rt: &tokio::runtime::Runtime,
 ) -> (f64, f64) {
     let log = slog::Logger::root(slog::Discard, slog::o!());
     let queue = Queue::start(
-        Options {
-            workers,
+        QueueSettings {
+            max_relays: workers,
             // One endpoint may hold half of the queue.
             max_pending: 2 * n,
-            ..Options::default()
+            ..QueueSettings::default()
         },
         log,
     )
@@ -97,11 +99,11 @@ fn run(
     let before = accepted.load(Ordering::Relaxed);
     let items: Vec<Item> = (0..n)
         .map(|i| Item {
-            url: url.clone(),
-            change: Change::image(ImageName {
+            target: target.clone(),
+            outgoing: fluxd::notification(&Change::image(ImageName {
                 domain: "registry.example.com".into(),
                 image: format!("team/app-{i}"),
-            }),
+            })),
             delivery: "".into(),
             endpoint: "bench".into(),
         })
@@ -148,18 +150,18 @@ fn main() {
     );
     for delay in [Duration::ZERO, Duration::from_millis(1)] {
         let (addr, accepted, rt) = fluxd(delay);
-        let url: Arc<str> = format!("http://{addr}/api/flux/v11/notify").into();
+        let target = Target::from(Fluxd::new(&format!("http://{addr}/api/flux")));
         // Smaller runs when each answer takes a millisecond.
         let n = if delay.is_zero() { n } else { n / 4 };
         // Warm up: connections, allocator, page faults.
-        run(2, 1000.min(n), &url, &accepted, &rt);
+        run(2, 1000.min(n), &target, &accepted, &rt);
         println!("fluxd answering after {delay:?}:");
         println!("  workers  notifications/s  CPU µs/notification");
         for &w in &counts {
             // The best of a few runs: on a shared machine other load only
             // ever makes a run slower.
             let (rate, cpu) = (0..repeat)
-                .map(|_| run(w, n, &url, &accepted, &rt))
+                .map(|_| run(w, n, &target, &accepted, &rt))
                 .fold((0.0_f64, f64::MAX), |(r, c), (r2, c2)| {
                     (r.max(r2), c.min(c2))
                 });

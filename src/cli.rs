@@ -274,7 +274,7 @@ pub struct FluxdApi {
     /// fluxd's API for endpoints without their own `api:`, instead of the
     /// config's top-level `api` (so the address can live in the Deployment
     /// rather than the Secret).
-    #[arg(long, env = "FLUXRECV_API", value_name = "URL", value_parser = crate::routing::check_api)]
+    #[arg(long, env = "FLUXRECV_API", value_name = "URL", value_parser = crate::targets::fluxd::check_api)]
     pub api: Option<String>,
 }
 

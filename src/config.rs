@@ -23,7 +23,7 @@ pub use crate::gcr_auth::GcrAuth;
 
 mod unknown;
 use crate::filter::FilterConfig;
-use crate::routing::{ApiConfig, DEFAULT_API};
+use crate::targets::fluxd::{ApiConfig, DEFAULT_API};
 
 /// The file as written.
 #[derive(Debug, Clone, Deserialize)]
@@ -181,7 +181,7 @@ impl ConfigFile {
             }
         }
         if let Some(api) = &config.api {
-            crate::routing::check_api(api).map_err(|m| Problem::error(file, "api", m))?;
+            crate::targets::fluxd::check_api(api).map_err(|m| Problem::error(file, "api", m))?;
         }
         Ok(config)
     }

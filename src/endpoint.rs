@@ -1,5 +1,6 @@
 //! One hook URL: an `endpoints:` entry of the config with its key read,
-//! checked and turned into what the request path needs.
+//! checked and turned into what the request path needs, its targets
+//! ([`crate::targets`]) and filter ([`crate::filter`]) among them.
 //!
 //! Building an endpoint reports every problem it finds (errors stop it,
 //! warnings do not), naming the file and field, so one run of `check` or
@@ -16,8 +17,8 @@ use crate::config::{EndpointConfig, GcrAuth, NotifyConfig, Problem};
 use crate::files::ReadErrorKind;
 use crate::filter::Filter;
 use crate::notification::Change;
-use crate::routing::{check_api, Api, ApiConfig};
 use crate::source::{Extra, Proof, Secret, Settings, Source};
+use crate::targets::{fluxd, Target};
 
 /// Keys shorter than this are easy to guess; `check` and start-up warn.
 pub const SHORT_KEY: usize = 16;
@@ -40,8 +41,9 @@ pub struct Endpoint {
     /// carry. Checked before the source runs, because it needs Google's
     /// published keys, which sources never fetch.
     pub gcr: Option<GcrAuth>,
-    /// The endpoint's own fluxd APIs, if it names any; else the table's.
-    pub api: Option<Arc<[Api]>>,
+    /// Where its changes go, if it names any target; else the table's
+    /// default.
+    pub targets: Option<Arc<[Target]>>,
     /// Which changes are sent.
     pub filter: Filter,
 }
@@ -75,10 +77,10 @@ impl Endpoint {
             Some(notify) => notify_changes(config_path, &field, notify, &mut problems),
             None => Vec::new(),
         };
-        let api = ep
-            .api
-            .as_ref()
-            .and_then(|api| checked_apis(config_path, &field, api, &mut problems));
+        let (named, found) = targets_named(&field, ep);
+        problems.extend(found.into_iter().map(|(at, m)| error(&at, m)));
+        let targets: Vec<Target> = named.into_iter().map(|(_, target)| target).collect();
+        let targets = (!targets.is_empty()).then(|| Arc::from(targets));
         let kinds = source.provider().changes;
         let filter = match &ep.filter {
             None => Filter::default(),
@@ -148,18 +150,18 @@ impl Endpoint {
                 require_signature: ep.require_signature.unwrap_or(false),
             },
             gcr: ep.gcr.clone(),
-            api,
+            targets,
             filter,
         };
         (Some(endpoint), problems)
     }
 
     /// Whether `other` treats deliveries as this one does: the same
-    /// settings, `gcr:` block, APIs and filter (wherever it is listed).
+    /// settings, `gcr:` block, targets and filter (wherever it is listed).
     pub fn same_settings(&self, other: &Endpoint) -> bool {
         self.settings == other.settings
             && self.gcr == other.gcr
-            && self.api == other.api
+            && self.targets == other.targets
             && self.filter == other.filter
     }
 
@@ -220,32 +222,24 @@ pub fn key_path(config_path: &Path, ep: &EndpointConfig) -> PathBuf {
         .join(&ep.key_path)
 }
 
-/// An endpoint's `api:` URLs, each checked; `None` after a problem.
-fn checked_apis(
-    config_path: &Path,
-    field: &str,
-    api: &ApiConfig,
-    problems: &mut Vec<Problem>,
-) -> Option<Arc<[Api]>> {
-    let urls = api.urls();
-    if urls.is_empty() {
-        let message = "is an empty list; name at least one fluxd API, or remove it to use the \
-                       top-level api";
-        problems.push(Problem::error(config_path, format!("{field}.api"), message));
-        return None;
+/// The targets an endpoint's config names, of every kind, each with the
+/// field that names it (under `field`, the endpoint's: `endpoints[3]`);
+/// and what is wrong with them, by field. The one place that knows which
+/// config field holds which kind's settings.
+pub fn targets_named(field: &str, ep: &EndpointConfig) -> NamedTargets {
+    let mut named = NamedTargets::default();
+    let mut add = |(targets, problems): NamedTargets| {
+        named.0.extend(targets);
+        named.1.extend(problems);
+    };
+    if let Some(api) = &ep.api {
+        add(fluxd::configured(field, api));
     }
-    let mut checked = Vec::new();
-    for (at, url) in api.fields(field) {
-        match check_api(url) {
-            Ok(url) if checked.contains(&url) => {
-                problems.push(Problem::error(config_path, at, "is listed twice"))
-            }
-            Ok(url) => checked.push(url),
-            Err(message) => problems.push(Problem::error(config_path, at, message)),
-        }
-    }
-    (checked.len() == urls.len()).then(|| checked.iter().map(|url| Api::new(url)).collect())
+    named
 }
+
+/// Targets with the fields that name them, and problems by field.
+pub type NamedTargets = (Vec<(String, Target)>, Vec<(String, String)>);
 
 /// What is wrong with the settings only some sources take: one a source
 /// does not take, one it requires and lacks, or a `gcr:` block with an

@@ -23,10 +23,10 @@ use crate::endpoint::Endpoint;
 use crate::gcr_auth::Jwks;
 use crate::notification::Change;
 use crate::replay::Replays;
-use crate::routing::Api;
 use crate::source::stamped::unix_now;
 use crate::source::{header, HookError, Outcome};
 use crate::table::TableHandle;
+use crate::targets::{Body, Target, VerifiedHook};
 
 /// Limits and switches of the request path.
 #[derive(Debug, Clone)]
@@ -90,8 +90,8 @@ pub enum Handled {
         changes: Vec<Change>,
         /// How many others the endpoint's filter left out.
         filtered: usize,
-        /// The fluxd APIs told.
-        apis: Arc<[Api]>,
+        /// Where they went: the endpoint's targets.
+        targets: Arc<[Target]>,
         /// What fluxd said.
         confirmation: Confirmation,
     },
@@ -290,6 +290,12 @@ impl Hooks {
             Err(refusal) => return Handled::Refused(refusal),
         };
         let parsed = endpoint.source.handle(headers, &body, &endpoint.settings);
+        let targets = table.targets_of(endpoint).clone();
+        // Kept, shared, only for a target that sends it on as received.
+        let kept = targets.iter().any(Target::needs_body).then(|| Body {
+            bytes: body.clone(),
+            content_type: headers.get(http::header::CONTENT_TYPE).cloned(),
+        });
         drop((body, _held));
         let mut changes = match parsed {
             Err(e) if e.is_unauthorized() => return Handled::Refused(Refusal::Unauthorized(e)),
@@ -310,17 +316,28 @@ impl Hooks {
             return Handled::Filtered { changes: filtered };
         }
 
-        let apis = table.apis_of(endpoint).clone();
-        // Counted before anything is built: one item per (API, change)
-        // would cost memory for a delivery that can never be queued.
+        // One item per request each target makes (fluxd: one per change),
+        // counted as they are made: a delivery that can never be queued
+        // stops at the first target past the most one endpoint may have.
         let most = self.queue.most_per_endpoint();
-        if apis.len().saturating_mul(changes.len()) > most {
-            return Handled::Refused(Refusal::TooManyNotifications {
-                changes: changes.len(),
-                apis: apis.len(),
-                most,
-            });
+        let never_fits = Handled::Refused(Refusal::TooManyNotifications {
+            changes: changes.len(),
+            apis: targets.len(),
+            most,
+        });
+        let hook = VerifiedHook {
+            changes: &changes,
+            body: kept.as_ref(),
+        };
+        let mut outgoing = Vec::new();
+        for target in targets.iter() {
+            let made = target.items(&hook);
+            if outgoing.len() + made.len() > most {
+                return never_fits;
+            }
+            outgoing.extend(made.into_iter().map(|o| (target.clone(), o)));
         }
+        drop(kept);
         let replayed = Handled::Replayed {
             within: self.options.signature_tolerance,
         };
@@ -341,23 +358,18 @@ impl Hooks {
             return Handled::Delivered {
                 changes,
                 filtered,
-                apis,
+                targets,
                 confirmation: Confirmation::DryRun,
             };
         }
-        // One entry per (API, change): each API is delivered to on its own.
+        // Each target is delivered to on its own.
         let delivery: Arc<str> = Arc::from(delivery);
         let from: Arc<str> = Arc::from(endpoint.fingerprint.as_str());
-        let items = apis
-            .iter()
-            .flat_map(|api| {
-                changes
-                    .iter()
-                    .map(move |change| (api.notify.clone(), change.clone()))
-            })
-            .map(|(url, change)| Item {
-                url,
-                change,
+        let items = outgoing
+            .into_iter()
+            .map(|(target, outgoing)| Item {
+                target,
+                outgoing,
                 delivery: delivery.clone(),
                 endpoint: from.clone(),
             })
@@ -385,23 +397,24 @@ impl Hooks {
             Err(Full::NeverFits { most, .. }) => {
                 return Handled::Refused(Refusal::TooManyNotifications {
                     changes: changes.len(),
-                    apis: apis.len(),
+                    apis: targets.len(),
                     most,
                 })
             }
             Err(Full::Closed) => return Handled::Refused(Refusal::ShuttingDown),
         };
         let confirmation = match ticket.wait(self.options.reply_budget).await {
-            delivery::Confirmation::Accepted => Confirmation::Accepted,
-            delivery::Confirmation::Pending { retry_for } => Confirmation::Pending { retry_for },
-            delivery::Confirmation::Refused { api, reason } => {
-                Confirmation::Refused { api, reason }
-            }
+            delivery::Acceptance::Accepted => Confirmation::Accepted,
+            delivery::Acceptance::Pending { retry_for } => Confirmation::Pending { retry_for },
+            delivery::Acceptance::Refused { target, reason } => Confirmation::Refused {
+                api: target,
+                reason,
+            },
         };
         Handled::Delivered {
             changes,
             filtered,
-            apis,
+            targets,
             confirmation,
         }
     }

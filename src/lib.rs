@@ -34,12 +34,12 @@ pub mod options;
 pub mod reload;
 pub mod replay;
 pub mod routes;
-pub mod routing;
 pub mod server;
 pub(crate) mod signals;
 pub mod slots;
 pub mod source;
 pub mod table;
+pub mod targets;
 pub mod watch;
 
 /// Make untrusted text safe for a log line or a reply: printable ASCII,

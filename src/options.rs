@@ -125,14 +125,14 @@ impl Options {
     }
 
     /// The delivery queue's part.
-    pub fn delivery(&self) -> crate::delivery::Options {
-        crate::delivery::Options {
-            workers: self.max_relays,
+    pub fn delivery(&self) -> crate::delivery::QueueSettings {
+        crate::delivery::QueueSettings {
+            max_relays: self.max_relays,
             max_pending: self.max_pending,
-            max_age: self.delivery_max_age,
-            attempt_timeout: self.relay_timeout,
+            delivery_max_age: self.delivery_max_age,
+            relay_timeout: self.relay_timeout,
             backoff: crate::delivery::Backoff::default(),
-            logs_per_second: self.refusal_logs_per_second,
+            refusal_logs_per_second: self.refusal_logs_per_second,
         }
     }
 }

@@ -167,7 +167,7 @@ fn rebuild(served: &TableHandle, log: &Logger) -> ReloadResult {
           "endpoints_after" => table.endpoints().len(),
           "added" => added.len(),
           "removed" => removed.len(),
-          "api" => &*table.api().base,
+          "api" => %table.default_target(),
           "duration_ms" => crate::logging::elapsed_ms(started));
     ReloadResult::Swapped {
         added: added.len(),
@@ -215,8 +215,8 @@ fn changed_settings<'a>(before: &Table, after: &'a Table) -> Vec<&'a Endpoint> {
 /// same fields, so one `grep` finds both: how operators learn each hook URL
 /// and where its changes go.
 pub fn log_endpoint(log: &Logger, what: &str, e: &Endpoint) {
-    let api = match &e.api {
-        Some(own) => crate::routing::bases(own),
+    let api = match &e.targets {
+        Some(own) => crate::targets::names(own),
         None => "default".to_string(),
     };
     // Operators tail for these (the hook URLs): never dropped.
@@ -692,7 +692,10 @@ mod tests {
                 removed: 0
             }
         );
-        assert_eq!(&*served.load().api().base, "http://flag/api/flux");
+        assert_eq!(
+            served.load().default_target().to_string(),
+            "http://flag/api/flux"
+        );
         drop(log);
         let text = logs.text();
         let reloaded = text.lines().find(|l| l.contains("reloaded")).unwrap();

@@ -158,8 +158,8 @@ async fn deliver_pending(state: &State, deadline: tokio::time::Instant, log: &Lo
     warn!(log, #KEEP, "notifications left undelivered at shutdown"; "undelivered" => left.len());
     for l in &left {
         warn!(log, #KEEP, "undelivered";
-              "api" => &*l.api,
-              "change" => %l.change,
+              "api" => &*l.target,
+              "change" => %l.changes,
               "delivery" => %l.deliveries,
               "attempts" => l.attempts,
               "age_s" => l.age.as_secs(),

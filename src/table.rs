@@ -3,8 +3,8 @@
 //!
 //! A table is immutable. Reloading builds a whole new one and swaps it in
 //! through a [`TableHandle`], so a request that loaded a table sees one
-//! consistent set of endpoints, `api` included, from start to end. The
-//! table knows nothing of HTTP.
+//! consistent set of endpoints, their targets included, from start to end.
+//! The table knows nothing of HTTP.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -14,7 +14,8 @@ use arc_swap::ArcSwap;
 
 use crate::config::{ConfigFile, Problem, Severity};
 use crate::endpoint::{key_path, Endpoint};
-use crate::routing::Api;
+use crate::targets::fluxd::Fluxd;
+use crate::targets::Target;
 
 /// The table being served: requests load it, reload stores a new one.
 pub type TableHandle = Arc<ArcSwap<Table>>;
@@ -27,10 +28,10 @@ pub struct Table {
     /// `--api` (`FLUXRECV_API`), if given: kept so that a reload builds the
     /// next table the way this one was built.
     pub api_flag: Option<String>,
-    /// Where changes go for endpoints without their own `api`: `--api` if
-    /// given, else the config's top-level `api`. A list of one, so
-    /// [`Table::apis_of`] lends either kind of list alike.
-    default_api: Arc<[Api]>,
+    /// Where changes go for endpoints that name no target: fluxd at
+    /// `--api` if given, else at the config's top-level `api`. A list of
+    /// one, so [`Table::targets_of`] lends either kind of list alike.
+    default_targets: Arc<[Target]>,
     endpoints: Vec<Arc<Endpoint>>,
     by_fingerprint: HashMap<String, Arc<Endpoint>>,
 }
@@ -109,7 +110,7 @@ impl Table {
             table: ok.then(|| Table {
                 config_path: config_path.to_path_buf(),
                 api_flag: api_flag.map(str::to_string),
-                default_api: Arc::new([Api::new(api_flag.unwrap_or(&config.api()))]),
+                default_targets: Arc::new([default_target(config, api_flag)]),
                 endpoints,
                 by_fingerprint,
             }),
@@ -128,17 +129,17 @@ impl Table {
         &self.endpoints
     }
 
-    /// Where changes go for endpoints without their own `api`: `--api` if
-    /// given, else the config's top-level `api`.
-    pub fn api(&self) -> &Api {
-        &self.default_api[0]
+    /// Where changes go for endpoints that name no target: fluxd at
+    /// `--api` if given, else at the config's top-level `api`.
+    pub fn default_target(&self) -> &Target {
+        &self.default_targets[0]
     }
 
-    /// The fluxd APIs `endpoint`'s changes go to: its own `api`, else the
-    /// table's ([`Table::api`]). Shared, not copied: a request clones the
-    /// list with one reference count.
-    pub fn apis_of<'a>(&'a self, endpoint: &'a Endpoint) -> &'a Arc<[Api]> {
-        endpoint.api.as_ref().unwrap_or(&self.default_api)
+    /// Where `endpoint`'s changes go: its own targets, else the table's
+    /// ([`Table::default_target`]). Shared, not copied: a request clones
+    /// the list with one reference count.
+    pub fn targets_of<'a>(&'a self, endpoint: &'a Endpoint) -> &'a Arc<[Target]> {
+        endpoint.targets.as_ref().unwrap_or(&self.default_targets)
     }
 
     /// The files this table was built from: the config and every key.
@@ -154,6 +155,13 @@ impl Table {
     pub fn directories(&self) -> BTreeSet<PathBuf> {
         self.files().iter().map(|f| directory_of(f)).collect()
     }
+}
+
+/// Where changes go for endpoints that name no target: fluxd at `api_flag`
+/// (`--api`) if given, else at `config`'s top-level `api` (both already
+/// checked), else in the same pod.
+pub fn default_target(config: &ConfigFile, api_flag: Option<&str>) -> Target {
+    Target::from(Fluxd::new(api_flag.unwrap_or(&config.api())))
 }
 
 /// The directory a file is in; `.` for a bare file name.
@@ -186,6 +194,10 @@ mod tests {
     use crate::endpoint::fingerprint;
     use crate::source::Source;
     use std::fs;
+
+    fn fluxd(base: &str) -> Target {
+        Target::from(Fluxd::new(base))
+    }
 
     fn dir_with(config: &str, keys: &[(&str, &[u8])]) -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();
@@ -234,11 +246,11 @@ mod tests {
         assert_eq!(table.get(&fp).unwrap().url_path(), format!("/hook/{fp}"));
         let endpoint = &table.endpoints()[0];
         assert_eq!(
-            table.apis_of(endpoint)[..],
-            [Api::new("http://localhost:3030/api/flux")]
+            table.targets_of(endpoint)[..],
+            [fluxd("http://localhost:3030/api/flux")]
         );
         assert_eq!(
-            &*table.api().notify,
+            &**table.default_target().url(),
             "http://localhost:3030/api/flux/v11/notify"
         );
         let flagged = Table::load(
@@ -248,8 +260,8 @@ mod tests {
         .table
         .unwrap();
         assert_eq!(
-            flagged.apis_of(&flagged.endpoints()[0])[..],
-            [Api::new("http://fluxd:3030/api/flux")]
+            flagged.targets_of(&flagged.endpoints()[0])[..],
+            [fluxd("http://fluxd:3030/api/flux")]
         );
         let dirs: Vec<PathBuf> = table.directories().into_iter().collect();
         let mut want = vec![dir.path().to_path_buf(), other.path().to_path_buf()];

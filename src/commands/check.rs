@@ -12,12 +12,13 @@ use std::process::ExitCode;
 
 use crate::cli::CheckArgs;
 use crate::config::{ConfigFile, Problem, Severity};
+use crate::endpoint::targets_named;
 use crate::source::{Extra, Source};
-use crate::table::{read_config, Table};
+use crate::table::{default_target, read_config, Table};
 
 /// What `check` found.
 #[derive(Debug)]
-pub struct Report {
+pub struct Findings {
     /// How many endpoints the config lists (whether or not they load).
     pub endpoints: usize,
     /// Every problem: the config's own first, then each endpoint's in
@@ -25,7 +26,7 @@ pub struct Report {
     pub problems: Vec<Problem>,
 }
 
-impl Report {
+impl Findings {
     /// How many problems are errors.
     pub fn errors(&self) -> usize {
         self.count(Severity::Error)
@@ -64,11 +65,11 @@ fn plural(n: usize, word: &str) -> String {
 
 /// Check the config at `config_path` and the keys it names; `api` is the
 /// `--api` flag.
-pub fn check(config_path: &Path, api: Option<&str>) -> Report {
+pub fn check(config_path: &Path, api: Option<&str>) -> Findings {
     let config = match read_config(config_path) {
         Ok(config) => config,
         Err(problems) => {
-            return Report {
+            return Findings {
                 endpoints: 0,
                 problems,
             }
@@ -76,7 +77,7 @@ pub fn check(config_path: &Path, api: Option<&str>) -> Report {
     };
     let mut problems = Table::build(config_path, &config, api).problems;
     problems.extend(unprotected(config_path, &config));
-    problems.extend(not_fluxd(config_path, &config, api));
+    problems.extend(target_warnings(config_path, &config, api));
     if config.endpoints.is_empty() {
         problems.push(Problem::warning(
             config_path,
@@ -86,7 +87,7 @@ pub fn check(config_path: &Path, api: Option<&str>) -> Report {
     }
     // Stable: within one endpoint, the table's order is kept.
     problems.sort_by_key(|p| endpoint_index(&p.field));
-    Report {
+    Findings {
         endpoints: config.endpoints.len(),
         problems,
     }
@@ -135,29 +136,27 @@ fn unprotected(config_path: &Path, config: &ConfigFile) -> Vec<Problem> {
     warnings
 }
 
-/// A warning for each API whose path does not end in `/api/flux`: fluxd
-/// then answers every notification with 404, the most common mistake.
-fn not_fluxd(config_path: &Path, config: &ConfigFile, flag: Option<&str>) -> Vec<Problem> {
-    let mut apis: Vec<(String, String)> = match flag {
-        Some(api) => vec![("--api".to_string(), api.to_string())],
-        None => vec![("api".to_string(), config.api())],
+/// What each target the config names is warned of (a fluxd API whose
+/// path does not end in `/api/flux`, say), named by the field that names
+/// it: `--api` or the top-level `api` for the default, then each
+/// endpoint's. Read from the config, so that it is said even when another
+/// endpoint does not build.
+fn target_warnings(config_path: &Path, config: &ConfigFile, flag: Option<&str>) -> Vec<Problem> {
+    let default = match flag {
+        Some(_) => "--api",
+        None => "api",
     };
+    let mut named = vec![(default.to_string(), default_target(config, flag))];
     for (i, ep) in config.endpoints.iter().enumerate() {
-        let Some(api) = &ep.api else { continue };
-        let endpoint = format!("endpoints[{i}]");
-        apis.extend(api.fields(&endpoint).map(|(at, url)| (at, url.to_string())));
+        named.extend(targets_named(&format!("endpoints[{i}]"), ep).0);
     }
-    apis.into_iter()
-        .filter(|(_, api)| !crate::routing::looks_like_fluxd(api))
-        .map(|(field, api)| {
-            Problem::warning(
-                config_path,
-                field,
-                format!(
-                    "{api:?} does not end in /api/flux, where fluxd serves its API; fluxd \
-                     will answer every notification with 404 (e.g. http://localhost:3030/api/flux)"
-                ),
-            )
+    named
+        .into_iter()
+        .flat_map(|(field, target)| {
+            target
+                .warnings()
+                .into_iter()
+                .map(move |message| Problem::warning(config_path, field.clone(), message))
         })
         .collect()
 }
@@ -188,7 +187,7 @@ mod tests {
     use super::*;
     use std::fs;
 
-    fn report(config: &str, keys: &[(&str, &[u8])]) -> (tempfile::TempDir, Report) {
+    fn report(config: &str, keys: &[(&str, &[u8])]) -> (tempfile::TempDir, Findings) {
         let dir = tempfile::tempdir().unwrap();
         fs::write(dir.path().join("fluxrecv.yaml"), config).unwrap();
         for (name, key) in keys {

@@ -31,7 +31,8 @@ pub struct Row {
     /// Whether requests must be signed (or carry a token); if not, the URL
     /// is the only protection.
     pub verifies_sender: bool,
-    /// The fluxd APIs its changes go to.
+    /// Where its changes go: each target as the config names it (a fluxd
+    /// API's base URL). `apis` in JSON, as before there were other kinds.
     pub apis: Vec<String>,
     /// Which changes it sends: `everything`, or its filter's globs.
     pub filter: String,
@@ -53,11 +54,7 @@ pub fn rows(table: &Table, base_url: Option<&str>) -> Vec<Row> {
                 url: format!("{}{path}", base_url.unwrap_or("")),
                 path,
                 verifies_sender: e.verifies_sender(),
-                apis: table
-                    .apis_of(e)
-                    .iter()
-                    .map(|a| a.base.to_string())
-                    .collect(),
+                apis: table.targets_of(e).iter().map(|t| t.to_string()).collect(),
                 filter: e.filter.to_string(),
             }
         })

@@ -96,7 +96,7 @@ pub async fn serve(args: ServeArgs, log: Logger) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     info!(log, #KEEP, "listening"; "address" => %listener.local_addr()?,
-          "api" => &*table.api().base,
+          "api" => %table.default_target(),
           "dry_run" => args.dry_run);
     let mut options = args.options();
     options.max_connections = fit_connections(&options, &log);

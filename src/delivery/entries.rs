@@ -1,9 +1,14 @@
-//! The queue's machinery behind [`Queue`](super::Queue): the entries and
-//! their index, the room each endpoint holds, the rounds of waiters each
-//! send settles (`rounds.rs`) and the targets (`targets.rs`), all under one
-//! lock in [`Shared`]; and how a relay worker takes its next job and
-//! settles its answer ([`Jobs`] for [`Shared`]).
+//! An entry's whole life, behind [`Shared`]: made by a submit (or joined,
+//! when one for the same target and body is pending), taken by a relay
+//! worker and sent, settled by its target's answer (accepted, retried
+//! after the target's backoff, refused), expired after `max_age`, and read
+//! for the replies waiting on it, the metrics and what a drain leaves.
+//! Everything it touches is in one [`Ledger`] under one lock, with private
+//! fields: the entries and their index, each endpoint's room
+//! ([`Room`]), the rounds of waiters each send settles (`rounds.rs`) and
+//! the turn of the targets (`schedule.rs`).
 
+use std::cmp::Reverse;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -11,13 +16,14 @@ use std::time::{Duration, Instant};
 use slog::Logger;
 use tokio::sync::watch;
 
-use super::notes::{self, Budget, Note};
-use super::relay::{Answer, Job, Jobs};
-use super::report::Deliveries;
+use super::notes::{self, Budget, Named, Note};
+use super::readout::{Deliveries, Leftover, Snapshot, TargetSnapshot};
+use super::relay::{Job, Jobs};
+use super::room::Room;
 use super::rounds::{Round, Waiter};
-use super::targets::Targets;
-use super::{Full, Item, Options};
-use crate::notification::Change;
+use super::schedule::Schedule;
+use super::{Acceptance, Full, Item, QueueSettings};
+use crate::targets::{Answer, Body, Changes, Key};
 
 /// Expired entries are looked for at most this often (and when the first
 /// can expire): an entry may outlive its `max_age` by this much.
@@ -26,86 +32,87 @@ const SWEEP_EVERY: Duration = Duration::from_secs(1);
 /// What the [`Queue`](super::Queue) clones, the tickets and the relay
 /// workers share.
 pub(super) struct Shared {
-    pub(super) options: Options,
-    pub(super) log: Logger,
-    pub(super) state: Mutex<State>,
+    settings: QueueSettings,
+    log: Logger,
+    ledger: Mutex<Ledger>,
     /// Workers sleep here until an entry may be sent, a target's wait
     /// ends, something may have expired, or the queue stops.
-    pub(super) work: Condvar,
+    work: Condvar,
     /// Whether nothing is pending; [`Queue::drain`](super::Queue::drain)
     /// waits on it.
-    pub(super) empty: watch::Sender<bool>,
+    empty: watch::Sender<bool>,
 }
 
-pub(super) struct State {
-    /// Entries by URL, then change: looked up without building a key.
-    pub(super) index: HashMap<Arc<str>, HashMap<Change, u64>>,
-    pub(super) entries: HashMap<u64, Entry>,
-    /// Entries queued by each endpoint (that has any), for its share of
-    /// the room.
-    held: HashMap<Arc<str>, usize>,
-    /// Every notify URL's ready entries, workers in flight, backoff and
-    /// counters.
-    pub(super) targets: Targets,
-    pub(super) next_id: u64,
-    pub(super) closed: bool,
-    pub(super) stopped: bool,
+/// Everything the lock guards.
+struct Ledger {
+    /// Entries by target, then body: looked up without building a key.
+    index: HashMap<Key, HashMap<Body, u64>>,
+    entries: HashMap<u64, Entry>,
+    /// Entries queued by each endpoint, for its share of the room.
+    room: Room,
+    /// Every target's ready entries, workers in flight, backoff, counters
+    /// and newest value.
+    schedule: Schedule,
+    next_id: u64,
+    closed: bool,
+    stopped: bool,
     /// Workers asleep on the condvar. A worker that is awake takes what is
     /// ready before it sleeps, so a new entry wakes one only if none is
     /// awake to take it: under load, no wake-up (a futex call and a
     /// context switch) per entry.
-    pub(super) idle: usize,
+    idle: usize,
     /// No entry can have expired before this.
     next_sweep: Option<Instant>,
     /// Lines about single notifications, within `--refusal-logs-per-second`.
     budget: Budget,
 }
 
-impl State {
-    pub(super) fn new(options: &Options) -> State {
-        State {
+impl Ledger {
+    fn new(settings: &QueueSettings) -> Ledger {
+        Ledger {
             index: HashMap::new(),
             entries: HashMap::new(),
-            held: HashMap::new(),
-            targets: Targets::new(options.workers.max(1)),
+            room: Room::default(),
+            schedule: Schedule::new(settings.max_relays.max(1)),
             next_id: 0,
             closed: false,
             stopped: false,
             idle: 0,
             next_sweep: None,
-            budget: Budget::new(options.logs_per_second),
+            budget: Budget::new(settings.refusal_logs_per_second),
         }
     }
 }
 
-pub(super) struct Entry {
-    pub(super) url: Arc<str>,
-    pub(super) change: Change,
+/// One request for one target, and who waits for it.
+struct Entry {
+    key: Key,
+    /// What is sent.
+    body: Body,
+    /// What it tells of, for the logs.
+    changes: Changes,
     /// The endpoint that queued it: it holds the room, and its lane at the
     /// target is where it waits.
     endpoint: Arc<str>,
-    /// `change` as fluxd is sent it, made before the submit took the lock.
-    body: Arc<[u8]>,
     /// Who the next successful send settles.
-    pub(super) round: Round,
+    round: Round,
     /// Who joined while `round` was being sent: they need one more send.
-    pub(super) again: Option<Round>,
-    pub(super) sending: bool,
+    again: Option<Round>,
+    sending: bool,
     /// Attempts for `round`.
-    pub(super) attempts: u32,
+    attempts: u32,
     /// Failed attempts, for the count of retries.
     failures: u32,
-    pub(super) last_error: Option<String>,
+    last_error: Option<String>,
 }
 
 impl Entry {
-    /// A new entry for `item`, due now and not yet tried; `body` is its
-    /// change as fluxd is sent it.
-    fn new(item: Item, body: Arc<[u8]>, round: Round) -> Entry {
+    /// A new entry for `item`, due now and not yet tried.
+    fn new(item: Item, round: Round) -> Entry {
         Entry {
-            body,
-            url: item.url,
-            change: item.change,
+            key: item.target.key().clone(),
+            body: item.outgoing.body,
+            changes: item.outgoing.changes,
             endpoint: item.endpoint,
             round,
             again: None,
@@ -117,7 +124,7 @@ impl Entry {
     }
 
     /// Who sent it, in either round.
-    pub(super) fn deliveries(&self) -> Deliveries {
+    fn deliveries(&self) -> Deliveries {
         let mut deliveries = self.round.deliveries.clone();
         if let Some(again) = &self.again {
             deliveries.absorb(again.deliveries.clone());
@@ -129,7 +136,7 @@ impl Entry {
     /// it is `max_age` old, so that a push that joins an old entry is
     /// retried as long as one that starts a new entry. Zero once it has
     /// expired.
-    pub(super) fn time_left(&self, max_age: Duration, now: Instant) -> Duration {
+    fn time_left(&self, max_age: Duration, now: Instant) -> Duration {
         max_age.saturating_sub(now - self.round.newest)
     }
 
@@ -144,48 +151,25 @@ impl Entry {
     }
 
     /// Tell everyone still waiting on it, in either round, that it will
-    /// never be delivered.
-    fn refuse(&self, reason: &str) {
+    /// never be delivered; `target` is its target's label.
+    fn refuse(&self, target: &Arc<str>, reason: &str) {
         for w in self.rounds().flat_map(Round::waiters) {
-            w.refused(&self.url, reason);
-        }
-    }
-
-    /// The line for a refusal.
-    fn refused(self, reason: String) -> Note {
-        Note::Refused {
-            deliveries: self.deliveries(),
-            url: self.url,
-            change: self.change,
-            attempts: self.attempts,
-            reason,
+            w.refused(target, reason);
         }
     }
 }
 
-impl State {
-    pub(super) fn find(&self, item: &Item) -> Option<u64> {
-        self.index.get(&item.url)?.get(&item.change).copied()
-    }
-
-    /// Entries `endpoint` holds.
-    pub(super) fn held(&self, endpoint: &str) -> usize {
-        self.held.get(endpoint).copied().unwrap_or(0)
-    }
-
-    /// Whether `endpoint` may add `n` entries to the queue of at most
-    /// `max`: at most half of the room the other endpoints leave (rounded
-    /// up), so that however many entries one endpoint makes, as much room
-    /// again stays free for the others.
-    fn has_room(&self, endpoint: &str, n: usize, needed: usize, max: usize) -> bool {
-        let mine = self.held(endpoint) + n;
-        let others = self.entries.len() + needed - mine;
-        mine <= max.saturating_sub(others).div_ceil(2)
+impl Ledger {
+    fn find(&self, item: &Item) -> Option<u64> {
+        self.index
+            .get(item.target.key())?
+            .get(&item.outgoing.body)
+            .copied()
     }
 
     /// A reply stopped waiting for `waiter`'s entries (those of `ids` still
     /// pending): the sends it waited for will be late.
-    pub(super) fn gave_up(&mut self, waiter: &Arc<Waiter>, ids: &[u64]) {
+    fn gave_up(&mut self, waiter: &Arc<Waiter>, ids: &[u64]) {
         for id in ids {
             let Some(entry) = self.entries.get_mut(id) else {
                 continue;
@@ -196,70 +180,95 @@ impl State {
         }
     }
 
+    /// How a line names the target of `key`.
+    fn named(&self, key: &Key) -> Named {
+        Named::of(self.schedule.target(key))
+    }
+
     /// Drop an entry taken out of `entries` from the index and its
     /// endpoint's room.
     fn unindex(&mut self, entry: &Entry) {
-        if let Some(changes) = self.index.get_mut(&entry.url) {
-            changes.remove(&entry.change);
-            if changes.is_empty() {
-                self.index.remove(&entry.url);
+        if let Some(bodies) = self.index.get_mut(&entry.key) {
+            bodies.remove(&entry.body);
+            if bodies.is_empty() {
+                self.index.remove(&entry.key);
             }
         }
-        if let Some(held) = self.held.get_mut(&entry.endpoint) {
-            *held -= 1;
-            if *held == 0 {
-                self.held.remove(&entry.endpoint);
-            }
-        }
+        self.room.release(&entry.endpoint);
     }
 }
 
 impl Shared {
-    pub(super) fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().expect("delivery queue state")
+    pub(super) fn new(settings: QueueSettings, log: Logger) -> Shared {
+        Shared {
+            ledger: Mutex::new(Ledger::new(&settings)),
+            settings,
+            log,
+            work: Condvar::new(),
+            empty: watch::Sender::new(true),
+        }
     }
 
+    fn lock(&self) -> MutexGuard<'_, Ledger> {
+        self.ledger.lock().expect("delivery queue state")
+    }
+
+    /// Most entries one endpoint may have pending: half of `max_pending`,
+    /// rounded up, when no other endpoint has any.
+    pub(super) fn most_per_endpoint(&self) -> usize {
+        self.settings.max_pending.div_ceil(2)
+    }
+
+    /// Refuse every later submit ([`Full::Closed`]).
+    pub(super) fn close(&self) {
+        self.lock().closed = true;
+    }
+
+    /// Stop the workers: no new attempt starts.
     pub(super) fn stop(&self) {
         self.lock().stopped = true;
         self.work.notify_all();
     }
 
-    /// Queue `items` (distinct, each with its body) for `waiter`, all or
-    /// nothing: items identical to a pending entry join it; the new ones
-    /// must fit their endpoint's share of the room. Returns the entries.
-    pub(super) fn submit(
-        &self,
-        items: Vec<(Item, Arc<[u8]>)>,
-        waiter: &Arc<Waiter>,
-    ) -> Result<Vec<u64>, Full> {
-        let max = self.options.max_pending;
+    /// Whether nothing is pending, as it changes.
+    pub(super) fn emptiness(&self) -> watch::Receiver<bool> {
+        self.empty.subscribe()
+    }
+
+    /// Queue `items` for one new waiter, all or nothing: items identical
+    /// to a pending entry (the same target and body) join it; the new ones
+    /// must fit their endpoint's share of the room. Returns the waiter and
+    /// the entries it waits for.
+    pub(super) fn submit(&self, items: Vec<Item>) -> Result<(Arc<Waiter>, Vec<u64>), Full> {
+        let items = distinct(items);
+        let most = self.most_per_endpoint();
+        if let Some(needed) = largest_per_endpoint(&items).filter(|n| *n > most) {
+            return Err(Full::NeverFits { needed, most });
+        }
+        let waiter = Arc::new(Waiter::new(items.len()));
+        let max = self.settings.max_pending;
         let now = Instant::now();
         let mut st = self.lock();
         if st.closed {
             return Err(Full::Closed);
         }
-        let found: Vec<Option<u64>> = items.iter().map(|(item, _)| st.find(item)).collect();
-        let needed = found.iter().filter(|id| id.is_none()).count();
-        // Each endpoint's new entries (one endpoint, in practice).
-        let mut new: Vec<(&Arc<str>, usize)> = Vec::new();
-        for ((item, _), _) in items.iter().zip(&found).filter(|(_, id)| id.is_none()) {
-            match new.iter_mut().find(|(e, _)| *e == &item.endpoint) {
-                Some((_, n)) => *n += 1,
-                None => new.push((&item.endpoint, 1)),
-            }
-        }
-        if let Some((endpoint, _)) = new.iter().find(|(e, n)| !st.has_room(e, *n, needed, max)) {
-            return Err(Full::NoRoom {
-                needed,
-                held: st.held(endpoint),
-                pending: st.entries.len(),
-                max,
-            });
+        let found: Vec<Option<u64>> = items.iter().map(|item| st.find(item)).collect();
+        let new = items
+            .iter()
+            .zip(&found)
+            .filter(|(_, id)| id.is_none())
+            .map(|(item, _)| &item.endpoint);
+        let pending = st.entries.len();
+        if let Err(refused) = st.room.admits(new, pending, max) {
+            return Err(refused);
         }
 
         let mut ids = Vec::with_capacity(items.len());
         let mut wake = false;
-        for ((item, body), found) in items.into_iter().zip(found) {
+        let mut added = false;
+        for (item, found) in items.into_iter().zip(found) {
+            let key = item.target.key().clone();
+            st.schedule.enter(&item.target);
             let id = match found {
                 Some(id) => {
                     let entry = st.entries.get_mut(&id).expect("indexed entries exist");
@@ -268,30 +277,31 @@ impl Shared {
                     } else {
                         &mut entry.round
                     };
-                    round.join(waiter, &item.delivery, now);
-                    st.targets.get(&item.url).counters.joined += 1;
+                    round.join(&waiter, &item.delivery, now);
+                    st.schedule.get(&key).counters.joined += 1;
                     id
                 }
                 None => {
                     let id = st.next_id;
                     st.next_id += 1;
                     let mut round = Round::new(now);
-                    round.join(waiter, &item.delivery, now);
+                    round.join(&waiter, &item.delivery, now);
                     st.index
-                        .entry(item.url.clone())
+                        .entry(key.clone())
                         .or_default()
-                        .insert(item.change.clone(), id);
-                    *st.held.entry(item.endpoint.clone()).or_default() += 1;
-                    st.targets.ready(&item.url, &item.endpoint, id, false);
-                    wake |= st.targets.may_send(&item.url, now);
-                    st.entries.insert(id, Entry::new(item, body, round));
+                        .insert(item.outgoing.body.clone(), id);
+                    st.room.hold(&item.endpoint);
+                    st.schedule.ready(&key, &item.endpoint, id, false);
+                    wake |= st.schedule.may_send(&key, now);
+                    st.entries.insert(id, Entry::new(item, round));
+                    added = true;
                     id
                 }
             };
             ids.push(id);
         }
-        if needed > 0 {
-            let expires = now + self.options.max_age;
+        if added {
+            let expires = now + self.settings.delivery_max_age;
             st.next_sweep = Some(st.next_sweep.map_or(expires, |s| s.min(expires)));
             self.empty.send_if_modified(|e| std::mem::replace(e, false));
         }
@@ -300,13 +310,107 @@ impl Shared {
         if wake && st.idle > 0 {
             self.work.notify_one();
         }
-        Ok(ids)
+        Ok((waiter, ids))
+    }
+
+    /// What `waiter`'s reply says of its entries `ids` now; `waited` when
+    /// it waited for them (and, unsettled, makes their sends late).
+    /// Decided under the lock, so a delivery racing the end of the wait is
+    /// either seen here or logged as late, never neither.
+    pub(super) fn acceptance(&self, waiter: &Arc<Waiter>, ids: &[u64], waited: bool) -> Acceptance {
+        let mut st = self.lock();
+        let progress = waiter.progress();
+        if let Some((target, reason)) = progress.refused {
+            return Acceptance::Refused { target, reason };
+        }
+        if progress.left == 0 {
+            return Acceptance::Accepted;
+        }
+        if waited {
+            st.gave_up(waiter, ids);
+        }
+        let now = Instant::now();
+        let max_age = self.settings.delivery_max_age;
+        let retry_for = ids
+            .iter()
+            .filter_map(|id| st.entries.get(id))
+            .map(|e| e.time_left(max_age, now))
+            .min()
+            .unwrap_or_default();
+        Acceptance::Pending { retry_for }
+    }
+
+    /// Stop the workers (no new attempt starts) and list what is left,
+    /// oldest first.
+    pub(super) fn stop_and_list_left(&self) -> Vec<Leftover> {
+        let mut st = self.lock();
+        st.stopped = true;
+        self.work.notify_all();
+        let now = Instant::now();
+        let mut left: Vec<Leftover> = st
+            .entries
+            .values()
+            .map(|e| Leftover {
+                target: st.schedule.target(&e.key).label().clone(),
+                changes: e.changes.clone(),
+                deliveries: e.deliveries(),
+                attempts: e.attempts,
+                age: now - e.round.since,
+                last_error: e.last_error.clone().or_else(|| {
+                    // Left waiting behind the probes: why they failed.
+                    st.schedule.last_error(&e.key).map(String::from)
+                }),
+                sending: e.sending,
+            })
+            .collect();
+        drop(st);
+        left.sort_by_key(|l| Reverse(l.age));
+        left
+    }
+
+    /// The figures for `/metrics`, read under the lock in one go.
+    pub(super) fn snapshot(&self) -> Snapshot {
+        let st = self.lock();
+        let now = Instant::now();
+        let mut targets: HashMap<&Key, TargetSnapshot> = st
+            .schedule
+            .counters()
+            .map(|(target, c)| {
+                let s = TargetSnapshot {
+                    target: target.label().clone(),
+                    pending: 0,
+                    delivered: c.delivered,
+                    late: c.late,
+                    expired: c.expired,
+                    refused: c.refused,
+                    attempts: c.attempts,
+                    retries: c.retries,
+                    joined: c.joined,
+                };
+                (target.key(), s)
+            })
+            .collect();
+        let mut snapshot = Snapshot {
+            pending: st.entries.len(),
+            ..Snapshot::default()
+        };
+        for e in st.entries.values() {
+            snapshot.sending += usize::from(e.sending);
+            snapshot.oldest_age = snapshot.oldest_age.max(now - e.round.since);
+            if let Some(t) = targets.get_mut(&e.key) {
+                t.pending += 1;
+            }
+        }
+        snapshot.targets = targets.into_values().collect();
+        drop(st);
+        snapshot.targets.sort_by(|a, b| a.target.cmp(&b.target));
+        snapshot
     }
 
     /// Forget an entry taken out of `entries` for good (delivered, refused
     /// or expired), and tell [`Queue::drain`](super::Queue::drain) if it
     /// was the last.
-    fn retire(&self, st: &mut State, entry: &Entry) {
+    fn retire(&self, st: &mut Ledger, entry: &Entry) {
         st.unindex(entry);
         if st.entries.is_empty() {
             self.empty.send_if_modified(|e| !std::mem::replace(e, true));
@@ -314,21 +418,25 @@ impl Shared {
     }
 
     /// Drop an entry that outlived `max_age`; its waiters are told.
-    fn expire(&self, st: &mut State, entry: Entry, now: Instant, notes: &mut Vec<Note>) {
-        st.targets.get(&entry.url).counters.expired += 1;
+    fn expire(&self, st: &mut Ledger, entry: Entry, now: Instant, notes: &mut Vec<Note>) {
+        st.schedule.get(&entry.key).counters.expired += 1;
         self.retire(st, &entry);
-        let reason = format!("fluxd did not accept it within {:?}", self.options.max_age);
-        entry.refuse(&reason);
+        let target = st.named(&entry.key);
+        let reason = format!(
+            "{} did not accept it within {:?}",
+            target.name, self.settings.delivery_max_age
+        );
+        entry.refuse(&target.label, &reason);
         // An entry left waiting behind the probes has no error of its own.
         let deliveries = entry.deliveries();
         let last_error = entry
             .last_error
-            .or_else(|| st.targets.last_error(&entry.url).map(String::from));
+            .or_else(|| st.schedule.last_error(&entry.key).map(String::from));
         let note = Note::Expired {
+            target,
             deliveries,
             age: now - entry.round.since,
-            url: entry.url,
-            change: entry.change,
+            changes: entry.changes,
             attempts: entry.attempts,
             last_error,
         };
@@ -338,25 +446,25 @@ impl Shared {
     /// Drop the entries waiting (not being sent) that outlived `max_age`,
     /// so they neither hold room nor wait for a target that is backing off
     /// or busy; and note when the next one can expire.
-    fn sweep(&self, st: &mut State, now: Instant, notes: &mut Vec<Note>) {
-        let max_age = self.options.max_age;
+    fn sweep(&self, st: &mut Ledger, now: Instant, notes: &mut Vec<Note>) {
+        let max_age = self.settings.delivery_max_age;
         let expired: Vec<u64> = st
             .entries
             .iter()
             .filter(|(_, e)| !e.sending && e.time_left(max_age, now).is_zero())
             .map(|(id, _)| *id)
             .collect();
-        let mut urls = HashSet::new();
+        let mut keys = HashSet::new();
         for id in expired {
             let entry = st.entries.remove(&id).expect("just found");
-            urls.insert(entry.url.clone());
+            keys.insert(entry.key.clone());
             self.expire(st, entry, now, notes);
         }
-        let State {
-            targets, entries, ..
+        let Ledger {
+            schedule, entries, ..
         } = st;
-        for url in urls {
-            targets.retain(&url, |id| entries.contains_key(&id));
+        for key in keys {
+            schedule.retain(&key, |id| entries.contains_key(&id));
         }
         st.next_sweep = st
             .entries
@@ -364,6 +472,107 @@ impl Shared {
             .map(|e| e.round.newest + max_age)
             .min()
             .map(|first| first.max(now + SWEEP_EVERY));
+    }
+
+    /// The target took entry `id`'s send.
+    fn accepted(&self, st: &mut Ledger, id: u64, mut entry: Entry, now: Instant) -> Note {
+        if st.schedule.answered(&entry.key) && st.idle > 0 {
+            // It was failing, held to one probe: it may have its share of
+            // the workers again.
+            self.work.notify_all();
+        }
+        let late = entry.round.late;
+        let c = &mut st.schedule.get(&entry.key).counters;
+        c.delivered += 1;
+        c.late += u64::from(late);
+        for w in entry.round.waiters() {
+            w.accepted();
+        }
+        let target = st.named(&entry.key);
+        let (changes, round, attempts) = match entry.again.take() {
+            Some(again) => {
+                // Those who came during the send get a send of their own.
+                let settled = std::mem::replace(&mut entry.round, again);
+                let attempts = std::mem::replace(&mut entry.attempts, 0);
+                entry.failures = 0;
+                entry.last_error = None;
+                st.schedule.ready(&entry.key, &entry.endpoint, id, false);
+                let changes = entry.changes.clone();
+                st.entries.insert(id, entry);
+                (changes, settled, attempts)
+            }
+            None => {
+                self.retire(st, &entry);
+                (entry.changes, entry.round, entry.attempts)
+            }
+        };
+        Note::Delivered {
+            target,
+            changes,
+            after: now - round.since,
+            deliveries: round.deliveries,
+            attempts,
+            late,
+        }
+    }
+
+    /// Entry `id`'s send failed in a way worth retrying: after its
+    /// target's backoff, unless it has expired.
+    fn failed(
+        &self,
+        st: &mut Ledger,
+        id: u64,
+        mut entry: Entry,
+        (reason, after): (String, Option<Duration>),
+        now: Instant,
+        notes: &mut Vec<Note>,
+    ) {
+        let backoff = self.settings.backoff;
+        let max_age = self.settings.delivery_max_age;
+        let wait = |n| backoff.wait(n);
+        st.schedule
+            .failed(&entry.key, now, &reason, wait, after, max_age);
+        entry.failures += 1;
+        if let Some(again) = entry.again.take() {
+            entry.round.absorb(again);
+        }
+        notes.push(Note::Failed {
+            target: st.named(&entry.key),
+            changes: entry.changes.clone(),
+            attempts: entry.attempts,
+            reason: reason.clone(),
+        });
+        entry.last_error = Some(reason);
+        if entry.time_left(max_age, now).is_zero() {
+            self.expire(st, entry, now, notes);
+        } else {
+            st.schedule.ready(&entry.key, &entry.endpoint, id, true);
+            st.entries.insert(id, entry);
+        }
+    }
+
+    /// The target refused entry `id`'s send for good.
+    fn refused(&self, st: &mut Ledger, entry: Entry, reason: String) -> Note {
+        st.schedule.answered(&entry.key);
+        st.schedule.get(&entry.key).counters.refused += 1;
+        self.retire(st, &entry);
+        let target = st.named(&entry.key);
+        entry.refuse(&target.label, &reason);
+        Note::Refused {
+            target,
+            deliveries: entry.deliveries(),
+            changes: entry.changes,
+            attempts: entry.attempts,
+            reason,
+        }
+    }
+
+    /// Log `notes`, outside the lock.
+    fn log(&self, notes: Vec<Note>) {
+        let per_second = self.settings.refusal_logs_per_second;
+        for note in notes {
+            notes::log(&self.log, note, per_second);
+        }
     }
 }
 
@@ -384,28 +593,31 @@ impl Jobs for Shared {
             if let Some(summary) = st.budget.summary(now) {
                 notes.push(summary);
             }
-            while let Some(id) = st.targets.take(now) {
+            while let Some(id) = st.schedule.take(now) {
                 let Some(mut entry) = st.entries.remove(&id) else {
                     continue;
                 };
-                if entry.time_left(self.options.max_age, now).is_zero() {
+                if entry
+                    .time_left(self.settings.delivery_max_age, now)
+                    .is_zero()
+                {
                     self.expire(&mut st, entry, now, &mut notes);
                     continue;
                 }
                 entry.sending = true;
                 entry.attempts += 1;
-                st.targets.started(&entry.url);
-                let c = &mut st.targets.get(&entry.url).counters;
+                let target = st.schedule.started(&entry.key);
+                let c = &mut st.schedule.get(&entry.key).counters;
                 c.attempts += 1;
                 c.retries += u64::from(entry.failures > 0);
                 let job = Job {
                     id,
-                    url: entry.url.clone(),
+                    target,
                     body: entry.body.clone(),
                 };
                 st.entries.insert(id, entry);
                 // More that may go now: another worker takes it.
-                if st.idle > 0 && st.targets.any_may_send(now) {
+                if st.idle > 0 && st.schedule.any_may_send(now) {
                     self.work.notify_one();
                 }
                 drop(st);
@@ -421,7 +633,7 @@ impl Jobs for Shared {
             }
             // Sleep until woken, or until a target's wait ends, an entry
             // may expire or the log summary is due.
-            let wake = [st.targets.next_due(now), st.next_sweep, st.budget.due()]
+            let wake = [st.schedule.next_due(now), st.next_sweep, st.budget.due()]
                 .into_iter()
                 .flatten()
                 .min();
@@ -450,81 +662,15 @@ impl Jobs for Shared {
         let now = Instant::now();
         match answer {
             Answer::Accepted => {
-                if st.targets.answered(&entry.url) && st.idle > 0 {
-                    // It was failing, held to one probe: it may have its
-                    // share of the workers again.
-                    self.work.notify_all();
-                }
-                let late = entry.round.late;
-                let c = &mut st.targets.get(&entry.url).counters;
-                c.delivered += 1;
-                c.late += u64::from(late);
-                for w in entry.round.waiters() {
-                    w.accepted();
-                }
-                let (url, change, round, attempts) = match entry.again.take() {
-                    Some(again) => {
-                        // Those who came during the send get a send of
-                        // their own.
-                        let settled = std::mem::replace(&mut entry.round, again);
-                        let attempts = std::mem::replace(&mut entry.attempts, 0);
-                        entry.failures = 0;
-                        entry.last_error = None;
-                        st.targets.ready(&entry.url, &entry.endpoint, id, false);
-                        let (url, change) = (entry.url.clone(), entry.change.clone());
-                        st.entries.insert(id, entry);
-                        (url, change, settled, attempts)
-                    }
-                    None => {
-                        self.retire(&mut st, &entry);
-                        (entry.url, entry.change, entry.round, entry.attempts)
-                    }
-                };
-                let note = Note::Delivered {
-                    url,
-                    change,
-                    after: now - round.since,
-                    deliveries: round.deliveries,
-                    attempts,
-                    late,
-                };
+                let note = self.accepted(&mut st, id, entry, now);
                 st.budget.push(note, &mut notes, now);
             }
             Answer::Retry { reason, after } => {
-                let backoff = self.options.backoff;
-                let max_age = self.options.max_age;
-                st.targets.failed(
-                    &entry.url,
-                    now,
-                    &reason,
-                    |n| backoff.wait(n),
-                    after,
-                    max_age,
-                );
-                entry.failures += 1;
-                if let Some(again) = entry.again.take() {
-                    entry.round.absorb(again);
-                }
-                notes.push(Note::Failed {
-                    url: entry.url.clone(),
-                    change: entry.change.clone(),
-                    attempts: entry.attempts,
-                    reason: reason.clone(),
-                });
-                entry.last_error = Some(reason);
-                if entry.time_left(max_age, now).is_zero() {
-                    self.expire(&mut st, entry, now, &mut notes);
-                } else {
-                    st.targets.ready(&entry.url, &entry.endpoint, id, true);
-                    st.entries.insert(id, entry);
-                }
+                self.failed(&mut st, id, entry, (reason, after), now, &mut notes);
             }
             Answer::Refused(reason) => {
-                st.targets.answered(&entry.url);
-                st.targets.get(&entry.url).counters.refused += 1;
-                self.retire(&mut st, &entry);
-                entry.refuse(&reason);
-                st.budget.push(entry.refused(reason), &mut notes, now);
+                let note = self.refused(&mut st, entry, reason);
+                st.budget.push(note, &mut notes, now);
             }
         }
         drop(st);
@@ -532,32 +678,47 @@ impl Jobs for Shared {
     }
 }
 
-impl Shared {
-    /// Log `notes`, outside the lock.
-    fn log(&self, notes: Vec<Note>) {
-        let per_second = self.options.logs_per_second;
-        for note in notes {
-            notes::log(&self.log, note, per_second);
-        }
+/// `items` without repeats (the same target and body), in order.
+fn distinct(items: Vec<Item>) -> Vec<Item> {
+    let keep: Vec<bool> = {
+        let mut seen = HashSet::with_capacity(items.len());
+        items
+            .iter()
+            .map(|i| seen.insert((i.target.key(), &i.outgoing.body)))
+            .collect()
+    };
+    items
+        .into_iter()
+        .zip(keep)
+        .filter_map(|(item, keep)| keep.then_some(item))
+        .collect()
+}
+
+/// The most items of `items` from one endpoint; `None` when it is empty.
+fn largest_per_endpoint(items: &[Item]) -> Option<usize> {
+    let mut per_endpoint: HashMap<&Arc<str>, usize> = HashMap::new();
+    for item in items {
+        *per_endpoint.entry(&item.endpoint).or_default() += 1;
     }
+    per_endpoint.into_values().max()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::delivery::tests::{dead_url, item, start};
-    use crate::delivery::{Confirmation, Options};
+    use crate::delivery::QueueSettings;
 
     #[tokio::test]
     async fn an_entry_keeps_no_reply_that_was_sent() {
-        let (queue, _) = start(Options::default());
+        let (queue, _) = start(QueueSettings::default());
         let url = dead_url();
         for i in 0..20_000 {
             let ticket = queue
                 .submit(vec![item(&url, "app", &format!("d-{i}"))])
                 .unwrap();
             let reply = ticket.wait(Duration::ZERO).await;
-            assert!(matches!(reply, Confirmation::Pending { .. }), "{reply:?}");
+            assert!(matches!(reply, Acceptance::Pending { .. }), "{reply:?}");
         }
         // Read under the lock, checked after it: a failed check must not
         // poison it for the workers.
@@ -569,36 +730,14 @@ mod tests {
                 .flat_map(Entry::rounds)
                 .map(|r| r.waiters.len())
                 .sum();
-            (st.entries.len(), st.targets.get(&url).counters.joined, kept)
+            let key = st.entries.values().next().unwrap().key.clone();
+            (
+                st.entries.len(),
+                st.schedule.get(&key).counters.joined,
+                kept,
+            )
         };
         assert_eq!((entries, joined), (1, 19_999));
         assert!(kept < 100, "{kept} waiters kept");
-    }
-
-    #[test]
-    fn an_endpoint_has_room_for_half_of_what_the_others_leave() {
-        let mut st = State::new(&Options::default());
-        let url: Arc<str> = "http://a/".into();
-        st.held.insert("a".into(), 6);
-        for id in 0..6 {
-            // Only their number counts here.
-            st.entries.insert(
-                id,
-                Entry::new(
-                    item(&url, &format!("i{id}"), ""),
-                    Arc::from(&b"{}"[..]),
-                    Round::new(Instant::now()),
-                ),
-            );
-        }
-        // 6 of 16 taken by a: b may hold 5 (half of 10), rounded up.
-        assert!(st.has_room("b", 5, 5, 16));
-        assert!(!st.has_room("b", 6, 6, 16));
-        // a, alone, may hold 8 (half of 16): two more.
-        assert!(st.has_room("a", 2, 2, 16));
-        assert!(!st.has_room("a", 3, 3, 16));
-        // A queue of one still takes one.
-        let st = State::new(&Options::default());
-        assert!(st.has_room("a", 1, 1, 1));
     }
 }

@@ -1,17 +1,17 @@
 //! The queue's figures for `/metrics`. They are read at each scrape, all in
-//! one go under the queue's lock ([`snapshot`]), so they agree with each
+//! one go under the queue's lock ([`Queue::snapshot`]), so they agree with each
 //! other and cost nothing between scrapes. The registry puts `fluxrecv_`
 //! before each name.
 //!
-//! Per-API series carry an `api` label, the notify URL (which cannot hold a
-//! user name or password: the config and the flags refuse those). An API
-//! has series from its first notification on, every counter among them,
-//! at 0 until it counts something.
+//! Per-target series carry an `api` label, the target's label: fluxd's is
+//! its notify URL (which cannot hold a user name or password: the config
+//! and the flags refuse those), as before there were other kinds; another
+//! kind's names the kind, and never a secret. A target has series from its
+//! first notification on, every counter among them, at 0 until it counts
+//! something.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
-use std::time::Instant;
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
@@ -21,13 +21,13 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Unit;
 
 use super::entries::Shared;
-use super::{ApiSnapshot, Queue, Snapshot};
+use super::{Queue, Snapshot, TargetSnapshot};
 
-/// The per-API counters: name, help text (the registry adds no full stop
-/// to a collector's) and the figure.
-type PerApi = (&'static str, &'static str, fn(&ApiSnapshot) -> u64);
+/// The per-target counters: name, help text (the registry adds no full
+/// stop to a collector's) and the figure.
+type PerTarget = (&'static str, &'static str, fn(&TargetSnapshot) -> u64);
 
-const COUNTERS: [PerApi; 7] = [
+const COUNTERS: [PerTarget; 7] = [
     (
         "delivered",
         "Notifications fluxd accepted, by API.",
@@ -74,48 +74,6 @@ impl Queue {
     }
 }
 
-/// The figures behind [`Queue::snapshot`].
-pub(super) fn snapshot(shared: &Shared) -> Snapshot {
-    let st = shared.lock();
-    let now = Instant::now();
-    let mut apis: HashMap<Arc<str>, ApiSnapshot> = st
-        .targets
-        .counters()
-        .map(|(api, c)| {
-            let s = ApiSnapshot {
-                api: api.clone(),
-                pending: 0,
-                delivered: c.delivered,
-                late: c.late,
-                expired: c.expired,
-                refused: c.refused,
-                attempts: c.attempts,
-                retries: c.retries,
-                joined: c.joined,
-            };
-            (api.clone(), s)
-        })
-        .collect();
-    let mut snapshot = Snapshot {
-        pending: st.entries.len(),
-        ..Snapshot::default()
-    };
-    for e in st.entries.values() {
-        snapshot.sending += usize::from(e.sending);
-        snapshot.oldest_age = snapshot.oldest_age.max(now - e.round.since);
-        apis.entry(e.url.clone())
-            .or_insert_with(|| ApiSnapshot {
-                api: e.url.clone(),
-                ..ApiSnapshot::default()
-            })
-            .pending += 1;
-    }
-    drop(st);
-    snapshot.apis = apis.into_values().collect();
-    snapshot.apis.sort_by(|a, b| a.api.cmp(&b.api));
-    snapshot
-}
-
 /// The collector [`Queue::collector`] hands out.
 struct Figures(Arc<Shared>);
 
@@ -127,7 +85,7 @@ impl fmt::Debug for Figures {
 
 impl Collector for Figures {
     fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
-        encode(&snapshot(&self.0), &mut encoder)
+        encode(&self.0.snapshot(), &mut encoder)
     }
 }
 
@@ -139,8 +97,8 @@ fn encode(s: &Snapshot, encoder: &mut DescriptorEncoder) -> fmt::Result {
         None,
         MetricType::Gauge,
     )?;
-    for api in &s.apis {
-        ConstGauge::new(api.pending).encode(pending.encode_family(&[("api", &*api.api)])?)?;
+    for t in &s.targets {
+        ConstGauge::new(t.pending).encode(pending.encode_family(&[("api", &*t.target)])?)?;
     }
     let oldest = ConstGauge::new(s.oldest_age.as_secs_f64());
     oldest.encode(encoder.encode_descriptor(
@@ -151,8 +109,8 @@ fn encode(s: &Snapshot, encoder: &mut DescriptorEncoder) -> fmt::Result {
     )?)?;
     for (name, help, figure) in COUNTERS {
         let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
-        for api in &s.apis {
-            ConstCounter::new(figure(api)).encode(family.encode_family(&[("api", &*api.api)])?)?;
+        for t in &s.targets {
+            ConstCounter::new(figure(t)).encode(family.encode_family(&[("api", &*t.target)])?)?;
         }
     }
     Ok(())
@@ -190,9 +148,9 @@ mod tests {
             pending: 2,
             sending: 1,
             oldest_age: Duration::from_millis(1500),
-            apis: vec![
-                ApiSnapshot {
-                    api: "http://a:3030/api/flux/v11/notify".into(),
+            targets: vec![
+                TargetSnapshot {
+                    target: "http://a:3030/api/flux/v11/notify".into(),
                     pending: 0,
                     delivered: 3,
                     late: 1,
@@ -202,10 +160,10 @@ mod tests {
                     retries: 5,
                     joined: 6,
                 },
-                ApiSnapshot {
-                    api: "http://b:3030/api/flux/v11/notify".into(),
+                TargetSnapshot {
+                    target: "http://b:3030/api/flux/v11/notify".into(),
                     pending: 2,
-                    ..ApiSnapshot::default()
+                    ..TargetSnapshot::default()
                 },
             ],
         };

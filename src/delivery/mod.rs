@@ -1,22 +1,27 @@
-//! The delivery queue: verified changes wait here until fluxd accepts them,
-//! so a provider's reply no longer depends on fluxd's health.
+//! The delivery queue: the requests a hook makes for its targets wait here
+//! until each target accepts its own, so a provider's reply no longer
+//! depends on a target's health.
 //!
-//! A hook [`Queue::submit`]s its changes, one [`Item`] per (notify URL,
-//! change), and gets a [`Ticket`]; the reply waits on it for at most the
-//! reply budget. A fixed pool of relay workers (`relay.rs`) sends what is
-//! pending, taking turns between APIs and between endpoints, and retries
-//! what fluxd could not take (down, 408, 429, 5xx) after a backoff that is
-//! the API's (and no sooner than fluxd's `Retry-After`) until fluxd
-//! accepts it or even the newest change that joined it is older than
-//! `max_age`; then it is dropped with a warning, since fluxd's own polling
-//! catches up by then. Answers that can never succeed (another 4xx, a
-//! redirect) end it at once.
+//! A hook [`Queue::submit`]s one [`Item`] per request its targets make (for
+//! fluxd, one per change; see [`crate::targets`]) and gets a [`Ticket`];
+//! the reply waits on it for at most the reply budget. A fixed pool of
+//! relay workers (`relay.rs`) sends what is pending, taking turns between
+//! targets and between endpoints (`schedule.rs`), and retries what a target
+//! could not take (down, or answering that it cannot now: fluxd's 408, 429,
+//! 5xx) after a backoff that is the target's (and no sooner than its
+//! `Retry-After`) until it accepts it or even the newest change that joined
+//! it is older than `max_age`; then it is dropped with a warning, since
+//! fluxd's own polling catches up by then. Answers that can never succeed
+//! (fluxd's other 4xx, a redirect) end it at once. `entries.rs` owns an
+//! entry's whole life; the queue knows a target only through its key, its
+//! label and the interface in [`crate::targets`], so a new kind of target
+//! changes nothing here.
 //!
-//! **One entry per distinct (URL, change).** fluxd treats a notification as
-//! a trigger to look, so identical changes need one look:
-//! - a change whose entry is *waiting* (queued or backing off) joins it, and
+//! **One entry per distinct (target, body).** A request is a trigger to
+//! look, so identical ones need one look:
+//! - one whose entry is *waiting* (queued or backing off) joins it, and
 //!   its ticket is settled by that entry's send;
-//! - a change whose entry is *being sent* does not simply join: fluxd may
+//! - one whose entry is *being sent* does not simply join: the target may
 //!   already have looked before the new push was visible. The entry is
 //!   marked to be sent once more after the current attempt, and the newcomer
 //!   waits for that send (whatever the current attempt's outcome: a failed
@@ -26,32 +31,29 @@
 //! the entry it joined: an entry expires once its newest change is
 //! `max_age` old. Its age in the metrics and the logs is its oldest's.
 //!
-//! **Several APIs.** An entry is one change for one notify URL, so with
-//! fan-out each API gets its own entries, retries and counters, and one
-//! that is down does not hold up the others. Workers are shared in turn,
-//! and an API may hold at most half of them (rounded down, at least one)
-//! at once, so with two workers or more a slow or hanging fluxd never ties
-//! up the whole pool; one whose last answer was a failure is probed by one
-//! attempt at a time (see `targets.rs`).
+//! **Several targets.** With fan-out each target gets its own entries,
+//! retries and counters, and one that is down does not hold up the others.
+//! Workers are shared in turn, and a target may hold at most half of them
+//! (rounded down, at least one) at once, so with two workers or more a
+//! slow or hanging fluxd never ties up the whole pool; one whose last
+//! answer was a failure is probed by one attempt at a time. Each attempt
+//! is made with the newest value of its target that a submit brought (the
+//! newest table's).
 //!
 //! **Room.** The queue holds at most `max_pending` entries, and each
 //! endpoint (an item's [`Item::endpoint`]) at most half of the room the
-//! other endpoints leave (rounded up): alone, half of the queue; so
-//! however many entries one endpoint makes (an unsigned endpoint's flood,
-//! say), as much room again stays free for the others. An entry counts
-//! against the endpoint that made it; a change that joins it needs no room.
-//! A submit whose new entries do not all fit is refused whole
-//! ([`Full::NoRoom`]): nothing of it is queued, so the provider's retry
-//! starts clean. One that could not fit even in an empty queue (more than
-//! [`Queue::most_per_endpoint`] items for one endpoint) is
-//! [`Full::NeverFits`]: retrying cannot help.
+//! other endpoints leave (`room.rs`). A submit whose new entries do not
+//! all fit is refused whole ([`Full::NoRoom`]): nothing of it is queued,
+//! so the provider's retry starts clean. One that could not fit even in an
+//! empty queue (more than [`Queue::most_per_endpoint`] items for one
+//! endpoint) is [`Full::NeverFits`]: retrying cannot help.
 //!
 //! **Waiting.** Workers are std threads; replies are tokio tasks. Each
 //! ticket has a `tokio::sync::watch` channel that workers update (a watch
 //! sender needs no runtime) as its entries are settled. [`Ticket::wait`]
-//! returns [`Confirmation::Accepted`] when fluxd took every entry,
-//! [`Confirmation::Refused`] as soon as one was refused for good (or
-//! expired), and [`Confirmation::Pending`] when the budget runs out first.
+//! returns [`Acceptance::Accepted`] when the targets took every entry,
+//! [`Acceptance::Refused`] as soon as one was refused for good (or
+//! expired), and [`Acceptance::Pending`] when the budget runs out first.
 //! A budget of zero never waits: it reports what is already settled, which
 //! in practice is `Pending`. An entry accepted after a reply stopped waiting
 //! for it is logged once, at info, as a late delivery (a reply with a zero
@@ -67,30 +69,28 @@
 mod entries;
 mod metrics;
 mod notes;
+mod readout;
 mod relay;
-mod report;
 mod resolver;
+mod room;
 mod rounds;
-mod targets;
+mod schedule;
 mod wire;
 
-use std::cmp::Reverse;
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use slog::Logger;
-use tokio::sync::watch;
 
-use crate::notification::Change;
-use entries::{Shared, State};
+use crate::targets::{Outgoing, Target};
+use entries::Shared;
+pub use readout::{Deliveries, Leftover, Snapshot, TargetSnapshot};
 use relay::{Jobs, Relay};
-pub use report::{ApiSnapshot, Deliveries, Leftover, Snapshot};
-use rounds::{Progress, Waiter};
+use rounds::Waiter;
 
-/// Relay workers when `--max-relays` is not given. One API may hold half
-/// of them at once, so that a slow or failing fluxd never ties up the
+/// Relay workers when `--max-relays` is not given. One target may hold
+/// half of them at once, so that a slow or failing fluxd never ties up the
 /// workers another one needs; eight give one fluxd the four POSTs at once
 /// it had before that share existed. Measured on a 2-core machine against
 /// a stand-in fluxd on loopback: alone (`cargo bench --bench delivery`),
@@ -116,48 +116,50 @@ pub const DEFAULT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Lines a second about single notifications when not given.
 pub const DEFAULT_LOGS_PER_SECOND: u64 = 20;
 
-/// How the queue runs.
+/// How the queue and its relay workers run; each field is named after the
+/// flag that sets it.
 #[derive(Debug, Clone)]
-pub struct Options {
-    /// Relay worker threads (`--max-relays`): at most this many POSTs to
-    /// fluxd at once.
-    pub workers: usize,
+pub struct QueueSettings {
+    /// Relay worker threads (`--max-relays`): at most this many requests
+    /// in flight at once.
+    pub max_relays: usize,
     /// Most distinct notifications pending at once (`--max-pending`); one
     /// endpoint may hold half of the room the others leave.
     pub max_pending: usize,
     /// How long a notification is retried before it is dropped
     /// (`--delivery-max-age`), counted from when it was last queued: an
     /// identical change that joins it starts the count again.
-    pub max_age: Duration,
-    /// Longest one POST may take, connecting included.
-    pub attempt_timeout: Duration,
+    pub delivery_max_age: Duration,
+    /// Longest one request may take, connecting included
+    /// (`--relay-timeout`).
+    pub relay_timeout: Duration,
     /// Waits between attempts.
     pub backoff: Backoff,
-    /// Most lines a second about single notifications (refused by fluxd,
-    /// dropped, delivered late); the rest are counted and summed up
-    /// (`--refusal-logs-per-second`).
-    pub logs_per_second: u64,
+    /// Most lines a second about single notifications (refused by their
+    /// target, dropped, delivered late); the rest are counted and summed
+    /// up (`--refusal-logs-per-second`).
+    pub refusal_logs_per_second: u64,
 }
 
-impl Default for Options {
-    fn default() -> Options {
-        Options {
-            workers: DEFAULT_WORKERS,
+impl Default for QueueSettings {
+    fn default() -> QueueSettings {
+        QueueSettings {
+            max_relays: DEFAULT_WORKERS,
             max_pending: DEFAULT_MAX_PENDING,
-            max_age: DEFAULT_MAX_AGE,
-            attempt_timeout: DEFAULT_ATTEMPT_TIMEOUT,
+            delivery_max_age: DEFAULT_MAX_AGE,
+            relay_timeout: DEFAULT_ATTEMPT_TIMEOUT,
             backoff: Backoff::default(),
-            logs_per_second: DEFAULT_LOGS_PER_SECOND,
+            refusal_logs_per_second: DEFAULT_LOGS_PER_SECOND,
         }
     }
 }
 
-/// Backoff between attempts to an API that failed: exponential in its
+/// Backoff between attempts to a target that failed: exponential in its
 /// failures in a row from `first`, capped at `max`, each wait drawn
-/// uniformly from its upper half so that APIs that failed together do not
-/// retry together. The cap is a few seconds so that when fluxd comes back,
-/// the next probe finds it and everything pending reaches it within
-/// seconds. A `Retry-After` from fluxd is waited out as well, up to the
+/// uniformly from its upper half so that targets that failed together do
+/// not retry together. The cap is a few seconds so that when fluxd comes
+/// back, the next probe finds it and everything pending reaches it within
+/// seconds. A `Retry-After` is waited out as well, up to the
 /// notifications' max age.
 #[derive(Debug, Clone, Copy)]
 pub struct Backoff {
@@ -188,14 +190,14 @@ impl Backoff {
     }
 }
 
-/// One change for one Flux API.
+/// One request for one target, as a hook submits it.
 #[derive(Debug, Clone)]
 pub struct Item {
-    /// The full notify URL, e.g. `http://localhost:3030/api/flux/v11/notify`;
-    /// also the API's name in metrics and logs.
-    pub url: Arc<str>,
-    /// What fluxd should look at.
-    pub change: Change,
+    /// Where it goes (the table's value, which the next attempt to it
+    /// uses).
+    pub target: Target,
+    /// What is sent, made by the target from the hook.
+    pub outgoing: Outgoing,
     /// The provider's delivery id, for the logs; may be empty. Logged as
     /// it is, so it must already be printable ([`crate::printable`]).
     pub delivery: Arc<str>,
@@ -238,21 +240,23 @@ pub enum Full {
     Closed,
 }
 
-/// What a reply can say about its changes.
+/// What the targets said of a ticket's requests, as far as the reply
+/// waited.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Confirmation {
-    /// fluxd accepted every one.
+pub enum Acceptance {
+    /// Every target accepted its own.
     Accepted,
     /// Not yet confirmed; delivery is retried for at least `retry_for`.
     Pending {
         /// Until the first of them would expire.
         retry_for: Duration,
     },
-    /// One will never be delivered: fluxd refused it for good, or it
+    /// One will never be delivered: its target refused it for good, or it
     /// expired while the reply still waited.
     Refused {
-        /// The notify URL that refused it.
-        api: Arc<str>,
+        /// The label of the target that refused it (fluxd's: its notify
+        /// URL).
+        target: Arc<str>,
         /// Why, for the provider and the log: e.g. "fluxd answered 404 Not
         /// Found", or a redirect and its Location.
         reason: String,
@@ -282,8 +286,8 @@ impl Drop for Workers {
     }
 }
 
-/// A submitted set of changes; wait on it for the reply.
-#[must_use = "a ticket says whether fluxd took the changes"]
+/// A submitted set of requests; wait on it for the reply.
+#[must_use = "a ticket says whether the targets took the changes"]
 pub struct Ticket {
     shared: Arc<Shared>,
     waiter: Arc<Waiter>,
@@ -294,16 +298,10 @@ pub struct Ticket {
 impl Queue {
     /// Start the workers. Fails only when a thread cannot be started.
     /// Zero workers are taken as one: the queue needs one to deliver.
-    pub fn start(options: Options, log: Logger) -> std::io::Result<Queue> {
-        let workers = options.workers.max(1);
-        let relay = Relay::new(workers, options.attempt_timeout);
-        let shared = Arc::new(Shared {
-            state: Mutex::new(State::new(&options)),
-            options,
-            log,
-            work: Condvar::new(),
-            empty: watch::Sender::new(true),
-        });
+    pub fn start(settings: QueueSettings, log: Logger) -> std::io::Result<Queue> {
+        let workers = settings.max_relays.max(1);
+        let relay = Relay::new(workers, settings.relay_timeout);
+        let shared = Arc::new(Shared::new(settings, log));
         let jobs: Arc<dyn Jobs> = shared.clone();
         let threads = relay::spawn(workers, relay, jobs).inspect_err(|_| shared.stop())?;
         Ok(Queue {
@@ -314,24 +312,13 @@ impl Queue {
         })
     }
 
-    /// Queue `items`, all or nothing. Items identical to a pending one join
-    /// it (see the module doc); only new distinct ones need room, in the
-    /// share of the endpoint each came from.
+    /// Queue `items`, all or nothing. Items identical to a pending one (the
+    /// same target and body) join it (see the module doc); only new
+    /// distinct ones need room, in the share of the endpoint each came
+    /// from.
     pub fn submit(&self, items: Vec<Item>) -> Result<Ticket, Full> {
         let shared = &self.workers.shared;
-        let items = distinct(items);
-        let most = self.most_per_endpoint();
-        if let Some(needed) = largest_per_endpoint(&items).filter(|n| *n > most) {
-            return Err(Full::NeverFits { needed, most });
-        }
-        let items = with_bodies(items);
-        let waiter = Arc::new(Waiter {
-            progress: watch::Sender::new(Progress {
-                left: items.len(),
-                refused: None,
-            }),
-        });
-        let entries = shared.submit(items, &waiter)?;
+        let (waiter, entries) = shared.submit(items)?;
         Ok(Ticket {
             shared: shared.clone(),
             waiter,
@@ -343,18 +330,18 @@ impl Queue {
     /// `max_pending`, rounded up, when no other endpoint has any. A
     /// delivery that makes more can never be queued.
     pub fn most_per_endpoint(&self) -> usize {
-        self.workers.shared.options.max_pending.div_ceil(2)
+        self.workers.shared.most_per_endpoint()
     }
 
     /// Figures for `/metrics`, read under the lock in one go.
     pub fn snapshot(&self) -> Snapshot {
-        metrics::snapshot(&self.workers.shared)
+        self.workers.shared.snapshot()
     }
 
     /// Stop accepting: every later submit is [`Full::Closed`]. Pending
     /// notifications are still delivered.
     pub fn close(&self) {
-        self.workers.shared.lock().closed = true;
+        self.workers.shared.close();
     }
 
     /// Close the queue, wait until nothing is pending or `deadline`, then
@@ -362,111 +349,21 @@ impl Queue {
     pub async fn drain(&self, deadline: tokio::time::Instant) -> Vec<Leftover> {
         let shared = &self.workers.shared;
         self.close();
-        let mut empty = shared.empty.subscribe();
+        let mut empty = shared.emptiness();
         let _ = tokio::time::timeout_at(deadline, empty.wait_for(|e| *e)).await;
-        let mut st = shared.lock();
-        st.stopped = true;
-        shared.work.notify_all();
-        let now = Instant::now();
-        let mut left: Vec<Leftover> = st
-            .entries
-            .values()
-            .map(|e| Leftover {
-                api: e.url.clone(),
-                change: e.change.clone(),
-                deliveries: e.deliveries(),
-                attempts: e.attempts,
-                age: now - e.round.since,
-                last_error: e.last_error.clone().or_else(|| {
-                    // Left waiting behind the probes: why they failed.
-                    st.targets.last_error(&e.url).map(String::from)
-                }),
-                sending: e.sending,
-            })
-            .collect();
-        drop(st);
-        left.sort_by_key(|l| Reverse(l.age));
-        left
+        shared.stop_and_list_left()
     }
-}
-
-/// `items` without repeats, in order.
-fn distinct(items: Vec<Item>) -> Vec<Item> {
-    let keep: Vec<bool> = {
-        let mut seen = HashSet::with_capacity(items.len());
-        items
-            .iter()
-            .map(|i| seen.insert((&i.url, &i.change)))
-            .collect()
-    };
-    items
-        .into_iter()
-        .zip(keep)
-        .filter_map(|(item, keep)| keep.then_some(item))
-        .collect()
-}
-
-/// The most items of `items` from one endpoint; `None` when it is empty.
-fn largest_per_endpoint(items: &[Item]) -> Option<usize> {
-    let mut per_endpoint: HashMap<&Arc<str>, usize> = HashMap::new();
-    for item in items {
-        *per_endpoint.entry(&item.endpoint).or_default() += 1;
-    }
-    per_endpoint.into_values().max()
-}
-
-/// Each item with its change as fluxd is sent it. Done before the submit
-/// takes the lock: the JSON is made once per distinct change, whichever
-/// entry (and, with fan-out, whichever API) ends up sending it.
-fn with_bodies(items: Vec<Item>) -> Vec<(Item, Arc<[u8]>)> {
-    let mut json: HashMap<Change, Arc<[u8]>> = HashMap::new();
-    items
-        .into_iter()
-        .map(|item| {
-            let body = match json.get(&item.change) {
-                Some(body) => body.clone(),
-                None => {
-                    let body: Arc<[u8]> = item.change.to_json().into();
-                    json.insert(item.change.clone(), body.clone());
-                    body
-                }
-            };
-            (item, body)
-        })
-        .collect()
 }
 
 impl Ticket {
-    /// Wait at most `budget` for fluxd to accept the changes (see the
-    /// module doc for what each answer means).
-    pub async fn wait(self, budget: Duration) -> Confirmation {
-        if !budget.is_zero() {
-            let mut progress = self.waiter.progress.subscribe();
-            let _ = tokio::time::timeout(budget, progress.wait_for(Progress::settled)).await;
+    /// Wait at most `budget` for the targets to accept the requests (see
+    /// the module doc for what each answer means).
+    pub async fn wait(self, budget: Duration) -> Acceptance {
+        let waited = !budget.is_zero();
+        if waited {
+            let _ = tokio::time::timeout(budget, self.waiter.settled()).await;
         }
-        // Decided under the state lock, so a delivery racing the end of the
-        // budget is either seen here or logged as late, never neither.
-        let mut st = self.shared.lock();
-        let progress = self.waiter.progress.borrow().clone();
-        if let Some((api, reason)) = progress.refused {
-            return Confirmation::Refused { api, reason };
-        }
-        if progress.left == 0 {
-            return Confirmation::Accepted;
-        }
-        if !budget.is_zero() {
-            st.gave_up(&self.waiter, &self.entries);
-        }
-        let now = Instant::now();
-        let max_age = self.shared.options.max_age;
-        let retry_for = self
-            .entries
-            .iter()
-            .filter_map(|id| st.entries.get(id))
-            .map(|e| e.time_left(max_age, now))
-            .min()
-            .unwrap_or_default();
-        Confirmation::Pending { retry_for }
+        self.shared.acceptance(&self.waiter, &self.entries, waited)
     }
 }
 
@@ -475,27 +372,30 @@ mod tests {
     use std::io::{BufRead, BufReader, Read, Write};
     use std::net::TcpListener;
 
+    use std::time::Instant;
+
     use super::*;
     use crate::logging::Captured;
-    use crate::notification::ImageName;
+    use crate::notification::{Change, ImageName};
+    use crate::targets::fluxd::{self, Fluxd};
 
     /// Quick retries, so that no test runs longer than a second or two.
-    fn options() -> Options {
-        Options {
-            workers: 2,
+    fn options() -> QueueSettings {
+        QueueSettings {
+            max_relays: 2,
             max_pending: 64,
-            max_age: Duration::from_secs(60),
-            attempt_timeout: Duration::from_secs(5),
+            delivery_max_age: Duration::from_secs(60),
+            relay_timeout: Duration::from_secs(5),
             backoff: Backoff {
                 first: Duration::from_millis(20),
                 max: Duration::from_millis(20),
             },
-            logs_per_second: 100,
+            refusal_logs_per_second: 100,
         }
     }
 
     /// A queue whose log the test can read.
-    pub(super) fn start(options: Options) -> (Queue, Captured) {
+    pub(super) fn start(options: QueueSettings) -> (Queue, Captured) {
         let logs = Captured::default();
         (
             Queue::start(options, logs.logger(slog::Level::Debug)).unwrap(),
@@ -562,13 +462,16 @@ mod tests {
             .unwrap();
     }
 
+    /// An image change for the fluxd whose notify URL is `url`.
     pub(super) fn item(url: &Arc<str>, image: &str, delivery: &str) -> Item {
+        let base = url.strip_suffix("/v11/notify").expect("a notify URL");
+        let change = Change::image(ImageName {
+            domain: String::new(),
+            image: image.into(),
+        });
         Item {
-            url: url.clone(),
-            change: Change::image(ImageName {
-                domain: String::new(),
-                image: image.into(),
-            }),
+            target: Target::from(Fluxd::new(base)),
+            outgoing: fluxd::notification(&change),
             delivery: delivery.into(),
             endpoint: "endpoint".into(),
         }
@@ -583,11 +486,11 @@ mod tests {
         }
     }
 
-    fn figures(queue: &Queue, url: &Arc<str>) -> ApiSnapshot {
+    fn figures(queue: &Queue, url: &Arc<str>) -> TargetSnapshot {
         let s = queue.snapshot();
-        s.apis
+        s.targets
             .into_iter()
-            .find(|a| a.api == *url)
+            .find(|a| a.target == *url)
             .unwrap_or_default()
     }
 
@@ -596,21 +499,21 @@ mod tests {
         // Margins of 600 ms and more on each side, for a loaded machine:
         // joined 1.2 s into a 2 s max age and waited on for 300 ms, it has
         // 1.7 s left counted from the join, 0.5 s counted from the entry.
-        let (queue, _) = start(Options {
-            max_age: Duration::from_secs(2),
+        let (queue, _) = start(QueueSettings {
+            delivery_max_age: Duration::from_secs(2),
             ..options()
         });
         let url = dead_url();
         let first = queue.submit(vec![item(&url, "app", "d-1")]).unwrap();
         let reply = first.wait(Duration::ZERO).await;
-        assert!(matches!(reply, Confirmation::Pending { .. }), "{reply:?}");
+        assert!(matches!(reply, Acceptance::Pending { .. }), "{reply:?}");
         tokio::time::sleep(Duration::from_millis(1200)).await;
 
         // The same change again, before the entry it joins is 2 s old: it
         // is retried for 2 s from now, not for what is left of the entry's.
         let again = queue.submit(vec![item(&url, "app", "d-2")]).unwrap();
         let reply = again.wait(Duration::from_millis(300)).await;
-        let Confirmation::Pending { retry_for } = reply else {
+        let Acceptance::Pending { retry_for } = reply else {
             panic!("fluxd is only down: pending, not {reply:?}");
         };
         assert!(
@@ -627,9 +530,9 @@ mod tests {
     #[test]
     fn a_silent_api_holds_at_most_one_of_three_workers() {
         let (_fluxd, url) = silent_fluxd();
-        let (queue, _) = start(Options {
-            workers: 3,
-            attempt_timeout: Duration::from_millis(200),
+        let (queue, _) = start(QueueSettings {
+            max_relays: 3,
+            relay_timeout: Duration::from_millis(200),
             ..options()
         });
         let _tickets: Vec<Ticket> = (0..6)
@@ -655,7 +558,7 @@ mod tests {
         let (queue, logs) = start(options());
         let ticket = queue.submit(vec![item(&url, "app", "d-late")]).unwrap();
         let reply = ticket.wait(Duration::from_millis(100)).await;
-        assert!(matches!(reply, Confirmation::Pending { .. }), "{reply:?}");
+        assert!(matches!(reply, Acceptance::Pending { .. }), "{reply:?}");
         // The reply is gone; fluxd answers now.
         answer(&fluxd);
         eventually("the delivery", || figures(&queue, &url).delivered == 1);
@@ -700,9 +603,9 @@ mod tests {
     fn workers_stop_when_the_last_clone_is_dropped() {
         let log = Logger::root(slog::Discard, slog::o!());
         let mut queue = Queue::start(
-            Options {
-                workers: 3,
-                ..Options::default()
+            QueueSettings {
+                max_relays: 3,
+                ..QueueSettings::default()
             },
             log,
         )

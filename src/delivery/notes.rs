@@ -2,46 +2,66 @@
 //! bounds it.
 //!
 //! Workers decide what to log under the queue's lock and log it once the
-//! lock is released: a [`Note`] carries what the line needs. The lines a
-//! flood can multiply (a notification delivered late, refused by fluxd, or
-//! dropped after `max_age`: an unsigned endpoint's posts make one each) are
-//! held to `--refusal-logs-per-second` by a [`Budget`]; those left out are
-//! counted by kind and API and summed up in one line once the second is
-//! over, so that a flood that stops is still reported.
+//! lock is released: a [`Note`] carries what the line needs. A line names
+//! the target by its label in the `api` field, and says who answered by
+//! its name (`fluxd refused a notification`). The lines a flood can
+//! multiply (a notification delivered late, refused by its target, or
+//! dropped after `--delivery-max-age`: an unsigned endpoint's posts make
+//! one each) are held to `--refusal-logs-per-second` by a [`Budget`]; those
+//! left out are counted by kind and target and summed up in one line once
+//! the second is over, so that a flood that stops is still reported.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use slog::{debug, info, warn, Logger};
 
-use super::report::Deliveries;
+use super::readout::Deliveries;
 use crate::logging::{Admit, Throttle};
-use crate::notification::Change;
+use crate::targets::{Changes, Target};
+
+/// A target as a line names it.
+#[derive(Debug, Clone)]
+pub(super) struct Named {
+    /// Its label, in the `api` field.
+    pub(super) label: Arc<str>,
+    /// Who answers: `fluxd`.
+    pub(super) name: &'static str,
+}
+
+impl Named {
+    pub(super) fn of(target: &Target) -> Named {
+        Named {
+            label: target.label().clone(),
+            name: target.name(),
+        }
+    }
+}
 
 /// One thing to log, once the state lock is released.
 pub(super) enum Note {
-    /// fluxd took it; at debug, or at info when a reply gave up on it.
+    /// The target took it; at debug, or at info when a reply gave up on it.
     Delivered {
-        url: Arc<str>,
-        change: Change,
+        target: Named,
+        changes: Changes,
         deliveries: Deliveries,
         attempts: u32,
         /// Since it was queued: for a late one, how late.
         after: Duration,
         late: bool,
     },
-    /// fluxd refused it for good.
+    /// The target refused it for good.
     Refused {
-        url: Arc<str>,
-        change: Change,
+        target: Named,
+        changes: Changes,
         deliveries: Deliveries,
         attempts: u32,
         reason: String,
     },
     /// Dropped after `max_age`.
     Expired {
-        url: Arc<str>,
-        change: Change,
+        target: Named,
+        changes: Changes,
         deliveries: Deliveries,
         attempts: u32,
         age: Duration,
@@ -49,8 +69,8 @@ pub(super) enum Note {
     },
     /// An attempt failed; it will be retried (debug).
     Failed {
-        url: Arc<str>,
-        change: Change,
+        target: Named,
+        changes: Changes,
         attempts: u32,
         reason: String,
     },
@@ -66,31 +86,32 @@ pub(super) struct Tally {
     refused: u64,
     expired: u64,
     late: u64,
-    /// The APIs they were for: the first few, and how many more.
+    /// The targets they were for, by label: the first few, and how many
+    /// more.
     apis: Vec<Arc<str>>,
     more_apis: usize,
-    /// The last reason fluxd gave for a refusal left out.
+    /// The last reason a target gave for a refusal left out.
     last_reason: Option<String>,
 }
 
-/// APIs named in a summary.
+/// Targets named in a summary.
 const NAMED_APIS: usize = 3;
 
 impl Tally {
     fn count(&mut self, note: &Note, now: Instant) {
         let url = match note {
-            Note::Refused { url, reason, .. } => {
+            Note::Refused { target, reason, .. } => {
                 self.refused += 1;
                 self.last_reason = Some(reason.clone());
-                url
+                &target.label
             }
-            Note::Expired { url, .. } => {
+            Note::Expired { target, .. } => {
                 self.expired += 1;
-                url
+                &target.label
             }
-            Note::Delivered { url, .. } => {
+            Note::Delivered { target, .. } => {
                 self.late += 1;
-                url
+                &target.label
             }
             Note::Failed { .. } | Note::Suppressed(_) => return,
         };
@@ -169,8 +190,8 @@ impl Budget {
 pub(super) fn log(log: &Logger, note: Note, per_second: u64) {
     match note {
         Note::Delivered {
-            url,
-            change,
+            target,
+            changes,
             deliveries,
             attempts,
             after,
@@ -179,46 +200,46 @@ pub(super) fn log(log: &Logger, note: Note, per_second: u64) {
             let after_ms = after.as_millis() as u64;
             if late {
                 info!(log, "delivered late";
-                    "api" => &*url, "change" => %change, "delivery" => %deliveries,
+                    "api" => &*target.label, "change" => %changes, "delivery" => %deliveries,
                     "attempts" => attempts, "after_ms" => after_ms);
             } else {
                 debug!(log, "delivered";
-                    "api" => &*url, "change" => %change, "delivery" => %deliveries,
+                    "api" => &*target.label, "change" => %changes, "delivery" => %deliveries,
                     "attempts" => attempts, "after_ms" => after_ms);
             }
         }
         Note::Refused {
-            url,
-            change,
+            target,
+            changes,
             deliveries,
             attempts,
             reason,
         } => {
-            warn!(log, "fluxd refused a notification; not retrying";
-                "api" => &*url, "change" => %change, "delivery" => %deliveries,
+            warn!(log, "{} refused a notification; not retrying", target.name;
+                "api" => &*target.label, "change" => %changes, "delivery" => %deliveries,
                 "attempts" => attempts, "reason" => reason);
         }
         Note::Expired {
-            url,
-            change,
+            target,
+            changes,
             deliveries,
             attempts,
             age,
             last_error,
         } => {
-            warn!(log, "dropped a notification fluxd did not accept in time";
-                "api" => &*url, "change" => %change, "delivery" => %deliveries,
+            warn!(log, "dropped a notification {} did not accept in time", target.name;
+                "api" => &*target.label, "change" => %changes, "delivery" => %deliveries,
                 "attempts" => attempts, "age_s" => age.as_secs(),
                 "last_error" => last_error.as_deref().unwrap_or("-"));
         }
         Note::Failed {
-            url,
-            change,
+            target,
+            changes,
             attempts,
             reason,
         } => {
             debug!(log, "delivery attempt failed; will retry";
-                "api" => &*url, "change" => %change, "attempts" => attempts,
+                "api" => &*target.label, "change" => %changes, "attempts" => attempts,
                 "reason" => reason);
         }
         Note::Suppressed(tally) => {
@@ -234,14 +255,26 @@ pub(super) fn log(log: &Logger, note: Note, per_second: u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::notification::Change;
+
+    fn named(label: &str) -> Named {
+        Named {
+            label: label.into(),
+            name: "fluxd",
+        }
+    }
+
+    fn app() -> Changes {
+        Changes::of(&[Change::image(crate::notification::ImageName {
+            domain: String::new(),
+            image: "app".into(),
+        })])
+    }
 
     fn refused(url: &str) -> Note {
         Note::Refused {
-            url: url.into(),
-            change: Change::image(crate::notification::ImageName {
-                domain: String::new(),
-                image: "app".into(),
-            }),
+            target: named(url),
+            changes: app(),
             deliveries: Deliveries::default(),
             attempts: 1,
             reason: "fluxd answered 404 Not Found".into(),
@@ -282,11 +315,8 @@ mod tests {
         let mut budget = Budget::new(0);
         let mut notes = Vec::new();
         let failed = Note::Failed {
-            url: "http://a/".into(),
-            change: Change::image(crate::notification::ImageName {
-                domain: String::new(),
-                image: "app".into(),
-            }),
+            target: named("http://a/"),
+            changes: app(),
             attempts: 1,
             reason: "fluxd answered 503".into(),
         };

@@ -1,28 +1,31 @@
 //! The relay: a fixed pool of blocking worker threads that POST queued
-//! notifications to fluxd, and how fluxd's answers are read.
+//! requests to their targets.
 //!
 //! ureq is a blocking client, so each worker is a long-lived std thread (the
 //! design's blocking pool, made explicit) that takes the next due job from
 //! the queue, makes one POST and reports the [`Answer`]. A fixed number of
-//! threads means a hanging fluxd ties up that many and no more, and a flood
-//! of pushes costs no thread hand-offs: one worker sends one notification
-//! after another over its own keep-alive connection.
+//! threads means a hanging target ties up that many and no more, and a
+//! flood of pushes costs no thread hand-offs: one worker sends one
+//! notification after another over its own keep-alive connection.
 //!
-//! This module knows HTTP and fluxd's answers; it knows nothing of what is
-//! queued or who waits for it. The queue hands it [`Job`]s through the
-//! [`Jobs`] trait.
+//! This module knows HTTP: it POSTs a job's body to its target's URL with
+//! the headers the target makes for it, and hands the answer to the target
+//! to read ([`crate::targets`]); what it cannot get an answer from at all
+//! (unreachable, too slow, a URL it cannot use) it decides itself. It knows
+//! nothing of what is queued or who waits for it: the queue hands it
+//! [`Job`]s through the [`Jobs`] trait.
 
 use std::io;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use ureq::http::{header, StatusCode};
 use ureq::unversioned::transport::{Connector, DefaultConnector};
 
 use super::resolver::CachingResolver;
 use super::wire::OneWrite;
+use crate::targets::{Answer, Body, Target};
 
 /// The most of an answer's body that is read: enough for any error page,
 /// read only so the connection can carry the next POST.
@@ -33,28 +36,10 @@ const BODY_LIMIT: u64 = 64 * 1024;
 pub(crate) struct Job {
     /// The queue's name for what is being sent; handed back with the answer.
     pub(crate) id: u64,
-    /// The full notify URL.
-    pub(crate) url: Arc<str>,
-    /// The JSON notification.
-    pub(crate) body: Arc<[u8]>,
-}
-
-/// What came of one POST.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Answer {
-    /// fluxd took it (2xx).
-    Accepted,
-    /// Worth another attempt later: fluxd unreachable, too slow, or
-    /// answering 408, 429 or 5xx.
-    Retry {
-        /// Which, for the logs.
-        reason: String,
-        /// How long fluxd asked to be left alone (`Retry-After`), if it did.
-        after: Option<Duration>,
-    },
-    /// Will never succeed as sent: another 4xx, a redirect, or a URL ureq
-    /// cannot use. The text is the reason a waiting provider is given.
-    Refused(String),
+    /// Where it goes: the target's newest value.
+    pub(crate) target: Target,
+    /// What is sent.
+    pub(crate) body: Body,
 }
 
 /// Where the workers get their jobs and report the answers.
@@ -87,7 +72,7 @@ fn work(relay: &Relay, jobs: &dyn Jobs) {
     while let Some(job) = jobs.next() {
         // A panic in the client must not take the worker and its job with
         // it: the job would stay "being sent" for ever.
-        let answer = catch_unwind(AssertUnwindSafe(|| relay.post(&job.url, &job.body)))
+        let answer = catch_unwind(AssertUnwindSafe(|| relay.send(&job.target, &job.body)))
             .unwrap_or_else(|_| Answer::retry("the relay failed unexpectedly".into()));
         jobs.finish(job.id, answer);
     }
@@ -125,7 +110,8 @@ impl Relay {
             .user_agent(concat!("flux-recv/", env!("CARGO_PKG_VERSION")))
             // fluxd's answers and our notifications are a few hundred
             // bytes: ureq's 128 KiB buffers per connection cost each worker
-            // some 200 KiB of RSS for nothing.
+            // some 200 KiB of RSS for nothing. A larger body is sent in
+            // pieces of this size.
             .input_buffer_size(16 * 1024)
             .output_buffer_size(16 * 1024)
             .max_response_header_size(16 * 1024)
@@ -140,102 +126,53 @@ impl Relay {
         }
     }
 
-    /// One POST of `body` to `url`. Blocking: only the workers call it.
-    pub(crate) fn post(&self, url: &str, body: &[u8]) -> Answer {
-        let sent = self
-            .agent
-            .post(url)
-            .header(header::CONTENT_TYPE, "application/json")
-            .send(body);
-        match sent {
+    /// One POST of `body` to `target`, with the headers it makes for it;
+    /// the answer as the target reads it. Blocking: only the workers call
+    /// it.
+    pub(crate) fn send(&self, target: &Target, body: &Body) -> Answer {
+        let url = &**target.url();
+        let mut request = self.agent.post(url);
+        for (name, value) in target.headers(body) {
+            request = request.header(name, value);
+        }
+        match request.send(&body.bytes[..]) {
             Ok(mut response) => {
-                let location = response
-                    .headers()
-                    .get(header::LOCATION)
-                    .map(|v| crate::printable(&String::from_utf8_lossy(v.as_bytes())));
-                let retry_after = response
-                    .headers()
-                    .get(header::RETRY_AFTER)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| retry_after(v, SystemTime::now()));
+                let answer = target.read(response.status(), response.headers());
                 // Read to the end so the connection goes back to the pool;
-                // what fluxd says is not needed.
+                // what the target says is not needed.
                 let _ = response
                     .body_mut()
                     .with_config()
                     .limit(BODY_LIMIT)
                     .read_to_vec();
-                match classify(response.status(), location.as_deref()) {
-                    Answer::Retry { reason, .. } => Answer::Retry {
-                        reason,
-                        after: retry_after,
-                    },
-                    answer => answer,
-                }
+                answer
             }
             Err(e) => {
-                // fluxd may have moved: look its host up again (at most
-                // once a second).
+                // The target may have moved: look its host up again (at
+                // most once a second).
                 self.resolver.forget(url);
-                self.failure(url, e)
+                self.failure(target, e)
             }
         }
     }
 
-    fn failure(&self, url: &str, e: ureq::Error) -> Answer {
+    /// What a request that got no answer means.
+    fn failure(&self, target: &Target, e: ureq::Error) -> Answer {
+        let name = target.name();
         match e {
             ureq::Error::BadUri(_)
             | ureq::Error::RequireHttpsOnly(_)
             | ureq::Error::TlsRequired
             | ureq::Error::InvalidProxyUrl => Answer::Refused(format!(
                 "{} is not a URL flux-recv can post to: {e}",
-                crate::printable(url)
+                crate::printable(target.url())
             )),
             ureq::Error::Timeout(_) => {
-                Answer::retry(format!("fluxd did not answer within {:?}", self.timeout))
+                Answer::retry(format!("{name} did not answer within {:?}", self.timeout))
             }
-            other => Answer::retry(format!("fluxd is unreachable: {other}")),
+            other => Answer::retry(format!("{name} is unreachable: {other}")),
         }
     }
-}
-
-/// What fluxd's status means for the notification.
-fn classify(status: StatusCode, location: Option<&str>) -> Answer {
-    let said = || format!("fluxd answered {status}");
-    match status.as_u16() {
-        200..=299 => Answer::Accepted,
-        300..=399 => Answer::Refused(format!(
-            "{}, a redirect to {}, which flux-recv does not follow; check the api URL",
-            said(),
-            location.unwrap_or("nowhere (no Location)")
-        )),
-        408 | 429 | 500..=599 => Answer::retry(said()),
-        _ => Answer::Refused(said()),
-    }
-}
-
-impl Answer {
-    /// Retry later, when the worker sees fit.
-    fn retry(reason: String) -> Answer {
-        Answer::Retry {
-            reason,
-            after: None,
-        }
-    }
-}
-
-/// How long a `Retry-After` value asks to wait at `now`: a number of
-/// seconds, or an HTTP-date (in any of the three formats RFC 9110 names);
-/// zero for a date that has passed. `None` for anything else, which is
-/// ignored.
-fn retry_after(value: &str, now: SystemTime) -> Option<Duration> {
-    let value = value.trim();
-    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
-        // Digits only: too many for a u64 is "a very long time".
-        return Some(Duration::from_secs(value.parse().unwrap_or(u64::MAX)));
-    }
-    let when = httpdate::parse_http_date(value).ok()?;
-    Some(when.duration_since(now).unwrap_or_default())
 }
 
 impl std::fmt::Debug for Relay {
@@ -254,6 +191,8 @@ mod tests {
 
     use super::*;
     use crate::delivery::resolver::{Counting, TTL};
+    use crate::notification::Change;
+    use crate::targets::fluxd::{self, Fluxd};
 
     /// A relay whose lookups are counted, and that looks a host up again
     /// after every failure.
@@ -262,50 +201,6 @@ mod tests {
         let resolver = CachingResolver::over(counting.clone(), TTL, Duration::ZERO);
         let relay = Relay::with_resolver(1, Duration::from_secs(5), resolver);
         (relay, counting)
-    }
-
-    #[test]
-    fn retry_after_is_read_as_seconds_or_an_http_date() {
-        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        let secs = |n| Some(Duration::from_secs(n));
-        assert_eq!(retry_after("60", now), secs(60));
-        assert_eq!(retry_after(" 0 ", now), secs(0));
-        assert_eq!(retry_after("99999999999999999999999", now), secs(u64::MAX));
-        // 2023-11-14T22:13:20Z is `now`; each format RFC 9110 names.
-        for date in [
-            "Tue, 14 Nov 2023 22:14:20 GMT",
-            "Tuesday, 14-Nov-23 22:14:20 GMT",
-            "Tue Nov 14 22:14:20 2023",
-        ] {
-            assert_eq!(retry_after(date, now), secs(60), "{date}");
-        }
-        assert_eq!(retry_after("Tue, 14 Nov 2023 22:00:00 GMT", now), secs(0));
-        for junk in ["", "-1", "1.5", "soon", "60 s"] {
-            assert_eq!(retry_after(junk, now), None, "{junk:?}");
-        }
-    }
-
-    #[test]
-    fn statuses_are_classified() {
-        let s = |n| StatusCode::from_u16(n).unwrap();
-        for n in [200, 202, 204] {
-            assert_eq!(classify(s(n), None), Answer::Accepted);
-        }
-        for n in [408, 429, 500, 502, 503, 504] {
-            assert!(matches!(classify(s(n), None), Answer::Retry { .. }), "{n}");
-        }
-        for n in [400, 401, 403, 404, 405, 410, 413] {
-            assert!(matches!(classify(s(n), None), Answer::Refused(_)), "{n}");
-        }
-        assert_eq!(
-            classify(s(404), None),
-            Answer::Refused("fluxd answered 404 Not Found".into())
-        );
-        let Answer::Refused(why) = classify(s(301), Some("http://elsewhere/x")) else {
-            panic!("a redirect is refused");
-        };
-        assert!(why.contains("301 Moved Permanently"), "{why}");
-        assert!(why.contains("http://elsewhere/x"), "{why}");
     }
 
     /// An HTTP/1.1 server on 127.0.0.1 answering every request 202 over
@@ -357,9 +252,13 @@ mod tests {
         let (addr, connections) = keep_alive_server();
         let (relay, counting) = counting_relay();
         // A name, not an address, so that a lookup is a real one.
-        let url = format!("http://localhost:{}/api/flux/v11/notify", addr.port());
+        let target = Target::from(Fluxd::new(&format!(
+            "http://localhost:{}/api/flux",
+            addr.port()
+        )));
+        let body = fluxd::notification(&Change::git("u", "main")).body;
         for _ in 0..20 {
-            assert_eq!(relay.post(&url, b"{}"), Answer::Accepted);
+            assert_eq!(relay.send(&target, &body), Answer::Accepted);
         }
         assert_eq!(counting.lookups.load(Ordering::SeqCst), 1);
         assert_eq!(connections.load(Ordering::SeqCst), 1);
@@ -372,9 +271,10 @@ mod tests {
             .unwrap()
             .local_addr()
             .unwrap();
-        let url = format!("http://127.0.0.1:{}/", dead.port());
+        let target = Target::from(Fluxd::new(&format!("http://127.0.0.1:{}", dead.port())));
+        let body = fluxd::notification(&Change::git("u", "main")).body;
         for _ in 0..2 {
-            let answer = relay.post(&url, b"{}");
+            let answer = relay.send(&target, &body);
             assert!(matches!(answer, Answer::Retry { .. }), "{answer:?}");
         }
         assert_eq!(counting.lookups.load(Ordering::SeqCst), 2);

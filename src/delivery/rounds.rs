@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use tokio::sync::watch;
 
-use super::report::Deliveries;
+use super::readout::Deliveries;
 
 /// The changes one send covers.
 pub(super) struct Round {
@@ -76,33 +76,58 @@ impl Round {
 /// One ticket's side. Its entries' rounds hold it weakly: it goes with the
 /// ticket, once the reply is sent.
 pub(super) struct Waiter {
-    pub(super) progress: watch::Sender<Progress>,
+    progress: watch::Sender<Progress>,
 }
 
+/// How far a ticket's entries are.
 #[derive(Debug, Clone)]
 pub(super) struct Progress {
     /// Entries not yet accepted.
     pub(super) left: usize,
+    /// The first refusal: the target's label, and why.
     pub(super) refused: Option<(Arc<str>, String)>,
 }
 
 impl Progress {
-    pub(super) fn settled(&self) -> bool {
+    fn settled(&self) -> bool {
         self.left == 0 || self.refused.is_some()
     }
 }
 
 impl Waiter {
+    /// A waiter for `entries` entries.
+    pub(super) fn new(entries: usize) -> Waiter {
+        Waiter {
+            progress: watch::Sender::new(Progress {
+                left: entries,
+                refused: None,
+            }),
+        }
+    }
+
+    /// Wait until every entry is accepted or one is refused. Workers settle
+    /// entries from std threads: a watch sender needs no runtime.
+    pub(super) async fn settled(&self) {
+        let mut progress = self.progress.subscribe();
+        let _ = progress.wait_for(Progress::settled).await;
+    }
+
+    /// Where its entries are now.
+    pub(super) fn progress(&self) -> Progress {
+        self.progress.borrow().clone()
+    }
+
     pub(super) fn accepted(&self) {
         self.progress
             .send_modify(|p| p.left = p.left.saturating_sub(1));
     }
 
-    pub(super) fn refused(&self, api: &Arc<str>, reason: &str) {
+    /// The target labelled `target` refused an entry for good.
+    pub(super) fn refused(&self, target: &Arc<str>, reason: &str) {
         self.progress.send_if_modified(|p| {
             let first = p.refused.is_none();
             if first {
-                p.refused = Some((api.clone(), reason.to_string()));
+                p.refused = Some((target.clone(), reason.to_string()));
             }
             first
         });

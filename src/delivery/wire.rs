@@ -1,5 +1,5 @@
-//! How a notification goes on the wire to fluxd: request line, headers and
-//! JSON body in one write, and socket timeouts that stay put.
+//! How a request goes on the wire to its target: request line, headers and
+//! body in one write, and socket timeouts that stay put.
 //!
 //! ureq writes a request's head and its body separately. For a notification
 //! of a few hundred bytes to a fluxd in the same pod that is two packets and
@@ -24,19 +24,19 @@ use ureq::Error;
 /// What the time left for a POST is rounded up to.
 pub(crate) const STEP: StdDuration = StdDuration::from_millis(100);
 
-/// Wraps each connection ureq makes in a [`Held`].
+/// Wraps each connection ureq makes in a [`Deferred`].
 #[derive(Debug, Default)]
 pub(crate) struct OneWrite;
 
 impl<In: Transport> Connector<In> for OneWrite {
-    type Out = Held<In>;
+    type Out = Deferred<In>;
 
     fn connect(
         &self,
         _details: &ConnectionDetails,
         chained: Option<In>,
-    ) -> Result<Option<Held<In>>, Error> {
-        Ok(chained.map(|inner| Held {
+    ) -> Result<Option<Deferred<In>>, Error> {
+        Ok(chained.map(|inner| Deferred {
             inner,
             pending: Vec::new(),
         }))
@@ -44,13 +44,13 @@ impl<In: Transport> Connector<In> for OneWrite {
 }
 
 /// A connection whose output waits until its answer is awaited.
-pub(crate) struct Held<T> {
+pub(crate) struct Deferred<T> {
     inner: T,
     /// Transmitted by ureq, not yet written.
     pending: Vec<u8>,
 }
 
-impl<T: Transport> Held<T> {
+impl<T: Transport> Deferred<T> {
     /// Write what is held, as few writes as the connection's output buffer
     /// allows (one, for any notification).
     fn flush(&mut self, timeout: NextTimeout) -> Result<(), Error> {
@@ -70,7 +70,7 @@ impl<T: Transport> Held<T> {
     }
 }
 
-impl<T: Transport> Transport for Held<T> {
+impl<T: Transport> Transport for Deferred<T> {
     fn buffers(&mut self) -> &mut dyn Buffers {
         self.inner.buffers()
     }
@@ -102,9 +102,9 @@ impl<T: Transport> Transport for Held<T> {
     }
 }
 
-impl<T: fmt::Debug> fmt::Debug for Held<T> {
+impl<T: fmt::Debug> fmt::Debug for Deferred<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Held")
+        f.debug_struct("Deferred")
             .field("inner", &self.inner)
             .field("pending", &self.pending.len())
             .finish()
@@ -167,14 +167,14 @@ mod tests {
         }
     }
 
-    fn held(output: usize) -> Held<Recording> {
-        Held {
+    fn deferred(output: usize) -> Deferred<Recording> {
+        Deferred {
             inner: Recording::new(output),
             pending: Vec::new(),
         }
     }
 
-    fn transmit(t: &mut Held<Recording>, bytes: &[u8]) {
+    fn transmit(t: &mut Deferred<Recording>, bytes: &[u8]) {
         t.buffers().output()[..bytes.len()].copy_from_slice(bytes);
         t.transmit_output(bytes.len(), left(4.9)).unwrap();
     }
@@ -192,7 +192,7 @@ mod tests {
 
     #[test]
     fn head_and_body_leave_in_one_write_when_the_answer_is_awaited() {
-        let mut t = held(16 * 1024);
+        let mut t = deferred(16 * 1024);
         transmit(&mut t, b"POST /api/flux/v11/notify HTTP/1.1\r\n\r\n");
         transmit(&mut t, br#"{"Kind":"git"}"#);
         assert!(
@@ -213,7 +213,7 @@ mod tests {
 
     #[test]
     fn more_than_the_output_buffer_goes_whole_and_in_order() {
-        let mut t = held(8);
+        let mut t = deferred(8);
         transmit(&mut t, b"0123456");
         transmit(&mut t, b"789abcd");
         transmit(&mut t, b"efghijk");
@@ -225,7 +225,7 @@ mod tests {
 
     #[test]
     fn the_time_left_is_rounded_up_to_a_step_and_stays_put() {
-        let mut t = held(1024);
+        let mut t = deferred(1024);
         transmit(&mut t, b"POST");
         t.await_input(left(4.999_3)).unwrap();
         t.await_input(left(4.901)).unwrap();

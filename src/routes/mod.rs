@@ -442,7 +442,9 @@ fn reply(state: &State, report: Report, started: Instant) -> warp::reply::Respon
         return response(text);
     }
     let (changes, apis) = match &report.handled {
-        Handled::Delivered { changes, apis, .. } => (changes.len(), crate::routing::bases(apis)),
+        Handled::Delivered {
+            changes, targets, ..
+        } => (changes.len(), crate::targets::names(targets)),
         Handled::Ignored(_)
         | Handled::Filtered { .. }
         | Handled::Replayed { .. }

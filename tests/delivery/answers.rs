@@ -5,7 +5,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use flux_recv::delivery::{Confirmation, Options};
+use flux_recv::delivery::{Acceptance, QueueSettings};
 use warp::Filter;
 
 use crate::fluxd::{Fluxd, Reply};
@@ -23,7 +23,7 @@ async fn accepted_within_the_budget() {
     let ticket = queue
         .submit(vec![item(&url, &a, "d1"), item(&url, &b, "d1")])
         .unwrap();
-    assert_eq!(ticket.wait(BUDGET).await, Confirmation::Accepted);
+    assert_eq!(ticket.wait(BUDGET).await, Acceptance::Accepted);
 
     assert_eq!(sorted(fluxd.notified()), vec![json(&a), json(&b)]);
     let s = queue.snapshot();
@@ -33,7 +33,7 @@ async fn accepted_within_the_budget() {
 
     // Nothing to deliver is accepted at once.
     let ticket = queue.submit(vec![]).unwrap();
-    assert_eq!(ticket.wait(Duration::ZERO).await, Confirmation::Accepted);
+    assert_eq!(ticket.wait(Duration::ZERO).await, Acceptance::Accepted);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -52,7 +52,7 @@ async fn the_request_carries_json_and_the_user_agent() {
     let stop = serve(route, listener);
     let (queue, _) = start(options());
     let ticket = queue.submit(vec![item(&url, &image("a"), "")]).unwrap();
-    assert_eq!(ticket.wait(BUDGET).await, Confirmation::Accepted);
+    assert_eq!(ticket.wait(BUDGET).await, Acceptance::Accepted);
     let (ua, ct) = seen.lock().unwrap().clone().unwrap();
     assert_eq!(ua, concat!("flux-recv/", env!("CARGO_PKG_VERSION")));
     assert_eq!(ct, "application/json");
@@ -68,7 +68,7 @@ async fn fluxd_down_then_back_is_pending_then_delivered_late() {
     let ticket = queue
         .submit(vec![item(&url, &change, "delivery-42")])
         .unwrap();
-    let Confirmation::Pending { retry_for } = ticket.wait(Duration::from_millis(300)).await else {
+    let Acceptance::Pending { retry_for } = ticket.wait(Duration::from_millis(300)).await else {
         panic!("fluxd is down: pending");
     };
     assert!(
@@ -121,7 +121,7 @@ async fn flapping_fluxd_is_retried_until_it_accepts() {
     let (queue, logs) = start(options());
     let url = fluxd.url();
     let ticket = queue.submit(vec![item(&url, &image("a"), "d")]).unwrap();
-    assert_eq!(ticket.wait(BUDGET).await, Confirmation::Accepted);
+    assert_eq!(ticket.wait(BUDGET).await, Acceptance::Accepted);
     assert_eq!(fluxd.notified().len(), 5);
     let s = queue.snapshot();
     let f = api(&s, &url);
@@ -141,8 +141,8 @@ async fn a_404_is_refused_at_once_with_the_reason() {
     let answer = ticket.wait(Duration::from_secs(30)).await;
     assert_eq!(
         answer,
-        Confirmation::Refused {
-            api: url.clone(),
+        Acceptance::Refused {
+            target: url.clone(),
             reason: "fluxd answered 404 Not Found".into()
         }
     );
@@ -174,7 +174,11 @@ async fn redirects_are_refused_and_never_followed() {
         let ticket = queue
             .submit(vec![item(&url, &image(&format!("i{i}")), "")])
             .unwrap();
-        let Confirmation::Refused { api, reason } = ticket.wait(BUDGET).await else {
+        let Acceptance::Refused {
+            target: api,
+            reason,
+        } = ticket.wait(BUDGET).await
+        else {
             panic!("a {status} is refused");
         };
         assert_eq!(api, url);
@@ -189,14 +193,14 @@ async fn redirects_are_refused_and_never_followed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn undelivered_notifications_expire_and_are_counted() {
     let url = notify_url(dead_addr());
-    let (queue, logs) = start(Options {
-        max_age: Duration::from_millis(300),
+    let (queue, logs) = start(QueueSettings {
+        delivery_max_age: Duration::from_millis(300),
         ..options()
     });
     let change = image("old");
     let ticket = queue.submit(vec![item(&url, &change, "d-old")]).unwrap();
     // A reply still waiting when it expires is told so.
-    let Confirmation::Refused { api: a, reason } = ticket.wait(BUDGET).await else {
+    let Acceptance::Refused { target: a, reason } = ticket.wait(BUDGET).await else {
         panic!("expired while waiting");
     };
     assert_eq!(a, url);
@@ -229,8 +233,8 @@ async fn a_budget_of_zero_never_waits() {
     // of magnitude short of it.
     let fluxd = Fluxd::start(|_, _| Reply::Gated(202)).await;
     let url = fluxd.url();
-    let (queue, logs) = start(Options {
-        attempt_timeout: Duration::from_secs(30),
+    let (queue, logs) = start(QueueSettings {
+        relay_timeout: Duration::from_secs(30),
         ..options()
     });
     let t = queue.submit(vec![item(&url, &image("a"), "")]).unwrap();
@@ -240,7 +244,7 @@ async fn a_budget_of_zero_never_waits() {
         .await
         .expect("a zero budget waited for fluxd");
     let waited = started.elapsed();
-    let Confirmation::Pending { retry_for } = reply else {
+    let Acceptance::Pending { retry_for } = reply else {
         panic!("pending, not {reply:?}");
     };
     assert!(waited < Duration::from_secs(3), "waited {waited:?}");
@@ -252,8 +256,8 @@ async fn a_budget_of_zero_never_waits() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refusals_are_logged_within_the_budget_and_summed_up() {
     let fluxd = Fluxd::start(|_, _| Reply::Status(404)).await;
-    let (queue, logs) = start(Options {
-        logs_per_second: 5,
+    let (queue, logs) = start(QueueSettings {
+        refusal_logs_per_second: 5,
         max_pending: 512,
         ..options()
     });

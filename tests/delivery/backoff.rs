@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use flux_recv::delivery::{Confirmation, Options};
+use flux_recv::delivery::{Acceptance, QueueSettings};
 
 use crate::fluxd::{Fluxd, Reply};
 use crate::{api, eventually, image, item, options, start, with_workers, BUDGET};
@@ -39,7 +39,7 @@ async fn a_failing_fluxd_is_probed_not_retried_by_every_notification() {
 
     up.store(true, Ordering::SeqCst);
     for t in tickets {
-        assert_eq!(t.wait(BUDGET).await, Confirmation::Accepted);
+        assert_eq!(t.wait(BUDGET).await, Acceptance::Accepted);
     }
     assert_eq!(api(&queue.snapshot(), &url).delivered, 20);
 }
@@ -68,7 +68,7 @@ async fn retry_after_in_seconds_is_honoured() {
         })
         .collect();
     for t in tickets {
-        assert_eq!(t.wait(BUDGET).await, Confirmation::Accepted);
+        assert_eq!(t.wait(BUDGET).await, Acceptance::Accepted);
     }
     assert_eq!(fluxd.seen().len(), 4);
     // Not before the second fluxd asked for (a backoff would be 20 ms).
@@ -92,7 +92,7 @@ async fn retry_after_as_an_http_date_is_honoured() {
     let (queue, _) = start(with_workers(1));
     let url = fluxd.url();
     let t = queue.submit(vec![item(&url, &image("a"), "")]).unwrap();
-    assert_eq!(t.wait(BUDGET).await, Confirmation::Accepted);
+    assert_eq!(t.wait(BUDGET).await, Acceptance::Accepted);
     assert_eq!(fluxd.seen().len(), 2);
     // The date has whole seconds: two seconds ahead is at least one.
     assert!(
@@ -105,13 +105,13 @@ async fn retry_after_as_an_http_date_is_honoured() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retry_after_longer_than_the_max_age_still_ends_in_time() {
     let fluxd = Fluxd::start(|_, _| Reply::RetryAfter(503, "3600".into())).await;
-    let (queue, _) = start(Options {
-        max_age: Duration::from_millis(500),
+    let (queue, _) = start(QueueSettings {
+        delivery_max_age: Duration::from_millis(500),
         ..options()
     });
     let url = fluxd.url();
     let t = queue.submit(vec![item(&url, &image("a"), "")]).unwrap();
-    let Confirmation::Refused { reason, .. } = t.wait(BUDGET).await else {
+    let Acceptance::Refused { reason, .. } = t.wait(BUDGET).await else {
         panic!("expired while waiting");
     };
     assert!(reason.contains("did not accept it within"), "{reason}");

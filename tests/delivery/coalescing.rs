@@ -2,7 +2,7 @@
 //! takes nothing, and a change already waiting (or being sent) for the same
 //! API is joined rather than sent again.
 
-use flux_recv::delivery::{Confirmation, Full, Options};
+use flux_recv::delivery::{Acceptance, Full, QueueSettings};
 
 use crate::fluxd::{Fluxd, Reply};
 use crate::{api, dead_addr, image, item, json, notify_url, options, start, with_workers, BUDGET};
@@ -11,7 +11,7 @@ use crate::{api, dead_addr, image, item, json, notify_url, options, start, with_
 async fn a_full_queue_takes_nothing_of_a_submit_that_does_not_fit() {
     let url = notify_url(dead_addr());
     // An endpoint alone has half of the room: two.
-    let (queue, _) = start(Options {
+    let (queue, _) = start(QueueSettings {
         max_pending: 4,
         ..options()
     });
@@ -73,9 +73,9 @@ async fn identical_changes_waiting_are_sent_once() {
         .collect();
     assert_eq!(queue.snapshot().pending, 2);
     fluxd.open_gate();
-    assert_eq!(t0.wait(BUDGET).await, Confirmation::Accepted);
+    assert_eq!(t0.wait(BUDGET).await, Acceptance::Accepted);
     for t in tickets {
-        assert_eq!(t.wait(BUDGET).await, Confirmation::Accepted);
+        assert_eq!(t.wait(BUDGET).await, Acceptance::Accepted);
     }
     assert_eq!(fluxd.notified(), vec![json(&first), json(&dup)]);
     let s = queue.snapshot();
@@ -99,7 +99,7 @@ async fn an_identical_change_arriving_during_the_send_gets_exactly_one_more() {
     assert_eq!(fluxd.seen().len(), 1);
     fluxd.open_gate();
     for t in [t0, t1, t2] {
-        assert_eq!(t.wait(BUDGET).await, Confirmation::Accepted);
+        assert_eq!(t.wait(BUDGET).await, Acceptance::Accepted);
     }
     assert_eq!(fluxd.notified(), vec![json(&change), json(&change)]);
     let s = queue.snapshot();
@@ -122,7 +122,7 @@ async fn a_refusal_during_the_send_ends_the_next_one_too() {
     for t in [t0, t1] {
         assert!(matches!(
             t.wait(BUDGET).await,
-            Confirmation::Refused { reason, .. } if reason == "fluxd answered 404 Not Found"
+            Acceptance::Refused { reason, .. } if reason == "fluxd answered 404 Not Found"
         ));
     }
     assert_eq!(fluxd.seen().len(), 1);

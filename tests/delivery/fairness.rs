@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use flux_recv::delivery::{Confirmation, Full, Options};
+use flux_recv::delivery::{Acceptance, Full, QueueSettings};
 
 use crate::fluxd::{Fluxd, Reply};
 use crate::{dead_addr, from, image, json, notify_url, options, start, with_workers, BUDGET};
@@ -28,7 +28,7 @@ fn fill(queue: &flux_recv::delivery::Queue, endpoint: &str, url: &std::sync::Arc
 async fn an_endpoint_may_hold_half_the_room_the_others_leave() {
     // fluxd is down: nothing leaves the queue.
     let url = notify_url(dead_addr());
-    let (queue, _) = start(Options {
+    let (queue, _) = start(QueueSettings {
         max_pending: 64,
         ..options()
     });
@@ -57,7 +57,7 @@ async fn an_endpoint_may_hold_half_the_room_the_others_leave() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_delivery_too_big_for_any_share_is_refused_for_good() {
     let url = notify_url(dead_addr());
-    let (queue, _) = start(Options {
+    let (queue, _) = start(QueueSettings {
         max_pending: 8,
         ..options()
     });
@@ -99,7 +99,7 @@ async fn a_genuine_change_is_not_sent_behind_a_flood_to_the_same_fluxd() {
         .submit(vec![from("genuine", &url, &image("genuine"), "")])
         .unwrap();
     fluxd.open_gate();
-    assert_eq!(genuine.wait(BUDGET).await, Confirmation::Accepted);
+    assert_eq!(genuine.wait(BUDGET).await, Acceptance::Accepted);
     // The endpoints take turns: the genuine change goes second or third,
     // not after the 19 queued before it.
     let sent = fluxd.notified();
@@ -117,9 +117,9 @@ async fn a_slow_fluxd_holds_at_most_half_the_workers_before_it_ever_fails() {
     // within the attempt timeout, so nothing marks it as failing.
     let slow = Fluxd::start(|_, _| Reply::Gated(202)).await;
     let up = Fluxd::accepting().await;
-    let (queue, _) = start(Options {
-        workers: 4,
-        attempt_timeout: Duration::from_secs(60),
+    let (queue, _) = start(QueueSettings {
+        max_relays: 4,
+        relay_timeout: Duration::from_secs(60),
         ..options()
     });
     let s = slow.url();
@@ -135,7 +135,7 @@ async fn a_slow_fluxd_holds_at_most_half_the_workers_before_it_ever_fails() {
     let t = queue
         .submit(vec![from("genuine", &up.url(), &image("a"), "")])
         .unwrap();
-    assert_eq!(t.wait(BUDGET).await, Confirmation::Accepted);
+    assert_eq!(t.wait(BUDGET).await, Acceptance::Accepted);
     assert_eq!(slow.seen().len(), 2, "the slow fluxd holds more than half");
     assert_eq!(queue.snapshot().sending, 2);
     slow.open_gate();

@@ -26,9 +26,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use flux_recv::delivery::{Backoff, Item, Options, Queue, Snapshot};
+use flux_recv::delivery::{Backoff, Item, Queue, QueueSettings, Snapshot};
 use flux_recv::logging::Captured;
 use flux_recv::notification::{Change, ImageName};
+use flux_recv::targets::fluxd::{notification, Fluxd};
+use flux_recv::targets::Target;
 
 use common::{dead_addr, eventually, serve, sorted};
 
@@ -51,40 +53,42 @@ fn item(url: &Arc<str>, change: &Change, delivery: &str) -> Item {
     from("endpoint", url, change, delivery)
 }
 
-/// An item that came from the endpoint named `endpoint`.
+/// An item for the fluxd whose notify URL is `url`, that came from the
+/// endpoint named `endpoint`.
 fn from(endpoint: &str, url: &Arc<str>, change: &Change, delivery: &str) -> Item {
+    let base = url.strip_suffix("/v11/notify").expect("a notify URL");
     Item {
-        url: url.clone(),
-        change: change.clone(),
+        target: Target::from(Fluxd::new(base)),
+        outgoing: notification(change),
         delivery: delivery.into(),
         endpoint: endpoint.into(),
     }
 }
 
 /// Quick retries, so that no test runs longer than a few seconds.
-fn options() -> Options {
-    Options {
-        workers: 2,
+fn options() -> QueueSettings {
+    QueueSettings {
+        max_relays: 2,
         max_pending: 64,
-        max_age: Duration::from_secs(60),
-        attempt_timeout: Duration::from_secs(5),
+        delivery_max_age: Duration::from_secs(60),
+        relay_timeout: Duration::from_secs(5),
         backoff: Backoff {
             first: Duration::from_millis(20),
             max: Duration::from_millis(200),
         },
-        logs_per_second: 100,
+        refusal_logs_per_second: 100,
     }
 }
 
 /// The test options with `workers` relay workers.
-fn with_workers(workers: usize) -> Options {
-    Options {
-        workers,
+fn with_workers(workers: usize) -> QueueSettings {
+    QueueSettings {
+        max_relays: workers,
         ..options()
     }
 }
 
-fn start(options: Options) -> (Queue, Captured) {
+fn start(options: QueueSettings) -> (Queue, Captured) {
     let logs = Captured::default();
     (
         Queue::start(options, logs.logger(slog::Level::Debug)).unwrap(),
@@ -103,10 +107,10 @@ async fn log_line(logs: &Captured, needle: &str) -> String {
         .to_string()
 }
 
-fn api<'a>(s: &'a Snapshot, url: &Arc<str>) -> &'a flux_recv::delivery::ApiSnapshot {
-    s.apis
+fn api<'a>(s: &'a Snapshot, url: &Arc<str>) -> &'a flux_recv::delivery::TargetSnapshot {
+    s.targets
         .iter()
-        .find(|a| a.api == *url)
+        .find(|a| a.target == *url)
         .unwrap_or_else(|| panic!("no figures for {url} in {s:?}"))
 }
 

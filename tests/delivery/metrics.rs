@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use flux_recv::delivery::{Confirmation, Queue};
+use flux_recv::delivery::{Acceptance, Queue};
 
 use crate::fluxd::Fluxd;
 use crate::{image, item, start, with_workers, BUDGET};
@@ -37,7 +37,7 @@ async fn metrics_count_per_api_from_the_first_notification() {
     assert_eq!(samples(&got), Vec::<String>::new(), "no API yet");
 
     let t = queue.submit(vec![item(&a, &image("a"), "")]).unwrap();
-    assert_eq!(t.wait(BUDGET).await, Confirmation::Accepted);
+    assert_eq!(t.wait(BUDGET).await, Acceptance::Accepted);
     let held = queue.submit(vec![item(&a, &image("held"), "")]).unwrap();
     fluxd.arrived(2).await;
     let waiting = queue.submit(vec![item(&b, &image("b"), "")]).unwrap();
@@ -80,8 +80,8 @@ async fn metrics_count_per_api_from_the_first_notification() {
     }
 
     fluxd.open_gate();
-    assert_eq!(held.wait(BUDGET).await, Confirmation::Accepted);
-    assert_eq!(waiting.wait(BUDGET).await, Confirmation::Accepted);
+    assert_eq!(held.wait(BUDGET).await, Acceptance::Accepted);
+    assert_eq!(waiting.wait(BUDGET).await, Acceptance::Accepted);
     let got = scrape(&queue);
     assert_eq!(samples(&got), expected([0, 2, 2], [0, 1, 1]), "{got:#?}");
     assert!(got.contains(&"fluxrecv_delivery_oldest_age_seconds 0.0".to_string()));

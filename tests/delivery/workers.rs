@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use flux_recv::delivery::{Confirmation, Full, Options};
+use flux_recv::delivery::{Acceptance, Full, QueueSettings};
 
 use crate::fluxd::{Fluxd, Reply};
 use crate::{
@@ -27,10 +27,10 @@ async fn fan_out_delivers_to_each_api_independently() {
     let only_up = queue
         .submit(vec![item(&up_url, &image("other"), "e")])
         .unwrap();
-    assert_eq!(only_up.wait(BUDGET).await, Confirmation::Accepted);
+    assert_eq!(only_up.wait(BUDGET).await, Acceptance::Accepted);
     assert!(matches!(
         both.wait(Duration::from_millis(300)).await,
-        Confirmation::Pending { .. }
+        Acceptance::Pending { .. }
     ));
     assert_eq!(
         sorted(up.notified()),
@@ -55,9 +55,9 @@ async fn a_failing_api_holds_at_most_half_the_workers() {
     // on a loaded machine and still tells a free worker from one that a
     // timeout freed.
     let attempt = Duration::from_secs(3);
-    let (queue, _) = start(Options {
-        workers: 2,
-        attempt_timeout: attempt,
+    let (queue, _) = start(QueueSettings {
+        max_relays: 2,
+        relay_timeout: attempt,
         ..options()
     });
     let h = hanging.url();
@@ -83,7 +83,7 @@ async fn a_failing_api_holds_at_most_half_the_workers() {
         .unwrap();
     assert_eq!(
         t.wait(attempt - Duration::from_secs(1)).await,
-        Confirmation::Accepted
+        Acceptance::Accepted
     );
     // Through its timeouts and the probes after them, the hanging API
     // never holds more than its share.
@@ -107,12 +107,12 @@ async fn a_slow_fluxd_answer_does_not_block_other_workers() {
         let t = queue
             .submit(vec![item(&url, &image(&format!("fast{i}")), "")])
             .unwrap();
-        assert_eq!(t.wait(BUDGET).await, Confirmation::Accepted);
+        assert_eq!(t.wait(BUDGET).await, Acceptance::Accepted);
     }
     let s = queue.snapshot();
     assert_eq!((s.pending, s.sending), (1, 1));
     fluxd.open_gate();
-    assert_eq!(slow.wait(BUDGET).await, Confirmation::Accepted);
+    assert_eq!(slow.wait(BUDGET).await, Acceptance::Accepted);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -151,7 +151,7 @@ async fn drain_delivers_what_it_can_and_returns_the_rest() {
         .drain(tokio::time::Instant::now() + Duration::from_millis(300))
         .await;
     assert_eq!(left.len(), 2, "{left:?}");
-    let mut names: Vec<_> = left.iter().map(|l| l.change.to_string()).collect();
+    let mut names: Vec<_> = left.iter().map(|l| l.changes.to_string()).collect();
     names.sort();
     assert_eq!(
         names,
@@ -163,7 +163,7 @@ async fn drain_delivers_what_it_can_and_returns_the_rest() {
     // The API was probed through one of them; both say why it failed.
     assert!(left.iter().any(|l| l.attempts >= 1), "{left:?}");
     for l in &left {
-        assert_eq!(l.api, down);
+        assert_eq!(l.target, down);
         assert!(
             l.last_error.as_deref().unwrap().contains("unreachable"),
             "{l:?}"

@@ -125,7 +125,7 @@ async fn a_flapping_fluxd_is_retried_until_it_accepts() {
     fluxd.set(Behaviour::Accept);
     let queue = recv.state.hooks.queue();
     eventually("accepted once fluxd does", Duration::from_secs(20), || {
-        queue.snapshot().apis.iter().any(|a| a.delivered == 1)
+        queue.snapshot().targets.iter().any(|a| a.delivered == 1)
     })
     .await;
     // Retried after every failure, until the first 202; every attempt
@@ -345,13 +345,17 @@ async fn fan_out_with_one_api_down_delivers_to_the_other() {
     let snapshot = recv.state.hooks.queue().snapshot();
     let down_url = format!("{down}/v11/notify");
     let down_api = snapshot
-        .apis
+        .targets
         .iter()
-        .find(|a| *a.api == *down_url)
+        .find(|a| *a.target == *down_url)
         .expect("the down API has its own entry");
     assert_eq!(down_api.pending, 1);
     let up_url = format!("{}/v11/notify", up.api());
-    let up_api = snapshot.apis.iter().find(|a| *a.api == *up_url).unwrap();
+    let up_api = snapshot
+        .targets
+        .iter()
+        .find(|a| *a.target == *up_url)
+        .unwrap();
     assert_eq!((up_api.pending, up_api.delivered), (0, 1));
 }
 

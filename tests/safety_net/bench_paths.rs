@@ -11,15 +11,16 @@
 //!   reach fluxd exactly once, whatever the number of relay workers.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
 use std::time::Duration;
 
 use crate::common::gcr_token::*;
 use crate::common::{self, FakeFluxd};
-use flux_recv::delivery::{Item, Options, Queue};
+use flux_recv::delivery::{Item, Queue, QueueSettings};
 use flux_recv::gcr_auth::Token;
 use flux_recv::notification::{Change, ImageName};
 use flux_recv::source::{Extra, Outcome, Proof, SampleRequest, Secret, Settings, Source};
+use flux_recv::targets::fluxd::{self, Fluxd};
+use flux_recv::targets::Target;
 
 const KEY: &[u8] = b"0123456789abcdef0123456789abcdef";
 /// A signing secret, and another one, for the sources that verify Standard
@@ -110,16 +111,16 @@ fn a_table_of_many_endpoints_is_built_whole() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn distinct_notifications_each_reach_fluxd_once_whatever_the_workers() {
     let fluxd = FakeFluxd::start().await;
-    let url: Arc<str> = format!("{}/v11/notify", fluxd.api()).into();
+    let target = Target::from(Fluxd::new(&fluxd.api()));
     let n = 200;
     for workers in [1, 2, 16, 64] {
         let log = slog::Logger::root(slog::Discard, slog::o!());
         let queue = Queue::start(
-            Options {
-                workers,
+            QueueSettings {
+                max_relays: workers,
                 // One endpoint may hold half the queue: all n fit.
                 max_pending: 2 * n,
-                ..Options::default()
+                ..QueueSettings::default()
             },
             log,
         )
@@ -131,8 +132,8 @@ async fn distinct_notifications_each_reach_fluxd_once_whatever_the_workers() {
                     image: format!("team/app-{i}"),
                 });
                 let item = Item {
-                    url: url.clone(),
-                    change,
+                    target: target.clone(),
+                    outgoing: fluxd::notification(&change),
                     delivery: "".into(),
                     endpoint: "bench".into(),
                 };

@@ -6,7 +6,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::notification::Change;
+use crate::targets::Changes;
 
 /// The provider delivery ids an entry carries, for the logs: the first few
 /// and how many more.
@@ -67,10 +67,10 @@ impl fmt::Display for Deliveries {
 /// gave up.
 #[derive(Debug, Clone)]
 pub struct Leftover {
-    /// The notify URL.
-    pub api: Arc<str>,
-    /// The change.
-    pub change: Change,
+    /// Its target's label (fluxd's: the notify URL).
+    pub target: Arc<str>,
+    /// The changes it tells of.
+    pub changes: Changes,
     /// Who sent it.
     pub deliveries: Deliveries,
     /// Attempts made.
@@ -78,7 +78,7 @@ pub struct Leftover {
     /// Since it was queued.
     pub age: Duration,
     /// Its last attempt's failure, if one failed; for one never tried while
-    /// its API failed (it waited behind the probes), the API's last.
+    /// its target failed (it waited behind the probes), the target's last.
     pub last_error: Option<String>,
     /// An attempt was still under way (it may yet succeed).
     pub sending: bool,
@@ -93,26 +93,26 @@ pub struct Snapshot {
     pub sending: usize,
     /// Age of the oldest pending notification; zero when none is.
     pub oldest_age: Duration,
-    /// Per notify URL, sorted by it.
-    pub apis: Vec<ApiSnapshot>,
+    /// Per target, sorted by label.
+    pub targets: Vec<TargetSnapshot>,
 }
 
-/// One notify URL's figures. Counters count since start.
+/// One target's figures. Counters count since start.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ApiSnapshot {
-    /// The notify URL.
-    pub api: Arc<str>,
+pub struct TargetSnapshot {
+    /// Its label (fluxd's: the notify URL), the `api` label of its series.
+    pub target: Arc<str>,
     /// Notifications pending for it.
     pub pending: usize,
-    /// Notifications fluxd accepted.
+    /// Notifications it accepted.
     pub delivered: u64,
     /// Of those, accepted after a reply had stopped waiting.
     pub late: u64,
-    /// Dropped after `max_age` without fluxd accepting them.
+    /// Dropped after `--delivery-max-age` without it accepting them.
     pub expired: u64,
     /// Ended by an answer that can never succeed.
     pub refused: u64,
-    /// POSTs made.
+    /// Requests made.
     pub attempts: u64,
     /// Of those, attempts after a failed one.
     pub retries: u64,

@@ -1,0 +1,399 @@
+//! Where changes go: one [`Target`] value per relay destination, of one of
+//! the kinds listed at the bottom of this file (today fluxd's notify API,
+//! [`fluxd`]).
+//!
+//! A target knows its URL, what requests a verified hook makes for it
+//! ([`TargetKind::items`]: fluxd, one notification per change), how each
+//! request goes on the wire ([`TargetKind::request`], made again at every
+//! attempt so that a secret read with the newest table signs it) and what
+//! an answer means ([`TargetKind::read`]). The delivery queue and its relay
+//! workers know only this interface: they queue each [`Outgoing`] request
+//! once per (target, body), share the workers and back off per target, and
+//! post what the target makes.
+//!
+//! **A kind is one file and one line.** Add a file here that defines the
+//! kind's value (`Fluxd` in `fluxd.rs`), implements [`TargetKind`] for it,
+//! and reads its part of an endpoint's config (`fluxd::configured`); add
+//! `Kind: module` to the `targets!` list; then give the config its field
+//! ([`crate::config::EndpointConfig`]) and
+//! [`crate::endpoint::targets_named`] the call that reads it, as a source's
+//! extra settings are. The queue and the relay do not change. The kind's
+//! file does not read the config's types, so that the config can name the
+//! kind's shape of its settings (fluxd's [`fluxd::ApiConfig`]).
+//!
+//! **An enum, not a trait object.** [`Target`] is an enum with one variant
+//! per kind, each holding its kind's value behind an `Arc`: a table is
+//! compared whole on reload (a rotated token must make it differ), which an
+//! enum derives and a `dyn` value cannot; `match` on it stays exhaustive
+//! where a command must treat a kind apart; and a clone is one reference
+//! count. The kinds' common behaviour is the [`TargetKind`] trait, which
+//! the enum dispatches to.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use http::header::{HeaderName, HeaderValue, LOCATION, RETRY_AFTER};
+use http::{HeaderMap, StatusCode};
+
+use crate::notification::Change;
+
+/// What every kind of target does. Each kind's file implements it for its
+/// value; [`Target`] dispatches to it.
+pub trait TargetKind: fmt::Debug + Send + Sync {
+    /// Its identity in the queue: entries are one per (key, body), and
+    /// workers, backoff and counters are per key.
+    fn key(&self) -> &Key;
+    /// How the queue's metrics and log lines name it: tells the kind and a
+    /// short identity, never a secret. fluxd's is its notify URL.
+    fn label(&self) -> &Arc<str>;
+    /// Who answers, as log lines and reasons say it: `fluxd`.
+    fn name(&self) -> &'static str;
+    /// How `endpoints` and the hook's log line show it, as the config
+    /// names it: fluxd's API base URL.
+    fn shown(&self) -> &str;
+    /// Whether its requests are made from the provider's body as received
+    /// (not only from the changes): the hook then keeps the body for it.
+    fn needs_body(&self) -> bool {
+        false
+    }
+    /// The requests `hook` makes for it, in order; none when it has nothing
+    /// to say of this hook. fluxd: one per change.
+    fn items(&self, hook: &VerifiedHook) -> Vec<Outgoing>;
+    /// The headers to send `body` with, made at each attempt on a relay
+    /// worker (so a signature is made with this value's secret, and may
+    /// cost CPU). The relay adds none but `User-Agent`, `Host` and
+    /// `Content-Length`.
+    fn headers(&self, body: &Body) -> Headers;
+    /// What the answer `status` with `headers` means for the request.
+    fn read(&self, status: StatusCode, headers: &HeaderMap) -> Answer;
+    /// What `check` says of it: legal, but probably not what was meant.
+    fn warnings(&self) -> Vec<String> {
+        Vec::new()
+    }
+}
+
+/// A target's identity in the delivery queue: its kind and URL, never a
+/// secret, so that a target whose token was rotated is still the same
+/// destination.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Key {
+    kind: &'static str,
+    url: Arc<str>,
+}
+
+impl Key {
+    /// The key of the target of kind `kind` that posts to `url`.
+    pub fn new(kind: &'static str, url: Arc<str>) -> Key {
+        Key { kind, url }
+    }
+
+    /// Where its requests are POSTed.
+    pub fn url(&self) -> &Arc<str> {
+        &self.url
+    }
+}
+
+/// A hook that its source verified and parsed, and that the endpoint's
+/// filter left changes in: what a target makes its requests from.
+#[derive(Debug, Clone, Copy)]
+pub struct VerifiedHook<'a> {
+    /// The changes the filter let through, in order, at least one.
+    pub changes: &'a [Change],
+    /// The provider's body as received, with its `Content-Type`: only when
+    /// one of the endpoint's targets [needs it](TargetKind::needs_body).
+    pub body: Option<&'a Body>,
+}
+
+/// One request a target makes for a hook, as the queue holds it until the
+/// target accepts it.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    /// What is sent. With the target, what the queue de-duplicates on.
+    pub body: Body,
+    /// The changes it tells of, for the log lines.
+    pub changes: Changes,
+}
+
+/// A request body and its media type. Cheap to clone: the bytes are shared.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Body {
+    /// The bytes sent.
+    pub bytes: Bytes,
+    /// Its `Content-Type`, if it has one.
+    pub content_type: Option<HeaderValue>,
+}
+
+/// Headers a target adds to a request.
+pub type Headers = Vec<(HeaderName, HeaderValue)>;
+
+/// The changes a request tells of, for the logs: one for fluxd, all of a
+/// hook's for a request made from the hook's body. Cheap to clone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Changes(Arc<[Change]>);
+
+/// Changes named in a log line; the rest are counted.
+const NAMED_CHANGES: usize = 3;
+
+impl Changes {
+    /// These changes.
+    pub fn of(changes: &[Change]) -> Changes {
+        Changes(changes.into())
+    }
+
+    /// The changes.
+    pub fn as_slice(&self) -> &[Change] {
+        &self.0
+    }
+}
+
+/// Each change as [`Change`]'s `Display` shows it, separated by `, `: the
+/// first few and how many more; `-` for none.
+impl fmt::Display for Changes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_empty() {
+            return f.write_str("-");
+        }
+        for (i, change) in self.0.iter().take(NAMED_CHANGES).enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "{change}")?;
+        }
+        if self.0.len() > NAMED_CHANGES {
+            write!(f, " (+{} more)", self.0.len() - NAMED_CHANGES)?;
+        }
+        Ok(())
+    }
+}
+
+/// What came of one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    /// The target took it.
+    Accepted,
+    /// Worth another attempt later: the target unreachable, too slow, or
+    /// answering that it cannot take it now.
+    Retry {
+        /// Which, for the logs.
+        reason: String,
+        /// How long the target asked to be left alone (`Retry-After`), if
+        /// it did.
+        after: Option<Duration>,
+    },
+    /// Will never succeed as sent. The text is the reason a waiting
+    /// provider is given.
+    Refused(String),
+}
+
+impl Answer {
+    /// Retry later, when the queue sees fit.
+    pub fn retry(reason: String) -> Answer {
+        Answer::Retry {
+            reason,
+            after: None,
+        }
+    }
+
+    /// Retry later, not before what the answer's `Retry-After` asks.
+    pub fn retry_after(reason: String, headers: &HeaderMap) -> Answer {
+        let after = headers
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| retry_after(v, SystemTime::now()));
+        Answer::Retry { reason, after }
+    }
+
+    /// A redirect, which the relay never follows (it would re-send the
+    /// request elsewhere, or as a bodiless GET): refused, naming where it
+    /// pointed. `said` is what the target answered, `setting` the setting
+    /// to check (`the api URL`).
+    pub fn redirect(said: String, setting: &str, headers: &HeaderMap) -> Answer {
+        let location = headers
+            .get(LOCATION)
+            .map(|v| crate::printable(&String::from_utf8_lossy(v.as_bytes())));
+        Answer::Refused(format!(
+            "{said}, a redirect to {}, which flux-recv does not follow; check {setting}",
+            location.as_deref().unwrap_or("nowhere (no Location)")
+        ))
+    }
+}
+
+/// How long a `Retry-After` value asks to wait at `now`: a number of
+/// seconds, or an HTTP-date (in any of the three formats RFC 9110 names);
+/// zero for a date that has passed. `None` for anything else, which is
+/// ignored.
+fn retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        // Digits only: too many for a u64 is "a very long time".
+        return Some(Duration::from_secs(value.parse().unwrap_or(u64::MAX)));
+    }
+    let when = httpdate::parse_http_date(value).ok()?;
+    Some(when.duration_since(now).unwrap_or_default())
+}
+
+impl Target {
+    /// See [`TargetKind::key`].
+    pub fn key(&self) -> &Key {
+        self.kind().key()
+    }
+
+    /// Where its requests are POSTed.
+    pub fn url(&self) -> &Arc<str> {
+        self.key().url()
+    }
+
+    /// See [`TargetKind::label`].
+    pub fn label(&self) -> &Arc<str> {
+        self.kind().label()
+    }
+
+    /// See [`TargetKind::name`].
+    pub fn name(&self) -> &'static str {
+        self.kind().name()
+    }
+
+    /// See [`TargetKind::needs_body`].
+    pub fn needs_body(&self) -> bool {
+        self.kind().needs_body()
+    }
+
+    /// See [`TargetKind::items`].
+    pub fn items(&self, hook: &VerifiedHook) -> Vec<Outgoing> {
+        self.kind().items(hook)
+    }
+
+    /// See [`TargetKind::headers`].
+    pub fn headers(&self, body: &Body) -> Headers {
+        self.kind().headers(body)
+    }
+
+    /// See [`TargetKind::read`].
+    pub fn read(&self, status: StatusCode, headers: &HeaderMap) -> Answer {
+        self.kind().read(status, headers)
+    }
+
+    /// See [`TargetKind::warnings`].
+    pub fn warnings(&self) -> Vec<String> {
+        self.kind().warnings()
+    }
+}
+
+/// As the config names it ([`TargetKind::shown`]).
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.kind().shown())
+    }
+}
+
+/// `targets` as the config names them, separated by spaces: how log lines
+/// list an endpoint's targets.
+pub fn names(targets: &[Target]) -> String {
+    let names: Vec<String> = targets.iter().map(Target::to_string).collect();
+    names.join(" ")
+}
+
+macro_rules! targets {
+    ($($kind:ident: $module:ident),+ $(,)?) => {
+        $(pub mod $module;)+
+
+        /// One relay destination: a value of one of the kinds, shared.
+        /// Equal when every setting is, secrets included; the queue tells
+        /// destinations apart by [`Target::key`].
+        #[derive(Debug, Clone, PartialEq, Eq)]
+        pub enum Target {
+            $(
+                #[doc = concat!("A `", stringify!($module), "` target.")]
+                $kind(Arc<$module::$kind>),
+            )+
+        }
+
+        impl Target {
+            fn kind(&self) -> &dyn TargetKind {
+                match self {
+                    $(Target::$kind(target) => &**target,)+
+                }
+            }
+        }
+
+        $(
+            impl From<$module::$kind> for Target {
+                fn from(target: $module::$kind) -> Target {
+                    Target::$kind(Arc::new(target))
+                }
+            }
+        )+
+
+        /// The files that hold kinds, for the test that every one is
+        /// listed.
+        #[cfg(test)]
+        const MODULES: &[&str] = &[$(stringify!($module)),+];
+    };
+}
+
+targets![
+    Fluxd: fluxd,
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_file_is_listed() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/targets");
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let name = entry.unwrap().file_name();
+            let name = name.to_str().unwrap();
+            let Some(stem) = name.strip_suffix(".rs") else {
+                continue;
+            };
+            if stem != "mod" {
+                assert!(
+                    MODULES.contains(&stem),
+                    "src/targets/{stem}.rs is not in the targets! list"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn retry_after_is_read_as_seconds_or_an_http_date() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let secs = |n| Some(Duration::from_secs(n));
+        assert_eq!(retry_after("60", now), secs(60));
+        assert_eq!(retry_after(" 0 ", now), secs(0));
+        assert_eq!(retry_after("99999999999999999999999", now), secs(u64::MAX));
+        // 2023-11-14T22:13:20Z is `now`; each format RFC 9110 names.
+        for date in [
+            "Tue, 14 Nov 2023 22:14:20 GMT",
+            "Tuesday, 14-Nov-23 22:14:20 GMT",
+            "Tue Nov 14 22:14:20 2023",
+        ] {
+            assert_eq!(retry_after(date, now), secs(60), "{date}");
+        }
+        assert_eq!(retry_after("Tue, 14 Nov 2023 22:00:00 GMT", now), secs(0));
+        for junk in ["", "-1", "1.5", "soon", "60 s"] {
+            assert_eq!(retry_after(junk, now), None, "{junk:?}");
+        }
+    }
+
+    #[test]
+    fn changes_name_a_few_and_count_the_rest() {
+        let image = |n: usize| {
+            Change::image(crate::notification::ImageName {
+                domain: String::new(),
+                image: format!("app-{n}"),
+            })
+        };
+        assert_eq!(Changes::of(&[]).to_string(), "-");
+        assert_eq!(Changes::of(&[image(0)]).to_string(), "image app-0");
+        let five: Vec<Change> = (0..5).map(image).collect();
+        assert_eq!(
+            Changes::of(&five).to_string(),
+            "image app-0, image app-1, image app-2 (+2 more)"
+        );
+    }
+}
