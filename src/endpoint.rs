@@ -18,7 +18,7 @@ use crate::files::ReadErrorKind;
 use crate::filter::Filter;
 use crate::notification::Change;
 use crate::source::{Extra, Proof, Secret, Settings, Source};
-use crate::targets::{fluxd, Target};
+use crate::targets::{fluxd, Configured, Target};
 
 /// Keys shorter than this are easy to guess; `check` and start-up warn.
 pub const SHORT_KEY: usize = 16;
@@ -226,9 +226,9 @@ pub fn key_path(config_path: &Path, ep: &EndpointConfig) -> PathBuf {
 /// field that names it (under `field`, the endpoint's: `endpoints[3]`);
 /// and what is wrong with them, by field. The one place that knows which
 /// config field holds which kind's settings.
-pub fn targets_named(field: &str, ep: &EndpointConfig) -> NamedTargets {
-    let mut named = NamedTargets::default();
-    let mut add = |(targets, problems): NamedTargets| {
+pub fn targets_named(field: &str, ep: &EndpointConfig) -> Configured {
+    let mut named = Configured::default();
+    let mut add = |(targets, problems): Configured| {
         named.0.extend(targets);
         named.1.extend(problems);
     };
@@ -237,9 +237,6 @@ pub fn targets_named(field: &str, ep: &EndpointConfig) -> NamedTargets {
     }
     named
 }
-
-/// Targets with the fields that name them, and problems by field.
-pub type NamedTargets = (Vec<(String, Target)>, Vec<(String, String)>);
 
 /// What is wrong with the settings only some sources take: one a source
 /// does not take, one it requires and lacks, or a `gcr:` block with an

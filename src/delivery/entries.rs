@@ -6,9 +6,11 @@
 //! Everything it touches is in one [`Ledger`] under one lock, with private
 //! fields: the entries and their index, each endpoint's room
 //! ([`Room`]), the rounds of waiters each send settles (`rounds.rs`) and
-//! the turn of the targets (`schedule.rs`).
+//! the turn of the targets (`schedule.rs`). An [`Entry`] itself is in
+//! `entries/entry.rs`, and what the metrics and a drain read of the whole
+//! in `entries/views.rs`: modules of this one, so nothing outside it sees
+//! a field.
 
-use std::cmp::Reverse;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -17,13 +19,16 @@ use slog::Logger;
 use tokio::sync::watch;
 
 use super::notes::{self, Budget, Named, Note};
-use super::readout::{Deliveries, Leftover, Snapshot, TargetSnapshot};
 use super::relay::{Job, Jobs};
 use super::room::Room;
 use super::rounds::{Round, Waiter};
 use super::schedule::Schedule;
 use super::{Acceptance, Full, Item, QueueSettings};
-use crate::targets::{Answer, Body, Changes, Key};
+use crate::targets::{Answer, Body, Key};
+use entry::Entry;
+
+mod entry;
+mod views;
 
 /// Expired entries are looked for at most this often (and when the first
 /// can expire): an entry may outlive its `max_age` by this much.
@@ -80,81 +85,6 @@ impl Ledger {
             idle: 0,
             next_sweep: None,
             budget: Budget::new(settings.refusal_logs_per_second),
-        }
-    }
-}
-
-/// One request for one target, and who waits for it.
-struct Entry {
-    key: Key,
-    /// What is sent.
-    body: Body,
-    /// What it tells of, for the logs.
-    changes: Changes,
-    /// The endpoint that queued it: it holds the room, and its lane at the
-    /// target is where it waits.
-    endpoint: Arc<str>,
-    /// Who the next successful send settles.
-    round: Round,
-    /// Who joined while `round` was being sent: they need one more send.
-    again: Option<Round>,
-    sending: bool,
-    /// Attempts for `round`.
-    attempts: u32,
-    /// Failed attempts, for the count of retries.
-    failures: u32,
-    last_error: Option<String>,
-}
-
-impl Entry {
-    /// A new entry for `item`, due now and not yet tried.
-    fn new(item: Item, round: Round) -> Entry {
-        Entry {
-            key: item.target.key().clone(),
-            body: item.outgoing.body,
-            changes: item.outgoing.changes,
-            endpoint: item.endpoint,
-            round,
-            again: None,
-            sending: false,
-            attempts: 0,
-            failures: 0,
-            last_error: None,
-        }
-    }
-
-    /// Who sent it, in either round.
-    fn deliveries(&self) -> Deliveries {
-        let mut deliveries = self.round.deliveries.clone();
-        if let Some(again) = &self.again {
-            deliveries.absorb(again.deliveries.clone());
-        }
-        deliveries
-    }
-
-    /// How much longer it is retried: until the newest change that joined
-    /// it is `max_age` old, so that a push that joins an old entry is
-    /// retried as long as one that starts a new entry. Zero once it has
-    /// expired.
-    fn time_left(&self, max_age: Duration, now: Instant) -> Duration {
-        max_age.saturating_sub(now - self.round.newest)
-    }
-
-    /// Its rounds: the one the next send settles, and the one after it.
-    fn rounds(&self) -> impl Iterator<Item = &Round> {
-        std::iter::once(&self.round).chain(&self.again)
-    }
-
-    /// [`Entry::rounds`], to change.
-    fn rounds_mut(&mut self) -> impl Iterator<Item = &mut Round> {
-        std::iter::once(&mut self.round).chain(&mut self.again)
-    }
-
-    /// Tell everyone still waiting on it, in either round, that it will
-    /// never be delivered; `target` is its target's label.
-    fn refuse(&self, target: &Arc<str>, reason: &str) {
-        for w in self.rounds().flat_map(Round::waiters) {
-            w.refused(target, reason);
         }
     }
 }
@@ -259,9 +189,7 @@ impl Shared {
             .filter(|(_, id)| id.is_none())
             .map(|(item, _)| &item.endpoint);
         let pending = st.entries.len();
-        if let Err(refused) = st.room.admits(new, pending, max) {
-            return Err(refused);
-        }
+        st.room.admits(new, pending, max)?;
 
         let mut ids = Vec::with_capacity(items.len());
         let mut wake = false;
@@ -338,73 +266,6 @@ impl Shared {
             .min()
             .unwrap_or_default();
         Acceptance::Pending { retry_for }
-    }
-
-    /// Stop the workers (no new attempt starts) and list what is left,
-    /// oldest first.
-    pub(super) fn stop_and_list_left(&self) -> Vec<Leftover> {
-        let mut st = self.lock();
-        st.stopped = true;
-        self.work.notify_all();
-        let now = Instant::now();
-        let mut left: Vec<Leftover> = st
-            .entries
-            .values()
-            .map(|e| Leftover {
-                target: st.schedule.target(&e.key).label().clone(),
-                changes: e.changes.clone(),
-                deliveries: e.deliveries(),
-                attempts: e.attempts,
-                age: now - e.round.since,
-                last_error: e.last_error.clone().or_else(|| {
-                    // Left waiting behind the probes: why they failed.
-                    st.schedule.last_error(&e.key).map(String::from)
-                }),
-                sending: e.sending,
-            })
-            .collect();
-        drop(st);
-        left.sort_by_key(|l| Reverse(l.age));
-        left
-    }
-
-    /// The figures for `/metrics`, read under the lock in one go.
-    pub(super) fn snapshot(&self) -> Snapshot {
-        let st = self.lock();
-        let now = Instant::now();
-        let mut targets: HashMap<&Key, TargetSnapshot> = st
-            .schedule
-            .counters()
-            .map(|(target, c)| {
-                let s = TargetSnapshot {
-                    target: target.label().clone(),
-                    pending: 0,
-                    delivered: c.delivered,
-                    late: c.late,
-                    expired: c.expired,
-                    refused: c.refused,
-                    attempts: c.attempts,
-                    retries: c.retries,
-                    joined: c.joined,
-                };
-                (target.key(), s)
-            })
-            .collect();
-        let mut snapshot = Snapshot {
-            pending: st.entries.len(),
-            ..Snapshot::default()
-        };
-        for e in st.entries.values() {
-            snapshot.sending += usize::from(e.sending);
-            snapshot.oldest_age = snapshot.oldest_age.max(now - e.round.since);
-            if let Some(t) = targets.get_mut(&e.key) {
-                t.pending += 1;
-            }
-        }
-        snapshot.targets = targets.into_values().collect();
-        drop(st);
-        snapshot.targets.sort_by(|a, b| a.target.cmp(&b.target));
-        snapshot
     }
 
     /// Forget an entry taken out of `entries` for good (delivered, refused

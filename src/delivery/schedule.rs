@@ -60,7 +60,7 @@ pub(super) struct PerTarget {
     /// Nor before this: what it asked for with `Retry-After`. A success
     /// already in flight when it asked does not cancel it.
     asked_until: Option<Instant>,
-    /// In [`Targets::turn`].
+    /// In [`Schedule::turn`].
     in_turn: bool,
     /// Why its last attempt failed, while it is failing: for the entries
     /// left waiting behind the probe.

@@ -27,7 +27,9 @@ use http::header::{HeaderValue, CONTENT_TYPE};
 use http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 
-use super::{Answer, Body, Changes, Headers, Key, Outgoing, Target, TargetKind, VerifiedHook};
+use super::{
+    Answer, Body, Changes, Configured, Headers, Key, Outgoing, Target, TargetKind, VerifiedHook,
+};
 use crate::notification::Change;
 
 /// Where fluxd's API is when nothing says: fluxd in the same pod.
@@ -220,7 +222,7 @@ pub fn looks_like_fluxd(api: &str) -> bool {
 /// field that names it (under `field`, the endpoint's: `endpoints[3]`);
 /// and what is wrong, by field. An empty list is wrong: without `api:` the
 /// endpoint's changes go to the table's default.
-pub fn configured(field: &str, api: &ApiConfig) -> (Vec<(String, Target)>, Vec<(String, String)>) {
+pub fn configured(field: &str, api: &ApiConfig) -> Configured {
     let mut targets: Vec<(String, Target)> = Vec::new();
     let mut problems = Vec::new();
     if api.urls().is_empty() {

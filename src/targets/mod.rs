@@ -3,23 +3,23 @@
 //! [`fluxd`]).
 //!
 //! A target knows its URL, what requests a verified hook makes for it
-//! ([`TargetKind::items`]: fluxd, one notification per change), how each
-//! request goes on the wire ([`TargetKind::request`], made again at every
-//! attempt so that a secret read with the newest table signs it) and what
-//! an answer means ([`TargetKind::read`]). The delivery queue and its relay
-//! workers know only this interface: they queue each [`Outgoing`] request
-//! once per (target, body), share the workers and back off per target, and
-//! post what the target makes.
+//! ([`TargetKind::items`]: fluxd, one notification per change), the
+//! headers each request goes with ([`TargetKind::headers`], made again at
+//! every attempt so that a secret read with the newest table signs it) and
+//! what an answer means ([`TargetKind::read`]). The delivery queue and its
+//! relay workers know only this interface: they queue each [`Outgoing`]
+//! request once per (target, body), share the workers and back off per
+//! target, and post what the target makes.
 //!
-//! **A kind is one file and one line.** Add a file here that defines the
-//! kind's value (`Fluxd` in `fluxd.rs`), implements [`TargetKind`] for it,
-//! and reads its part of an endpoint's config (`fluxd::configured`); add
-//! `Kind: module` to the `targets!` list; then give the config its field
-//! ([`crate::config::EndpointConfig`]) and
-//! [`crate::endpoint::targets_named`] the call that reads it, as a source's
-//! extra settings are. The queue and the relay do not change. The kind's
-//! file does not read the config's types, so that the config can name the
-//! kind's shape of its settings (fluxd's [`fluxd::ApiConfig`]).
+//! **Adding a kind.** A file here that defines the kind's value (`Fluxd` in
+//! `fluxd.rs`), implements [`TargetKind`] for it and reads its part of an
+//! endpoint's config (`fluxd::configured`), and `Kind: module` in the
+//! `targets!` list; then the config's field for it
+//! ([`crate::config::EndpointConfig`]) and the call in
+//! [`crate::endpoint::targets_named`] that reads it, as a source's extra
+//! settings have. The queue and the relay do not change. A kind's file
+//! does not use the config's types, so that the config can use the kind's
+//! shape of its settings (fluxd's [`fluxd::ApiConfig`]) without a cycle.
 //!
 //! **An enum, not a trait object.** [`Target`] is an enum with one variant
 //! per kind, each holding its kind's value behind an `Arc`: a table is
@@ -45,8 +45,10 @@ pub trait TargetKind: fmt::Debug + Send + Sync {
     /// Its identity in the queue: entries are one per (key, body), and
     /// workers, backoff and counters are per key.
     fn key(&self) -> &Key;
-    /// How the queue's metrics and log lines name it: tells the kind and a
-    /// short identity, never a secret. fluxd's is its notify URL.
+    /// How the queue's metrics (the `api` label) and log lines name it:
+    /// the kind and a short identity, never a secret, and another for
+    /// another key. fluxd's is its notify URL, as before there were other
+    /// kinds (dashboards select on it).
     fn label(&self) -> &Arc<str>;
     /// Who answers, as log lines and reasons say it: `fluxd`.
     fn name(&self) -> &'static str;
@@ -287,6 +289,11 @@ impl fmt::Display for Target {
         f.write_str(self.kind().shown())
     }
 }
+
+/// Targets a config names, each with the field that names it (e.g.
+/// `endpoints[3].api[1]`), and what is wrong with them, by field: what a
+/// kind's `configured` returns.
+pub type Configured = (Vec<(String, Target)>, Vec<(String, String)>);
 
 /// `targets` as the config names them, separated by spaces: how log lines
 /// list an endpoint's targets.
