@@ -3,9 +3,11 @@
 //!
 //! Errors (the server would refuse to start, or a reload would be refused)
 //! exit 1. Warnings exit 0: a key ending in whitespace, a key shorter than
-//! [`crate::endpoint::SHORT_KEY`] bytes, a config with no endpoints, and an
+//! [`crate::endpoint::SHORT_KEY`] bytes, a config with no endpoints, an
 //! endpoint whose source verifies nothing, so that its unguessable URL is
-//! all that keeps others from triggering fluxd.
+//! all that keeps others from triggering fluxd, and what a target says of
+//! itself ([`crate::targets::TargetKind::warnings`]: a fluxd API whose path
+//! does not end in `/api/flux`).
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -310,6 +312,29 @@ mod tests {
             r.problems
         );
         assert_eq!(r.summary(), "0 endpoints, 3 errors, 0 warnings");
+    }
+
+    #[test]
+    fn targets_are_warned_about_by_the_field_that_names_them() {
+        let config = "fluxRecvVersion: 1\napi: http://fluxd:3030\nendpoints:\n- source: GitHub\n  keyPath: a.key\n  api: [http://a:3030/api/flux, http://b:3030/flux/]\n- source: GitHub\n  keyPath: b.key\n  api: http://c:3030/api/flux\n";
+        let (dir, r) = report(config, &[("a.key", GOOD), ("b.key", b"0123456789abcdef-b")]);
+        let fields: Vec<&str> = r.problems.iter().map(|p| p.field.as_str()).collect();
+        assert_eq!(fields, ["api", "endpoints[0].api[1]"], "{:#?}", r.problems);
+        assert!(
+            r.problems[1]
+                .message
+                .starts_with("\"http://b:3030/flux\" does not end in /api/flux"),
+            "{}",
+            r.problems[1].message
+        );
+        assert_eq!(r.warnings(), 2);
+        // `--api` replaces the top-level api, and is named as the flag.
+        let flagged = check(
+            &dir.path().join("fluxrecv.yaml"),
+            Some("http://flag:3030/api/v1"),
+        );
+        let fields: Vec<&str> = flagged.problems.iter().map(|p| p.field.as_str()).collect();
+        assert_eq!(fields, ["--api", "endpoints[0].api[1]"]);
     }
 
     #[test]
