@@ -58,11 +58,6 @@ impl Fluxd {
             key: Key::new(NAME, Arc::from(notify_url(base))),
         }
     }
-
-    /// The base URL.
-    pub fn base(&self) -> &str {
-        &self.base
-    }
 }
 
 /// The request for one change: `change` as fluxd is sent it.
