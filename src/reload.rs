@@ -38,6 +38,7 @@ use tokio::time::MissedTickBehavior;
 
 use crate::config::{Problem, Severity};
 use crate::endpoint::Endpoint;
+use crate::logging::{log_endpoint, log_problem};
 use crate::metrics::{self, Metrics};
 use crate::table::{Table, TableHandle};
 use crate::watch::{Debounce, DirWatcher};
@@ -209,39 +210,6 @@ fn changed_settings<'a>(before: &Table, after: &'a Table) -> Vec<&'a Endpoint> {
         })
         .map(|e| &**e)
         .collect()
-}
-
-/// One line about an endpoint, at start-up and on each reload, with the
-/// same fields, so one `grep` finds both: how operators learn each hook URL
-/// and where its changes go.
-pub fn log_endpoint(log: &Logger, what: &str, e: &Endpoint) {
-    let api = match &e.api {
-        Some(own) => crate::routing::bases(own),
-        None => "default".to_string(),
-    };
-    // Operators tail for these (the hook URLs): never dropped.
-    info!(log, #crate::logging::KEEP, "{}", what;
-          "source" => e.source.name(),
-          "key" => %e.key_path.display(),
-          "fingerprint" => &e.fingerprint,
-          "url" => e.url_path(),
-          "api" => api,
-          "filter" => %e.filter);
-}
-
-/// One line per problem with a config or key: a warning or an error,
-/// naming the file and field. Start-up and every reload log them alike.
-pub(crate) fn log_problem(log: &Logger, p: &Problem) {
-    match p.severity {
-        Severity::Warning => {
-            warn!(log, #crate::logging::KEEP, "{}", p.message;
-                  "file" => %p.file.display(), "field" => &p.field)
-        }
-        Severity::Error => {
-            error!(log, #crate::logging::KEEP, "{}", p.message;
-                   "file" => %p.file.display(), "field" => &p.field)
-        }
-    }
 }
 
 /// How the reload task runs.

@@ -117,7 +117,7 @@ fn every_endpoint_line_at_start_up_is_written_however_slow_stderr_is() {
         // the logging: lines that may be dropped would be.
         let (log, queue) =
             nonblocking_as(format, slog::Level::Info, Slow(out.clone()), 16).unwrap();
-        flux_recv::commands::serve::log_endpoints(&log, &table);
+        flux_recv::logging::log_endpoints(&log, &table);
         queue.flush(Duration::from_secs(30));
         drop(log);
         let text = out.text();

@@ -91,7 +91,7 @@ pub async fn serve(args: ServeArgs, log: Logger) -> anyhow::Result<()> {
         false => None,
     };
     let table = load_table(&args.config, args.fluxd.api.as_deref(), &log)?;
-    log_endpoints(&log, &table);
+    crate::logging::log_endpoints(&log, &table);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -119,24 +119,10 @@ pub async fn serve(args: ServeArgs, log: Logger) -> anyhow::Result<()> {
 pub fn load_table(config: &Path, api_flag: Option<&str>, log: &Logger) -> anyhow::Result<Table> {
     let loaded = Table::load(config, api_flag);
     for p in &loaded.problems {
-        crate::reload::log_problem(log, p);
+        crate::logging::log_problem(log, p);
     }
     let errors = loaded.errors().count();
     loaded
         .table
         .with_context(|| format!("{} has {errors} error(s); see above", config.display()))
-}
-
-/// One line per endpoint: how operators learn each hook URL.
-pub fn log_endpoints(log: &Logger, table: &Table) {
-    for e in table.endpoints() {
-        crate::reload::log_endpoint(log, "endpoint", e);
-    }
-    if table.endpoints().is_empty() {
-        warn!(
-            log,
-            #KEEP,
-            "the config has no endpoints; every hook URL will answer 404"
-        );
-    }
 }
