@@ -103,8 +103,8 @@ impl Default for Options {
 
 impl Options {
     /// The request path's part.
-    pub fn hooks(&self) -> crate::hook::Options {
-        crate::hook::Options {
+    pub fn request_limits(&self) -> crate::hook::RequestLimits {
+        crate::hook::RequestLimits {
             max_body: self.max_body,
             body_timeout: self.body_timeout,
             max_changes: self.max_changes,
@@ -119,8 +119,8 @@ impl Options {
     pub fn slots(&self) -> crate::slots::Limits {
         crate::slots::Limits {
             max_connections: self.max_connections,
-            max_age: self.max_connection_age,
-            max_requests: self.max_connection_requests,
+            max_connection_age: self.max_connection_age,
+            max_connection_requests: self.max_connection_requests,
         }
     }
 

@@ -55,7 +55,7 @@ pub async fn run(listener: TcpListener, state: Arc<State>, shutdown: impl Future
     // At most this many connections, and none holds its slot for ever (see
     // crate::slots); the header and body timeouts make slow clients let go.
     let slots = Slots::new(options.slots());
-    let max_age = slots.limits().max_age;
+    let max_age = slots.limits().max_connection_age;
     // Every connection must make progress, with bounded buffers (see
     // crate::conn).
     let limits = crate::conn::Limits::new(options.header_timeout);

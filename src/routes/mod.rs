@@ -24,10 +24,11 @@ use warp::{Filter, Reply};
 
 use crate::delivery::Queue;
 use crate::gcr_auth::Jwks;
-use crate::hook::{Confirmation, Handled, Hooks, Refusal, Report};
+use crate::hook::{Answer, Handled, HookReport, Hooks, Refusal};
 use crate::logging::Budget;
-use crate::metrics::{Metrics, Outcome};
+use crate::metrics::{HookOutcome, Metrics};
 use crate::options::Options;
+use crate::replay::Replays;
 use crate::table::{Table, TableHandle};
 
 /// What every request shares.
@@ -62,9 +63,10 @@ impl State {
             options.google_jwks_min_refresh,
             log.new(o!()),
         );
+        let replays = Replays::new(options.signature_tolerance, crate::replay::MAX_IDS);
         let table: TableHandle = Arc::new(ArcSwap::from_pointee(table));
         Ok(Arc::new(State {
-            hooks: Hooks::new(table, google_keys, queue, options.hooks()),
+            hooks: Hooks::new(table, google_keys, replays, queue, options.request_limits()),
             metrics: Arc::new(metrics),
             refusal_logs: Budget::new(options.refusal_logs_per_second, "refused hooks"),
             hook_logs: Budget::new(options.hook_logs_per_second, "hook lines"),
@@ -245,7 +247,7 @@ enum Level {
 
 /// Turn a report into the reply, count it and log it: the one place where
 /// each outcome gets its status, reply text, metric label and log level.
-fn reply(state: &State, report: Report, started: Instant) -> warp::reply::Response {
+fn reply(state: &State, report: HookReport, started: Instant) -> warp::reply::Response {
     use StatusCode as S;
     let answer = |status, text: String, outcome, level| (status, text, outcome, level, None);
     // 503s say when to come back: a provider that honours it returns once
@@ -254,7 +256,7 @@ fn reply(state: &State, report: Report, started: Instant) -> warp::reply::Respon
         (
             S::SERVICE_UNAVAILABLE,
             text,
-            Outcome::Busy,
+            HookOutcome::Busy,
             Level::Busy,
             Some(retry_after),
         )
@@ -263,7 +265,7 @@ fn reply(state: &State, report: Report, started: Instant) -> warp::reply::Respon
         Handled::Delivered {
             changes,
             filtered,
-            confirmation: Confirmation::Accepted,
+            answer: Answer::Accepted,
             ..
         } => {
             let n = changes.len();
@@ -271,12 +273,12 @@ fn reply(state: &State, report: Report, started: Instant) -> warp::reply::Respon
                 "ok: notified fluxd of {n} change(s){}",
                 and_filtered(*filtered)
             );
-            answer(S::OK, text, Outcome::Relayed, Level::Info)
+            answer(S::OK, text, HookOutcome::Relayed, Level::Info)
         }
         Handled::Delivered {
             changes,
             filtered,
-            confirmation: Confirmation::Pending { retry_for },
+            answer: Answer::Pending { retry_for },
             ..
         } => {
             let n = changes.len();
@@ -286,12 +288,12 @@ fn reply(state: &State, report: Report, started: Instant) -> warp::reply::Respon
                 for_people(*retry_for),
                 and_filtered(*filtered)
             );
-            answer(S::ACCEPTED, text, Outcome::Queued, Level::Info)
+            answer(S::ACCEPTED, text, HookOutcome::Queued, Level::Info)
         }
         Handled::Delivered {
             changes,
             filtered,
-            confirmation: Confirmation::DryRun,
+            answer: Answer::DryRun,
             ..
         } => {
             let n = changes.len();
@@ -299,24 +301,29 @@ fn reply(state: &State, report: Report, started: Instant) -> warp::reply::Respon
                 "ok: dry run, fluxd would be notified of {n} change(s){}",
                 and_filtered(*filtered)
             );
-            answer(S::OK, text, Outcome::Relayed, Level::Info)
+            answer(S::OK, text, HookOutcome::Relayed, Level::Info)
         }
         Handled::Delivered {
-            confirmation: Confirmation::Refused { reason, .. },
+            answer: Answer::Refused { reason, .. },
             ..
         } => {
             let text = format!("fluxd refused the notification: {reason}");
-            answer(S::BAD_GATEWAY, text, Outcome::UpstreamError, Level::Failed)
+            answer(
+                S::BAD_GATEWAY,
+                text,
+                HookOutcome::UpstreamError,
+                Level::Failed,
+            )
         }
         Handled::Ignored(why) => {
             let text = format!("ok: nothing to do ({why})");
-            answer(S::OK, text, Outcome::Ignored, Level::Info)
+            answer(S::OK, text, HookOutcome::Ignored, Level::Info)
         }
         Handled::Filtered { changes } => {
             let text = format!(
                 "ok: nothing to do (the endpoint's filter left out all {changes} change(s))"
             );
-            answer(S::OK, text, Outcome::Filtered, Level::Info)
+            answer(S::OK, text, HookOutcome::Filtered, Level::Info)
         }
         Handled::Replayed { within } => {
             let text = format!(
@@ -324,13 +331,13 @@ fn reply(state: &State, report: Report, started: Instant) -> warp::reply::Respon
                  last {}; nothing was sent again)",
                 for_people(*within)
             );
-            answer(S::OK, text, Outcome::Replayed, Level::Repeat)
+            answer(S::OK, text, HookOutcome::Replayed, Level::Repeat)
         }
         Handled::Refused(refusal) => match refusal {
             Refusal::Unauthorized(e) => answer(
                 S::UNAUTHORIZED,
                 e.to_string(),
-                Outcome::Unauthorized,
+                HookOutcome::Unauthorized,
                 Level::Refused,
             ),
             Refusal::PubSubToken(e) => {
@@ -338,12 +345,17 @@ fn reply(state: &State, report: Report, started: Instant) -> warp::reply::Respon
                 // The reply does not tell a forger which check failed; the
                 // log line does (never the token).
                 let text = "the Pub/Sub push token is not valid".to_string();
-                answer(S::UNAUTHORIZED, text, Outcome::Unauthorized, Level::Refused)
+                answer(
+                    S::UNAUTHORIZED,
+                    text,
+                    HookOutcome::Unauthorized,
+                    Level::Refused,
+                )
             }
             Refusal::BadRequest(e) => answer(
                 S::BAD_REQUEST,
                 e.to_string(),
-                Outcome::BadRequest,
+                HookOutcome::BadRequest,
                 Level::Refused,
             ),
             Refusal::TooManyChanges { count, max } => {
@@ -351,14 +363,19 @@ fn reply(state: &State, report: Report, started: Instant) -> warp::reply::Respon
                     "too many changes: the delivery names {count} distinct changes, \
                      the limit is {max}; nothing was sent"
                 );
-                answer(S::BAD_REQUEST, text, Outcome::BadRequest, Level::Refused)
+                answer(
+                    S::BAD_REQUEST,
+                    text,
+                    HookOutcome::BadRequest,
+                    Level::Refused,
+                )
             }
             Refusal::TooLarge { limit } => {
                 let text = format!("payload too large: the limit is {limit} bytes");
                 answer(
                     S::PAYLOAD_TOO_LARGE,
                     text,
-                    Outcome::TooLarge,
+                    HookOutcome::TooLarge,
                     Level::Refused,
                 )
             }
@@ -367,13 +384,18 @@ fn reply(state: &State, report: Report, started: Instant) -> warp::reply::Respon
                 answer(
                     S::REQUEST_TIMEOUT,
                     text,
-                    Outcome::BadRequest,
+                    HookOutcome::BadRequest,
                     Level::Refused,
                 )
             }
             Refusal::BodyBroken => {
                 let text = "the request body could not be read".to_string();
-                answer(S::BAD_REQUEST, text, Outcome::BadRequest, Level::Refused)
+                answer(
+                    S::BAD_REQUEST,
+                    text,
+                    HookOutcome::BadRequest,
+                    Level::Refused,
+                )
             }
             Refusal::OverBodyBudget => busy(
                 "too many request bodies are being read at once; retry later".into(),
@@ -400,7 +422,12 @@ fn reply(state: &State, report: Report, started: Instant) -> warp::reply::Respon
                      (half of --max-pending); nothing was sent",
                     changes.saturating_mul(*apis)
                 );
-                answer(S::BAD_REQUEST, text, Outcome::BadRequest, Level::Refused)
+                answer(
+                    S::BAD_REQUEST,
+                    text,
+                    HookOutcome::BadRequest,
+                    Level::Refused,
+                )
             }
             Refusal::ShuttingDown => busy("flux-recv is shutting down; retry later".into(), "30"),
         },
@@ -425,12 +452,8 @@ fn reply(state: &State, report: Report, started: Instant) -> warp::reply::Respon
     // have sent, and at debug each change. Within the hooks' budget too.
     let per_change = match &report.handled {
         Handled::Delivered {
-            changes,
-            confirmation,
-            ..
-        } if matches!(confirmation, Confirmation::DryRun) || state.log.is_debug_enabled() => {
-            changes.as_slice()
-        }
+            changes, answer, ..
+        } if matches!(answer, Answer::DryRun) || state.log.is_debug_enabled() => changes.as_slice(),
         _ => &[],
     };
     let budget = match level {
@@ -452,7 +475,7 @@ fn reply(state: &State, report: Report, started: Instant) -> warp::reply::Respon
         "source" => endpoint.source.name(),
         "fingerprint" => endpoint.fingerprint[..12].to_string(),
         "event" => report.event,
-        "delivery" => report.delivery,
+        "delivery" => report.delivery_id,
         "outcome" => outcome.label(),
         "status" => status.as_u16(),
         "changes" => changes,
@@ -467,7 +490,7 @@ fn reply(state: &State, report: Report, started: Instant) -> warp::reply::Respon
         (
             _,
             Handled::Delivered {
-                confirmation: Confirmation::Refused { api, .. },
+                answer: Answer::Refused { api, .. },
                 ..
             },
         ) => {
@@ -480,7 +503,7 @@ fn reply(state: &State, report: Report, started: Instant) -> warp::reply::Respon
     let dry_run = matches!(
         report.handled,
         Handled::Delivered {
-            confirmation: Confirmation::DryRun,
+            answer: Answer::DryRun,
             ..
         }
     );
