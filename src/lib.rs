@@ -32,6 +32,7 @@ pub mod notification;
 pub mod options;
 pub mod reload;
 pub mod replay;
+pub mod reply;
 pub mod routes;
 pub mod routing;
 pub mod server;
