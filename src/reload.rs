@@ -212,38 +212,19 @@ fn changed_settings<'a>(before: &Table, after: &'a Table) -> Vec<&'a Endpoint> {
         .collect()
 }
 
-/// How the reload task runs.
+/// When the reload task reloads: each field is named after the flag that
+/// sets it; the defaults are [`crate::options::Options`]'s.
 #[derive(Debug, Clone)]
-pub struct Options {
+pub struct Timing {
     /// Re-read everything this often even when no event arrives; the timer
     /// restarts after every reload.
     pub resync_interval: Duration,
+    /// How long a file a new config names may be missing before the reload
+    /// counts as failed.
+    pub reload_grace: Duration,
     /// How file events are settled into one reload.
     pub debounce: Debounce,
-    /// How long a file a new config names may be missing before the reload
-    /// counts as failed: the kubelet updates two Secrets independently, up
-    /// to a minute or so apart.
-    pub grace: Duration,
-    /// Reload on SIGHUP. The binary turns this on, and `serve` installs the
-    /// handler (`signals::hangups`) before anything else and hands it to
-    /// [`spawn`]; tests, which share one process, use [`Reloader::request`]
-    /// instead.
-    pub sighup: bool,
 }
-
-impl Default for Options {
-    fn default() -> Options {
-        Options {
-            resync_interval: Duration::from_secs(60),
-            grace: DEFAULT_GRACE,
-            debounce: Debounce::default(),
-            sighup: false,
-        }
-    }
-}
-
-/// [`Options::grace`] by default: two of the kubelet's one-minute syncs.
-pub const DEFAULT_GRACE: Duration = Duration::from_secs(120);
 
 /// The running reload task. Dropping it stops the task.
 pub struct Reloader {
@@ -272,16 +253,16 @@ impl Drop for Reloader {
 pub fn spawn(
     table: TableHandle,
     metrics: Arc<Metrics>,
-    options: Options,
+    timing: Timing,
     hangups: Option<Signal>,
     log: Logger,
 ) -> Reloader {
     let (requests, incoming) = mpsc::unbounded_channel();
-    let watcher = match DirWatcher::new(options.debounce) {
+    let watcher = match DirWatcher::new(timing.debounce) {
         Ok(watcher) => Some(watcher),
         Err(e) => {
             warn!(log, "cannot watch files; changes are taken up by the periodic re-read and SIGHUP only";
-                  "error" => %e, "resync_interval_s" => options.resync_interval.as_secs_f64());
+                  "error" => %e, "resync_interval_s" => timing.resync_interval.as_secs_f64());
             None
         }
     };
@@ -295,8 +276,8 @@ pub fn spawn(
         unwatchable: BTreeSet::new(),
         failure: None,
         waiting: BTreeMap::new(),
-        grace: options.grace,
-        resync_interval: options.resync_interval,
+        grace: timing.reload_grace,
+        resync_interval: timing.resync_interval,
         log,
     };
     let task = tokio::spawn(task.run(incoming));
@@ -682,7 +663,8 @@ mod tests {
             unwatchable: BTreeSet::new(),
             failure: None,
             waiting: BTreeMap::new(),
-            grace: DEFAULT_GRACE,
+            // Any grace: these tests wait for no file.
+            grace: Duration::from_secs(120),
             resync_interval,
             log,
         }

@@ -201,10 +201,11 @@ async fn changing_an_api_or_a_filter_reloads_as_a_settings_change() {
     let _reloader = reload::spawn(
         recv.state.table().clone(),
         recv.state.metrics.clone(),
-        reload::Options {
+        Options {
             resync_interval: Duration::from_secs(3600),
-            ..reload::Options::default()
-        },
+            ..Options::default()
+        }
+        .reload_timing(),
         None,
         recv.state.log.clone(),
     );

@@ -79,16 +79,12 @@ pub async fn serve(args: ServeArgs, log: Logger) -> anyhow::Result<()> {
     // sidecar that signals after each Secret update). The handler keeps a
     // signal that arrives before the reload task listens: it becomes one
     // reload once serving starts.
-    let reload_options = args.reload_options();
-    let hangups = match reload_options.sighup {
-        true => match crate::signals::hangups() {
-            Ok(hangups) => Some(hangups),
-            Err(e) => {
-                warn!(log, "cannot handle SIGHUP; it will not reload"; "error" => %e);
-                None
-            }
-        },
-        false => None,
+    let hangups = match crate::signals::hangups() {
+        Ok(hangups) => Some(hangups),
+        Err(e) => {
+            warn!(log, "cannot handle SIGHUP; it will not reload"; "error" => %e);
+            None
+        }
     };
     let table = load_table(&args.config, args.fluxd.api.as_deref(), &log)?;
     crate::logging::log_endpoints(&log, &table);
@@ -99,13 +95,14 @@ pub async fn serve(args: ServeArgs, log: Logger) -> anyhow::Result<()> {
           "api" => &*table.api().base,
           "dry_run" => args.dry_run);
     let mut options = args.options();
+    let reload_timing = options.reload_timing();
     options.max_connections = fit_connections(&options, &log);
     let state = State::new(table, options, log.new(o!()))
         .context("cannot start the relay worker threads")?;
     let _reloader = crate::reload::spawn(
         state.table().clone(),
         state.metrics.clone(),
-        reload_options,
+        reload_timing,
         hangups,
         log.new(o!()),
     );

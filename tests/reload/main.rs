@@ -78,20 +78,21 @@ fn config(api: &str, key_paths: &[&str]) -> Vec<u8> {
 
 /// Serve `config` and start its reload task; returns once the task watches.
 async fn start(config: &Path, resync_interval: Duration) -> (Recv, Reloader) {
-    let options = reload::Options {
+    let options = Options {
         resync_interval,
-        ..reload::Options::default()
+        ..Options::default()
     };
     start_with(config, options).await
 }
 
-/// [`start`] with the reload task's `options`.
-async fn start_with(config: &Path, options: reload::Options) -> (Recv, Reloader) {
-    let recv = Recv::start(config, Options::default()).await;
+/// [`start`] with `options` (the reload task's among them).
+async fn start_with(config: &Path, options: Options) -> (Recv, Reloader) {
+    let timing = options.reload_timing();
+    let recv = Recv::start(config, options).await;
     let reloader = reload::spawn(
         recv.state.table().clone(),
         recv.state.metrics.clone(),
-        options,
+        timing,
         None,
         recv.state.log.clone(),
     );

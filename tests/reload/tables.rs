@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use flux_recv::endpoint::fingerprint;
+use flux_recv::options::Options;
 use flux_recv::reload::{self, ReloadResult, Trigger};
 
 use crate::common::{client, eventually_async, git_notification, FakeFluxd};
@@ -453,10 +454,10 @@ async fn a_key_that_comes_after_its_config_is_waited_for() {
 async fn a_key_that_does_not_come_within_the_grace_is_a_failure() {
     let fluxd = FakeFluxd::start().await;
     let mut pod = Pod::new(&fluxd.api());
-    let options = reload::Options {
+    let options = Options {
         resync_interval: NO_RESYNC,
-        grace: Duration::from_millis(700),
-        ..reload::Options::default()
+        reload_grace: Duration::from_millis(700),
+        ..Options::default()
     };
     let (recv, _reloader) = start_with(&pod.config_path(), options).await;
     let a = pod.key_a();
@@ -490,10 +491,10 @@ async fn a_key_in_use_that_disappears_is_an_error_at_once() {
 }
 
 /// Reload options under which a missing key fails a reload at once.
-fn failing_at_once() -> reload::Options {
-    reload::Options {
+fn failing_at_once() -> Options {
+    Options {
         resync_interval: NO_RESYNC,
-        grace: Duration::ZERO,
-        ..reload::Options::default()
+        reload_grace: Duration::ZERO,
+        ..Options::default()
     }
 }
