@@ -6,7 +6,8 @@
 //! `endpoints` lists the hook URLs to paste into providers, `check` reports
 //! every problem with a config, and `send` delivers a signed sample event.
 //! What each one does is in [`crate::commands`]; this module only parses,
-//! and turns the server's flags into [`Options`]. The defaults are
+//! and turns the server's flags into [`Options`] (which
+//! [`crate::service::Config::from_args`] validates). The defaults are
 //! [`crate::options`]'s, shown in `--help`.
 
 use std::fmt;
@@ -244,18 +245,6 @@ impl ServeArgs {
             reload_grace: self.reload_grace.0,
             ..Options::default()
         }
-    }
-
-    /// Whether the flags make sense together: the reason when they do not.
-    pub fn check(&self) -> Result<(), String> {
-        if self.body_budget.0 < self.max_body.0 {
-            return Err(format!(
-                "--body-budget ({}) is smaller than --max-body ({}): a body between the two \
-                 could never be read",
-                self.body_budget, self.max_body
-            ));
-        }
-        Ok(())
     }
 }
 
@@ -676,18 +665,6 @@ mod tests {
         for bad in ["0", "500ms", "1500ms", "soon"] {
             assert!(parse(bad).is_err(), "{bad}");
         }
-    }
-
-    #[test]
-    fn the_body_budget_must_hold_the_largest_body() {
-        let parse = |args: &[&str]| Cli::try_parse_from(args).unwrap().serve.check();
-        assert_eq!(parse(&["flux-recv"]), Ok(()));
-        assert_eq!(parse(&["flux-recv", "--max-body", "16MiB"]), Ok(()));
-        let e = parse(&["flux-recv", "--max-body", "4MiB", "--body-budget", "3MiB"]).unwrap_err();
-        assert!(
-            e.contains("--body-budget (3MiB) is smaller than --max-body (4MiB)"),
-            "{e}"
-        );
     }
 
     #[test]

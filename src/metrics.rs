@@ -2,9 +2,9 @@
 //! OpenMetrics text format (what Prometheus asks for first), or the classic
 //! Prometheus text format 0.0.4 (what everything else reads).
 //!
-//! One [`Metrics`] value lives in [`crate::routes::State`]. Each place that
-//! knows an outcome records it with one call: [`crate::routes`] once per
-//! hook, [`crate::reload`] once per reload. Parts that keep their own
+//! One [`Metrics`] value lives in [`crate::service::Service`]. Each place
+//! that knows an outcome records it with one call: [`crate::reply`] once
+//! per hook, [`crate::reload`] once per reload. Parts that keep their own
 //! counters (the relay) hand in a [`Collector`] that reads them at scrape
 //! time. This module knows the labels, not the request path or the reload.
 //!

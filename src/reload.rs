@@ -10,6 +10,9 @@
 //! - SIGHUP (and [`Reloader::request`], which is what the SIGHUP handler
 //!   calls).
 //!
+//! The service makes the task when it starts ([`Reloader::new`], after the
+//! SIGHUP handler is installed) and starts it once it serves.
+//!
 //! A reload builds a whole new table from disk, validates it, and swaps it in
 //! only if it differs from the one being served. A request loads the table
 //! once and keeps that snapshot to the end, so none ever sees half of an
@@ -28,7 +31,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use slog::{debug, error, info, o, warn, Logger};
@@ -226,62 +229,120 @@ pub struct Timing {
     pub debounce: Debounce,
 }
 
-/// The running reload task. Dropping it stops the task.
-pub struct Reloader {
+/// The reload task: made when the service starts ([`Reloader::new`]),
+/// running once serving begins ([`Reloader::start`]), stopped when the last
+/// handle is dropped. Cheap to clone.
+#[derive(Clone)]
+pub struct Reloader(Arc<Handle>);
+
+struct Handle {
     requests: mpsc::UnboundedSender<Trigger>,
-    task: tokio::task::JoinHandle<()>,
+    /// What the task needs, until it starts.
+    made: Mutex<Option<Box<Made>>>,
+    /// The task, once started.
+    running: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
-impl Reloader {
-    /// Ask for a reload now, as SIGHUP does.
-    pub fn request(&self, trigger: Trigger) {
-        let _ = self.requests.send(trigger);
-    }
-}
-
-impl Drop for Reloader {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-/// Start watching and reloading the table `table` serves, counting reloads
-/// in `metrics`, and on each of `hangups` (SIGHUPs, from
-/// `signals::hangups`) if given. If the file watcher cannot start (e.g. the
-/// inotify limits are reached), this says so and goes on with the periodic
-/// re-read and SIGHUP.
-pub fn spawn(
+/// A reload task not started yet.
+struct Made {
     table: TableHandle,
     metrics: Arc<Metrics>,
     timing: Timing,
     hangups: Option<Signal>,
+    incoming: mpsc::UnboundedReceiver<Trigger>,
     log: Logger,
-) -> Reloader {
-    let (requests, incoming) = mpsc::unbounded_channel();
-    let watcher = match DirWatcher::new(timing.debounce) {
-        Ok(watcher) => Some(watcher),
-        Err(e) => {
-            warn!(log, "cannot watch files; changes are taken up by the periodic re-read and SIGHUP only";
-                  "error" => %e, "resync_interval_s" => timing.resync_interval.as_secs_f64());
-            None
-        }
-    };
-    if let Some(hangups) = hangups {
-        forward_hangups(hangups, requests.clone());
+}
+
+impl Reloader {
+    /// A reload task for the table `table` serves, counting reloads in
+    /// `metrics`, and reloading on each of `hangups` (SIGHUPs, from
+    /// `signals::hangups`) if given. Nothing runs until [`Reloader::start`];
+    /// requests made before are kept until then.
+    pub fn new(
+        table: TableHandle,
+        metrics: Arc<Metrics>,
+        timing: Timing,
+        hangups: Option<Signal>,
+        log: Logger,
+    ) -> Reloader {
+        let (requests, incoming) = mpsc::unbounded_channel();
+        let made = Made {
+            table,
+            metrics,
+            timing,
+            hangups,
+            incoming,
+            log,
+        };
+        Reloader(Arc::new(Handle {
+            requests,
+            made: Mutex::new(Some(Box::new(made))),
+            running: Mutex::new(None),
+        }))
     }
-    let task = ReloadTask {
-        table,
-        metrics,
-        watcher,
-        unwatchable: BTreeSet::new(),
-        failure: None,
-        waiting: BTreeMap::new(),
-        grace: timing.reload_grace,
-        resync_interval: timing.resync_interval,
-        log,
-    };
-    let task = tokio::spawn(task.run(incoming));
-    Reloader { requests, task }
+
+    /// Start watching and reloading (once; later calls do nothing). If the
+    /// file watcher cannot start (e.g. the inotify limits are reached), this
+    /// says so and goes on with the periodic re-read and SIGHUP. Call it on
+    /// the async runtime.
+    pub fn start(&self) {
+        // No await under these locks: std's Mutex is right.
+        let made = self.0.made.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(made) = made {
+            let task = made.spawn(self.0.requests.clone());
+            *self.0.running.lock().unwrap_or_else(|e| e.into_inner()) = Some(task);
+        }
+    }
+
+    /// Ask for a reload now, as SIGHUP does.
+    pub fn request(&self, trigger: Trigger) {
+        let _ = self.0.requests.send(trigger);
+    }
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        let running = self.running.get_mut().unwrap_or_else(|e| e.into_inner());
+        if let Some(task) = running.take() {
+            task.abort();
+        }
+    }
+}
+
+impl Made {
+    fn spawn(self, requests: mpsc::UnboundedSender<Trigger>) -> tokio::task::JoinHandle<()> {
+        let Made {
+            table,
+            metrics,
+            timing,
+            hangups,
+            incoming,
+            log,
+        } = self;
+        let watcher = match DirWatcher::new(timing.debounce) {
+            Ok(watcher) => Some(watcher),
+            Err(e) => {
+                warn!(log, "cannot watch files; changes are taken up by the periodic re-read and SIGHUP only";
+                      "error" => %e, "resync_interval_s" => timing.resync_interval.as_secs_f64());
+                None
+            }
+        };
+        if let Some(hangups) = hangups {
+            forward_hangups(hangups, requests);
+        }
+        let task = ReloadTask {
+            table,
+            metrics,
+            watcher,
+            unwatchable: BTreeSet::new(),
+            failure: None,
+            waiting: BTreeMap::new(),
+            grace: timing.reload_grace,
+            resync_interval: timing.resync_interval,
+            log,
+        };
+        tokio::spawn(task.run(incoming))
+    }
 }
 
 /// Turn each SIGHUP into a reload request: the same path as

@@ -184,8 +184,8 @@ async fn a_flood_through_an_unsigned_endpoint_is_counted_in_full_but_logged_with
     assert!(within(lines, 5, took), "{lines} lines in {took:?}\n{logs}");
     assert!(lines >= 5, "{logs}");
     let metrics = recv
-        .state
-        .metrics
+        .service
+        .metrics()
         .encode(flux_recv::metrics::Format::Prometheus);
     assert!(
         metrics.contains(r#"fluxrecv_hooks_total{source="DockerHub",outcome="relayed"} 40"#),

@@ -25,7 +25,7 @@ use std::time::Duration;
 use common::kubelet::SecretVolume;
 use common::*;
 use flux_recv::options::Options;
-use flux_recv::reload::{self, Reloader};
+use flux_recv::reload::Reloader;
 
 const KEY_A: &[u8] = b"0123456789abcdef-key-a-0123456789";
 const KEY_B: &[u8] = b"0123456789abcdef-key-b-0123456789";
@@ -76,7 +76,8 @@ fn config(api: &str, key_paths: &[&str]) -> Vec<u8> {
     text.into_bytes()
 }
 
-/// Serve `config` and start its reload task; returns once the task watches.
+/// Serve `config` with its reload task re-reading every
+/// `resync_interval`; returns once the task watches, with a handle on it.
 async fn start(config: &Path, resync_interval: Duration) -> (Recv, Reloader) {
     let options = Options {
         resync_interval,
@@ -85,26 +86,19 @@ async fn start(config: &Path, resync_interval: Duration) -> (Recv, Reloader) {
     start_with(config, options).await
 }
 
-/// [`start`] with `options` (the reload task's among them).
+/// [`start`] with `options`.
 async fn start_with(config: &Path, options: Options) -> (Recv, Reloader) {
-    let timing = options.reload_timing();
     let recv = Recv::start(config, options).await;
-    let reloader = reload::spawn(
-        recv.state.table().clone(),
-        recv.state.metrics.clone(),
-        timing,
-        None,
-        recv.state.log.clone(),
-    );
     until_logged(&recv, &["watching for changes"]).await;
+    let reloader = recv.service.reloader().clone();
     (recv, reloader)
 }
 
 /// The value of the metric sample `series` (`name{labels}`), as scraped.
 fn metric(recv: &Recv, series: &str) -> f64 {
     let text = recv
-        .state
-        .metrics
+        .service
+        .metrics()
         .encode(flux_recv::metrics::Format::OpenMetrics);
     text.lines()
         .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())

@@ -262,7 +262,11 @@ async fn a_reload_that_changes_nothing_logs_nothing_above_debug() {
     let from = recv.logs.text().len();
 
     // The function every trigger calls, directly...
-    let result = reload::reload(recv.state.table(), &recv.state.metrics, &recv.state.log);
+    let result = reload::reload(
+        recv.service.table(),
+        recv.service.metrics(),
+        recv.service.log(),
+    );
     assert_eq!(result, ReloadResult::Unchanged);
     // ...and through the task: resyncs and a SIGHUP request.
     reloader.request(Trigger::Hangup);
@@ -379,11 +383,11 @@ async fn a_nexus_endpoint_without_registry_host_is_warned_about_at_load_and_relo
     );
     let warning = "is not set, so every push is relayed as a Docker Hub image";
 
-    // At load: what `serve` logs before it listens.
+    // At load: what the service logs when it starts, before it listens.
     std::fs::write(&path, &with_nexus).unwrap();
     let logs = flux_recv::logging::Captured::default();
     let log = logs.logger(slog::Level::Info);
-    let table = flux_recv::commands::serve::load_table(&path, None, &log).expect("it loads");
+    let table = flux_recv::service::load_table(&path, None, &log).expect("it loads");
     assert_eq!(table.endpoints().len(), 2);
     drop(log);
     let text = logs.text();
