@@ -68,6 +68,12 @@ async fn values_from_a_payload_are_escaped_and_bounded_in_every_line() {
             // The relayed name is whole: only the log is bounded.
             let received = fluxd.take();
             assert_eq!(received[0]["Source"]["Name"]["Image"], name.as_str());
+            // The relay logs the delivery once fluxd's answer is read,
+            // after fluxd has the notification.
+            eventually("the delivered line", Duration::from_secs(10), || {
+                recv.logs.text().contains("DEBG delivered")
+            })
+            .await;
         }
         // Every line naming the change: the dry-run line; or at debug the
         // hook's change line and the delivery's.
