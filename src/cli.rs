@@ -93,8 +93,8 @@ pub struct ServeArgs {
     #[arg(long, env = "FLUXRECV_BODY_BUDGET", default_value_t = Size(Options::default().body_budget))]
     pub body_budget: Size,
 
-    /// Most distinct changes one delivery may ask for (branches, images), at
-    /// most 1024; a delivery naming more gets 400 and nothing is sent.
+    /// Most distinct changes one hook may ask for (branches, images), at
+    /// most 1024; a hook naming more gets 400 and nothing is sent.
     #[arg(long, env = "FLUXRECV_MAX_CHANGES", default_value_t = Options::default().max_changes,
           value_parser = RangedU64ValueParser::<usize>::new().range(1..=crate::source::MAX_CHANGES as u64))]
     pub max_changes: usize,
@@ -114,8 +114,8 @@ pub struct ServeArgs {
     pub delivery_max_age: Span,
 
     /// Most distinct notifications waiting for fluxd at once; one endpoint
-    /// may have half of the room the others leave. A delivery that does not
-    /// fit whole gets 503 with Retry-After; one that never can, 400.
+    /// may have half of the room the others leave. A hook whose changes do
+    /// not fit whole gets 503 with Retry-After; one whose never can, 400.
     #[arg(long, env = "FLUXRECV_MAX_PENDING", default_value_t = Options::default().max_pending,
           value_parser = RangedU64ValueParser::<usize>::new().range(1..=1_000_000))]
     pub max_pending: usize,

@@ -74,7 +74,7 @@ pub enum HookOutcome {
     Ignored,
     /// Verified, and the endpoint's filter left out every change.
     Filtered,
-    /// Verified, and a delivery with the same signed id was accepted
+    /// Verified, and a hook with the same signed id was accepted
     /// within the signature tolerance: nothing sent again, answered 200.
     Replayed,
     /// Signature or token missing or wrong.
@@ -84,7 +84,7 @@ pub enum HookOutcome {
     /// fluxd refused a change for good (a wrong `api:` path, a redirect):
     /// answered 502.
     UpstreamError,
-    /// flux-recv could not take the delivery now (body budget, queue full,
+    /// flux-recv could not take the hook now (body budget, queue full,
     /// shutting down): answered 503 with `Retry-After`.
     Busy,
     /// Body over `--max-body`.

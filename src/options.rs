@@ -26,7 +26,7 @@ pub struct Options {
     /// `Retry-After`. Sized so that, with every connection's own buffers,
     /// the process stays inside the shipped 64 MiB container limit.
     pub body_budget: u64,
-    /// Most distinct changes one delivery may ask for.
+    /// Most distinct changes one hook may ask for.
     pub max_changes: usize,
     /// How long a reply waits for fluxd to accept a hook's changes before
     /// answering 202 (zero: never wait). Under Harbor's 3 s timeout.
