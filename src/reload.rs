@@ -31,7 +31,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use slog::{debug, error, info, o, warn, Logger};
@@ -237,20 +237,18 @@ pub struct Reloader(Arc<Handle>);
 
 struct Handle {
     requests: mpsc::UnboundedSender<Trigger>,
-    /// What the task needs, until it starts.
+    /// The task, until it starts.
     made: Mutex<Option<Box<Made>>>,
     /// The task, once started.
-    running: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    running: OnceLock<tokio::task::JoinHandle<()>>,
 }
 
-/// A reload task not started yet.
+/// A reload task not started yet, and what it starts with.
 struct Made {
-    table: TableHandle,
-    metrics: Arc<Metrics>,
-    timing: Timing,
+    task: ReloadTask,
+    debounce: Debounce,
     hangups: Option<Signal>,
     incoming: mpsc::UnboundedReceiver<Trigger>,
-    log: Logger,
 }
 
 impl Reloader {
@@ -266,18 +264,27 @@ impl Reloader {
         log: Logger,
     ) -> Reloader {
         let (requests, incoming) = mpsc::unbounded_channel();
-        let made = Made {
+        let task = ReloadTask {
             table,
             metrics,
-            timing,
+            watcher: None,
+            unwatchable: BTreeSet::new(),
+            failure: None,
+            waiting: BTreeMap::new(),
+            grace: timing.reload_grace,
+            resync_interval: timing.resync_interval,
+            log,
+        };
+        let made = Made {
+            task,
+            debounce: timing.debounce,
             hangups,
             incoming,
-            log,
         };
         Reloader(Arc::new(Handle {
             requests,
             made: Mutex::new(Some(Box::new(made))),
-            running: Mutex::new(None),
+            running: OnceLock::new(),
         }))
     }
 
@@ -286,12 +293,27 @@ impl Reloader {
     /// says so and goes on with the periodic re-read and SIGHUP. Call it on
     /// the async runtime.
     pub fn start(&self) {
-        // No await under these locks: std's Mutex is right.
-        let made = self.0.made.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(made) = made {
-            let task = made.spawn(self.0.requests.clone());
-            *self.0.running.lock().unwrap_or_else(|e| e.into_inner()) = Some(task);
+        // No await under the lock: std's Mutex is right.
+        let Some(made) = self.0.made.lock().unwrap_or_else(|e| e.into_inner()).take() else {
+            return;
+        };
+        let Made {
+            mut task,
+            debounce,
+            hangups,
+            incoming,
+        } = *made;
+        match DirWatcher::new(debounce) {
+            Ok(watcher) => task.watcher = Some(watcher),
+            Err(e) => {
+                warn!(task.log, "cannot watch files; changes are taken up by the periodic re-read and SIGHUP only";
+                      "error" => %e, "resync_interval_s" => task.resync_interval.as_secs_f64());
+            }
         }
+        if let Some(hangups) = hangups {
+            forward_hangups(hangups, self.0.requests.clone());
+        }
+        let _ = self.0.running.set(tokio::spawn(task.run(incoming)));
     }
 
     /// Ask for a reload now, as SIGHUP does.
@@ -302,46 +324,9 @@ impl Reloader {
 
 impl Drop for Handle {
     fn drop(&mut self) {
-        let running = self.running.get_mut().unwrap_or_else(|e| e.into_inner());
-        if let Some(task) = running.take() {
+        if let Some(task) = self.running.get() {
             task.abort();
         }
-    }
-}
-
-impl Made {
-    fn spawn(self, requests: mpsc::UnboundedSender<Trigger>) -> tokio::task::JoinHandle<()> {
-        let Made {
-            table,
-            metrics,
-            timing,
-            hangups,
-            incoming,
-            log,
-        } = self;
-        let watcher = match DirWatcher::new(timing.debounce) {
-            Ok(watcher) => Some(watcher),
-            Err(e) => {
-                warn!(log, "cannot watch files; changes are taken up by the periodic re-read and SIGHUP only";
-                      "error" => %e, "resync_interval_s" => timing.resync_interval.as_secs_f64());
-                None
-            }
-        };
-        if let Some(hangups) = hangups {
-            forward_hangups(hangups, requests);
-        }
-        let task = ReloadTask {
-            table,
-            metrics,
-            watcher,
-            unwatchable: BTreeSet::new(),
-            failure: None,
-            waiting: BTreeMap::new(),
-            grace: timing.reload_grace,
-            resync_interval: timing.resync_interval,
-            log,
-        };
-        tokio::spawn(task.run(incoming))
     }
 }
 
