@@ -6,8 +6,9 @@
 //! `endpoints` lists the hook URLs to paste into providers, `check` reports
 //! every problem with a config, and `send` delivers a signed sample event.
 //! What each one does is in [`crate::commands`]; this module only parses,
-//! and turns the server's flags into validated [`Options`]. The defaults
-//! are [`Options::default`]'s, shown in `--help`.
+//! and turns the server's flags into [`Options`] (which
+//! [`crate::service::Config::from_args`] validates). The defaults are
+//! [`crate::options`]'s, shown in `--help`.
 
 use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -18,7 +19,7 @@ use std::time::Duration;
 use clap::builder::{BoolishValueParser, RangedU64ValueParser};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::options::Options;
+use crate::options::{Options, DEFAULT_CONFIG, DEFAULT_LISTEN};
 
 /// Receives provider webhooks (GitHub, GitLab, Bitbucket, Gitea, Forgejo,
 /// Gogs, Azure DevOps, Docker Hub, Quay, Harbor, Nexus, Azure Container
@@ -60,12 +61,12 @@ pub enum Command {
 pub struct ServeArgs {
     /// Config file (fluxRecvVersion: 1). Relative key paths in it are
     /// resolved against its directory.
-    #[arg(long, env = "FLUXRECV_CONFIG", default_value = "fluxrecv.yaml")]
+    #[arg(long, env = "FLUXRECV_CONFIG", default_value = DEFAULT_CONFIG)]
     pub config: PathBuf,
 
     /// Address to listen on: `host:port` (a name or an address) or `:port`
     /// (all interfaces).
-    #[arg(long, env = "FLUXRECV_LISTEN", default_value = "0.0.0.0:8080", value_parser = parse_listen)]
+    #[arg(long, env = "FLUXRECV_LISTEN", default_value = DEFAULT_LISTEN, value_parser = parse_listen)]
     pub listen: SocketAddr,
 
     /// `--api`.
@@ -92,8 +93,8 @@ pub struct ServeArgs {
     #[arg(long, env = "FLUXRECV_BODY_BUDGET", default_value_t = Size(Options::default().body_budget))]
     pub body_budget: Size,
 
-    /// Most distinct changes one delivery may ask for (branches, images), at
-    /// most 1024; a delivery naming more gets 400 and nothing is sent.
+    /// Most distinct changes one hook may ask for (branches, images), at
+    /// most 1024; a hook naming more gets 400 and nothing is sent.
     #[arg(long, env = "FLUXRECV_MAX_CHANGES", default_value_t = Options::default().max_changes,
           value_parser = RangedU64ValueParser::<usize>::new().range(1..=crate::source::MAX_CHANGES as u64))]
     pub max_changes: usize,
@@ -113,8 +114,8 @@ pub struct ServeArgs {
     pub delivery_max_age: Span,
 
     /// Most distinct notifications waiting for fluxd at once; one endpoint
-    /// may have half of the room the others leave. A delivery that does not
-    /// fit whole gets 503 with Retry-After; one that never can, 400.
+    /// may have half of the room the others leave. A hook whose changes do
+    /// not fit whole gets 503 with Retry-After; one whose never can, 400.
     #[arg(long, env = "FLUXRECV_MAX_PENDING", default_value_t = Options::default().max_pending,
           value_parser = RangedU64ValueParser::<usize>::new().range(1..=1_000_000))]
     pub max_pending: usize,
@@ -127,14 +128,14 @@ pub struct ServeArgs {
     /// Re-read the config and keys this often even when no file event
     /// arrives (a backstop for lost events); swaps only if they changed.
     #[arg(long, env = "FLUXRECV_RESYNC_INTERVAL",
-          default_value_t = Span(crate::reload::Options::default().resync_interval))]
+          default_value_t = Span(Options::default().resync_interval))]
     pub resync_interval: Span,
 
     /// How long a reload waits for a file the new config names that is not
     /// there yet (the keys Secret updated after the config's) before it
     /// counts as failed; meanwhile the previous table serves.
     #[arg(long, env = "FLUXRECV_RELOAD_GRACE", value_parser = parse_budget,
-          default_value_t = Span(crate::reload::DEFAULT_GRACE))]
+          default_value_t = Span(Options::default().reload_grace))]
     pub reload_grace: Span,
 
     /// Relay worker threads: most POSTs to fluxd at once. One fluxd is
@@ -212,7 +213,7 @@ pub struct ServeArgs {
     /// Where Google publishes the keys that sign Pub/Sub push tokens, for
     /// GoogleContainerRegistry endpoints with a `gcr:` block. https only
     /// (plain http to localhost, for tests).
-    #[arg(long, env = "FLUXRECV_GOOGLE_JWKS_URL", default_value = crate::gcr_auth::GOOGLE_JWKS_URL,
+    #[arg(long, env = "FLUXRECV_GOOGLE_JWKS_URL", default_value_t = Options::default().google_jwks_url,
           value_parser = crate::gcr_auth::check_url)]
     pub google_jwks_url: String,
 }
@@ -240,29 +241,9 @@ impl ServeArgs {
             refusal_logs_per_second: self.refusal_logs_per_second,
             signature_tolerance: self.signature_tolerance.0,
             hook_logs_per_second: self.hook_logs_per_second,
-            ..Options::default()
-        }
-    }
-
-    /// Whether the flags make sense together: the reason when they do not.
-    pub fn check(&self) -> Result<(), String> {
-        if self.body_budget.0 < self.max_body.0 {
-            return Err(format!(
-                "--body-budget ({}) is smaller than --max-body ({}): a body between the two \
-                 could never be read",
-                self.body_budget, self.max_body
-            ));
-        }
-        Ok(())
-    }
-
-    /// The reload task's options, as the flags set them.
-    pub fn reload_options(&self) -> crate::reload::Options {
-        crate::reload::Options {
             resync_interval: self.resync_interval.0,
-            grace: self.reload_grace.0,
-            sighup: true,
-            ..crate::reload::Options::default()
+            reload_grace: self.reload_grace.0,
+            ..Options::default()
         }
     }
 }
@@ -293,7 +274,7 @@ pub struct KeygenArgs {
 
     /// The config the key is for: the `keyPath:` suggested is relative to
     /// its directory, as the server reads it.
-    #[arg(long, env = "FLUXRECV_CONFIG", default_value = "fluxrecv.yaml")]
+    #[arg(long, env = "FLUXRECV_CONFIG", default_value = DEFAULT_CONFIG)]
     pub config: PathBuf,
 
     /// `hex` (a shared secret for every source) or `whsec` (a Standard
@@ -316,7 +297,7 @@ pub enum KeyFormat {
 #[derive(Debug, Args)]
 pub struct EndpointsArgs {
     /// Config file, as for serving.
-    #[arg(long, env = "FLUXRECV_CONFIG", default_value = "fluxrecv.yaml")]
+    #[arg(long, env = "FLUXRECV_CONFIG", default_value = DEFAULT_CONFIG)]
     pub config: PathBuf,
 
     /// Where providers reach flux-recv (e.g. `https://hooks.example.com`), to
@@ -346,7 +327,7 @@ pub enum Output {
 #[derive(Debug, Args)]
 pub struct CheckArgs {
     /// Config file, as for serving.
-    #[arg(long, env = "FLUXRECV_CONFIG", default_value = "fluxrecv.yaml")]
+    #[arg(long, env = "FLUXRECV_CONFIG", default_value = DEFAULT_CONFIG)]
     pub config: PathBuf,
 
     /// `--api`, as for serving.
@@ -359,7 +340,7 @@ pub struct CheckArgs {
 pub struct SendArgs {
     /// Config file, as for serving: the endpoint's source and key come from
     /// it.
-    #[arg(long, env = "FLUXRECV_CONFIG", default_value = "fluxrecv.yaml")]
+    #[arg(long, env = "FLUXRECV_CONFIG", default_value = DEFAULT_CONFIG)]
     pub config: PathBuf,
 
     /// Which endpoint: its 1-based position in the config's `endpoints:`
@@ -609,8 +590,8 @@ mod tests {
         // none); its Debug shows every field.
         assert_eq!(format!("{parsed:?}"), format!("{default:?}"));
         assert_eq!(
-            cli.serve.reload_options().resync_interval,
-            crate::reload::Options::default().resync_interval
+            cli.serve.options().resync_interval,
+            Options::default().resync_interval
         );
     }
 
@@ -684,18 +665,6 @@ mod tests {
         for bad in ["0", "500ms", "1500ms", "soon"] {
             assert!(parse(bad).is_err(), "{bad}");
         }
-    }
-
-    #[test]
-    fn the_body_budget_must_hold_the_largest_body() {
-        let parse = |args: &[&str]| Cli::try_parse_from(args).unwrap().serve.check();
-        assert_eq!(parse(&["flux-recv"]), Ok(()));
-        assert_eq!(parse(&["flux-recv", "--max-body", "16MiB"]), Ok(()));
-        let e = parse(&["flux-recv", "--max-body", "4MiB", "--body-budget", "3MiB"]).unwrap_err();
-        assert!(
-            e.contains("--body-budget (3MiB) is smaller than --max-body (4MiB)"),
-            "{e}"
-        );
     }
 
     #[test]

@@ -1,12 +1,12 @@
-//! One delivery to `/hook/<fingerprint>`, as typed values: find the
-//! endpoint, check the credentials that sit in headers (and, where the
-//! signature covers a time, that it is near now), read the body under its
-//! limits and the global body budget, let the source verify and parse it,
-//! filter the changes, and hand them to the delivery queue (once per
-//! signed delivery id, [`crate::replay`]), waiting for fluxd's answer at
-//! most the reply budget. The result is a [`Report`];
-//! what it means for the reply, the metrics and the log is decided in one
-//! place, [`crate::routes`].
+//! One hook (a provider's request to `/hook/<fingerprint>`), as typed
+//! values: find the endpoint, check the credentials that sit in headers
+//! (and, where the signature covers a time, that it is near now), read the
+//! body under its limits and the global body budget, let the source verify
+//! and parse it, filter the changes, and hand them to the delivery queue
+//! (once per signed delivery id, [`crate::replay`]), waiting for fluxd's
+//! answer at most the reply budget. The result is a [`HookReport`]; what it
+//! means for the reply, the metrics and the log is decided in one place,
+//! [`crate::reply`].
 //!
 //! Nothing here knows about HTTP replies, metrics or logs.
 
@@ -28,14 +28,15 @@ use crate::source::{header, HookError, Outcome};
 use crate::table::TableHandle;
 use crate::targets::{Body, Target, VerifiedHook};
 
-/// Limits and switches of the request path.
+/// The request path's limits, and its one switch (the dry run); each field
+/// is named after the flag that sets it.
 #[derive(Debug, Clone)]
-pub struct Options {
+pub struct RequestLimits {
     /// Largest body accepted, in bytes.
     pub max_body: u64,
     /// A client must send a request's body within this time.
     pub body_timeout: Duration,
-    /// Most distinct changes one delivery may ask for; more is refused
+    /// Most distinct changes one hook may ask for; more is refused
     /// whole, so one request cannot turn into thousands of calls to fluxd.
     pub max_changes: usize,
     /// Verify and parse as usual, send nothing.
@@ -50,7 +51,7 @@ pub struct Options {
     pub signature_tolerance: Duration,
 }
 
-/// What one delivery needs: the endpoint table, Google's keys for `gcr:`
+/// What one hook needs: the endpoint table, Google's keys for `gcr:`
 /// endpoints, the body budget, the delivery ids accepted, and the delivery
 /// queue.
 pub struct Hooks {
@@ -63,28 +64,31 @@ pub struct Hooks {
     /// One permit per body byte held: bodies of unsigned or slow requests
     /// cannot add up past it, whatever the number of connections.
     body_budget: Arc<Semaphore>,
-    options: Options,
+    limits: RequestLimits,
 }
 
-/// What happened to one request to a hook URL.
+/// What happened to one hook: which endpoint it was for, what the provider
+/// said it was, and how it ended.
 #[derive(Debug)]
-pub struct Report {
+pub struct HookReport {
     /// The endpoint the URL names.
     pub endpoint: Arc<Endpoint>,
     /// The event the provider named, printable; empty if none.
     pub event: String,
-    /// The provider's delivery id, printable; empty if none.
-    pub delivery: String,
+    /// The id the provider gave this hook (GitHub's `X-GitHub-Delivery`,
+    /// Standard Webhooks' `webhook-id`, …), printable; empty if none.
+    /// Logged as `delivery`.
+    pub delivery_id: String,
     /// The outcome.
     pub handled: Handled,
 }
 
-/// How a delivery ended.
+/// How a hook ended.
 #[derive(Debug)]
 pub enum Handled {
-    /// Verified, parsed, and handed on: fluxd was told of these changes
-    /// (or, in a dry run, would have been), and said what `confirmation`
-    /// says.
+    /// Verified, parsed, and handed to the delivery queue: fluxd was told
+    /// of these changes (or, in a dry run, would have been), and answered
+    /// what `answer` says.
     Delivered {
         /// The changes, in order.
         changes: Vec<Change>,
@@ -92,12 +96,12 @@ pub enum Handled {
         filtered: usize,
         /// Where they went: the endpoint's targets.
         targets: Arc<[Target]>,
-        /// What fluxd said.
-        confirmation: Confirmation,
+        /// What the targets answered within the reply budget.
+        answer: Answer,
     },
     /// Verified, and nothing to do; the text says why.
     Ignored(String),
-    /// Verified, and the endpoint accepted a delivery with this id (its
+    /// Verified, and the endpoint accepted a hook with this id (its
     /// signature's `webhook-id`) within the signature tolerance: nothing is
     /// sent again.
     Replayed {
@@ -113,9 +117,9 @@ pub enum Handled {
     Refused(Refusal),
 }
 
-/// What fluxd said about a delivery's changes within the reply budget.
+/// What fluxd answered about a hook's changes within the reply budget.
 #[derive(Debug)]
-pub enum Confirmation {
+pub enum Answer {
     /// fluxd accepted every change.
     Accepted,
     /// Not confirmed yet: queued, and retried for at least this long.
@@ -146,7 +150,7 @@ pub enum Refusal {
     BadRequest(HookError),
     /// More distinct changes than `max_changes`.
     TooManyChanges {
-        /// How many the delivery asked for.
+        /// How many the hook asked for.
         count: usize,
         /// The limit.
         max: usize,
@@ -177,7 +181,7 @@ pub enum Refusal {
     /// More notifications (changes times APIs) than one endpoint may ever
     /// have pending: retrying cannot help. Nothing was built or queued.
     TooManyNotifications {
-        /// Distinct changes of the delivery.
+        /// Distinct changes of the hook.
         changes: usize,
         /// The endpoint's APIs.
         apis: usize,
@@ -196,18 +200,26 @@ enum BodyError {
 }
 
 impl Hooks {
-    /// The request path over `table`, delivering through `queue`.
-    pub fn new(table: TableHandle, google_keys: Jwks, queue: Queue, options: Options) -> Hooks {
-        let permits = usize::try_from(options.body_budget)
+    /// The request path over `table`, checking Pub/Sub push tokens with
+    /// `google_keys`, remembering signed delivery ids in `replays`, and
+    /// delivering through `queue`.
+    pub fn new(
+        table: TableHandle,
+        google_keys: Jwks,
+        replays: Replays,
+        queue: Queue,
+        limits: RequestLimits,
+    ) -> Hooks {
+        let permits = usize::try_from(limits.body_budget)
             .unwrap_or(usize::MAX)
             .min(Semaphore::MAX_PERMITS);
         Hooks {
             table,
             google_keys,
             queue,
-            replays: Replays::new(options.signature_tolerance, crate::replay::MAX_IDS),
+            replays,
             body_budget: Arc::new(Semaphore::new(permits)),
-            options,
+            limits,
         }
     }
 
@@ -233,7 +245,7 @@ impl Hooks {
         fingerprint: &str,
         headers: &HeaderMap,
         body: S,
-    ) -> Option<Report>
+    ) -> Option<HookReport>
     where
         S: Stream<Item = Result<B, E>>,
         B: Buf,
@@ -241,13 +253,13 @@ impl Hooks {
         // One load: this request sees this table, whatever reloads happen.
         let table = self.table.load_full();
         let endpoint = table.get(fingerprint).cloned()?;
-        let delivery = endpoint.source.delivery_of(headers);
+        let delivery_id = endpoint.source.delivery_of(headers);
         let handled = self
-            .deliver(&table, &endpoint, headers, body, &delivery)
+            .deliver(&table, &endpoint, headers, body, &delivery_id)
             .await;
-        Some(Report {
+        Some(HookReport {
             event: endpoint.source.event_of(headers),
-            delivery,
+            delivery_id,
             endpoint,
             handled,
         })
@@ -303,10 +315,10 @@ impl Hooks {
             Ok(Outcome::Ignore(why)) => return Handled::Ignored(why),
             Ok(Outcome::Notify(changes)) => changes,
         };
-        if changes.len() > self.options.max_changes {
+        if changes.len() > self.limits.max_changes {
             return Handled::Refused(Refusal::TooManyChanges {
                 count: changes.len(),
-                max: self.options.max_changes,
+                max: self.limits.max_changes,
             });
         }
         let parsed = changes.len();
@@ -339,9 +351,9 @@ impl Hooks {
         }
         drop(kept);
         let replayed = Handled::Replayed {
-            within: self.options.signature_tolerance,
+            within: self.limits.signature_tolerance,
         };
-        if self.options.dry_run {
+        if self.limits.dry_run {
             // What would have been sent counts as accepted, so that a dry
             // run shows what replays would get.
             if let Some(stamp) = &stamp {
@@ -359,7 +371,7 @@ impl Hooks {
                 changes,
                 filtered,
                 targets,
-                confirmation: Confirmation::DryRun,
+                answer: Answer::DryRun,
             };
         }
         // Each target is delivered to on its own.
@@ -403,10 +415,10 @@ impl Hooks {
             }
             Err(Full::Closed) => return Handled::Refused(Refusal::ShuttingDown),
         };
-        let confirmation = match ticket.wait(self.options.reply_budget).await {
-            delivery::Acceptance::Accepted => Confirmation::Accepted,
-            delivery::Acceptance::Pending { retry_for } => Confirmation::Pending { retry_for },
-            delivery::Acceptance::Refused { target, reason } => Confirmation::Refused {
+        let answer = match ticket.wait(self.limits.reply_budget).await {
+            delivery::Acceptance::Accepted => Answer::Accepted,
+            delivery::Acceptance::Pending { retry_for } => Answer::Pending { retry_for },
+            delivery::Acceptance::Refused { target, reason } => Answer::Refused {
                 api: target,
                 reason,
             },
@@ -415,7 +427,7 @@ impl Hooks {
             changes,
             filtered,
             targets,
-            confirmation,
+            answer,
         }
     }
 
@@ -425,17 +437,17 @@ impl Hooks {
         &self,
         headers: &HeaderMap,
         body: S,
-    ) -> Result<(bytes::Bytes, Held), Refusal>
+    ) -> Result<(bytes::Bytes, BodyPermit), Refusal>
     where
         S: Stream<Item = Result<B, E>>,
         B: Buf,
     {
-        let limit = self.options.max_body;
+        let limit = self.limits.max_body;
         let declared = header(headers, "content-length").and_then(|v| v.parse::<u64>().ok());
         if declared.is_some_and(|n| n > limit) {
             return Err(Refusal::TooLarge { limit });
         }
-        let mut held = Held::new(self.body_budget.clone());
+        let mut held = BodyPermit::new(self.body_budget.clone());
         // A declared length is taken from the budget at once: a request the
         // budget cannot hold is refused before a byte of it is read.
         if let Some(n) = declared {
@@ -444,7 +456,7 @@ impl Hooks {
             }
         }
         let reading = read_body(body, limit, declared, &mut held);
-        match tokio::time::timeout(self.options.body_timeout, reading).await {
+        match tokio::time::timeout(self.limits.body_timeout, reading).await {
             Ok(Ok(body)) => Ok((body, held)),
             Ok(Err(BodyError::TooLarge)) => Err(Refusal::TooLarge { limit }),
             Ok(Err(BodyError::Broken)) => Err(Refusal::BodyBroken),
@@ -454,16 +466,16 @@ impl Hooks {
     }
 }
 
-/// Body bytes a request holds against the global budget; given back when
-/// dropped.
-struct Held {
+/// A request's permit on the global body budget: the body bytes it holds,
+/// given back when dropped.
+struct BodyPermit {
     budget: Arc<Semaphore>,
     permit: Option<OwnedSemaphorePermit>,
 }
 
-impl Held {
-    fn new(budget: Arc<Semaphore>) -> Held {
-        Held {
+impl BodyPermit {
+    fn new(budget: Arc<Semaphore>) -> BodyPermit {
+        BodyPermit {
             budget,
             permit: None,
         }
@@ -502,7 +514,7 @@ async fn read_body<S, B, E>(
     body: S,
     limit: u64,
     declared: Option<u64>,
-    held: &mut Held,
+    held: &mut BodyPermit,
 ) -> Result<bytes::Bytes, BodyError>
 where
     S: Stream<Item = Result<B, E>>,
@@ -535,8 +547,8 @@ where
 mod tests {
     use super::*;
 
-    fn budget(bytes: usize) -> Held {
-        Held::new(Arc::new(Semaphore::new(bytes)))
+    fn budget(bytes: usize) -> BodyPermit {
+        BodyPermit::new(Arc::new(Semaphore::new(bytes)))
     }
 
     fn chunk() -> Result<bytes::Bytes, std::io::Error> {
@@ -561,17 +573,17 @@ mod tests {
     #[tokio::test]
     async fn bodies_together_cannot_pass_the_budget() {
         let shared = Arc::new(Semaphore::new(15_000));
-        let mut first = Held::new(shared.clone());
+        let mut first = BodyPermit::new(shared.clone());
         let ten = || futures_util::stream::iter((0..10).map(|_| chunk()));
         assert!(read_body(ten(), 1 << 20, None, &mut first).await.is_ok());
         // The first still holds 10,000 of 15,000 bytes.
-        let mut second = Held::new(shared.clone());
+        let mut second = BodyPermit::new(shared.clone());
         assert!(matches!(
             read_body(ten(), 1 << 20, None, &mut second).await,
             Err(BodyError::OverBudget)
         ));
         drop((first, second));
-        let mut third = Held::new(shared);
+        let mut third = BodyPermit::new(shared);
         assert!(read_body(ten(), 1 << 20, None, &mut third).await.is_ok());
     }
 

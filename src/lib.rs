@@ -7,9 +7,10 @@
 //! ([`delivery`]), answering the provider within a reply budget.
 //!
 //! The map of the parts, what flows through them and the rules between them
-//! is `docs/architecture.md`: read it first. The binary in `main.rs` only
-//! parses flags and calls into this library, so the tests drive exactly what
-//! runs in production.
+//! is `docs/architecture.md`: read it first. Everything serving needs is
+//! assembled in one place, [`service::Service`]; the binary in `main.rs`
+//! only parses flags and calls into this library, and the end-to-end tests
+//! start the same service, so they drive exactly what runs in production.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -33,8 +34,10 @@ pub mod notification;
 pub mod options;
 pub mod reload;
 pub mod replay;
+pub mod reply;
 pub mod routes;
 pub mod server;
+pub mod service;
 pub(crate) mod signals;
 pub mod slots;
 pub mod source;

@@ -2,9 +2,9 @@
 //! OpenMetrics text format (what Prometheus asks for first), or the classic
 //! Prometheus text format 0.0.4 (what everything else reads).
 //!
-//! One [`Metrics`] value lives in [`crate::routes::State`]. Each place that
-//! knows an outcome records it with one call: [`crate::routes`] once per
-//! hook, [`crate::reload`] once per reload. Parts that keep their own
+//! One [`Metrics`] value lives in [`crate::service::Service`]. Each place
+//! that knows an outcome records it with one call: [`crate::reply`] once
+//! per hook, [`crate::reload`] once per reload. Parts that keep their own
 //! counters (the relay) hand in a [`Collector`] that reads them at scrape
 //! time. This module knows the labels, not the request path or the reload.
 //!
@@ -63,7 +63,7 @@ const REPLY_BUCKETS: [f64; 13] = [
 
 /// How a hook to a known endpoint ended: the `outcome` label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
+pub enum HookOutcome {
     /// fluxd accepted every change within the reply budget (or, in a dry
     /// run, would have been told): answered 200.
     Relayed,
@@ -74,7 +74,7 @@ pub enum Outcome {
     Ignored,
     /// Verified, and the endpoint's filter left out every change.
     Filtered,
-    /// Verified, and a delivery with the same signed id was accepted
+    /// Verified, and a hook with the same signed id was accepted
     /// within the signature tolerance: nothing sent again, answered 200.
     Replayed,
     /// Signature or token missing or wrong.
@@ -84,45 +84,45 @@ pub enum Outcome {
     /// fluxd refused a change for good (a wrong `api:` path, a redirect):
     /// answered 502.
     UpstreamError,
-    /// flux-recv could not take the delivery now (body budget, queue full,
+    /// flux-recv could not take the hook now (body budget, queue full,
     /// shutting down): answered 503 with `Retry-After`.
     Busy,
     /// Body over `--max-body`.
     TooLarge,
 }
 
-impl Outcome {
+impl HookOutcome {
     /// Every outcome a hook can have (a URL no endpoint has is counted
     /// apart, with no source: [`Metrics::unknown_hook`]). A source's series are
     /// created at zero for each as soon as the source is served, so an alert
     /// on the first unauthorized hook sees 0 → 1 rather than a series
     /// appearing from nowhere.
-    const FOR_ENDPOINTS: [Outcome; 10] = [
-        Outcome::Relayed,
-        Outcome::Queued,
-        Outcome::Ignored,
-        Outcome::Filtered,
-        Outcome::Replayed,
-        Outcome::Busy,
-        Outcome::Unauthorized,
-        Outcome::BadRequest,
-        Outcome::UpstreamError,
-        Outcome::TooLarge,
+    const FOR_ENDPOINTS: [HookOutcome; 10] = [
+        HookOutcome::Relayed,
+        HookOutcome::Queued,
+        HookOutcome::Ignored,
+        HookOutcome::Filtered,
+        HookOutcome::Replayed,
+        HookOutcome::Busy,
+        HookOutcome::Unauthorized,
+        HookOutcome::BadRequest,
+        HookOutcome::UpstreamError,
+        HookOutcome::TooLarge,
     ];
 
     /// The label value.
     pub fn label(self) -> &'static str {
         match self {
-            Outcome::Relayed => "relayed",
-            Outcome::Queued => "queued",
-            Outcome::Busy => "busy",
-            Outcome::Ignored => "ignored",
-            Outcome::Filtered => "filtered",
-            Outcome::Replayed => "replayed",
-            Outcome::Unauthorized => "unauthorized",
-            Outcome::BadRequest => "bad_request",
-            Outcome::UpstreamError => "upstream_error",
-            Outcome::TooLarge => "too_large",
+            HookOutcome::Relayed => "relayed",
+            HookOutcome::Queued => "queued",
+            HookOutcome::Busy => "busy",
+            HookOutcome::Ignored => "ignored",
+            HookOutcome::Filtered => "filtered",
+            HookOutcome::Replayed => "replayed",
+            HookOutcome::Unauthorized => "unauthorized",
+            HookOutcome::BadRequest => "bad_request",
+            HookOutcome::UpstreamError => "upstream_error",
+            HookOutcome::TooLarge => "too_large",
         }
     }
 }
@@ -287,7 +287,7 @@ impl Metrics {
     }
 
     /// Count one hook to a known endpoint of `source`.
-    pub fn hook(&self, source: &'static str, outcome: Outcome) {
+    pub fn hook(&self, source: &'static str, outcome: HookOutcome) {
         self.hooks
             .get_or_create(&HookLabels {
                 source,
@@ -338,7 +338,7 @@ impl Metrics {
         self.last_reload_success.set(now);
         self.endpoints.set(table.endpoints().len() as i64);
         for endpoint in table.endpoints() {
-            for outcome in Outcome::FOR_ENDPOINTS {
+            for outcome in HookOutcome::FOR_ENDPOINTS {
                 let _ = self.hooks.get_or_create(&HookLabels {
                     source: endpoint.source.name(),
                     outcome: outcome.label(),
@@ -424,29 +424,29 @@ mod tests {
     fn every_outcome_is_created_at_zero() {
         // Exhaustive: an outcome added to the enum does not compile until it
         // has an arm here, which asks that FOR_ENDPOINTS list it too.
-        let listed = |outcome: Outcome| match outcome {
-            Outcome::Relayed
-            | Outcome::Queued
-            | Outcome::Ignored
-            | Outcome::Filtered
-            | Outcome::Replayed
-            | Outcome::Busy
-            | Outcome::Unauthorized
-            | Outcome::BadRequest
-            | Outcome::UpstreamError
-            | Outcome::TooLarge => Outcome::FOR_ENDPOINTS.contains(&outcome),
+        let listed = |outcome: HookOutcome| match outcome {
+            HookOutcome::Relayed
+            | HookOutcome::Queued
+            | HookOutcome::Ignored
+            | HookOutcome::Filtered
+            | HookOutcome::Replayed
+            | HookOutcome::Busy
+            | HookOutcome::Unauthorized
+            | HookOutcome::BadRequest
+            | HookOutcome::UpstreamError
+            | HookOutcome::TooLarge => HookOutcome::FOR_ENDPOINTS.contains(&outcome),
         };
         for outcome in [
-            Outcome::Relayed,
-            Outcome::Queued,
-            Outcome::Ignored,
-            Outcome::Filtered,
-            Outcome::Replayed,
-            Outcome::Busy,
-            Outcome::Unauthorized,
-            Outcome::BadRequest,
-            Outcome::UpstreamError,
-            Outcome::TooLarge,
+            HookOutcome::Relayed,
+            HookOutcome::Queued,
+            HookOutcome::Ignored,
+            HookOutcome::Filtered,
+            HookOutcome::Replayed,
+            HookOutcome::Busy,
+            HookOutcome::Unauthorized,
+            HookOutcome::BadRequest,
+            HookOutcome::UpstreamError,
+            HookOutcome::TooLarge,
         ] {
             assert!(listed(outcome), "{outcome:?} is not created at zero");
         }
@@ -467,7 +467,7 @@ mod tests {
     fn names_units_and_labels() {
         let dir = tempfile::tempdir().unwrap();
         let metrics = Metrics::new(&table(dir.path()), vec![]);
-        metrics.hook("GitHub", Outcome::Unauthorized);
+        metrics.hook("GitHub", HookOutcome::Unauthorized);
         metrics.replied(Duration::from_millis(3));
         metrics.reloaded(Reload::Unchanged, &table(dir.path()));
         let text = metrics.encode(Format::OpenMetrics);

@@ -1,13 +1,23 @@
 //! The server's settings that come from flags and stay fixed while the
 //! process runs, with their defaults: the one place the defaults are
 //! stated, or named where the module they tune states them (the delivery
-//! queue's, Google's keys). [`crate::cli`] shows them in `--help` and fills
-//! these in from the command line and the environment; the tests start
-//! from [`Options::default`].
+//! queue's, Google's keys, the signature tolerance, the file events'
+//! debounce). [`crate::cli`] shows them in `--help` and fills these in from
+//! the command line and the environment; the tests start from
+//! [`Options::default`]. Each field is named after its flag, and so is the
+//! field of each part it is handed to ([`Options::request_limits`],
+//! [`Options::slots`], [`Options::reload_timing`], …).
 
 use std::time::Duration;
 
-/// Everything the server is started with besides the config file.
+/// The config file read when `--config` is not given.
+pub const DEFAULT_CONFIG: &str = "fluxrecv.yaml";
+
+/// Where the server listens when `--listen` is not given.
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
+
+/// Everything the server is started with besides the config file and the
+/// listen address.
 #[derive(Debug, Clone)]
 pub struct Options {
     /// Largest body accepted, in bytes.
@@ -16,7 +26,7 @@ pub struct Options {
     /// `Retry-After`. Sized so that, with every connection's own buffers,
     /// the process stays inside the shipped 64 MiB container limit.
     pub body_budget: u64,
-    /// Most distinct changes one delivery may ask for.
+    /// Most distinct changes one hook may ask for.
     pub max_changes: usize,
     /// How long a reply waits for fluxd to accept a hook's changes before
     /// answering 202 (zero: never wait). Under Harbor's 3 s timeout.
@@ -70,6 +80,16 @@ pub struct Options {
     /// debug). A budget apart from refusals', so junk cannot crowd them
     /// out; and an unsigned endpoint's URL is all a flood of them takes.
     pub hook_logs_per_second: u64,
+    /// Re-read the config and keys this often even when no file event
+    /// arrives (a backstop for lost events); the timer restarts after
+    /// every reload.
+    pub resync_interval: Duration,
+    /// How long a file a new config names may be missing before the reload
+    /// counts as failed: the kubelet updates two Secrets independently, up
+    /// to a minute or so apart.
+    pub reload_grace: Duration,
+    /// How file events are settled into one reload (not a flag).
+    pub reload_debounce: crate::watch::Debounce,
 }
 
 impl Default for Options {
@@ -97,14 +117,18 @@ impl Default for Options {
             refusal_logs_per_second: 20,
             signature_tolerance: crate::replay::DEFAULT_TOLERANCE,
             hook_logs_per_second: 100,
+            resync_interval: Duration::from_secs(60),
+            // Two of the kubelet's one-minute syncs.
+            reload_grace: Duration::from_secs(120),
+            reload_debounce: crate::watch::Debounce::default(),
         }
     }
 }
 
 impl Options {
     /// The request path's part.
-    pub fn hooks(&self) -> crate::hook::Options {
-        crate::hook::Options {
+    pub fn request_limits(&self) -> crate::hook::RequestLimits {
+        crate::hook::RequestLimits {
             max_body: self.max_body,
             body_timeout: self.body_timeout,
             max_changes: self.max_changes,
@@ -115,12 +139,13 @@ impl Options {
         }
     }
 
-    /// The connection slots' part.
+    /// The connection slots' part, as the flags ask for it (the service
+    /// may serve fewer connections: see [`crate::fd_limit`]).
     pub fn slots(&self) -> crate::slots::Limits {
         crate::slots::Limits {
             max_connections: self.max_connections,
-            max_age: self.max_connection_age,
-            max_requests: self.max_connection_requests,
+            max_connection_age: self.max_connection_age,
+            max_connection_requests: self.max_connection_requests,
         }
     }
 
@@ -133,6 +158,15 @@ impl Options {
             relay_timeout: self.relay_timeout,
             backoff: crate::delivery::Backoff::default(),
             refusal_logs_per_second: self.refusal_logs_per_second,
+        }
+    }
+
+    /// The reload task's part.
+    pub fn reload_timing(&self) -> crate::reload::Timing {
+        crate::reload::Timing {
+            resync_interval: self.resync_interval,
+            reload_grace: self.reload_grace,
+            debounce: self.reload_debounce,
         }
     }
 }

@@ -10,6 +10,9 @@
 //! - SIGHUP (and [`Reloader::request`], which is what the SIGHUP handler
 //!   calls).
 //!
+//! The service makes the task when it starts ([`Reloader::new`], after the
+//! SIGHUP handler is installed) and starts it once it serves.
+//!
 //! A reload builds a whole new table from disk, validates it, and swaps it in
 //! only if it differs from the one being served. A request loads the table
 //! once and keeps that snapshot to the end, so none ever sees half of an
@@ -28,7 +31,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use slog::{debug, error, info, o, warn, Logger};
@@ -38,6 +41,7 @@ use tokio::time::MissedTickBehavior;
 
 use crate::config::{Problem, Severity};
 use crate::endpoint::Endpoint;
+use crate::logging::{log_endpoint, log_problem};
 use crate::metrics::{self, Metrics};
 use crate::table::{Table, TableHandle};
 use crate::watch::{Debounce, DirWatcher};
@@ -211,128 +215,119 @@ fn changed_settings<'a>(before: &Table, after: &'a Table) -> Vec<&'a Endpoint> {
         .collect()
 }
 
-/// One line about an endpoint, at start-up and on each reload, with the
-/// same fields, so one `grep` finds both: how operators learn each hook URL
-/// and where its changes go.
-pub fn log_endpoint(log: &Logger, what: &str, e: &Endpoint) {
-    let api = match &e.targets {
-        Some(own) => crate::targets::names(own),
-        None => "default".to_string(),
-    };
-    // Operators tail for these (the hook URLs): never dropped.
-    info!(log, #crate::logging::KEEP, "{}", what;
-          "source" => e.source.name(),
-          "key" => %e.key_path.display(),
-          "fingerprint" => &e.fingerprint,
-          "url" => e.url_path(),
-          "api" => api,
-          "filter" => %e.filter);
-}
-
-/// One line per problem with a config or key: a warning or an error,
-/// naming the file and field. Start-up and every reload log them alike.
-pub(crate) fn log_problem(log: &Logger, p: &Problem) {
-    match p.severity {
-        Severity::Warning => {
-            warn!(log, #crate::logging::KEEP, "{}", p.message;
-                  "file" => %p.file.display(), "field" => &p.field)
-        }
-        Severity::Error => {
-            error!(log, #crate::logging::KEEP, "{}", p.message;
-                   "file" => %p.file.display(), "field" => &p.field)
-        }
-    }
-}
-
-/// How the reload task runs.
+/// When the reload task reloads: each field is named after the flag that
+/// sets it; the defaults are [`crate::options::Options`]'s.
 #[derive(Debug, Clone)]
-pub struct Options {
+pub struct Timing {
     /// Re-read everything this often even when no event arrives; the timer
     /// restarts after every reload.
     pub resync_interval: Duration,
+    /// How long a file a new config names may be missing before the reload
+    /// counts as failed.
+    pub reload_grace: Duration,
     /// How file events are settled into one reload.
     pub debounce: Debounce,
-    /// How long a file a new config names may be missing before the reload
-    /// counts as failed: the kubelet updates two Secrets independently, up
-    /// to a minute or so apart.
-    pub grace: Duration,
-    /// Reload on SIGHUP. The binary turns this on, and `serve` installs the
-    /// handler (`signals::hangups`) before anything else and hands it to
-    /// [`spawn`]; tests, which share one process, use [`Reloader::request`]
-    /// instead.
-    pub sighup: bool,
 }
 
-impl Default for Options {
-    fn default() -> Options {
-        Options {
-            resync_interval: Duration::from_secs(60),
-            grace: DEFAULT_GRACE,
-            debounce: Debounce::default(),
-            sighup: false,
-        }
-    }
-}
+/// The reload task: made when the service starts ([`Reloader::new`]),
+/// running once serving begins ([`Reloader::start`]), stopped when the last
+/// handle is dropped. Cheap to clone.
+#[derive(Clone)]
+pub struct Reloader(Arc<Handle>);
 
-/// [`Options::grace`] by default: two of the kubelet's one-minute syncs.
-pub const DEFAULT_GRACE: Duration = Duration::from_secs(120);
-
-/// The running reload task. Dropping it stops the task.
-pub struct Reloader {
+struct Handle {
     requests: mpsc::UnboundedSender<Trigger>,
-    task: tokio::task::JoinHandle<()>,
+    /// The task, until it starts.
+    made: Mutex<Option<Box<Made>>>,
+    /// The task, once started.
+    running: OnceLock<tokio::task::JoinHandle<()>>,
+}
+
+/// A reload task not started yet, and what it starts with.
+struct Made {
+    task: ReloadTask,
+    debounce: Debounce,
+    hangups: Option<Signal>,
+    incoming: mpsc::UnboundedReceiver<Trigger>,
 }
 
 impl Reloader {
+    /// A reload task for the table `table` serves, counting reloads in
+    /// `metrics`, and reloading on each of `hangups` (SIGHUPs, from
+    /// `signals::hangups`) if given. Nothing runs until [`Reloader::start`];
+    /// requests made before are kept until then.
+    pub fn new(
+        table: TableHandle,
+        metrics: Arc<Metrics>,
+        timing: Timing,
+        hangups: Option<Signal>,
+        log: Logger,
+    ) -> Reloader {
+        let (requests, incoming) = mpsc::unbounded_channel();
+        let task = ReloadTask {
+            table,
+            metrics,
+            watcher: None,
+            unwatchable: BTreeSet::new(),
+            failure: None,
+            waiting: BTreeMap::new(),
+            grace: timing.reload_grace,
+            resync_interval: timing.resync_interval,
+            log,
+        };
+        let made = Made {
+            task,
+            debounce: timing.debounce,
+            hangups,
+            incoming,
+        };
+        Reloader(Arc::new(Handle {
+            requests,
+            made: Mutex::new(Some(Box::new(made))),
+            running: OnceLock::new(),
+        }))
+    }
+
+    /// Start watching and reloading (once; later calls do nothing). If the
+    /// file watcher cannot start (e.g. the inotify limits are reached), this
+    /// says so and goes on with the periodic re-read and SIGHUP. Call it on
+    /// the async runtime.
+    pub fn start(&self) {
+        // No await under the lock: std's Mutex is right.
+        let Some(made) = self.0.made.lock().unwrap_or_else(|e| e.into_inner()).take() else {
+            return;
+        };
+        let Made {
+            mut task,
+            debounce,
+            hangups,
+            incoming,
+        } = *made;
+        match DirWatcher::new(debounce) {
+            Ok(watcher) => task.watcher = Some(watcher),
+            Err(e) => {
+                warn!(task.log, "cannot watch files; changes are taken up by the periodic re-read and SIGHUP only";
+                      "error" => %e, "resync_interval_s" => task.resync_interval.as_secs_f64());
+            }
+        }
+        if let Some(hangups) = hangups {
+            forward_hangups(hangups, self.0.requests.clone());
+        }
+        let _ = self.0.running.set(tokio::spawn(task.run(incoming)));
+    }
+
     /// Ask for a reload now, as SIGHUP does.
     pub fn request(&self, trigger: Trigger) {
-        let _ = self.requests.send(trigger);
+        let _ = self.0.requests.send(trigger);
     }
 }
 
-impl Drop for Reloader {
+impl Drop for Handle {
     fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-/// Start watching and reloading the table `table` serves, counting reloads
-/// in `metrics`, and on each of `hangups` (SIGHUPs, from
-/// `signals::hangups`) if given. If the file watcher cannot start (e.g. the
-/// inotify limits are reached), this says so and goes on with the periodic
-/// re-read and SIGHUP.
-pub fn spawn(
-    table: TableHandle,
-    metrics: Arc<Metrics>,
-    options: Options,
-    hangups: Option<Signal>,
-    log: Logger,
-) -> Reloader {
-    let (requests, incoming) = mpsc::unbounded_channel();
-    let watcher = match DirWatcher::new(options.debounce) {
-        Ok(watcher) => Some(watcher),
-        Err(e) => {
-            warn!(log, "cannot watch files; changes are taken up by the periodic re-read and SIGHUP only";
-                  "error" => %e, "resync_interval_s" => options.resync_interval.as_secs_f64());
-            None
+        if let Some(task) = self.running.get() {
+            task.abort();
         }
-    };
-    if let Some(hangups) = hangups {
-        forward_hangups(hangups, requests.clone());
     }
-    let task = ReloadTask {
-        table,
-        metrics,
-        watcher,
-        unwatchable: BTreeSet::new(),
-        failure: None,
-        waiting: BTreeMap::new(),
-        grace: options.grace,
-        resync_interval: options.resync_interval,
-        log,
-    };
-    let task = tokio::spawn(task.run(incoming));
-    Reloader { requests, task }
 }
 
 /// Turn each SIGHUP into a reload request: the same path as
@@ -717,7 +712,8 @@ mod tests {
             unwatchable: BTreeSet::new(),
             failure: None,
             waiting: BTreeMap::new(),
-            grace: DEFAULT_GRACE,
+            // Any grace: these tests wait for no file.
+            grace: Duration::from_secs(120),
             resync_interval,
             log,
         }

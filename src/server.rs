@@ -1,10 +1,11 @@
 //! The accept loop: connections in, each served by hyper with the routes
-//! of [`crate::routes`], within the connection limits, until shutdown; then
-//! the drain.
+//! it is given (those of [`crate::routes`]), within the connection limits,
+//! until shutdown; then the drain of the connections. What a request means
+//! is the routes' business; what is left to deliver after the drain, the
+//! service's ([`crate::service`]).
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::sync::Arc;
 use std::time::Duration;
 
 use hyper_util::rt::TokioIo;
@@ -13,32 +14,58 @@ use slog::{info, o, warn, Logger};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::logging::KEEP;
-use crate::routes::{routes, State};
 use crate::slots::{Slot, Slots, Tracked};
 
 /// How long connections open at shutdown get to send their request before
 /// they are asked to finish.
 const SETTLE: Duration = Duration::from_millis(500);
 
-/// Serve until `shutdown` resolves, then drain: give requests in flight up
-/// to `drain_timeout` to finish, and return.
+/// How connections are served.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    /// How many connections, for how long, for how many requests.
+    pub slots: crate::slots::Limits,
+    /// A client must send a request's headers within this time, and take
+    /// a reply's bytes (`--header-timeout`).
+    pub header_timeout: Duration,
+    /// How long shutdown waits for requests in flight (`--drain-timeout`).
+    pub drain_timeout: Duration,
+}
+
+/// Serve `routes` until `shutdown` resolves, then drain: give requests in
+/// flight up to the drain timeout to finish, and return the drain's
+/// deadline (for what else drains by then: the delivery queue).
 ///
-/// While draining, `/ready` answers 503 so that load balancers stop
-/// sending new requests. Until the connections open at the signal have
-/// finished, new connections are still answered, one request each: a load
-/// balancer that has not yet seen `/ready` fail gets a reply rather than a
-/// refused connection. Then the listener closes.
-pub async fn run(listener: TcpListener, state: Arc<State>, shutdown: impl Future<Output = ()>) {
-    let log = state.log.new(o!());
-    let options = state.options.clone();
-    let drain_timeout = options.drain_timeout;
+/// While draining (the routes' `/ready` answers 503 from when `shutdown`
+/// resolves, so that load balancers stop sending new requests), until the
+/// connections open at the signal have finished, new connections are still
+/// answered, one request each: a load balancer that has not yet seen
+/// `/ready` fail gets a reply rather than a refused connection. Then the
+/// listener closes.
+pub async fn run<F>(
+    listener: TcpListener,
+    routes: F,
+    settings: Settings,
+    log: &Logger,
+    shutdown: impl Future<Output = ()>,
+) -> tokio::time::Instant
+where
+    F: warp::Filter<Extract = (warp::reply::Response,), Error = Infallible>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    F::Future: Send,
+{
+    let log = log.new(o!());
+    let drain_timeout = settings.drain_timeout;
     // Each request runs to its end in a task of its own. hyper drops a
     // request's future when its client hangs up, before it is even polled
     // when the request and the hang-up arrive together; a hook's changes
     // may be relayed all the same, so it must still be logged, counted and
     // reported late. The task holds the connection's slot (an extension of
     // the request, see crate::slots) until it ends.
-    let service = TowerToHyperService::new(warp::service(routes(state.clone())));
+    let service = TowerToHyperService::new(warp::service(routes));
     let service = hyper::service::service_fn(move |request| {
         let reply = tokio::spawn(hyper::service::Service::call(&service, request));
         async move {
@@ -54,11 +81,11 @@ pub async fn run(listener: TcpListener, state: Arc<State>, shutdown: impl Future
     let mut shutdown = std::pin::pin!(shutdown);
     // At most this many connections, and none holds its slot for ever (see
     // crate::slots); the header and body timeouts make slow clients let go.
-    let slots = Slots::new(options.slots());
-    let max_age = slots.limits().max_age;
+    let slots = Slots::new(settings.slots);
+    let max_age = slots.limits().max_connection_age;
     // Every connection must make progress, with bounded buffers (see
     // crate::conn).
-    let limits = crate::conn::Limits::new(options.header_timeout);
+    let limits = crate::conn::Limits::new(settings.header_timeout);
     // Serve one client in its slot; without keep-alive, one request and
     // then close.
     let serve = |stream: TcpStream, slot: Slot, keep_alive: bool| {
@@ -97,7 +124,6 @@ pub async fn run(listener: TcpListener, state: Arc<State>, shutdown: impl Future
         tokio::spawn(serve(stream, slot, true));
     }
 
-    state.stop();
     info!(log, #KEEP, "shutting down"; "in_flight_connections" => slots.held());
     let deadline = tokio::time::Instant::now() + drain_timeout;
     let serve_late = |(stream, slot): (TcpStream, Slot)| {
@@ -137,35 +163,7 @@ pub async fn run(listener: TcpListener, state: Arc<State>, shutdown: impl Future
         warn!(log, #KEEP, "requests still in flight at shutdown were cut off";
               "drain_timeout_s" => drain_timeout.as_secs());
     }
-    deliver_pending(&state, deadline, &log).await;
-}
-
-/// Take no more changes, and go on delivering those pending until they are
-/// delivered or the drain deadline; then say what was left undelivered, and
-/// which, so an operator can push or sync them by hand (lines that wait for
-/// room in the log queue rather than be dropped).
-async fn deliver_pending(state: &State, deadline: tokio::time::Instant, log: &Logger) {
-    let queue = state.hooks.queue();
-    queue.close();
-    let pending = queue.snapshot().pending;
-    if pending > 0 {
-        info!(log, #KEEP, "delivering pending notifications before exiting"; "pending" => pending);
-    }
-    let left = queue.drain(deadline).await;
-    if left.is_empty() {
-        return;
-    }
-    warn!(log, #KEEP, "notifications left undelivered at shutdown"; "undelivered" => left.len());
-    for l in &left {
-        warn!(log, #KEEP, "undelivered";
-              "api" => &*l.target,
-              "change" => %l.changes,
-              "delivery" => %l.deliveries,
-              "attempts" => l.attempts,
-              "age_s" => l.age.as_secs(),
-              "last_error" => l.last_error.as_deref().unwrap_or("-"),
-              "still_sending" => l.sending);
-    }
+    deadline
 }
 
 /// The next connection, with a slot: taken at once if one is free, else

@@ -16,9 +16,9 @@
 //!   request reached meanwhile gets its reply first. A connection in the
 //!   middle of a request is never chosen: with none idle, the new client
 //!   waits for a slot to free, which the timeouts bound;
-//! - every connection closes after [`Limits::max_age`], and after
-//!   [`Limits::max_requests`] requests, once the reply in progress is sent
-//!   (that reply says `Connection: close`).
+//! - every connection closes after [`Limits::max_connection_age`], and
+//!   after [`Limits::max_connection_requests`] requests, once the reply in
+//!   progress is sent (that reply says `Connection: close`).
 //!
 //! A slot is held until its connection has closed *and* every hook it
 //! started has been recorded: a hook whose client hangs up goes on in a task
@@ -59,9 +59,9 @@ pub struct Limits {
     pub max_connections: usize,
     /// A connection closes this long after it was accepted, once the reply
     /// in progress (if any) is sent.
-    pub max_age: Duration,
+    pub max_connection_age: Duration,
     /// A connection closes after the reply to its request number this.
-    pub max_requests: u64,
+    pub max_connection_requests: u64,
 }
 
 /// The slots of one server; clones share them.
@@ -120,9 +120,11 @@ struct Conn {
 
 /// One slot, held until the last clone is dropped.
 #[derive(Clone)]
-pub struct Slot(Arc<Held>);
+pub struct Slot(Arc<Lease>);
 
-struct Held {
+/// What holds a slot: its connection's place in the book, given up when
+/// the last clone of the [`Slot`] is dropped.
+struct Lease {
     shared: Arc<Shared>,
     conn: Arc<Conn>,
 }
@@ -136,7 +138,7 @@ impl Slots {
         Slots(Arc::new(Shared {
             limits: Limits {
                 max_connections: limits.max_connections.max(1),
-                max_requests: limits.max_requests.max(1),
+                max_connection_requests: limits.max_connection_requests.max(1),
                 ..limits
             },
             book: Mutex::default(),
@@ -204,7 +206,7 @@ impl Slots {
         // Idle until its first request: a client that connects and sends
         // nothing goes first, once it has had FIRST_REQUEST to send one.
         book.turn_idle(id);
-        Slot(Arc::new(Held {
+        Slot(Arc::new(Lease {
             shared: self.0.clone(),
             conn,
         }))
@@ -368,13 +370,13 @@ impl Slot {
 
     /// A request has arrived: the connection is busy until the returned
     /// guard is dropped (its reply made). The request that reaches
-    /// [`Limits::max_requests`] makes it close after its reply.
+    /// [`Limits::max_connection_requests`] makes it close after its reply.
     pub fn request(&self) -> Busy {
         let started = self.0.conn.requests.fetch_add(1, Relaxed) + 1;
         let shared = &self.0.shared;
         let mut book = shared.lock();
         book.request_started(self.0.conn.id);
-        if started >= shared.limits.max_requests {
+        if started >= shared.limits.max_connection_requests {
             book.close(self.0.conn.id);
         }
         drop(book);
@@ -421,7 +423,7 @@ impl Drop for Opened {
     }
 }
 
-impl Drop for Held {
+impl Drop for Lease {
     fn drop(&mut self) {
         let mut book = self.shared.lock();
         book.connection_closed(self.conn.id);
@@ -480,8 +482,8 @@ mod tests {
     fn slots(max_connections: usize) -> Slots {
         Slots::new(Limits {
             max_connections,
-            max_age: Duration::from_secs(3600),
-            max_requests: 1000,
+            max_connection_age: Duration::from_secs(3600),
+            max_connection_requests: 1000,
         })
     }
 
@@ -609,8 +611,8 @@ mod tests {
     async fn the_last_request_closes_the_connection_after_its_reply() {
         let slots = Slots::new(Limits {
             max_connections: 4,
-            max_age: Duration::from_secs(3600),
-            max_requests: 2,
+            max_connection_age: Duration::from_secs(3600),
+            max_connection_requests: 2,
         });
         let slot = slots.try_take().unwrap();
         let _open = slot.open();

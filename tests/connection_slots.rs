@@ -179,7 +179,7 @@ async fn a_connection_in_the_middle_of_a_request_is_not_the_one_closed() {
         .await
         .unwrap();
     assert!(read_reply(&mut idle).await.is_some());
-    let queue = recv.state.hooks.queue();
+    let queue = recv.service.queue();
     eventually(
         "the hook is waiting for fluxd",
         Duration::from_secs(5),
@@ -309,8 +309,8 @@ async fn hooks_whose_clients_hang_up_at_the_cap_are_all_recorded() {
     }
     let counted = || {
         let metrics = recv
-            .state
-            .metrics
+            .service
+            .metrics()
             .encode(flux_recv::metrics::Format::Prometheus);
         metrics
             .lines()

@@ -318,8 +318,8 @@ async fn busy_refusals_are_counted_in_full_but_logged_within_budget() {
     let logs = recv.logs.text();
     assert_eq!(refused_lines(&logs) + suppressed(&logs), 41, "{logs}");
     let metrics = recv
-        .state
-        .metrics
+        .service
+        .metrics()
         .encode(flux_recv::metrics::Format::Prometheus);
     assert!(
         metrics.contains(r#"fluxrecv_hooks_total{source="GitHub",outcome="busy"} 41"#),

@@ -68,6 +68,12 @@ async fn values_from_a_payload_are_escaped_and_bounded_in_every_line() {
             // The relayed name is whole: only the log is bounded.
             let received = fluxd.take();
             assert_eq!(received[0]["Source"]["Name"]["Image"], name.as_str());
+            // The relay logs the delivery once fluxd's answer is read,
+            // after fluxd has the notification.
+            eventually("the delivered line", Duration::from_secs(10), || {
+                recv.logs.text().contains("DEBG delivered")
+            })
+            .await;
         }
         // Every line naming the change: the dry-run line; or at debug the
         // hook's change line and the delivery's.
@@ -117,7 +123,7 @@ fn every_endpoint_line_at_start_up_is_written_however_slow_stderr_is() {
         // the logging: lines that may be dropped would be.
         let (log, queue) =
             nonblocking_as(format, slog::Level::Info, Slow(out.clone()), 16).unwrap();
-        flux_recv::commands::serve::log_endpoints(&log, &table);
+        flux_recv::logging::log_endpoints(&log, &table);
         queue.flush(Duration::from_secs(30));
         drop(log);
         let text = out.text();
@@ -184,8 +190,8 @@ async fn a_flood_through_an_unsigned_endpoint_is_counted_in_full_but_logged_with
     assert!(within(lines, 5, took), "{lines} lines in {took:?}\n{logs}");
     assert!(lines >= 5, "{logs}");
     let metrics = recv
-        .state
-        .metrics
+        .service
+        .metrics()
         .encode(flux_recv::metrics::Format::Prometheus);
     assert!(
         metrics.contains(r#"fluxrecv_hooks_total{source="DockerHub",outcome="relayed"} 40"#),

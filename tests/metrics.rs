@@ -11,8 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use common::*;
 use flux_recv::logging::{Captured, Format};
 use flux_recv::options::Options;
-use flux_recv::routes::State;
-use flux_recv::table::Table;
+use flux_recv::service::{Config, Service};
 use slog::{o, Logger};
 
 const DOCKERHUB_KEY: &[u8] = b"fedcba9876543210fedcba9876543210";
@@ -59,21 +58,41 @@ async fn scrape(recv: &Recv) -> Scrape {
     })
     .await
     .unwrap();
-    assert_eq!(status, 200, "{text}");
-    assert_eq!(
-        content_type,
-        "application/openmetrics-text; version=1.0.0; charset=utf-8"
-    );
-    assert!(text.ends_with("# EOF\n"), "{text}");
-    let samples = text
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .map(|l| {
-            let (series, value) = l.rsplit_once(' ').expect("series value");
-            (series.to_string(), value.parse().expect("a number"))
-        })
-        .collect();
-    Scrape { text, samples }
+    Scrape::read(status, &content_type, text)
+}
+
+/// GET /metrics through the service's routes, with no socket: for a
+/// service that is not serving (so that its reload task has not started).
+async fn scrape_routes(service: &Service) -> Scrape {
+    let resp = warp::test::request()
+        .path("/metrics")
+        .header("Accept", "application/openmetrics-text; version=1.0.0")
+        .reply(&service.routes())
+        .await;
+    let content_type = resp.headers()["content-type"].to_str().unwrap().to_string();
+    let text = String::from_utf8(resp.body().to_vec()).unwrap();
+    Scrape::read(resp.status().as_u16(), &content_type, text)
+}
+
+impl Scrape {
+    /// A scrape answered `status` with `content_type`: checked, and read.
+    fn read(status: u16, content_type: &str, text: String) -> Scrape {
+        assert_eq!(status, 200, "{text}");
+        assert_eq!(
+            content_type,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8"
+        );
+        assert!(text.ends_with("# EOF\n"), "{text}");
+        let samples = text
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(|l| {
+                let (series, value) = l.rsplit_once(' ').expect("series value");
+                (series.to_string(), value.parse().expect("a number"))
+            })
+            .collect();
+        Scrape { text, samples }
+    }
 }
 
 const OUTCOMES: [&str; 10] = [
@@ -186,7 +205,7 @@ async fn every_hook_is_counted_once_by_source_and_outcome() {
     // next probe has ended the queued change, so that this one is sent at
     // once)
     fluxd.set(Behaviour::Status(404));
-    let queue = recv.state.hooks.queue().clone();
+    let queue = recv.service.queue().clone();
     eventually("the probe", Duration::from_secs(10), || {
         queue.snapshot().pending == 0
     })
@@ -291,14 +310,19 @@ async fn reloads_are_counted_by_result() {
     let api = "http://127.0.0.1:1/api/flux";
     let started = unix_now();
     let (config, _) = github_config(dir.path(), api);
-    let recv = Recv::start(&config, Options::default()).await;
+    // The service as it starts, not serving: its reload task (which
+    // reloads on file events and once when it starts) has not started, so
+    // the reloads counted are this test's.
     let log = Logger::root(slog::Discard, o!());
-    let reload = || flux_recv::reload::reload(recv.state.table(), &recv.state.metrics, &log);
+    let service = Service::start(Config::new(&config, Options::default()), log.clone())
+        .await
+        .unwrap();
+    let reload = || flux_recv::reload::reload(service.table(), service.metrics(), &log);
     let reloads = |s: &Scrape, result: &str| {
         s.get(&format!(r#"fluxrecv_reloads_total{{result="{result}"}}"#))
     };
 
-    let s = scrape(&recv).await;
+    let s = scrape_routes(&service).await;
     for result in ["changed", "unchanged", "failed"] {
         assert_eq!(reloads(&s, result), 0.0, "{result}");
     }
@@ -319,7 +343,7 @@ async fn reloads_are_counted_by_result() {
         reload(),
         flux_recv::reload::ReloadResult::Swapped { added: 1, .. }
     ));
-    let s = scrape(&recv).await;
+    let s = scrape_routes(&service).await;
     assert_eq!(reloads(&s, "changed"), 1.0);
     assert_eq!(s.get("fluxrecv_endpoints"), 2.0);
     assert_eq!(s.hooks("Quay", "relayed"), 0.0);
@@ -331,7 +355,7 @@ async fn reloads_are_counted_by_result() {
 
     // Nothing changed: unchanged, still a success.
     assert_eq!(reload(), flux_recv::reload::ReloadResult::Unchanged);
-    let s = scrape(&recv).await;
+    let s = scrape_routes(&service).await;
     assert_eq!(reloads(&s, "unchanged"), 1.0);
     let after_unchanged = s.get("fluxrecv_last_reload_success_timestamp_seconds");
     assert!(after_unchanged >= after_swap);
@@ -342,7 +366,7 @@ async fn reloads_are_counted_by_result() {
         reload(),
         flux_recv::reload::ReloadResult::Failed { .. }
     ));
-    let s = scrape(&recv).await;
+    let s = scrape_routes(&service).await;
     assert_eq!(reloads(&s, "failed"), 1.0);
     assert_eq!(reloads(&s, "changed"), 1.0);
     assert_eq!(reloads(&s, "unchanged"), 1.0);
@@ -369,7 +393,7 @@ async fn ready_turns_503_when_shutdown_begins_while_health_stays_200() {
     let body = github_body("org/app", "main");
     let in_flight = tokio::spawn(post(recv.url(&hook), github_push(&body), body));
     eventually("a relay", Duration::from_secs(5), || {
-        recv.state.hooks.queue().snapshot().sending > 0
+        recv.service.queue().snapshot().sending > 0
     })
     .await;
     recv.shutdown();
@@ -403,14 +427,19 @@ async fn json_logs_have_one_object_per_line_with_every_field() {
     let (config, hook) = github_config(dir.path(), &fluxd.api());
     let logs = Captured::default();
     let log = flux_recv::logging::to_writer_as(Format::Json, slog::Level::Debug, logs.clone());
-    let table = Table::load(&config, None).table.expect("table");
-    let state = State::new(table, Options::default(), log).unwrap();
+    let service = Service::start(Config::new(&config, Options::default()), log)
+        .await
+        .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(flux_recv::server::run(listener, state, async {
-        let _ = stopped.await;
-    }));
+    let server = tokio::spawn(async move {
+        service
+            .serve(listener, async {
+                let _ = stopped.await;
+            })
+            .await
+    });
 
     let body = github_body("org/app", "main");
     let url = format!("http://{addr}{hook}");
@@ -575,7 +604,7 @@ async fn a_hook_whose_client_hangs_up_is_still_logged_counted_and_reported_late(
             .await
             .unwrap();
         if wait {
-            let queue = recv.state.hooks.queue();
+            let queue = recv.service.queue();
             eventually("the change is queued", Duration::from_secs(5), || {
                 queue.snapshot().pending == 1
             })

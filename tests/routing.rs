@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use common::*;
 use flux_recv::options::Options;
-use flux_recv::reload;
 use flux_recv::source::{SampleRequest, Source};
 
 const GITHUB: &[u8] = b"0123456789abcdef-routing-github";
@@ -197,17 +196,11 @@ async fn changing_an_api_or_a_filter_reloads_as_a_settings_change() {
     let (one, two) = (FakeFluxd::start().await, FakeFluxd::start().await);
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), &one.api(), "", "");
-    let recv = Recv::start(&cfg, Options::default()).await;
-    let _reloader = reload::spawn(
-        recv.state.table().clone(),
-        recv.state.metrics.clone(),
-        reload::Options {
-            resync_interval: Duration::from_secs(3600),
-            ..reload::Options::default()
-        },
-        None,
-        recv.state.log.clone(),
-    );
+    let opts = Options {
+        resync_interval: Duration::from_secs(3600),
+        ..Options::default()
+    };
+    let recv = Recv::start(&cfg, opts).await;
     assert_eq!(push(&recv, "dev").await.status, 200);
     assert_eq!(one.take().len(), 1);
 

@@ -7,8 +7,8 @@
 //! whoever reads stderr falls behind and the queue is full, lines are
 //! dropped and counted ([`dropped`]), and the next line that gets through
 //! is preceded by one saying how many were lost. A hook is never held up
-//! by its log line. Before the process exits, [`Queue::flush`] has what is
-//! queued written out (for at most [`FLUSH_TIMEOUT`]), whichever threads
+//! by its log line. Before the process exits, [`LineQueue::flush`] has what
+//! is queued written out (for at most [`FLUSH_TIMEOUT`]), whichever threads
 //! still hold a logger; dropping the last logger does the same.
 //!
 //! In the text format a value that holds the format's own separators
@@ -25,14 +25,17 @@
 //! see are tagged [`KEEP`] and never dropped by the queue.
 //!
 //! The queue is in `queue.rs`, the formats' escaping in `quote.rs`, the
-//! budgets in `budget.rs`.
+//! budgets in `budget.rs`, and the lines about the endpoint table that
+//! start-up and reload share in `table.rs`.
 
 mod budget;
 mod queue;
 mod quote;
+mod table;
 
 pub use budget::{Admit, Budget, Throttle};
-pub use queue::{dropped, Queue, FLUSH_TIMEOUT, KEEP, KEEP_TIMEOUT};
+pub use queue::{dropped, LineQueue, FLUSH_TIMEOUT, KEEP, KEEP_TIMEOUT};
+pub use table::{log_endpoint, log_endpoints, log_problem};
 
 use std::io::{self, LineWriter, Write};
 use std::panic::{RefUnwindSafe, UnwindSafe};
@@ -85,12 +88,15 @@ pub const QUEUE_LINES: usize = 4096;
 
 /// Logs in `format` on stderr at `level` and above, through a queue of
 /// [`QUEUE_LINES`] lines, so that logging never blocks (see the module
-/// documentation); and the queue, to [flush](Queue::flush) before exiting.
-pub fn stderr_as(format: Format, level: Level) -> (Logger, Queue) {
+/// documentation); and the queue, to [flush](LineQueue::flush) before exiting.
+pub fn stderr_as(format: Format, level: Level) -> (Logger, LineQueue) {
     nonblocking_as(format, level, io::stderr(), QUEUE_LINES).unwrap_or_else(|_| {
         // No thread to spare at start: log as before rather than not at
         // all (each line written before the call returns; nothing queued).
-        (to_writer_as(format, level, io::stderr()), Queue::default())
+        (
+            to_writer_as(format, level, io::stderr()),
+            LineQueue::default(),
+        )
     })
 }
 
@@ -110,7 +116,7 @@ pub fn nonblocking_as<W: Write + Send + 'static>(
     level: Level,
     w: W,
     capacity: usize,
-) -> io::Result<(Logger, Queue)> {
+) -> io::Result<(Logger, LineQueue)> {
     let (writer, queue) = QueueWriter::start(w, capacity)?;
     let outlet = writer.outlet();
     Ok((root(format, level, writer, Some(outlet)), queue))

@@ -3,9 +3,9 @@
 //! not fit is dropped and counted instead of holding up the caller.
 //!
 //! [`ReportDrops`] says how many lines were lost once a line gets through
-//! again. [`Queue::flush`] waits until every line queued so far is written,
-//! for at most [`FLUSH_TIMEOUT`]: before the process exits, and when the
-//! last logger is dropped.
+//! again. [`LineQueue::flush`] waits until every line queued so far is
+//! written, for at most [`FLUSH_TIMEOUT`]: before the process exits, and
+//! when the last logger is dropped.
 //!
 //! Lines tagged [`KEEP`] (the hook URLs at start and on reload, what
 //! shutdown leaves undelivered) are not dropped: when the queue is full,
@@ -54,9 +54,10 @@ thread_local! {
     static HELD: RefCell<Option<Vec<u8>>> = const { RefCell::new(None) };
 }
 
-/// A nonblocking logger's queue.
+/// A nonblocking logger's queue of formatted lines (not to be confused
+/// with the delivery queue, [`crate::delivery::Queue`]).
 #[derive(Debug, Clone)]
-pub struct Queue {
+pub struct LineQueue {
     dropped: Arc<AtomicU64>,
     /// Whether the last line offered was taken.
     last_taken: Arc<AtomicBool>,
@@ -68,9 +69,9 @@ pub struct Queue {
     stalled_at: Arc<AtomicU64>,
 }
 
-impl Default for Queue {
-    fn default() -> Queue {
-        Queue {
+impl Default for LineQueue {
+    fn default() -> LineQueue {
+        LineQueue {
             dropped: Default::default(),
             last_taken: Default::default(),
             taken: Default::default(),
@@ -80,7 +81,7 @@ impl Default for Queue {
     }
 }
 
-impl Queue {
+impl LineQueue {
     /// Lines this queue dropped because it was full.
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Relaxed)
@@ -175,7 +176,7 @@ pub(super) struct ReportDrops<D> {
 
 /// A queue, and a way into it for kept lines.
 pub(super) struct Outlet {
-    queue: Queue,
+    queue: LineQueue,
     lines: SyncSender<Vec<u8>>,
 }
 
@@ -246,7 +247,7 @@ pub(super) struct QueueWriter {
     lines: SyncSender<Vec<u8>>,
     /// The line being formatted.
     pending: Vec<u8>,
-    queue: Queue,
+    queue: LineQueue,
 }
 
 impl QueueWriter {
@@ -256,8 +257,8 @@ impl QueueWriter {
     pub(super) fn start<W: Write + Send + 'static>(
         w: W,
         capacity: usize,
-    ) -> io::Result<(QueueWriter, Queue)> {
-        let queue = Queue::default();
+    ) -> io::Result<(QueueWriter, LineQueue)> {
+        let queue = LineQueue::default();
         let (lines, incoming) = std::sync::mpsc::sync_channel(capacity);
         let written = queue.clone();
         std::thread::Builder::new()
@@ -325,7 +326,7 @@ const GATHER: Duration = Duration::from_millis(5);
 /// The writer thread: write lines as they come, several at once when they
 /// queue up, counting them written into `queue`, until every sender is
 /// gone.
-fn write_lines<W: Write>(mut w: W, lines: Receiver<Vec<u8>>, queue: &Queue) {
+fn write_lines<W: Write>(mut w: W, lines: Receiver<Vec<u8>>, queue: &LineQueue) {
     let mut batch = Vec::new();
     while let Ok(line) = lines.recv() {
         batch.clear();

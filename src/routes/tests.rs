@@ -1,14 +1,17 @@
 //! The routes, replies and limits that need no socket, through
 //! `warp::test`. Delivery to fluxd needs one: see `tests/`.
 
-use super::*;
+use crate::options::Options;
+use crate::service::{Config, Service};
 use crate::source::{SampleRequest, Source};
+use crate::table::Table;
+use slog::{o, Logger};
 
 const KEY: &[u8] = b"0123456789abcdef0123456789abcdef";
 
-/// A dry-run server with one GitHub and one GitLab endpoint, and the
+/// A dry-run service with one GitHub and one GitLab endpoint, and the
 /// GitHub hook's path.
-fn serve(options: Options) -> (Arc<State>, String, tempfile::TempDir) {
+async fn serve(options: Options) -> (Service, String, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("gh.key"), KEY).unwrap();
     std::fs::write(dir.path().join("gl.key"), b"fedcba9876543210").unwrap();
@@ -26,7 +29,10 @@ fn serve(options: Options) -> (Arc<State>, String, tempfile::TempDir) {
         ..options
     };
     let log = Logger::root(slog::Discard, o!());
-    (State::new(table, options, log).unwrap(), path, dir)
+    let service = Service::start(Config::new(config, options), log)
+        .await
+        .unwrap();
+    (service, path, dir)
 }
 
 fn github_push() -> crate::source::Delivery {
@@ -52,16 +58,16 @@ fn body(response: &warp::http::Response<bytes::Bytes>) -> String {
 
 #[tokio::test]
 async fn a_signed_push_is_accepted_and_counted() {
-    let (state, path, _dir) = serve(Options::default());
-    let reply = post(&path, &github_push())
-        .reply(&routes(state.clone()))
-        .await;
+    let (service, path, _dir) = serve(Options::default()).await;
+    let reply = post(&path, &github_push()).reply(&service.routes()).await;
     assert_eq!(reply.status(), 200);
     assert_eq!(
         body(&reply),
         "ok: dry run, fluxd would be notified of 1 change(s)\n"
     );
-    let metrics = state.metrics.encode(crate::metrics::Format::OpenMetrics);
+    let metrics = service
+        .metrics()
+        .encode(crate::metrics::Format::OpenMetrics);
     assert!(
         metrics.contains(r#"fluxrecv_hooks_total{source="GitHub",outcome="relayed"} 1"#),
         "{metrics}"
@@ -70,11 +76,12 @@ async fn a_signed_push_is_accepted_and_counted() {
 
 #[tokio::test]
 async fn refusals_get_their_status_and_say_why() {
-    let (state, path, _dir) = serve(Options {
+    let (service, path, _dir) = serve(Options {
         max_body: 4096,
         ..Options::default()
-    });
-    let routes = routes(state.clone());
+    })
+    .await;
+    let routes = service.routes();
     let mut forged = github_push();
     forged.body.push(b' ');
     let too_big = crate::source::Delivery {
@@ -103,7 +110,9 @@ async fn refusals_get_their_status_and_say_why() {
         assert_eq!(reply.status(), status, "{}", body(&reply));
         assert_eq!(body(&reply), format!("{text}\n"));
     }
-    let metrics = state.metrics.encode(crate::metrics::Format::OpenMetrics);
+    let metrics = service
+        .metrics()
+        .encode(crate::metrics::Format::OpenMetrics);
     for line in [
         r#"fluxrecv_hooks_total{source="GitHub",outcome="unauthorized"} 1"#,
         r#"fluxrecv_hooks_total{source="GitHub",outcome="too_large"} 1"#,
@@ -115,8 +124,8 @@ async fn refusals_get_their_status_and_say_why() {
 
 #[tokio::test]
 async fn a_header_token_is_checked_before_the_body_is_read() {
-    let (state, _, _dir) = serve(Options::default());
-    let gitlab = state.table().load().endpoints()[1].url_path();
+    let (service, _, _dir) = serve(Options::default()).await;
+    let gitlab = service.table().load().endpoints()[1].url_path();
     // A declared body far over the limit: refused for the token, not
     // for the size, so nothing was read.
     let reply = warp::test::request()
@@ -125,7 +134,7 @@ async fn a_header_token_is_checked_before_the_body_is_read() {
         .header("X-Gitlab-Event", "Push Hook")
         .header("X-Gitlab-Token", "wrong")
         .header("Content-Length", "999999999")
-        .reply(&routes(state))
+        .reply(&service.routes())
         .await;
     assert_eq!(reply.status(), 401);
     assert_eq!(body(&reply), "X-Gitlab-Token does not match\n");
@@ -133,8 +142,8 @@ async fn a_header_token_is_checked_before_the_body_is_read() {
 
 #[tokio::test]
 async fn other_methods_on_a_hook_url_get_405_naming_post() {
-    let (state, path, _dir) = serve(Options::default());
-    let routes = routes(state);
+    let (service, path, _dir) = serve(Options::default()).await;
+    let routes = service.routes();
     for (method, target) in [("GET", path.as_str()), ("PUT", "/hook/anything")] {
         let reply = warp::test::request()
             .method(method)
@@ -148,8 +157,8 @@ async fn other_methods_on_a_hook_url_get_405_naming_post() {
 
 #[tokio::test]
 async fn health_ready_metrics_and_everything_else() {
-    let (state, _, _dir) = serve(Options::default());
-    let routes = routes(state.clone());
+    let (service, _, _dir) = serve(Options::default()).await;
+    let routes = service.routes();
     let get = |path: &'static str| warp::test::request().path(path).reply(&routes);
     assert_eq!(get("/health").await.status(), 200);
     assert_eq!(get("/ready").await.status(), 200);
@@ -174,7 +183,7 @@ async fn health_ready_metrics_and_everything_else() {
     assert!(body(&open_metrics).ends_with("# EOF\n"));
     assert!(!body(&metrics).contains("# EOF"));
     assert_eq!(get("/elsewhere").await.status(), 404);
-    state.stop();
+    service.begin_shutdown();
     let ready = get("/ready").await;
     assert_eq!(
         (ready.status().as_u16(), body(&ready).as_str()),
@@ -204,8 +213,11 @@ async fn a_repeated_id_is_acknowledged_in_a_dry_run_too() {
         dry_run: true,
         ..Options::default()
     };
-    let state = State::new(table, options, Logger::root(slog::Discard, o!())).unwrap();
-    let routes = routes(state.clone());
+    let log = Logger::root(slog::Discard, o!());
+    let service = Service::start(Config::new(config, options), log)
+        .await
+        .unwrap();
+    let routes = service.routes();
     let source = Source::named("StandardWebhooks");
     let delivery = source.sample(&SampleRequest::push(SECRET)).unwrap();
 
@@ -238,7 +250,9 @@ async fn a_repeated_id_is_acknowledged_in_a_dry_run_too() {
             "the signature is stale: webhook-timestamp is outside the accepted window\n"
         )
     );
-    let metrics = state.metrics.encode(crate::metrics::Format::OpenMetrics);
+    let metrics = service
+        .metrics()
+        .encode(crate::metrics::Format::OpenMetrics);
     for (outcome, n) in [("relayed", 1), ("replayed", 1), ("unauthorized", 1)] {
         let line =
             format!(r#"fluxrecv_hooks_total{{source="StandardWebhooks",outcome="{outcome}"}} {n}"#);

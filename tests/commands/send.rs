@@ -132,7 +132,7 @@ async fn send_pings_by_fingerprint_and_full_url() {
     let dir = tempfile::tempdir().unwrap();
     let (config, _) = every_source(dir.path(), &fluxd.api());
     let recv = Recv::start(&config, Options::default()).await;
-    let table = recv.state.table().load_full();
+    let table = recv.service.table().load_full();
 
     for position in [1, 4] {
         let endpoint = &table.endpoints()[position - 1];

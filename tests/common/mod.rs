@@ -1,6 +1,7 @@
 //! Shared test harness: a stand-in fluxd that records what it receives, a
-//! flux-recv started on 127.0.0.1:0 through the library (or as a process,
-//! in `process`), and small clients.
+//! flux-recv started on 127.0.0.1:0 through the library's [`Service`], as
+//! the binary starts it, reload task included (or as a process, in
+//! `process`), and small clients.
 #![allow(dead_code)]
 
 pub mod gcr_token;
@@ -15,8 +16,7 @@ use std::time::Duration;
 
 use flux_recv::logging::Captured;
 use flux_recv::options::Options;
-use flux_recv::routes::State;
-use flux_recv::table::Table;
+use flux_recv::service::{Config, Service};
 use tokio::sync::oneshot;
 use warp::{Filter, Reply as _};
 
@@ -199,7 +199,7 @@ pub fn dead_addr() -> SocketAddr {
 /// A flux-recv served from the library on 127.0.0.1:0.
 pub struct Recv {
     pub addr: SocketAddr,
-    pub state: Arc<State>,
+    pub service: Arc<Service>,
     pub logs: Captured,
     stop: Option<oneshot::Sender<()>>,
     pub done: Option<tokio::task::JoinHandle<()>>,
@@ -212,22 +212,36 @@ impl Recv {
 
     /// As [`Recv::start`], with `--api`.
     pub async fn start_with_api(config: &Path, api: Option<&str>, options: Options) -> Recv {
+        let config = Config {
+            api: api.map(str::to_string),
+            ..Config::new(config, options)
+        };
+        Recv::start_config(config).await
+    }
+
+    /// Start the service as the binary does (without SIGHUP: tests share
+    /// one process), logging at debug into [`Recv::logs`], and serve it.
+    pub async fn start_config(config: Config) -> Recv {
         let logs = Captured::default();
         let log = logs.logger(slog::Level::Debug);
-        let loaded = Table::load(config, api);
-        let table = loaded
-            .table
-            .unwrap_or_else(|| panic!("config does not load: {:#?}", loaded.problems));
-        let state = State::new(table, options, log).expect("the relay workers start");
+        let service = match Service::start(config, log).await {
+            Ok(service) => Arc::new(service),
+            Err(e) => panic!("the service does not start: {e}\n{}", logs.text()),
+        };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
-        let done = tokio::spawn(flux_recv::server::run(listener, state.clone(), async {
-            let _ = stopped.await;
-        }));
+        let serving = service.clone();
+        let done = tokio::spawn(async move {
+            serving
+                .serve(listener, async {
+                    let _ = stopped.await;
+                })
+                .await
+        });
         Recv {
             addr,
-            state,
+            service,
             logs,
             stop: Some(stop),
             done: Some(done),

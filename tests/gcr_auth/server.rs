@@ -431,7 +431,7 @@ async fn without_a_gcr_block_pushes_are_unverified_and_google_is_never_asked() {
     assert_eq!(reply.status, 200, "{}", reply.body);
     assert_eq!(gcr.fluxd.take().len(), 2);
     assert_eq!(gcr.jwks.fetches(), 0);
-    let table = gcr.recv.state.table().load_full();
+    let table = gcr.recv.service.table().load_full();
     assert!(!table.endpoints()[0].verifies_sender());
 }
 

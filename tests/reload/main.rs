@@ -25,7 +25,7 @@ use std::time::Duration;
 use common::kubelet::SecretVolume;
 use common::*;
 use flux_recv::options::Options;
-use flux_recv::reload::{self, Reloader};
+use flux_recv::reload::Reloader;
 
 const KEY_A: &[u8] = b"0123456789abcdef-key-a-0123456789";
 const KEY_B: &[u8] = b"0123456789abcdef-key-b-0123456789";
@@ -76,34 +76,29 @@ fn config(api: &str, key_paths: &[&str]) -> Vec<u8> {
     text.into_bytes()
 }
 
-/// Serve `config` and start its reload task; returns once the task watches.
+/// Serve `config` with its reload task re-reading every
+/// `resync_interval`; returns once the task watches, with a handle on it.
 async fn start(config: &Path, resync_interval: Duration) -> (Recv, Reloader) {
-    let options = reload::Options {
+    let options = Options {
         resync_interval,
-        ..reload::Options::default()
+        ..Options::default()
     };
     start_with(config, options).await
 }
 
-/// [`start`] with the reload task's `options`.
-async fn start_with(config: &Path, options: reload::Options) -> (Recv, Reloader) {
-    let recv = Recv::start(config, Options::default()).await;
-    let reloader = reload::spawn(
-        recv.state.table().clone(),
-        recv.state.metrics.clone(),
-        options,
-        None,
-        recv.state.log.clone(),
-    );
+/// [`start`] with `options`.
+async fn start_with(config: &Path, options: Options) -> (Recv, Reloader) {
+    let recv = Recv::start(config, options).await;
     until_logged(&recv, &["watching for changes"]).await;
+    let reloader = recv.service.reloader().clone();
     (recv, reloader)
 }
 
 /// The value of the metric sample `series` (`name{labels}`), as scraped.
 fn metric(recv: &Recv, series: &str) -> f64 {
     let text = recv
-        .state
-        .metrics
+        .service
+        .metrics()
         .encode(flux_recv::metrics::Format::OpenMetrics);
     text.lines()
         .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use flux_recv::endpoint::fingerprint;
+use flux_recv::options::Options;
 use flux_recv::reload::{self, ReloadResult, Trigger};
 
 use crate::common::{client, eventually_async, git_notification, FakeFluxd};
@@ -261,7 +262,11 @@ async fn a_reload_that_changes_nothing_logs_nothing_above_debug() {
     let from = recv.logs.text().len();
 
     // The function every trigger calls, directly...
-    let result = reload::reload(recv.state.table(), &recv.state.metrics, &recv.state.log);
+    let result = reload::reload(
+        recv.service.table(),
+        recv.service.metrics(),
+        recv.service.log(),
+    );
     assert_eq!(result, ReloadResult::Unchanged);
     // ...and through the task: resyncs and a SIGHUP request.
     reloader.request(Trigger::Hangup);
@@ -378,11 +383,11 @@ async fn a_nexus_endpoint_without_registry_host_is_warned_about_at_load_and_relo
     );
     let warning = "is not set, so every push is relayed as a Docker Hub image";
 
-    // At load: what `serve` logs before it listens.
+    // At load: what the service logs when it starts, before it listens.
     std::fs::write(&path, &with_nexus).unwrap();
     let logs = flux_recv::logging::Captured::default();
     let log = logs.logger(slog::Level::Info);
-    let table = flux_recv::commands::serve::load_table(&path, None, &log).expect("it loads");
+    let table = flux_recv::service::load_table(&path, None, &log).expect("it loads");
     assert_eq!(table.endpoints().len(), 2);
     drop(log);
     let text = logs.text();
@@ -453,10 +458,10 @@ async fn a_key_that_comes_after_its_config_is_waited_for() {
 async fn a_key_that_does_not_come_within_the_grace_is_a_failure() {
     let fluxd = FakeFluxd::start().await;
     let mut pod = Pod::new(&fluxd.api());
-    let options = reload::Options {
+    let options = Options {
         resync_interval: NO_RESYNC,
-        grace: Duration::from_millis(700),
-        ..reload::Options::default()
+        reload_grace: Duration::from_millis(700),
+        ..Options::default()
     };
     let (recv, _reloader) = start_with(&pod.config_path(), options).await;
     let a = pod.key_a();
@@ -490,10 +495,10 @@ async fn a_key_in_use_that_disappears_is_an_error_at_once() {
 }
 
 /// Reload options under which a missing key fails a reload at once.
-fn failing_at_once() -> reload::Options {
-    reload::Options {
+fn failing_at_once() -> Options {
+    Options {
         resync_interval: NO_RESYNC,
-        grace: Duration::ZERO,
-        ..reload::Options::default()
+        reload_grace: Duration::ZERO,
+        ..Options::default()
     }
 }

@@ -123,7 +123,7 @@ async fn a_flapping_fluxd_is_retried_until_it_accepts() {
         .await;
     }
     fluxd.set(Behaviour::Accept);
-    let queue = recv.state.hooks.queue();
+    let queue = recv.service.queue();
     eventually("accepted once fluxd does", Duration::from_secs(20), || {
         queue.snapshot().targets.iter().any(|a| a.delivered == 1)
     })
@@ -226,7 +226,7 @@ async fn a_hanging_fluxd_gets_202_at_the_budget_and_refusals_stay_fast() {
     }
     // The hanging fluxd holds its share of the workers (one API may hold
     // half of them: one of two).
-    let queue = recv.state.hooks.queue();
+    let queue = recv.service.queue();
     eventually(
         "the hanging fluxd's worker sending",
         Duration::from_secs(10),
@@ -301,7 +301,7 @@ async fn a_delivery_that_does_not_fit_the_queue_is_503_and_nothing_of_it_is_queu
     // What fits is taken: 202 at once (a zero budget never waits).
     let reply = post(hook.clone(), headers(), push(&["a", "b"])).await;
     assert_eq!(reply.status, 202, "{}", reply.body);
-    assert_eq!(recv.state.hooks.queue().snapshot().pending, 2);
+    assert_eq!(recv.service.queue().snapshot().pending, 2);
 
     let reply = post(hook.clone(), headers(), push(&["c", "d"])).await;
     assert_eq!(reply.status, 503, "{}", reply.body);
@@ -312,12 +312,12 @@ async fn a_delivery_that_does_not_fit_the_queue_is_503_and_nothing_of_it_is_queu
     ] {
         assert!(reply.body.contains(want), "{want} not in {}", reply.body);
     }
-    assert_eq!(recv.state.hooks.queue().snapshot().pending, 2);
+    assert_eq!(recv.service.queue().snapshot().pending, 2);
 
     // Joining what is pending takes no room.
     let reply = post(hook, headers(), push(&["b", "c"])).await;
     assert_eq!(reply.status, 202, "{}", reply.body);
-    assert_eq!(recv.state.hooks.queue().snapshot().pending, 3);
+    assert_eq!(recv.service.queue().snapshot().pending, 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -342,7 +342,7 @@ async fn fan_out_with_one_api_down_delivers_to_the_other() {
     assert_eq!(reply.status, 202, "{}", reply.body);
     // The one that is up got it at once, however long the other is away.
     assert_eq!(up.take(), vec![git_notification("org/app", "main")]);
-    let snapshot = recv.state.hooks.queue().snapshot();
+    let snapshot = recv.service.queue().snapshot();
     let down_url = format!("{down}/v11/notify");
     let down_api = snapshot
         .targets

@@ -101,10 +101,10 @@ async fn a_delivery_that_can_never_fit_is_refused_for_good() {
     ] {
         assert!(reply.body.contains(want), "{want} not in {}", reply.body);
     }
-    assert_eq!(recv.state.hooks.queue().snapshot().pending, 0);
+    assert_eq!(recv.service.queue().snapshot().pending, 0);
 
     // One branch makes three: queued.
     let reply = post(hook, headers(), bitbucket_push(["a"])).await;
     assert_eq!(reply.status, 202, "{}", reply.body);
-    assert_eq!(recv.state.hooks.queue().snapshot().pending, 3);
+    assert_eq!(recv.service.queue().snapshot().pending, 3);
 }

@@ -19,7 +19,7 @@ async fn shutdown_lets_requests_in_flight_finish() {
     let in_flight = tokio::spawn(post(recv.url(&hook), github_push(&body), body));
     // In flight: its notification is being sent to fluxd, which takes its
     // time over the answer.
-    let queue = recv.state.hooks.queue();
+    let queue = recv.service.queue();
     eventually("the hook in flight", Duration::from_secs(10), || {
         queue.snapshot().sending == 1
     })
