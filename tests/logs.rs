@@ -70,10 +70,19 @@ async fn values_from_a_payload_are_escaped_and_bounded_in_every_line() {
             assert_eq!(received[0]["Source"]["Name"]["Image"], name.as_str());
         }
         // Every line naming the change: the dry-run line; or at debug the
-        // hook's change line and the delivery's.
+        // hook's change line and the delivery's, which the relay writes
+        // once fluxd has answered, a moment after fluxd has the change.
+        let naming = |logs: &str| logs.lines().filter(|l| l.contains("aaaa")).count();
+        let expected = if dry_run { 1 } else { 2 };
+        eventually(
+            "every line naming the change",
+            Duration::from_secs(10),
+            || naming(&recv.logs.text()) >= expected,
+        )
+        .await;
         let logs = recv.logs.text();
         let about: Vec<&str> = logs.lines().filter(|l| l.contains("aaaa")).collect();
-        assert_eq!(about.len(), if dry_run { 1 } else { 2 }, "{logs}");
+        assert_eq!(about.len(), expected, "{logs}");
         for line in about {
             for c in SNEAKY {
                 assert!(!line.contains(c), "{c:?} raw in {line}");
