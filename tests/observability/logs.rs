@@ -2,7 +2,7 @@
 //! source of lines within a budget, and lines that say what happened; and
 //! the start-up lines operators tail for, never dropped.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
