@@ -21,15 +21,16 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::options::{Options, DEFAULT_CONFIG, DEFAULT_LISTEN};
 
-/// Receives provider webhooks (GitHub, GitLab, Bitbucket, Gitea, Forgejo,
-/// Gogs, Azure DevOps, Docker Hub, Quay, Harbor, Nexus, Azure Container
-/// Registry, distribution registries, Google Artifact Registry, generic CI
-/// hooks, and any sender signing by the Standard Webhooks specification),
+/// Receives provider webhooks (the sources are listed at the end),
 /// verifies them and relays a notification to fluxd.
 ///
 /// Without a command, serves hooks.
 #[derive(Debug, Parser)]
 #[command(name = "flux-recv", version, args_conflicts_with_subcommands = true)]
+#[command(after_help = format!(
+    "Sources (`source:` in the config): {}.\nWhat each verifies, and its setup: docs/providers.md",
+    crate::source::Source::names()
+))]
 pub struct Cli {
     /// A command other than serving.
     #[command(subcommand)]

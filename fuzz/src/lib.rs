@@ -1,4 +1,8 @@
-//! Shared harness for the per-source fuzz targets.
+//! The harness of the `source` fuzz target, which fuzzes every source.
+//!
+//! The input's first byte picks the source among [`Source::all`] (or, with
+//! `FUZZ_SOURCE` set to a source's config name, that source alone): a
+//! provider is fuzzed as soon as it is listed, with nothing to add here.
 //!
 //! A source verifies before it parses, so random bytes would almost never
 //! reach the parser. The fuzzer's input therefore picks one of the events
@@ -12,6 +16,8 @@
 //! Besides never panicking, a source must refuse (401) every delivery
 //! signed with another key, and every delivery without its proof where the
 //! endpoint requires one, whatever the event, headers and body.
+
+use std::sync::OnceLock;
 
 use arbitrary::Arbitrary;
 use flux_recv::notification::Change;
@@ -64,6 +70,35 @@ fn insert(headers: &mut http::HeaderMap, name: &str, value: &str) {
     ) {
         headers.insert(name, value);
     }
+}
+
+/// The sources [`run_any`] picks from: every one, or the one `FUZZ_SOURCE`
+/// names (as the config does: `GitLab`, `DockerHub`, …).
+pub fn fuzzed_sources() -> &'static [Source] {
+    static SOURCES: OnceLock<Vec<Source>> = OnceLock::new();
+    SOURCES.get_or_init(|| match std::env::var("FUZZ_SOURCE") {
+        Ok(name) => vec![Source::from_name(&name).unwrap_or_else(|| {
+            panic!(
+                "FUZZ_SOURCE={name:?} is no source; sources: {}",
+                Source::names()
+            )
+        })],
+        Err(_) => Source::all().collect(),
+    })
+}
+
+/// The source `data`'s first byte picks among `sources`, and the rest of
+/// `data`; `None` for no data.
+pub fn pick<'a>(sources: &[Source], data: &'a [u8]) -> Option<(Source, &'a [u8])> {
+    let (&first, rest) = data.split_first()?;
+    Some((sources[usize::from(first) % sources.len()], rest))
+}
+
+/// Run one delivery through the source its first byte picks among
+/// [`fuzzed_sources`]: what the `source` target does with each input.
+pub fn run_any(data: &[u8]) -> Option<bool> {
+    let (source, rest) = pick(fuzzed_sources(), data)?;
+    run(source, rest)
 }
 
 /// Run one delivery through `source`. Panics are the bugs being hunted: a

@@ -28,7 +28,7 @@ use rsa::{BigUint, RsaPublicKey};
 use serde::Deserialize;
 use slog::{info, warn, Logger};
 
-use super::token::ALGORITHM;
+use super::ALGORITHM;
 
 /// Smallest RSA modulus accepted in a published key, in bits. Google's are
 /// 2048 bits.

@@ -24,7 +24,14 @@ pub use keys::{
     check_url, FetchError, Jwks, KeySet, KeySetError, GOOGLE_JWKS_URL, MAX_AGE, MIN_KEY_BITS,
     MIN_REFRESH,
 };
-pub use token::{Claims, Token, TokenError, ALGORITHM, ISSUERS, SKEW};
+pub use token::{Claims, Token, TokenError, ISSUERS, SKEW};
+
+/// The only signature algorithm Google uses for these tokens, and the only
+/// one accepted: anything else (`none`, `HS256` signed with a public key as
+/// the HMAC secret, …) is a classic way to forge a JWT. Stated here, above
+/// both: `token` refuses a token of any other algorithm, `keys` any key
+/// published for another.
+pub const ALGORITHM: &str = "RS256";
 
 /// An endpoint's `gcr:` block: who must have signed a Pub/Sub push.
 ///

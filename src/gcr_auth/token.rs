@@ -37,7 +37,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::keys::KeySet;
-use super::GcrAuth;
+use super::{GcrAuth, ALGORITHM};
 
 /// The issuers Google signs ID tokens as.
 pub const ISSUERS: [&str; 2] = ["accounts.google.com", "https://accounts.google.com"];
@@ -45,11 +45,6 @@ pub const ISSUERS: [&str; 2] = ["accounts.google.com", "https://accounts.google.
 /// Seconds of clock difference tolerated between Google and us, on `exp`
 /// and on `iat`.
 pub const SKEW: u64 = 60;
-
-/// The only signature algorithm Google uses for these tokens, and the only
-/// one accepted: anything else (`none`, `HS256` signed with a public key as
-/// the HMAC secret, …) is a classic way to forge a JWT.
-pub const ALGORITHM: &str = "RS256";
 
 /// Why a push's token was refused. Every one of these is a 401.
 ///

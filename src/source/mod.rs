@@ -24,8 +24,13 @@
 //! To add a provider, add a file here and its name to the `providers!`
 //! list at the bottom of this file. A file left out of the list is not
 //! compiled, which `every_provider_file_is_listed` catches (a new shared
-//! file goes in that test's list of helpers instead). `cargo fmt` does not
-//! reach files declared inside a macro: format them with
+//! file goes in that test's list of helpers instead). Everything else that
+//! lists providers reads [`Source::all`] (`--help`, the fuzz target,
+//! `bad_input`, the benchmarks); what cannot be generated, a payload
+//! fixture under `testdata/` named after the file and the provider's
+//! section in docs/providers.md and README's table, is checked by
+//! `tests/safety_net/every_source.rs`. `cargo fmt` does not reach files
+//! declared inside a macro: format them with
 //! `rustfmt --edition 2021 src/source/*.rs` (CI checks it).
 
 use std::collections::HashSet;
@@ -239,6 +244,14 @@ impl Source {
     /// The provider's description.
     pub fn provider(self) -> &'static Provider {
         self.0
+    }
+
+    /// The provider's file in `src/source/`, without `.rs` (`gcr` for
+    /// GoogleContainerRegistry): its payload fixtures under `testdata/` are
+    /// named after it.
+    pub fn file(self) -> &'static str {
+        let index = ALL.iter().position(|p| p.name == self.name());
+        FILES[index.expect("every Source is one of ALL")]
     }
 
     /// Whether the provider proves who sent every request. For those that
@@ -524,10 +537,8 @@ macro_rules! providers {
         /// Every provider, in the order the documentation lists them.
         static ALL: &[&Provider] = &[$(&$module::PROVIDER),+];
 
-        /// The files that hold providers, for the test that every one is
-        /// listed.
-        #[cfg(test)]
-        const MODULES: &[&str] = &[$(stringify!($module)),+];
+        /// The file of each provider in [`ALL`], in the same order.
+        static FILES: &[&str] = &[$(stringify!($module)),+];
     };
 }
 
@@ -676,7 +687,7 @@ mod tests {
             let stem = path.file_stem().unwrap().to_string_lossy().into_owned();
             if path.extension().is_some_and(|e| e == "rs") && !helpers.contains(&stem.as_str()) {
                 assert!(
-                    MODULES.contains(&stem.as_str()),
+                    FILES.contains(&stem.as_str()),
                     "src/source/{stem}.rs is not in the providers! list"
                 );
             }

@@ -1,7 +1,11 @@
-//! The server's flags as docs/operations.md documents them.
+//! The server's flags as docs/operations.md documents them, and the
+//! sources as `--help` lists them.
 
 use clap::CommandFactory;
 use flux_recv::cli::Cli;
+use flux_recv::source::Source;
+
+use super::{run, stderr, stdout};
 
 /// The flags table in docs/operations.md names every server flag with
 /// its variable and the default `--help` shows, and nothing else.
@@ -36,4 +40,18 @@ fn the_operations_guide_lists_every_flag_with_its_default() {
         })
         .collect();
     assert_eq!(documented, flags);
+}
+
+/// `--help` names every source as the config spells it: the list comes
+/// from the sources themselves, so a new provider is in it at once.
+#[test]
+fn help_names_every_source() {
+    for args in [["--help"], ["-h"]] {
+        let out = run(&args);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let help = stdout(&out);
+        let names: Vec<&str> = Source::all().map(Source::name).collect();
+        let listed = format!("Sources (`source:` in the config): {}.", names.join(", "));
+        assert!(help.contains(&listed), "{args:?}:\n{help}");
+    }
 }

@@ -9,7 +9,9 @@
 //! - `fairness`: room and turns shared per endpoint, workers per API;
 //! - `workers`: APIs served independently and fairly, and the drain at
 //!   shutdown;
-//! - `metrics`: the per-API figures a scrape shows.
+//! - `metrics`: the per-API figures a scrape shows;
+//! - `routing`: per-endpoint APIs, fan-out, filters, `--api` and their
+//!   reload, through a running flux-recv in front of stand-in fluxds.
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -20,6 +22,7 @@ mod coalescing;
 mod fairness;
 mod fluxd;
 mod metrics;
+mod routing;
 mod workers;
 
 use std::net::SocketAddr;

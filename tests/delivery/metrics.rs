@@ -8,7 +8,7 @@ use crate::fluxd::Fluxd;
 use crate::{image, item, start, with_workers, BUDGET};
 
 /// The queue's metrics as a scrape shows them: OpenMetrics text from a
-/// registry with the prefix `/metrics` uses. (tests/metrics.rs runs promtool
+/// registry with the prefix `/metrics` uses. (tests/observability/metrics.rs runs promtool
 /// over the whole of `/metrics`.)
 fn scrape(queue: &Queue) -> Vec<String> {
     let mut registry = prometheus_client::registry::Registry::with_prefix("fluxrecv");

@@ -1,7 +1,7 @@
 //! Routing end to end: per-endpoint APIs, fan-out, filters, `--api`, and
 //! their reload, through a running flux-recv in front of stand-in fluxds.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::time::Duration;

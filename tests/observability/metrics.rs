@@ -2,7 +2,7 @@
 //! `/metrics` scraped over HTTP; `/ready` through a graceful shutdown; JSON
 //! log lines from a running server.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::Path;

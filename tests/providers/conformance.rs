@@ -2,7 +2,7 @@
 //! through the real HTTP stack to a stand-in fluxd: same hook URLs, same
 //! statuses, same notifications.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 

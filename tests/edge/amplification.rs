@@ -2,7 +2,7 @@
 //! are sent once, and a delivery naming more distinct changes than
 //! `--max-changes` is refused whole.
 
-mod common;
+use crate::common;
 
 use common::*;
 use flux_recv::options::Options;

@@ -8,7 +8,7 @@
 //! together), unless the first was refused for want of room; the plain
 //! token works as it always did.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

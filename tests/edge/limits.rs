@@ -1,7 +1,7 @@
 //! Server limits: slow or idle clients cannot hold connections forever, and
 //! while they try, a real hook still gets through.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};

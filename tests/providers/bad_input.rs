@@ -6,7 +6,7 @@
 //! end, the whole run's logs and replies are searched for every key and
 //! signature.
 
-mod common;
+use crate::common;
 
 use common::*;
 use flux_recv::options::Options;

@@ -4,7 +4,7 @@
 //! connection closes after `--max-connection-age` or
 //! `--max-connection-requests`, once the reply in progress is sent.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};

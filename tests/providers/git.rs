@@ -6,7 +6,7 @@
 //! sent; a wrong signature or password is answered 401 with nothing sent;
 //! and each source has its metric series.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 

@@ -2,7 +2,7 @@
 //! fluxd: the registry providers (Azure Container Registry, distribution)
 //! and the generic hooks, with the deliveries `flux-recv send` makes.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 

@@ -2,7 +2,7 @@
 //! than the read buffer: each connection must make progress or be closed,
 //! and its buffers stay small (see `flux_recv::conn`).
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

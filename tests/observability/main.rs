@@ -1,0 +1,14 @@
+//! What an operator watches, end to end.
+//!
+//! - `metrics`: `/metrics` scraped after real hooks, `/ready` through a
+//!   graceful shutdown, JSON log lines from a running server;
+//! - `logs`: the log lines a remote client can cause, escaped, bounded and
+//!   within their budgets, and the start-up lines never dropped.
+//!
+//! One test binary, so that CI links one.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod logs;
+mod metrics;
