@@ -97,7 +97,7 @@ pub enum Handled {
         /// Where they went: the endpoint's targets.
         targets: Arc<[Target]>,
         /// What the targets answered within the reply budget.
-        answer: Answer,
+        answer: DeliveryState,
     },
     /// Verified, and nothing to do; the text says why.
     Ignored(String),
@@ -117,10 +117,10 @@ pub enum Handled {
     Refused(Refusal),
 }
 
-/// What fluxd answered about a hook's changes within the reply budget.
+/// How far the delivery of a hook's changes got within the reply budget.
 #[derive(Debug)]
-pub enum Answer {
-    /// fluxd accepted every change.
+pub enum DeliveryState {
+    /// Every target accepted every change.
     Accepted,
     /// Not confirmed yet: queued, and retried for at least this long.
     Pending {
@@ -129,12 +129,12 @@ pub enum Answer {
     },
     /// A dry run: nothing was sent.
     DryRun,
-    /// fluxd refused a change for good (a wrong `api:` path, a redirect);
-    /// the others may have been accepted or be pending.
+    /// A target refused a request for good (fluxd: a wrong `api:` path, a
+    /// redirect); the others may have been accepted or be pending.
     Refused {
-        /// The notify URL that refused it.
-        api: Arc<str>,
-        /// fluxd's answer.
+        /// The target that refused it, as its logs and metrics name it.
+        target: Arc<str>,
+        /// Its answer.
         reason: String,
     },
 }
@@ -371,7 +371,7 @@ impl Hooks {
                 changes,
                 filtered,
                 targets,
-                answer: Answer::DryRun,
+                answer: DeliveryState::DryRun,
             };
         }
         // Each target is delivered to on its own.
@@ -416,12 +416,11 @@ impl Hooks {
             Err(Full::Closed) => return Handled::Refused(Refusal::ShuttingDown),
         };
         let answer = match ticket.wait(self.limits.reply_budget).await {
-            delivery::Acceptance::Accepted => Answer::Accepted,
-            delivery::Acceptance::Pending { retry_for } => Answer::Pending { retry_for },
-            delivery::Acceptance::Refused { target, reason } => Answer::Refused {
-                api: target,
-                reason,
-            },
+            delivery::Acceptance::Accepted => DeliveryState::Accepted,
+            delivery::Acceptance::Pending { retry_for } => DeliveryState::Pending { retry_for },
+            delivery::Acceptance::Refused { target, reason } => {
+                DeliveryState::Refused { target, reason }
+            }
         };
         Handled::Delivered {
             changes,

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use http::StatusCode;
 use slog::{debug, info, o, warn, Drain as _, Logger};
 
-use crate::hook::{Answer, Handled, HookReport, Refusal};
+use crate::hook::{DeliveryState, Handled, HookReport, Refusal};
 use crate::logging::Budget;
 use crate::metrics::{HookOutcome, Metrics};
 
@@ -92,7 +92,7 @@ pub fn verdict(handled: &Handled) -> Verdict {
         Handled::Delivered {
             changes,
             filtered,
-            answer: Answer::Accepted,
+            answer: DeliveryState::Accepted,
             ..
         } => {
             let n = changes.len();
@@ -105,7 +105,7 @@ pub fn verdict(handled: &Handled) -> Verdict {
         Handled::Delivered {
             changes,
             filtered,
-            answer: Answer::Pending { retry_for },
+            answer: DeliveryState::Pending { retry_for },
             ..
         } => {
             let n = changes.len();
@@ -120,7 +120,7 @@ pub fn verdict(handled: &Handled) -> Verdict {
         Handled::Delivered {
             changes,
             filtered,
-            answer: Answer::DryRun,
+            answer: DeliveryState::DryRun,
             ..
         } => {
             let n = changes.len();
@@ -131,7 +131,7 @@ pub fn verdict(handled: &Handled) -> Verdict {
             answer(S::OK, text, HookOutcome::Relayed, Level::Info)
         }
         Handled::Delivered {
-            answer: Answer::Refused { reason, .. },
+            answer: DeliveryState::Refused { reason, .. },
             ..
         } => {
             let text = format!("fluxd refused the notification: {reason}");
@@ -326,7 +326,7 @@ impl Recorder {
         let per_change = match &handled {
             Handled::Delivered {
                 changes, answer, ..
-            } if matches!(answer, Answer::DryRun) || self.log.is_debug_enabled() => {
+            } if matches!(answer, DeliveryState::DryRun) || self.log.is_debug_enabled() => {
                 changes.as_slice()
             }
             _ => &[],
@@ -368,11 +368,11 @@ impl Recorder {
             (
                 _,
                 Handled::Delivered {
-                    answer: Answer::Refused { api, .. },
+                    answer: DeliveryState::Refused { target, .. },
                     ..
                 },
             ) => {
-                warn!(log, "hook refused"; "reason" => reason, "refused_by" => &**api)
+                warn!(log, "hook refused"; "reason" => reason, "refused_by" => &**target)
             }
             (Level::Refused | Level::Busy | Level::Failed, _) => {
                 warn!(log, "hook refused"; "reason" => reason)
@@ -381,7 +381,7 @@ impl Recorder {
         let dry_run = matches!(
             handled,
             Handled::Delivered {
-                answer: Answer::DryRun,
+                answer: DeliveryState::DryRun,
                 ..
             }
         );
@@ -422,7 +422,7 @@ mod tests {
     use crate::targets::{fluxd::Fluxd, Target};
     use std::sync::Arc;
 
-    fn delivered(changes: usize, filtered: usize, answer: Answer) -> Handled {
+    fn delivered(changes: usize, filtered: usize, answer: DeliveryState) -> Handled {
         Handled::Delivered {
             changes: (0..changes)
                 .map(|i| Change::git("git@github.com:org/app.git", &format!("refs/heads/b{i}")))
@@ -448,7 +448,7 @@ mod tests {
         let cases: Vec<Case> =
             vec![
             (
-                delivered(2, 0, Answer::Accepted),
+                delivered(2, 0, DeliveryState::Accepted),
                 200,
                 "ok: notified fluxd of 2 change(s)",
                 None,
@@ -456,7 +456,7 @@ mod tests {
                 L::Info,
             ),
             (
-                delivered(1, 2, Answer::Accepted),
+                delivered(1, 2, DeliveryState::Accepted),
                 200,
                 "ok: notified fluxd of 1 change(s); 2 left out by the endpoint's filter",
                 None,
@@ -467,7 +467,7 @@ mod tests {
                 delivered(
                     1,
                     0,
-                    Answer::Pending {
+                    DeliveryState::Pending {
                         retry_for: Duration::from_secs(15 * 60),
                     },
                 ),
@@ -479,7 +479,7 @@ mod tests {
                 L::Info,
             ),
             (
-                delivered(3, 0, Answer::DryRun),
+                delivered(3, 0, DeliveryState::DryRun),
                 200,
                 "ok: dry run, fluxd would be notified of 3 change(s)",
                 None,
@@ -490,8 +490,8 @@ mod tests {
                 delivered(
                     1,
                     0,
-                    Answer::Refused {
-                        api: Arc::from("http://fluxd:3030/api/flux/v11/notify"),
+                    DeliveryState::Refused {
+                        target: Arc::from("http://fluxd:3030/api/flux/v11/notify"),
                         reason: "fluxd answered 404 Not Found".into(),
                     },
                 ),
@@ -679,7 +679,7 @@ mod tests {
 
     #[test]
     fn recording_counts_the_hook_and_logs_it_with_its_changes_within_budget() {
-        let (first, _dir) = report(delivered(2, 0, Answer::DryRun));
+        let (first, _dir) = report(delivered(2, 0, DeliveryState::DryRun));
         let table = crate::table::Table::load(&_dir.path().join("fluxrecv.yaml"), None)
             .table
             .unwrap();

@@ -51,7 +51,7 @@ pub enum Proven<'a> {
 
 /// One fuzzed delivery.
 #[derive(Debug, Arbitrary)]
-pub struct Delivery<'a> {
+pub struct Hook<'a> {
     /// Index into the provider's sample events; out of range sends the
     /// push sample's headers with `random_event` as the event.
     event: u8,
@@ -106,7 +106,7 @@ pub fn run_any(data: &[u8]) -> Option<bool> {
 /// `Result` is a legitimate answer. Says whether a refusal was required
 /// (and so checked); `None` when `data` made no delivery.
 pub fn run(source: Source, data: &[u8]) -> Option<bool> {
-    let d = Delivery::arbitrary(&mut arbitrary::Unstructured::new(data)).ok()?;
+    let d = Hook::arbitrary(&mut arbitrary::Unstructured::new(data)).ok()?;
     let provider = source.provider();
     let (key, wrong_key) = match source.needs_signing_secret() {
         true => (SECRET, WRONG_SECRET),
@@ -183,7 +183,7 @@ fn must_be_refused(proof: Proof, proven: Proven, require_signature: bool) -> boo
     }
 }
 
-fn assert_refused(source: Source, d: &Delivery, result: &HookResult) {
+fn assert_refused(source: Source, d: &Hook, result: &HookResult) {
     assert!(
         matches!(result, Err(e) if e.is_unauthorized()),
         "{source}: a delivery {:?} was not refused as unauthorized: {result:?}\n{d:?}",

@@ -22,7 +22,7 @@ use anyhow::{anyhow, bail, Context};
 
 use crate::cli::SendArgs;
 use crate::endpoint::Endpoint;
-use crate::source::{Delivery, SampleRequest};
+use crate::source::{SampleHook, SampleRequest};
 use crate::table::Table;
 
 /// The endpoint `spec` names: a number from 1 to the number of endpoints is
@@ -100,7 +100,7 @@ struct Reply {
 
 /// POST the delivery. Blocking; this is a short-lived command, not the
 /// server.
-fn post(url: &str, delivery: &Delivery, timeout: Duration) -> anyhow::Result<Reply> {
+fn post(url: &str, delivery: &SampleHook, timeout: Duration) -> anyhow::Result<Reply> {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(timeout))

@@ -35,13 +35,13 @@ async fn serve(options: Options) -> (Service, String, tempfile::TempDir) {
     (service, path, dir)
 }
 
-fn github_push() -> crate::source::Delivery {
+fn github_push() -> crate::source::SampleHook {
     Source::named("GitHub")
         .sample(&SampleRequest::push(KEY))
         .unwrap()
 }
 
-fn post(path: &str, delivery: &crate::source::Delivery) -> warp::test::RequestBuilder {
+fn post(path: &str, delivery: &crate::source::SampleHook) -> warp::test::RequestBuilder {
     let mut request = warp::test::request()
         .method("POST")
         .path(path)
@@ -84,7 +84,7 @@ async fn refusals_get_their_status_and_say_why() {
     let routes = service.routes();
     let mut forged = github_push();
     forged.body.push(b' ');
-    let too_big = crate::source::Delivery {
+    let too_big = crate::source::SampleHook {
         body: vec![b' '; 5000],
         ..github_push()
     };

@@ -22,7 +22,7 @@ use serde_json::{json, Value};
 
 use super::sample::{self, SampleRequest, DIGEST, OWNER, TAG, TIME};
 use super::{
-    json, required, verify, Delivery, HookError, HookResult, Kinds, Outcome, Proof, Provider,
+    json, required, verify, SampleHook, HookError, HookResult, Kinds, Outcome, Proof, Provider,
     Settings,
 };
 use crate::image;
@@ -98,7 +98,7 @@ pub fn handle(headers: &HeaderMap, body: &[u8], settings: &Settings) -> HookResu
 
 /// One event of each kind ACR sends, with the custom header a webhook
 /// configured for flux-recv carries. The event's id is the delivery id.
-fn sample(s: &SampleRequest) -> Delivery {
+fn sample(s: &SampleRequest) -> SampleHook {
     let host = s.registry_host.unwrap_or("example.azurecr.io");
     let repository = format!("{OWNER}/{}", s.name);
     let request = |method: &str, useragent: &str| {
@@ -162,7 +162,7 @@ fn sample(s: &SampleRequest) -> Delivery {
     };
     let mut headers = sample::json_headers();
     headers.push((AUTHORIZATION, format!("Bearer {}", s.key_text())));
-    Delivery {
+    SampleHook {
         headers,
         body: s.body_or(&body),
         summary,

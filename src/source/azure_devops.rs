@@ -31,7 +31,7 @@ use serde_json::json;
 
 use super::sample::{SampleRequest, AFTER, BEFORE, BRANCH, MESSAGE, OWNER, TIME};
 use super::{
-    git_changes, header, json, required, verify, Delivery, HookError, HookResult, Kinds, Outcome,
+    git_changes, header, json, required, verify, SampleHook, HookError, HookResult, Kinds, Outcome,
     Proof, Provider, Settings,
 };
 use crate::notification::{distinct_repositories, is_deletion, split_url};
@@ -202,7 +202,7 @@ fn services_urls(remote: &str) -> Vec<String> {
 
 /// A "Code pushed" event updating `main`, with the basic authentication a
 /// service hook sends (user `flux-recv`, the key as password).
-fn sample(s: &SampleRequest) -> Delivery {
+fn sample(s: &SampleRequest) -> SampleHook {
     let name = s.name;
     let project = "platform";
     let remote_url = format!("https://dev.azure.com/{OWNER}/{project}/_git/{name}");
@@ -271,7 +271,7 @@ fn sample(s: &SampleRequest) -> Delivery {
         ),
         (AUTHORIZATION, format!("Basic {credentials}")),
     ];
-    Delivery {
+    SampleHook {
         headers,
         body: s.body_or(&body),
         summary: format!("a push to branch {BRANCH} of {remote_url}"),

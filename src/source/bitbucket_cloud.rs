@@ -24,7 +24,7 @@ use serde_json::json;
 use super::sample::{self, SampleRequest, AFTER, BEFORE, BRANCH, MESSAGE, OWNER, TIME};
 use super::verify::{self, sign, Algorithm};
 use super::{
-    git_changes, header, json, required, Delivery, Extra, HookError, HookResult, Kinds, Outcome,
+    git_changes, header, json, required, SampleHook, Extra, HookError, HookResult, Kinds, Outcome,
     Proof, Provider, Settings,
 };
 
@@ -119,7 +119,7 @@ pub fn handle(headers: &HeaderMap, body: &[u8], settings: &Settings) -> HookResu
 }
 
 /// A `repo:push` updating one branch, signed as a hook with a secret is.
-fn sample(s: &SampleRequest) -> Delivery {
+fn sample(s: &SampleRequest) -> SampleHook {
     let full_name = format!("{OWNER}/{}", s.name);
     let html = format!("https://bitbucket.org/{full_name}");
     let target = |hash: &str| {
@@ -167,7 +167,7 @@ fn sample(s: &SampleRequest) -> Delivery {
         ),
         ("X-Attempt-Number", "1".to_string()),
     ]);
-    Delivery {
+    SampleHook {
         headers,
         body,
         summary: format!("a push to branch {BRANCH} of git@bitbucket.org:{full_name}.git"),

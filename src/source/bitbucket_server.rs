@@ -20,7 +20,7 @@ use serde_json::json;
 use super::sample::{SampleRequest, AFTER, BEFORE, BRANCH, OWNER};
 use super::verify::{sign, Algorithm};
 use super::{
-    git_changes, header, json, required, verify, Delivery, HookError, HookResult, Kinds, Outcome,
+    git_changes, header, json, required, verify, SampleHook, HookError, HookResult, Kinds, Outcome,
     Proof, Provider, Settings,
 };
 
@@ -130,7 +130,7 @@ pub fn handle(headers: &HeaderMap, body: &[u8], settings: &Settings) -> HookResu
 
 /// A `repo:refs_changed` updating one branch, or the `diagnostics:ping` of
 /// the "Test connection" button.
-fn sample(s: &SampleRequest) -> Delivery {
+fn sample(s: &SampleRequest) -> SampleHook {
     let name = s.name;
     let ssh_url = format!("ssh://git@bitbucket.example.com:7999/ex/{name}.git");
     let (event_key, body, summary) = if s.event == "ping" {
@@ -193,7 +193,7 @@ fn sample(s: &SampleRequest) -> Delivery {
         (DELIVERY, s.delivery_id.to_string()),
         (SIGNATURE, sign(Algorithm::Sha256, s.key, &body)),
     ];
-    Delivery {
+    SampleHook {
         headers,
         body,
         summary,

@@ -30,7 +30,7 @@ use serde_json::{json, Value};
 
 use super::sample::{SampleRequest, DIGEST, OWNER, TAG, TIME};
 use super::{
-    essence, json, required, verify, Delivery, HookError, HookResult, Kinds, Outcome, Proof,
+    essence, json, required, verify, SampleHook, HookError, HookResult, Kinds, Outcome, Proof,
     Provider, Settings,
 };
 use crate::image;
@@ -172,7 +172,7 @@ fn url_kind(url: &str) -> Option<&str> {
 
 /// An envelope as the registry sends it: the event of interest with the
 /// blob events around it that the same `docker push` (or pull) makes.
-fn sample(s: &SampleRequest) -> Delivery {
+fn sample(s: &SampleRequest) -> SampleHook {
     let host = s.registry_host.unwrap_or("registry.example.com:5000");
     let repository = format!("{OWNER}/{}", s.name);
     let layer = "sha256:3a1f5c7e9b2d4f6a8c0e1b3d5f7a9c2e4b6d8f0a1c3e5b7d9f2a4c6e8b0d1f3a";
@@ -242,7 +242,7 @@ fn sample(s: &SampleRequest) -> Delivery {
         ],
     };
     let body = json!({ "events": events });
-    Delivery {
+    SampleHook {
         headers: vec![
             ("Content-Type", EVENTS_MEDIA_TYPE.to_string()),
             (AUTHORIZATION, format!("Bearer {}", s.key_text())),

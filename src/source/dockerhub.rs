@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::sample::{self, SampleRequest, EPOCH, OWNER, TAG};
-use super::{json, required, Delivery, HookResult, Kinds, Outcome, Proof, Provider, Settings};
+use super::{json, required, SampleHook, HookResult, Kinds, Outcome, Proof, Provider, Settings};
 use crate::image;
 use crate::notification::Change;
 
@@ -53,7 +53,7 @@ pub fn handle(_headers: &HeaderMap, body: &[u8], _settings: &Settings) -> HookRe
 }
 
 /// A push of one tag.
-fn sample(s: &SampleRequest) -> Delivery {
+fn sample(s: &SampleRequest) -> SampleHook {
     let repo_name = format!("{OWNER}/{}", s.name);
     let body = json!({
         "callback_url": format!("https://registry.hub.docker.com/u/{repo_name}/hook/2141b5bi5i5b02bec211i4eeih0242eg11000a/"),
@@ -75,7 +75,7 @@ fn sample(s: &SampleRequest) -> Delivery {
             "status": "Active",
         },
     });
-    Delivery {
+    SampleHook {
         headers: sample::json_headers(),
         body: s.body_or(&body),
         summary: format!("a push of image {repo_name}:{TAG}"),

@@ -26,7 +26,7 @@ use serde_json::json;
 
 use super::sample::{self, SampleRequest, DIGEST, OWNER, TAG, TIME};
 use super::{
-    json, required, Delivery, Extra, HookError, HookResult, Kinds, Outcome, Proof, Provider,
+    json, required, SampleHook, Extra, HookError, HookResult, Kinds, Outcome, Proof, Provider,
     Settings,
 };
 use crate::image;
@@ -95,7 +95,7 @@ pub fn handle(_headers: &HeaderMap, body: &[u8], _settings: &Settings) -> HookRe
 /// A Pub/Sub push envelope with the registry's message base64-encoded in
 /// `message.data`. The OIDC token an authenticated subscription adds
 /// cannot be made here: only Google can sign one.
-fn sample(s: &SampleRequest) -> Delivery {
+fn sample(s: &SampleRequest) -> SampleHook {
     let host = s.registry_host.unwrap_or("gcr.io");
     let image = format!("{host}/{OWNER}-project/{}", s.name);
     let data = json!({
@@ -116,7 +116,7 @@ fn sample(s: &SampleRequest) -> Delivery {
         },
         "subscription": format!("projects/{OWNER}-project/subscriptions/flux-recv"),
     });
-    Delivery {
+    SampleHook {
         headers: sample::json_headers(),
         body: s.body_or(&body),
         summary: format!("a push of image {image}:{TAG}"),

@@ -14,7 +14,7 @@ use http::HeaderMap;
 use serde_json::json;
 
 use super::sample::{self, SampleRequest, AFTER, BRANCH, OWNER, TIME};
-use super::{Delivery, Extra, HookResult, Kinds, Outcome, Proof, Provider, Settings};
+use super::{SampleHook, Extra, HookResult, Kinds, Outcome, Proof, Provider, Settings};
 
 /// A request id many senders and ingress controllers set.
 const REQUEST_ID: &str = "X-Request-Id";
@@ -39,7 +39,7 @@ pub fn handle(_headers: &HeaderMap, _body: &[u8], settings: &Settings) -> HookRe
 
 /// A POST from a CI job, with a request id. flux-recv reads none of the
 /// body.
-fn sample(s: &SampleRequest) -> Delivery {
+fn sample(s: &SampleRequest) -> SampleHook {
     let body = json!({
         "pipeline": format!("{OWNER}/{}", s.name),
         "ref": format!("refs/heads/{BRANCH}"),
@@ -49,7 +49,7 @@ fn sample(s: &SampleRequest) -> Delivery {
     });
     let mut headers = sample::json_headers();
     headers.push((REQUEST_ID, s.delivery_id.to_string()));
-    Delivery {
+    SampleHook {
         headers,
         body: s.body_or(&body),
         summary: "a POST from a CI job".to_string(),

@@ -20,7 +20,7 @@ use serde_json::json;
 
 use super::sample::{self, SampleRequest, AFTER, BRANCH, OWNER, TIME};
 use super::verify::{self, Algorithm};
-use super::{Delivery, Extra, HookResult, Kinds, Outcome, Proof, Provider, Settings};
+use super::{SampleHook, Extra, HookResult, Kinds, Outcome, Proof, Provider, Settings};
 
 const SIGNATURE: &str = "X-Signature";
 /// A request id many senders set.
@@ -50,7 +50,7 @@ pub fn handle(headers: &HeaderMap, body: &[u8], settings: &Settings) -> HookResu
 
 /// A POST from a CI job, signed with HMAC-SHA256. flux-recv reads none
 /// of the body.
-fn sample(s: &SampleRequest) -> Delivery {
+fn sample(s: &SampleRequest) -> SampleHook {
     let body = s.body_or(&json!({
         "pipeline": format!("{OWNER}/{}", s.name),
         "ref": format!("refs/heads/{BRANCH}"),
@@ -61,7 +61,7 @@ fn sample(s: &SampleRequest) -> Delivery {
     let mut headers = sample::json_headers();
     headers.push((SIGNATURE, verify::sign(Algorithm::Sha256, s.key, &body)));
     headers.push((REQUEST_ID, s.delivery_id.to_string()));
-    Delivery {
+    SampleHook {
         headers,
         body,
         summary: "a signed POST from a CI job".to_string(),

@@ -30,7 +30,7 @@ use serde_json::json;
 use super::sample::{self, SampleRequest, AFTER, BEFORE, BRANCH, MESSAGE, OWNER, TAG, TIME};
 use super::verify::{self, sign_hex, Algorithm};
 use super::{
-    header, json, json_or_form, required, Delivery, HookError, HookResult, Kinds, Outcome, Proof,
+    header, json, json_or_form, required, SampleHook, HookError, HookResult, Kinds, Outcome, Proof,
     Provider, Settings,
 };
 use crate::notification::{distinct_repositories, is_deletion, Change};
@@ -171,7 +171,7 @@ fn push(payload: &[u8]) -> HookResult {
 
 /// What forge `F` sends for `s.event` (`push` or `create`) about
 /// repository `example/<s.name>`, with all its headers.
-fn delivery<F: Forge>(s: &SampleRequest) -> Delivery {
+fn delivery<F: Forge>(s: &SampleRequest) -> SampleHook {
     let host = F::SAMPLE_HOST;
     let full_name = format!("{OWNER}/{}", s.name);
     let html_url = format!("https://{host}/{full_name}");
@@ -253,7 +253,7 @@ fn delivery<F: Forge>(s: &SampleRequest) -> Delivery {
             (h.signature, signature.to_string()),
         ]);
     }
-    Delivery {
+    SampleHook {
         headers,
         body,
         summary,
@@ -271,7 +271,7 @@ mod tests {
         (PROVIDER.handle)(headers, body, settings)
     }
 
-    fn sample(s: &SampleRequest) -> Delivery {
+    fn sample(s: &SampleRequest) -> SampleHook {
         (PROVIDER.sample)(s)
     }
 

@@ -28,7 +28,7 @@ use super::sample::{
 };
 use super::verify::{sign, Algorithm};
 use super::{
-    header, json, json_or_form, required, verify, Delivery, HookError, HookResult, Kinds, Outcome,
+    header, json, json_or_form, required, verify, SampleHook, HookError, HookResult, Kinds, Outcome,
     Proof, Provider, Settings,
 };
 use crate::notification::Change;
@@ -152,7 +152,7 @@ fn package(event: &str, json_payload: &[u8]) -> HookResult {
 /// A push, the ping GitHub sends when a webhook is created, or the
 /// publication of a container image to ghcr.io (`package`), with both
 /// signature headers, as GitHub sends them.
-fn sample(s: &SampleRequest) -> Delivery {
+fn sample(s: &SampleRequest) -> SampleHook {
     let name = s.name;
     let ssh_url = format!("git@github.com:{OWNER}/{name}.git");
     let html_url = format!("https://github.com/{OWNER}/{name}");
@@ -279,7 +279,7 @@ fn sample(s: &SampleRequest) -> Delivery {
         (SIGNATURE, sign(Algorithm::Sha1, s.key, &body)),
         (SIGNATURE_256, sign(Algorithm::Sha256, s.key, &body)),
     ]);
-    Delivery {
+    SampleHook {
         headers,
         body,
         summary,

@@ -26,7 +26,7 @@ use serde_json::json;
 use super::sample::{self, SampleRequest, AFTER, BEFORE, BRANCH, MESSAGE, OWNER, TIME};
 use super::stamped::{self, Stamp};
 use super::{
-    header, json, required, verify, Delivery, HookError, HookResult, Kinds, Outcome, Proof,
+    header, json, required, verify, SampleHook, HookError, HookResult, Kinds, Outcome, Proof,
     Provider, Settings,
 };
 use crate::notification::Change;
@@ -95,7 +95,7 @@ pub fn handle(headers: &HeaderMap, body: &[u8], settings: &Settings) -> HookResu
 
 /// A push hook, with the secret token as GitLab sends it, or signed, when
 /// the key is a signing token.
-fn sample(s: &SampleRequest) -> Delivery {
+fn sample(s: &SampleRequest) -> SampleHook {
     let name = s.name;
     let ssh_url = format!("git@gitlab.com:{OWNER}/{name}.git");
     let web_url = format!("https://gitlab.com/{OWNER}/{name}");
@@ -163,7 +163,7 @@ fn sample(s: &SampleRequest) -> Delivery {
     } else {
         headers.push((TOKEN, s.key_text()));
     }
-    Delivery {
+    SampleHook {
         headers,
         body,
         summary: format!("a push to branch {BRANCH} of {ssh_url}"),

@@ -17,7 +17,7 @@ use serde_json::json;
 
 use super::sample::{self, SampleRequest, DIGEST, EPOCH, TAG};
 use super::{
-    json, required, verify, Delivery, HookError, HookResult, Kinds, Outcome, Proof, Provider,
+    json, required, verify, SampleHook, HookError, HookResult, Kinds, Outcome, Proof, Provider,
     Settings,
 };
 use crate::image;
@@ -87,7 +87,7 @@ pub fn handle(headers: &HeaderMap, body: &[u8], settings: &Settings) -> HookResu
 }
 
 /// A Harbor 2.x `PUSH_ARTIFACT` of one tag, with the auth header value.
-fn sample(s: &SampleRequest) -> Delivery {
+fn sample(s: &SampleRequest) -> SampleHook {
     let host = s.registry_host.unwrap_or("harbor.example.com");
     let resource_url = format!("{host}/library/{}:{TAG}", s.name);
     let body = json!({
@@ -107,7 +107,7 @@ fn sample(s: &SampleRequest) -> Delivery {
     });
     let mut headers = sample::json_headers();
     headers.push((AUTHORIZATION, s.key_text()));
-    Delivery {
+    SampleHook {
         headers,
         body: s.body_or(&body),
         summary: format!("a push of image {resource_url}"),

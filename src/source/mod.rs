@@ -47,7 +47,7 @@ pub mod verify;
 
 pub use outcome::{HookError, HookResult, Outcome};
 pub use payload::{essence, header, json, json_or_form, media_type, required};
-pub use sample::{Delivery, SampleError, SampleRequest};
+pub use sample::{SampleError, SampleHook, SampleRequest};
 pub use stamped::Stamp;
 
 /// Everything flux-recv knows about one provider.
@@ -68,7 +68,7 @@ pub struct Provider {
     /// The events [`Provider::sample`] can make, the default (`push`) first.
     pub sample_events: &'static [&'static str],
     /// Build a sample delivery (see [`sample`]).
-    pub sample: fn(&SampleRequest) -> Delivery,
+    pub sample: fn(&SampleRequest) -> SampleHook,
     /// The kinds of change it sends fluxd: what an endpoint's filter may
     /// name.
     pub changes: Kinds,
@@ -355,7 +355,7 @@ impl Source {
     }
 
     /// The provider's sample of `request.event`, or why there is none.
-    pub fn sample(self, request: &SampleRequest) -> Result<Delivery, SampleError> {
+    pub fn sample(self, request: &SampleRequest) -> Result<SampleHook, SampleError> {
         if !self.0.sample_events.contains(&request.event) {
             return Err(SampleError::UnknownEvent {
                 provider: self.name(),

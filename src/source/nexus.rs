@@ -22,7 +22,7 @@ use serde_json::json;
 use super::sample::{SampleRequest, OWNER, TAG};
 use super::verify::{self, sign_hex, Algorithm};
 use super::{
-    header, json, required, Delivery, HookError, HookResult, Kinds, Outcome, Proof, Provider,
+    header, json, required, SampleHook, HookError, HookResult, Kinds, Outcome, Proof, Provider,
     Settings,
 };
 use crate::image;
@@ -115,7 +115,7 @@ fn full_name(registry_host: Option<&str>, name: String) -> String {
 }
 
 /// A docker component created, signed with bare hex HMAC-SHA1.
-fn sample(s: &SampleRequest) -> Delivery {
+fn sample(s: &SampleRequest) -> SampleHook {
     let name = format!("{OWNER}/{}", s.name);
     let body = json!({
         "timestamp": "2024-05-01T12:00:00.000+0000",
@@ -143,7 +143,7 @@ fn sample(s: &SampleRequest) -> Delivery {
         (SIGNATURE, signature),
     ];
     let image = full_name(s.registry_host, name);
-    Delivery {
+    SampleHook {
         headers,
         body,
         summary: format!("a push of image {image}:{TAG}"),

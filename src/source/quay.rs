@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::sample::{self, SampleRequest, OWNER, TAG};
-use super::{json, required, Delivery, HookResult, Kinds, Outcome, Proof, Provider, Settings};
+use super::{json, required, SampleHook, HookResult, Kinds, Outcome, Proof, Provider, Settings};
 use crate::image;
 use crate::notification::Change;
 
@@ -43,7 +43,7 @@ pub fn handle(_headers: &HeaderMap, body: &[u8], _settings: &Settings) -> HookRe
 }
 
 /// A "Push to Repository" notification for one tag.
-fn sample(s: &SampleRequest) -> Delivery {
+fn sample(s: &SampleRequest) -> SampleHook {
     let host = s.registry_host.unwrap_or("quay.io");
     let repository = format!("{OWNER}/{}", s.name);
     let docker_url = format!("{host}/{repository}");
@@ -55,7 +55,7 @@ fn sample(s: &SampleRequest) -> Delivery {
         "homepage": format!("https://{host}/repository/{repository}"),
         "updated_tags": [TAG],
     });
-    Delivery {
+    SampleHook {
         headers: sample::json_headers(),
         body: s.body_or(&body),
         summary: format!("a push of image {docker_url}:{TAG}"),

@@ -69,7 +69,7 @@ impl<'a> SampleRequest<'a> {
 
 /// A request as the provider would make it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Delivery {
+pub struct SampleHook {
     /// Headers, including the signature or token and a delivery id.
     pub headers: Vec<(&'static str, String)>,
     /// The exact bytes that were signed.
@@ -78,7 +78,7 @@ pub struct Delivery {
     pub summary: String,
 }
 
-impl Delivery {
+impl SampleHook {
     /// The headers as a `HeaderMap`, as a server would receive them.
     pub fn header_map(&self) -> http::HeaderMap {
         let mut map = http::HeaderMap::new();

@@ -22,7 +22,7 @@ use serde_json::json;
 
 use super::sample::{self, SampleRequest, AFTER, BRANCH, OWNER, TIME};
 use super::stamped::{self, Stamp};
-use super::{Delivery, Extra, HookResult, Kinds, Outcome, Proof, Provider, Settings};
+use super::{SampleHook, Extra, HookResult, Kinds, Outcome, Proof, Provider, Settings};
 
 /// StandardWebhooks, as the config names it.
 pub const PROVIDER: Provider = Provider {
@@ -46,7 +46,7 @@ pub fn handle(headers: &HeaderMap, body: &[u8], settings: &Settings) -> HookResu
 /// An event in the shape the spec recommends (`type`, `timestamp`,
 /// `data`), from a CI job, signed with the endpoint's secret at
 /// `sent_at`. flux-recv reads none of the body.
-fn sample(s: &SampleRequest) -> Delivery {
+fn sample(s: &SampleRequest) -> SampleHook {
     let body = s.body_or(&json!({
         "type": "pipeline.succeeded",
         "timestamp": TIME,
@@ -62,7 +62,7 @@ fn sample(s: &SampleRequest) -> Delivery {
     };
     let mut headers = sample::json_headers();
     headers.extend(stamped::headers(s.key, &stamp, &body));
-    Delivery {
+    SampleHook {
         headers,
         body,
         summary: "a signed event from a CI job".to_string(),

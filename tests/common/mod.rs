@@ -434,7 +434,7 @@ pub fn image_change(domain: &str, image: &str) -> serde_json::Value {
 }
 
 /// A sample delivery's headers, as [`post`] takes them.
-pub fn headers_of(delivery: &flux_recv::source::Delivery) -> Vec<(String, String)> {
+pub fn headers_of(delivery: &flux_recv::source::SampleHook) -> Vec<(String, String)> {
     delivery
         .headers
         .iter()

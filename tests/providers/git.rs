@@ -15,7 +15,7 @@ use common::{
     Recv, Reply,
 };
 use flux_recv::options::Options;
-use flux_recv::source::{Delivery, SampleRequest, Source};
+use flux_recv::source::{SampleHook, SampleRequest, Source};
 use serde_json::{json, Value};
 
 /// The endpoints, one per source (Bitbucket Cloud requiring signatures),
@@ -48,7 +48,7 @@ fn config(dir: &Path, api: &str) -> PathBuf {
 
 /// The sample of `event` for `source`, signed with `key`, and with `body`
 /// in place of the sample's own if given.
-fn sample(source: &str, event: &str, key: &[u8], body: Option<&[u8]>) -> Delivery {
+fn sample(source: &str, event: &str, key: &[u8], body: Option<&[u8]>) -> SampleHook {
     let request = SampleRequest {
         event,
         body,
@@ -58,7 +58,7 @@ fn sample(source: &str, event: &str, key: &[u8], body: Option<&[u8]>) -> Deliver
 }
 
 /// Post `delivery` to `source`'s hook URL.
-async fn deliver(recv: &Recv, source: &str, delivery: &Delivery) -> Reply {
+async fn deliver(recv: &Recv, source: &str, delivery: &SampleHook) -> Reply {
     let url = recv.url(&hook_path(&key(source)));
     post(url, headers_of(delivery), delivery.body.clone()).await
 }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use common::*;
 use flux_recv::options::Options;
-use flux_recv::source::{Delivery, SampleRequest, Source};
+use flux_recv::source::{SampleHook, SampleRequest, Source};
 use flux_recv::table::Table;
 use serde_json::Value;
 
@@ -45,7 +45,7 @@ fn config(dir: &Path, api: &str) -> PathBuf {
 }
 
 /// The sample of `event` for `source`, signed with its endpoint's key.
-fn sample(source: &str, event: &str) -> Delivery {
+fn sample(source: &str, event: &str) -> SampleHook {
     let key = key(source);
     Source::named(source)
         .sample(&SampleRequest {
@@ -56,7 +56,7 @@ fn sample(source: &str, event: &str) -> Delivery {
 }
 
 /// `d` with header `name` set to `value`, or removed when `value` is `None`.
-fn with_header(d: &Delivery, name: &str, value: Option<&str>) -> Vec<(String, String)> {
+fn with_header(d: &SampleHook, name: &str, value: Option<&str>) -> Vec<(String, String)> {
     let mut h: Vec<(String, String)> = headers_of(d)
         .into_iter()
         .filter(|(k, _)| !k.eq_ignore_ascii_case(name))
