@@ -40,10 +40,9 @@ use tokio::sync::mpsc;
 use tokio::time::MissedTickBehavior;
 
 use crate::config::{Problem, Severity};
-use crate::endpoint::Endpoint;
 use crate::logging::{log_endpoint, log_problem};
 use crate::metrics::{self, Metrics};
-use crate::table::{Table, TableHandle};
+use crate::table::{changed_settings, missing_from, Table, TableHandle};
 use crate::watch::{Debounce, DirWatcher};
 
 /// What asked for a reload; logged with each reload as `trigger`.
@@ -179,42 +178,6 @@ fn rebuild(served: &TableHandle, log: &Logger) -> ReloadResult {
     }
 }
 
-/// The same endpoint in both tables: same URL, same source, same key file.
-/// Anything else is a removal and an addition, which is what an operator
-/// needs to hear about (a rotated key is a new URL).
-fn same_endpoint(a: &Endpoint, b: &Endpoint) -> bool {
-    a.fingerprint == b.fingerprint && a.source == b.source && a.key_path == b.key_path
-}
-
-/// Endpoints of `table` that `other` does not have.
-fn missing_from<'a>(table: &'a Table, other: &Table) -> Vec<&'a Endpoint> {
-    table
-        .endpoints()
-        .iter()
-        .filter(|e| {
-            !other
-                .get(&e.fingerprint)
-                .is_some_and(|o| same_endpoint(e, o))
-        })
-        .map(|e| &**e)
-        .collect()
-}
-
-/// Endpoints in both tables whose other settings (e.g. a `gcr:` block)
-/// changed, as they are now.
-fn changed_settings<'a>(before: &Table, after: &'a Table) -> Vec<&'a Endpoint> {
-    after
-        .endpoints()
-        .iter()
-        .filter(|e| {
-            before
-                .get(&e.fingerprint)
-                .is_some_and(|b| same_endpoint(e, b) && !b.same_settings(e))
-        })
-        .map(|e| &**e)
-        .collect()
-}
-
 /// When the reload task reloads: each field is named after the flag that
 /// sets it; the defaults are [`crate::options::Options`]'s.
 #[derive(Debug, Clone)]
@@ -261,6 +224,7 @@ impl Reloader {
         metrics: Arc<Metrics>,
         timing: Timing,
         hangups: Option<Signal>,
+        swapped: Swapped,
         log: Logger,
     ) -> Reloader {
         let (requests, incoming) = mpsc::unbounded_channel();
@@ -273,6 +237,7 @@ impl Reloader {
             waiting: BTreeMap::new(),
             grace: timing.reload_grace,
             resync_interval: timing.resync_interval,
+            swapped,
             log,
         };
         let made = Made {
@@ -363,8 +328,13 @@ struct ReloadTask {
     /// How often the periodic re-read comes, and how often an unchanged
     /// failure is logged in full again.
     resync_interval: Duration,
+    /// Told of each table swapped in (the queue refreshes its targets).
+    swapped: Swapped,
     log: Logger,
 }
+
+/// What is told of each table a reload swaps in.
+pub type Swapped = Box<dyn Fn(&Table) + Send + Sync>;
 
 /// A failed reload as last logged in full.
 struct Failure {
@@ -437,6 +407,10 @@ impl ReloadTask {
         let reload_log = log.clone();
         // Reading files blocks: run it on the blocking pool.
         let result = match tokio::task::spawn_blocking(move || rebuild(&table, &reload_log)).await {
+            Ok(result @ ReloadResult::Swapped { .. }) => {
+                (self.swapped)(&self.table.load());
+                result
+            }
             Ok(result) => result,
             Err(e) => {
                 error!(log, "reload crashed; still serving the previous table"; "error" => %e);
@@ -613,6 +587,7 @@ async fn changed(watcher: &mut Option<DirWatcher>) -> Option<crate::watch::Burst
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::endpoint::Endpoint;
     use std::fs;
     use std::path::Path;
 
@@ -715,6 +690,7 @@ mod tests {
             // Any grace: these tests wait for no file.
             grace: Duration::from_secs(120),
             resync_interval,
+            swapped: Box::new(|_| {}),
             log,
         }
     }
