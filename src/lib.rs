@@ -42,6 +42,7 @@ pub(crate) mod signals;
 pub mod slots;
 pub mod source;
 pub mod table;
+pub mod target_files;
 pub mod targets;
 pub mod watch;
 
