@@ -20,16 +20,18 @@
 //! [`Guarded`] also keeps what its reads tell ([`Reads`]), so that
 //! [`crate::slots`] can tell a connection that is idle, waiting for a
 //! client that sends nothing, from one with a request arriving or not yet
-//! read.
+//! read: [`Reads`] also reaches the socket while it is open, to see whether
+//! bytes have come that nobody has read yet ([`Reads::unread`]).
 //!
 //! There is no per-address cap: behind an ingress every client has the
 //! ingress's address.
 
 use std::future::Future;
 use std::io;
+use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -100,6 +102,8 @@ pub struct Reads {
     /// Whether the last read found nothing to read: everything the client
     /// sent has been read, and it is silent.
     waiting: AtomicBool,
+    /// The connection's socket, while the connection holds it.
+    socket: OnceLock<Weak<Mutex<TcpStream>>>,
 }
 
 impl Reads {
@@ -120,16 +124,97 @@ impl Reads {
         }
         self.waiting.store(!bytes, Relaxed);
     }
+
+    /// Whether bytes the client sent are in the socket's receive buffer,
+    /// not read yet: a next request that arrived after the last read found
+    /// nothing, before the connection's task has run again (under load, a
+    /// while). The last read's [`Reads::waiting`] cannot tell; a
+    /// non-blocking `MSG_PEEK` of one byte can. No socket (closed, or never
+    /// given), the end of the stream or an error: no.
+    pub fn unread(&self) -> bool {
+        let Some(socket) = self.socket.get().and_then(Weak::upgrade) else {
+            return false;
+        };
+        let socket = lock(&socket);
+        let mut byte = [MaybeUninit::uninit()];
+        let peeked = socket2::SockRef::from(&*socket)
+            .recv_with_flags(&mut byte, libc::MSG_PEEK | libc::MSG_DONTWAIT);
+        matches!(peeked, Ok(n) if n > 0)
+    }
+}
+
+/// A client's socket, shared between the connection, which reads and writes
+/// it, and its [`Reads`], which peeks at it ([`Reads::unread`]) without
+/// owning it: once the connection drops it, it is closed, and no peek can
+/// reach another socket given the same descriptor. The lock is held for one
+/// poll, never across an `.await`; only a peek ever waits for it.
+#[derive(Debug)]
+pub struct Socket(Arc<Mutex<TcpStream>>);
+
+impl Socket {
+    fn lock(&self) -> MutexGuard<'_, TcpStream> {
+        lock(&self.0)
+    }
+}
+
+/// A socket's lock; a thread that panicked holding it left nothing half
+/// done (a poll is one system call).
+fn lock(socket: &Mutex<TcpStream>) -> MutexGuard<'_, TcpStream> {
+    socket.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl AsyncRead for Socket {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut *self.lock()).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Socket {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut *self.lock()).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut *self.lock()).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.lock().is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut *self.lock()).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut *self.lock()).poll_shutdown(cx)
+    }
 }
 
 /// Prepare an accepted connection: no Nagle delay on replies, the small
 /// send buffer, and the write-progress timeout; its reads are kept in
 /// `reads`. Socket options that cannot be set are left as they are; the
-/// timeout still bounds the connection.
-pub fn guard(stream: TcpStream, limits: &Limits, reads: Arc<Reads>) -> Guarded<TcpStream> {
+/// timeout still bounds the connection. `reads` may peek at the socket
+/// while the connection holds it.
+pub fn guard(stream: TcpStream, limits: &Limits, reads: Arc<Reads>) -> Guarded<Socket> {
     let _ = stream.set_nodelay(true);
     let _ = socket2::SockRef::from(&stream).set_send_buffer_size(limits.send_buffer);
-    let mut guarded = Guarded::new(stream, limits.write_timeout);
+    let socket = Arc::new(Mutex::new(stream));
+    // A Reads is made for one connection, so it is never set twice.
+    let _ = reads.socket.set(Arc::downgrade(&socket));
+    let mut guarded = Guarded::new(Socket(socket), limits.write_timeout);
     guarded.reads = Some(reads);
     guarded
 }
