@@ -110,7 +110,7 @@ struct Conn {
     closing: AtomicBool,
     /// Wakes the connection's task to close it.
     close: Notify,
-    /// What its socket's reads tell ([`crate::conn::Guarded`] keeps it).
+    /// What its socket's reads tell ([`crate::conn::Socket`] keeps it).
     reads: Arc<Reads>,
     /// Requests started.
     requests: AtomicU64,
@@ -262,22 +262,22 @@ impl Book {
     /// byte of a next request has come since its last reply, and, if it
     /// has not sent a request yet, it has had [`FIRST_REQUEST`] to.
     ///
-    /// Last, its socket is peeked at: a next request may have reached it
-    /// after the last read found nothing, and wait there unread until the
-    /// connection's task runs (under load, tens of milliseconds). Closing
-    /// that connection would lose the request; it is about to be busy, so
-    /// the next one is taken instead. (With TLS, the peek sees the
-    /// request's records: unread bytes all the same.)
+    /// Its socket is peeked at too ([`Reads::silent_since`]): a next
+    /// request may have reached it after the last read found nothing, and
+    /// wait there unread until the connection's task runs (under load,
+    /// tens of milliseconds), or be being read just now. Closing that
+    /// connection would lose the request; it is about to be busy, so the
+    /// next one is taken instead. (With TLS, the peek sees the request's
+    /// records: unread bytes all the same.)
     fn idle_longest(&self) -> Option<u64> {
         let now = Instant::now();
         self.idle.iter().map(|&(_, id)| id).find(|id| {
             let open = &self.open[id];
             let conn = &open.conn;
-            let reads = &conn.reads;
-            reads.waiting()
-                && open.idle.is_some_and(|(_, then)| then == reads.count())
-                && (conn.requests.load(Relaxed) > 0 || now - conn.opened >= FIRST_REQUEST)
-                && !reads.unread()
+            (conn.requests.load(Relaxed) > 0 || now - conn.opened >= FIRST_REQUEST)
+                && open
+                    .idle
+                    .is_some_and(|(_, then)| conn.reads.silent_since(then))
         })
     }
 
