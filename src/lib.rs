@@ -43,6 +43,7 @@ pub mod slots;
 pub mod source;
 pub mod table;
 pub mod targets;
+pub mod tls;
 pub mod watch;
 
 /// Make untrusted text safe for a log line or a reply: printable ASCII,

@@ -40,11 +40,13 @@ use tokio::sync::mpsc;
 use tokio::time::MissedTickBehavior;
 
 use crate::config::{Problem, Severity};
-use crate::endpoint::Endpoint;
 use crate::logging::{log_endpoint, log_problem};
 use crate::metrics::{self, Metrics};
 use crate::table::{Table, TableHandle};
 use crate::watch::{Debounce, DirWatcher};
+
+mod diff;
+use diff::{changed_settings, missing_from};
 
 /// What asked for a reload; logged with each reload as `trigger`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -179,42 +181,6 @@ fn rebuild(served: &TableHandle, log: &Logger) -> ReloadResult {
     }
 }
 
-/// The same endpoint in both tables: same URL, same source, same key file.
-/// Anything else is a removal and an addition, which is what an operator
-/// needs to hear about (a rotated key is a new URL).
-fn same_endpoint(a: &Endpoint, b: &Endpoint) -> bool {
-    a.fingerprint == b.fingerprint && a.source == b.source && a.key_path == b.key_path
-}
-
-/// Endpoints of `table` that `other` does not have.
-fn missing_from<'a>(table: &'a Table, other: &Table) -> Vec<&'a Endpoint> {
-    table
-        .endpoints()
-        .iter()
-        .filter(|e| {
-            !other
-                .get(&e.fingerprint)
-                .is_some_and(|o| same_endpoint(e, o))
-        })
-        .map(|e| &**e)
-        .collect()
-}
-
-/// Endpoints in both tables whose other settings (e.g. a `gcr:` block)
-/// changed, as they are now.
-fn changed_settings<'a>(before: &Table, after: &'a Table) -> Vec<&'a Endpoint> {
-    after
-        .endpoints()
-        .iter()
-        .filter(|e| {
-            before
-                .get(&e.fingerprint)
-                .is_some_and(|b| same_endpoint(e, b) && !b.same_settings(e))
-        })
-        .map(|e| &**e)
-        .collect()
-}
-
 /// When the reload task reloads: each field is named after the flag that
 /// sets it; the defaults are [`crate::options::Options`]'s.
 #[derive(Debug, Clone)]
@@ -227,6 +193,16 @@ pub struct Timing {
     pub reload_grace: Duration,
     /// How file events are settled into one reload.
     pub debounce: Debounce,
+}
+
+/// Files read beside the table and reloaded with it (the TLS pair,
+/// [`crate::tls`]): watched with the table's, re-read on every trigger.
+pub trait Companion: Send + Sync + 'static {
+    /// The files it reads.
+    fn files(&self) -> BTreeSet<PathBuf>;
+    /// Read them again (blocking: the task calls it on the blocking pool);
+    /// `asked`: log a failure even if it is the one logged last.
+    fn reload(&self, trigger: Trigger, asked: bool);
 }
 
 /// The reload task: made when the service starts ([`Reloader::new`]),
@@ -254,10 +230,11 @@ struct Made {
 impl Reloader {
     /// A reload task for the table `table` serves, counting reloads in
     /// `metrics`, and reloading on each of `hangups` (SIGHUPs, from
-    /// `signals::hangups`) if given. Nothing runs until [`Reloader::start`];
-    /// requests made before are kept until then.
+    /// `signals::hangups`) if given, with `companion` after the table.
+    /// Nothing runs until [`Reloader::start`]; requests made before are
+    /// kept until then.
     pub fn new(
-        table: TableHandle,
+        (table, companion): (TableHandle, Option<Arc<dyn Companion>>),
         metrics: Arc<Metrics>,
         timing: Timing,
         hangups: Option<Signal>,
@@ -266,6 +243,7 @@ impl Reloader {
         let (requests, incoming) = mpsc::unbounded_channel();
         let task = ReloadTask {
             table,
+            companion,
             metrics,
             watcher: None,
             unwatchable: BTreeSet::new(),
@@ -346,6 +324,7 @@ fn forward_hangups(mut hangups: Signal, requests: mpsc::UnboundedSender<Trigger>
 /// The state of the reload loop.
 struct ReloadTask {
     table: TableHandle,
+    companion: Option<Arc<dyn Companion>>,
     metrics: Arc<Metrics>,
     /// `None` if the watcher could not start.
     watcher: Option<DirWatcher>,
@@ -446,6 +425,9 @@ impl ReloadTask {
                 }
             }
         };
+        if let Some(companion) = self.companion.clone() {
+            let _ = tokio::task::spawn_blocking(move || companion.reload(trigger, asked)).await;
+        }
         match self.wait_for(&result) {
             Some(new) => {
                 self.metrics
@@ -560,6 +542,7 @@ impl ReloadTask {
             return false;
         };
         let mut files = self.table.load().files();
+        files.extend(self.companion.iter().flat_map(|c| c.files()));
         if let ReloadResult::Failed { files: named, .. } = result {
             files.extend(named.iter().cloned());
         }
@@ -613,6 +596,7 @@ async fn changed(watcher: &mut Option<DirWatcher>) -> Option<crate::watch::Burst
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::endpoint::Endpoint;
     use std::fs;
     use std::path::Path;
 
@@ -708,6 +692,7 @@ mod tests {
         ReloadTask {
             metrics: Arc::new(Metrics::new(&first, Vec::new())),
             table: Arc::new(arc_swap::ArcSwap::from_pointee(first)),
+            companion: None,
             watcher: Some(DirWatcher::new(Debounce::default()).unwrap()),
             unwatchable: BTreeSet::new(),
             failure: None,
