@@ -605,6 +605,34 @@ mod tests {
     }
 
     #[test]
+    fn tls_takes_both_files_and_the_admin_address_is_optional() {
+        let parse = |args: &[&str]| Cli::try_parse_from(args).map(|c| c.serve);
+        let plain = parse(&["flux-recv"]).unwrap();
+        assert_eq!(plain.options().tls, None);
+        assert_eq!(plain.metrics_listen, None);
+        assert!(parse(&["flux-recv", "--tls-cert", "c.pem"]).is_err());
+        assert!(parse(&["flux-recv", "--tls-key", "k.pem"]).is_err());
+        let tls = parse(&[
+            "flux-recv",
+            "--tls-cert=c.pem",
+            "--tls-key=k.pem",
+            "--tls-handshake-timeout=2s",
+            "--metrics-listen=:9090",
+        ])
+        .unwrap();
+        let options = tls.options();
+        assert_eq!(
+            options.tls,
+            Some(crate::tls::PairFiles {
+                cert: "c.pem".into(),
+                key: "k.pem".into()
+            })
+        );
+        assert_eq!(options.tls_handshake_timeout, Duration::from_secs(2));
+        assert_eq!(tls.metrics_listen, Some("0.0.0.0:9090".parse().unwrap()));
+    }
+
+    #[test]
     fn base_urls() {
         assert_eq!(
             parse_base_url("https://hooks.example.com/").as_deref(),
