@@ -7,8 +7,10 @@
 //! one line per endpoint), the connection cap fitted to the open-file
 //! limit, the delivery queue and its relay workers, the metrics, Google's
 //! keys, the replay memory, the request path ([`Hooks`]), what records each
-//! hook ([`Recorder`]), and the reload task. [`Service::serve`] then serves
-//! a bound listener until shutdown, and drains. `commands/serve.rs` and the
+//! hook ([`Recorder`]), the TLS pair if served ([`crate::tls`]), and the
+//! reload task (which reloads the pair too). [`Service::serve`] then serves
+//! a bound listener until shutdown, and drains; [`Service::serve_on`] with
+//! an admin listener beside it (`--metrics-listen`). `commands/serve.rs` and the
 //! end-to-end tests call the same two functions, so the tests drive what
 //! runs in production, reload task included.
 //!
@@ -273,9 +275,12 @@ impl Service {
         };
         info!(self.log, #KEEP, "listening"; "address" => address(&listener),
               "tls" => self.tls.is_some(),
-              "admin_address" => admin.as_ref().map(address),
               "api" => %self.table.load().default_target(),
               "dry_run" => self.options.dry_run);
+        if let Some(admin) = &admin {
+            info!(self.log, #KEEP, "serving /metrics, /health and /ready apart, in plain HTTP; the address above serves only /hook/";
+                  "admin_address" => address(admin));
+        }
         self.connections
             .say(self.options.max_connections, &self.log);
         self.reloader.start();

@@ -83,9 +83,8 @@ pub enum TlsError {
 }
 
 impl Tls {
-    /// TLS serving the pair in `files` (which must pass every check),
-    /// counted in `metrics` (call [`Metrics::serve_tls`] with the pair's
-    /// notAfter, [`Tls::not_after`], before sharing them).
+    /// TLS for the pair in `files`, which must pass every check ([`pair`]);
+    /// [`Loaded::serve`] then makes it serve.
     pub fn load(files: PairFiles, handshake_timeout: Duration) -> Result<Loaded, TlsError> {
         let pair = pair::load(&files, SystemTime::now())?;
         let served = Arc::new(ArcSwap::from_pointee(pair));
