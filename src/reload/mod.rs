@@ -42,7 +42,7 @@ use tokio::time::MissedTickBehavior;
 use crate::config::{Problem, Severity};
 use crate::logging::{log_endpoint, log_problem};
 use crate::metrics::{self, Metrics};
-use crate::table::{Table, TableHandle};
+use crate::table::{EndpointChanges, Table, TableHandle};
 use crate::watch::{Debounce, DirWatcher};
 
 mod diff;
@@ -157,15 +157,18 @@ fn rebuild(served: &TableHandle, log: &Logger) -> ReloadResult {
     for problem in &loaded.problems {
         log_problem(log, problem);
     }
-    let removed = missing_from(&current, &table);
-    let added = missing_from(&table, &current);
+    let EndpointChanges {
+        added,
+        removed,
+        changed,
+    } = table.changes_from(&current);
     for e in &removed {
         log_endpoint(log, "endpoint removed", e);
     }
     for e in &added {
         log_endpoint(log, "endpoint added", e);
     }
-    for e in changed_settings(&current, &table) {
+    for e in changed {
         log_endpoint(log, "endpoint settings changed", e);
     }
     info!(log, "reloaded";
@@ -629,7 +632,7 @@ mod tests {
             "fluxRecvVersion: 1\nendpoints:\n- source: Quay\n  keyPath: c.key\n- source: GitHub\n  keyPath: a.key\n- source: DockerHub\n  keyPath: b.key\n",
             keys,
         );
-        let names = |v: Vec<&Endpoint>| -> Vec<String> {
+        let names = |v: Vec<&crate::endpoint::Endpoint>| -> Vec<String> {
             v.iter()
                 .map(|e| {
                     format!(
@@ -640,12 +643,10 @@ mod tests {
                 })
                 .collect()
         };
-        assert_eq!(names(missing_from(&before, &after)), ["GitLab b.key"]);
-        assert_eq!(
-            names(missing_from(&after, &before)),
-            ["Quay c.key", "DockerHub b.key"]
-        );
-        assert!(changed_settings(&before, &after).is_empty());
+        let changes = after.changes_from(&before);
+        assert_eq!(names(changes.removed), ["GitLab b.key"]);
+        assert_eq!(names(changes.added), ["Quay c.key", "DockerHub b.key"]);
+        assert!(changes.changed.is_empty());
     }
 
     #[test]
