@@ -45,9 +45,6 @@ use crate::metrics::{self, Metrics};
 use crate::table::{EndpointChanges, Table, TableHandle};
 use crate::watch::{Debounce, DirWatcher};
 
-mod diff;
-use diff::{changed_settings, missing_from};
-
 /// What asked for a reload; logged with each reload as `trigger`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Trigger {
@@ -599,7 +596,6 @@ async fn changed(watcher: &mut Option<DirWatcher>) -> Option<crate::watch::Burst
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::endpoint::Endpoint;
     use std::fs;
     use std::path::Path;
 
