@@ -81,7 +81,8 @@ impl Authority {
     }
 }
 
-/// A client trusting `root`, with the versions given (both when empty).
+/// A client trusting `root`, with the versions given (both when empty),
+/// that never resumes a session.
 pub fn client(
     root: CertificateDer<'static>,
     versions: &[&'static rustls::SupportedProtocolVersion],
@@ -99,6 +100,9 @@ pub fn client(
         .with_root_certificates(roots)
         .with_no_client_auth();
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // Every connection a full handshake: a resumed session shows the
+    // certificate of the session it resumes, not the one served now.
+    config.resumption = rustls::client::Resumption::disabled();
     Arc::new(config)
 }
 
