@@ -118,15 +118,15 @@ impl Tls {
         let reason =
             match tokio::time::timeout(self.handshake_timeout, self.acceptor.accept(io)).await {
                 Ok(Ok(mut stream)) => {
-                // rustls queues up to 64 KiB of encrypted replies per
-                // connection by default; as the kernel's send buffer, a
-                // client that does not read stalls after 16 KiB.
-                stream
-                    .get_mut()
-                    .1
-                    .set_buffer_limit(Some(crate::conn::SEND_BUFFER));
-                return Some(stream);
-            }
+                    // rustls queues up to 64 KiB of encrypted replies per
+                    // connection by default; as the kernel's send buffer, a
+                    // client that does not read stalls after 16 KiB.
+                    stream
+                        .get_mut()
+                        .1
+                        .set_buffer_limit(Some(crate::conn::SEND_BUFFER));
+                    return Some(stream);
+                }
                 Ok(Err(e)) => (refusal(&e), Some(e)),
                 Err(_) => (HandshakeRefusal::Timeout, None),
             };

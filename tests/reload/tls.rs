@@ -132,8 +132,8 @@ async fn broken_updates_keep_the_last_good_pair() {
     assert_eq!(pod.served().await, good.der);
     assert!(pod.metric(failed) >= 1.0);
     // Found again (another event, a resync): not logged again.
-    pod.recv.service.reloader().request(Trigger::Resync);
     let failures = pod.metric(failed);
+    pod.recv.service.reloader().request(Trigger::Resync);
     eventually_async("the re-read", WITHIN, || async {
         pod.metric(failed) > failures
     })
