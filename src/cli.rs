@@ -70,6 +70,38 @@ pub struct ServeArgs {
     #[arg(long, env = "FLUXRECV_LISTEN", default_value = DEFAULT_LISTEN, value_parser = parse_listen)]
     pub listen: SocketAddr,
 
+    /// A second address, plain HTTP, serving only /metrics, /health and
+    /// /ready (for probes and scrapers inside the cluster); the --listen
+    /// address then serves only /hook/. Same forms as --listen.
+    #[arg(long, env = "FLUXRECV_METRICS_LISTEN", value_name = "ADDR", value_parser = parse_listen)]
+    pub metrics_listen: Option<SocketAddr>,
+
+    /// Serve HTTPS on --listen with this certificate chain (PEM, leaf
+    /// first, as in a kubernetes.io/tls Secret's tls.crt). Reloaded when it
+    /// changes, and on SIGHUP; a broken update keeps the last good pair.
+    #[arg(
+        long,
+        env = "FLUXRECV_TLS_CERT",
+        value_name = "FILE",
+        requires = "tls_key"
+    )]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The certificate's private key (PEM: PKCS#8, PKCS#1 or SEC1; tls.key).
+    #[arg(
+        long,
+        env = "FLUXRECV_TLS_KEY",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    pub tls_key: Option<PathBuf>,
+
+    /// A TLS handshake must finish within this time; until then the
+    /// connection holds a slot under --max-connections.
+    #[arg(long, env = "FLUXRECV_TLS_HANDSHAKE_TIMEOUT",
+          default_value_t = Span(Options::default().tls_handshake_timeout))]
+    pub tls_handshake_timeout: Span,
+
     /// `--api`.
     #[command(flatten)]
     pub fluxd: FluxdApi,
@@ -244,6 +276,12 @@ impl ServeArgs {
             hook_logs_per_second: self.hook_logs_per_second,
             resync_interval: self.resync_interval.0,
             reload_grace: self.reload_grace.0,
+            tls: self
+                .tls_cert
+                .clone()
+                .zip(self.tls_key.clone())
+                .map(|(cert, key)| crate::tls::PairFiles { cert, key }),
+            tls_handshake_timeout: self.tls_handshake_timeout.0,
             ..Options::default()
         }
     }
@@ -564,6 +602,34 @@ mod tests {
             let e = parse_duration(huge).unwrap_err();
             assert!(e.contains("longer than a year"), "{huge}: {e}");
         }
+    }
+
+    #[test]
+    fn tls_takes_both_files_and_the_admin_address_is_optional() {
+        let parse = |args: &[&str]| Cli::try_parse_from(args).map(|c| c.serve);
+        let plain = parse(&["flux-recv"]).unwrap();
+        assert_eq!(plain.options().tls, None);
+        assert_eq!(plain.metrics_listen, None);
+        assert!(parse(&["flux-recv", "--tls-cert", "c.pem"]).is_err());
+        assert!(parse(&["flux-recv", "--tls-key", "k.pem"]).is_err());
+        let tls = parse(&[
+            "flux-recv",
+            "--tls-cert=c.pem",
+            "--tls-key=k.pem",
+            "--tls-handshake-timeout=2s",
+            "--metrics-listen=:9090",
+        ])
+        .unwrap();
+        let options = tls.options();
+        assert_eq!(
+            options.tls,
+            Some(crate::tls::PairFiles {
+                cert: "c.pem".into(),
+                key: "k.pem".into()
+            })
+        );
+        assert_eq!(options.tls_handshake_timeout, Duration::from_secs(2));
+        assert_eq!(tls.metrics_listen, Some("0.0.0.0:9090".parse().unwrap()));
     }
 
     #[test]

@@ -44,6 +44,7 @@ pub mod source;
 pub mod table;
 pub mod target_files;
 pub mod targets;
+pub mod tls;
 pub mod watch;
 
 /// Make untrusted text safe for a log line or a reply: printable ASCII,

@@ -159,6 +159,48 @@ impl Reload {
     }
 }
 
+/// Why a TLS handshake on the public port failed: the `reason` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HandshakeRefusal {
+    /// Not finished within `--tls-handshake-timeout`.
+    Timeout,
+    /// The client spoke plain HTTP (or anything but TLS).
+    Plaintext,
+    /// No protocol version or cipher suite in common: SSL 3, TLS 1.0 or
+    /// 1.1, or only old suites.
+    Protocol,
+    /// The client ended it with an alert: most often, it does not trust
+    /// the certificate.
+    ClientAlert,
+    /// The client closed the connection before the handshake ended.
+    Closed,
+    /// Anything else the client sent that is not a valid handshake.
+    Malformed,
+}
+
+impl HandshakeRefusal {
+    const ALL: [HandshakeRefusal; 6] = [
+        HandshakeRefusal::Timeout,
+        HandshakeRefusal::Plaintext,
+        HandshakeRefusal::Protocol,
+        HandshakeRefusal::ClientAlert,
+        HandshakeRefusal::Closed,
+        HandshakeRefusal::Malformed,
+    ];
+
+    /// The label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            HandshakeRefusal::Timeout => "timeout",
+            HandshakeRefusal::Plaintext => "plaintext",
+            HandshakeRefusal::Protocol => "protocol",
+            HandshakeRefusal::ClientAlert => "client_alert",
+            HandshakeRefusal::Closed => "closed",
+            HandshakeRefusal::Malformed => "malformed",
+        }
+    }
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct HookLabels {
     source: &'static str,
@@ -173,6 +215,11 @@ struct ResultLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CheckLabels {
     check: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -193,6 +240,17 @@ pub struct Metrics {
     reload_failing: Gauge,
     endpoints: Gauge,
     gcr_token_refusals: Family<CheckLabels, Counter>,
+    /// The TLS metrics, registered only when TLS is served.
+    tls: Option<TlsMetrics>,
+}
+
+/// The TLS metrics: `tls_certificate_expiry_timestamp_seconds`,
+/// `tls_reloads_total` and `tls_handshakes_refused_total`.
+#[derive(Default)]
+struct TlsMetrics {
+    expiry: Gauge,
+    reloads: Family<ResultLabels, Counter>,
+    refused: Family<ReasonLabels, Counter>,
 }
 
 impl Metrics {
@@ -210,6 +268,7 @@ impl Metrics {
             reload_failing: Gauge::default(),
             endpoints: Gauge::default(),
             gcr_token_refusals: Family::default(),
+            tls: None,
         };
         metrics.register(collectors);
         for result in Reload::ALL {
@@ -284,6 +343,65 @@ impl Metrics {
             "Always 1; the version label says which flux-recv this is",
             build_info,
         );
+    }
+
+    /// Export the TLS metrics, serving a certificate valid until
+    /// `not_after` (Unix seconds). Call it once, before serving.
+    pub fn serve_tls(&mut self, not_after: u64) {
+        let tls = TlsMetrics::default();
+        for result in [Reload::Changed, Reload::Unchanged, Reload::Failed] {
+            let _ = tls.reloads.get_or_create(&ResultLabels {
+                result: result.label(),
+            });
+        }
+        for reason in HandshakeRefusal::ALL {
+            let _ = tls.refused.get_or_create(&ReasonLabels {
+                reason: reason.label(),
+            });
+        }
+        let registry = &mut self.registry;
+        registry.register_with_unit(
+            "tls_certificate_expiry_timestamp",
+            "The notAfter of the certificate served on the public port (the leaf), in Unix time",
+            Unit::Seconds,
+            tls.expiry.clone(),
+        );
+        registry.register(
+            "tls_reloads",
+            "Reloads of the TLS certificate and key, by result (changed, unchanged, failed: the last good pair is still served)",
+            tls.reloads.clone(),
+        );
+        registry.register(
+            "tls_handshakes_refused",
+            "TLS handshakes on the public port that failed, by reason (timeout, plaintext, protocol, client_alert, closed, malformed)",
+            tls.refused.clone(),
+        );
+        tls.expiry.set(i64::try_from(not_after).unwrap_or(i64::MAX));
+        self.tls = Some(tls);
+    }
+
+    /// Count one reload of the TLS pair; `not_after` is the served leaf's
+    /// (Unix seconds) after it.
+    pub fn tls_reloaded(&self, result: Reload, not_after: u64) {
+        if let Some(tls) = &self.tls {
+            tls.reloads
+                .get_or_create(&ResultLabels {
+                    result: result.label(),
+                })
+                .inc();
+            tls.expiry.set(i64::try_from(not_after).unwrap_or(i64::MAX));
+        }
+    }
+
+    /// Count one failed TLS handshake.
+    pub fn tls_refused(&self, reason: HandshakeRefusal) {
+        if let Some(tls) = &self.tls {
+            tls.refused
+                .get_or_create(&ReasonLabels {
+                    reason: reason.label(),
+                })
+                .inc();
+        }
     }
 
     /// Count one hook to a known endpoint of `source`.

@@ -16,8 +16,13 @@ pub const DEFAULT_CONFIG: &str = "fluxrecv.yaml";
 /// Where the server listens when `--listen` is not given.
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
 
+/// Most connections the admin address (`--metrics-listen`) serves at once:
+/// probes and scrapers, a handful at a time; its own cap, so a flood on the
+/// public port cannot starve them.
+pub const ADMIN_CONNECTIONS: usize = 64;
+
 /// Everything the server is started with besides the config file and the
-/// listen address.
+/// listen addresses.
 #[derive(Debug, Clone)]
 pub struct Options {
     /// Largest body accepted, in bytes.
@@ -90,6 +95,12 @@ pub struct Options {
     pub reload_grace: Duration,
     /// How file events are settled into one reload (not a flag).
     pub reload_debounce: crate::watch::Debounce,
+    /// Serve TLS on the public port with this certificate chain and key
+    /// (`--tls-cert`, `--tls-key`); `None`: plain HTTP.
+    pub tls: Option<crate::tls::PairFiles>,
+    /// A TLS handshake must finish within this time; the connection holds
+    /// its slot meanwhile.
+    pub tls_handshake_timeout: Duration,
 }
 
 impl Default for Options {
@@ -121,6 +132,10 @@ impl Default for Options {
             // Two of the kubelet's one-minute syncs.
             reload_grace: Duration::from_secs(120),
             reload_debounce: crate::watch::Debounce::default(),
+            tls: None,
+            // A handshake is two round trips and a signature: well under a
+            // second on any link a provider uses.
+            tls_handshake_timeout: Duration::from_secs(5),
         }
     }
 }

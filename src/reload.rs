@@ -195,6 +195,16 @@ pub struct Timing {
     pub debounce: Debounce,
 }
 
+/// Files read beside the table and reloaded with it (the TLS pair,
+/// [`crate::tls`]): watched with the table's, re-read on every trigger.
+pub trait Companion: Send + Sync + 'static {
+    /// The files it reads.
+    fn files(&self) -> BTreeSet<PathBuf>;
+    /// Read them again (blocking: the task calls it on the blocking pool);
+    /// `asked`: log a failure even if it is the one logged last.
+    fn reload(&self, trigger: Trigger, asked: bool);
+}
+
 /// The reload task: made when the service starts ([`Reloader::new`]),
 /// running once serving begins ([`Reloader::start`]), stopped when the last
 /// handle is dropped. Cheap to clone.
@@ -220,10 +230,11 @@ struct Made {
 impl Reloader {
     /// A reload task for the table `table` serves, counting reloads in
     /// `metrics`, and reloading on each of `hangups` (SIGHUPs, from
-    /// `signals::hangups`) if given. Nothing runs until [`Reloader::start`];
-    /// requests made before are kept until then.
+    /// `signals::hangups`) if given, with `companion` after the table.
+    /// Nothing runs until [`Reloader::start`]; requests made before are
+    /// kept until then.
     pub fn new(
-        table: TableHandle,
+        (table, companion): (TableHandle, Option<Arc<dyn Companion>>),
         metrics: Arc<Metrics>,
         timing: Timing,
         hangups: Option<Signal>,
@@ -233,6 +244,7 @@ impl Reloader {
         let (requests, incoming) = mpsc::unbounded_channel();
         let task = ReloadTask {
             table,
+            companion,
             metrics,
             watcher: None,
             unwatchable: BTreeSet::new(),
@@ -314,6 +326,7 @@ fn forward_hangups(mut hangups: Signal, requests: mpsc::UnboundedSender<Trigger>
 /// The state of the reload loop.
 struct ReloadTask {
     table: TableHandle,
+    companion: Option<Arc<dyn Companion>>,
     metrics: Arc<Metrics>,
     /// `None` if the watcher could not start.
     watcher: Option<DirWatcher>,
@@ -423,6 +436,9 @@ impl ReloadTask {
                 }
             }
         };
+        if let Some(companion) = self.companion.clone() {
+            let _ = tokio::task::spawn_blocking(move || companion.reload(trigger, asked)).await;
+        }
         match self.wait_for(&result) {
             Some(new) => {
                 self.metrics
@@ -537,6 +553,7 @@ impl ReloadTask {
             return false;
         };
         let mut files = self.table.load().files();
+        files.extend(self.companion.iter().flat_map(|c| c.files()));
         if let ReloadResult::Failed { files: named, .. } = result {
             files.extend(named.iter().cloned());
         }
@@ -683,6 +700,7 @@ mod tests {
         ReloadTask {
             metrics: Arc::new(Metrics::new(&first, Vec::new())),
             table: Arc::new(arc_swap::ArcSwap::from_pointee(first)),
+            companion: None,
             watcher: Some(DirWatcher::new(Debounce::default()).unwrap()),
             unwatchable: BTreeSet::new(),
             failure: None,

@@ -284,8 +284,9 @@ pub struct Recorder {
     metrics: std::sync::Arc<Metrics>,
     log: Logger,
     /// Budget for logging refused hooks, busy refusals included (see
-    /// [`Level::Busy`]), and requests to unknown hook URLs.
-    refusal_logs: Budget,
+    /// [`Level::Busy`]), requests to unknown hook URLs, and refused TLS
+    /// handshakes ([`crate::tls`]).
+    refusal_logs: std::sync::Arc<Budget>,
     /// Budget for logging hooks an endpoint took: their line, the 502s, and
     /// the lines per change (see [`Level::Info`]).
     hook_logs: Budget,
@@ -304,9 +305,17 @@ impl Recorder {
         Recorder {
             metrics,
             log,
-            refusal_logs: Budget::new(refusal_logs_per_second, "refused hooks"),
+            refusal_logs: std::sync::Arc::new(Budget::new(
+                refusal_logs_per_second,
+                "refused hooks",
+            )),
             hook_logs: Budget::new(hook_logs_per_second, "hook lines"),
         }
+    }
+
+    /// The refusal log budget, for other refusals to share.
+    pub fn refusal_logs(&self) -> std::sync::Arc<Budget> {
+        self.refusal_logs.clone()
     }
 
     /// Record a hook whose request came in at `started` and whose reply is

@@ -2,15 +2,19 @@
 //! it is given (those of [`crate::routes`]), within the connection limits,
 //! until shutdown; then the drain of the connections. What a request means
 //! is the routes' business; what is left to deliver after the drain, the
-//! service's ([`crate::service`]).
+//! service's ([`crate::service`]). With TLS ([`crate::tls`]), each
+//! connection's handshake runs in its task, holding its slot, before hyper
+//! reads a request.
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use slog::{info, o, warn, Logger};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::logging::KEEP;
@@ -21,7 +25,7 @@ use crate::slots::{Slot, Slots, Tracked};
 const SETTLE: Duration = Duration::from_millis(500);
 
 /// How connections are served.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone)]
 pub struct Settings {
     /// How many connections, for how long, for how many requests.
     pub slots: crate::slots::Limits,
@@ -30,6 +34,8 @@ pub struct Settings {
     pub header_timeout: Duration,
     /// How long shutdown waits for requests in flight (`--drain-timeout`).
     pub drain_timeout: Duration,
+    /// TLS on every connection, if served.
+    pub tls: Option<Arc<crate::tls::Tls>>,
 }
 
 /// Serve `routes` until `shutdown` resolves, then drain: give requests in
@@ -86,32 +92,32 @@ where
     // Every connection must make progress, with bounded buffers (see
     // crate::conn).
     let limits = crate::conn::Limits::new(settings.header_timeout);
-    // Serve one client in its slot; without keep-alive, one request and
-    // then close.
+    // Serve one client in its slot (its TLS handshake first, if TLS is
+    // served); without keep-alive, one request and then close.
+    let tls = settings.tls.clone();
     let serve = |stream: TcpStream, slot: Slot, keep_alive: bool| {
-        let conn = crate::conn::http1_builder(&limits)
-            .keep_alive(keep_alive)
-            .serve_connection(
-                TokioIo::new(crate::conn::guard(stream, &limits, slot.reads())),
-                Tracked::new(service.clone(), slot.clone()),
-            );
+        let stream = crate::conn::guard(stream, &limits, slot.reads());
+        let service = Tracked::new(service.clone(), slot.clone());
+        let tls = tls.clone();
         async move {
             let _open = slot.open();
-            let mut conn = std::pin::pin!(conn);
-            // Errors are clients going away mid-request; nothing to do.
-            let asked = tokio::select! {
-                _ = conn.as_mut() => false,
-                () = slot.close_requested() => true,
-                () = tokio::time::sleep(max_age) => {
-                    slot.close();
-                    true
-                }
+            let http = Http {
+                builder: crate::conn::http1_builder(&limits),
+                keep_alive,
+                slot: &slot,
+                max_age,
             };
-            if asked {
-                // Closes an idle connection at once; one with a request in
-                // progress after its reply.
-                conn.as_mut().graceful_shutdown();
-                let _ = conn.await;
+            let Some(tls) = tls else {
+                return http.serve(stream, service).await;
+            };
+            // A connection asked to close for a new client while its
+            // handshake is unfinished closes at once.
+            let stream = tokio::select! {
+                stream = tls.handshake(stream) => stream,
+                () = slot.close_requested() => None,
+            };
+            if let Some(stream) = stream {
+                http.serve(stream, service).await;
             }
         }
     };
@@ -164,6 +170,48 @@ where
               "drain_timeout_s" => drain_timeout.as_secs());
     }
     deadline
+}
+
+/// How one connection is served by hyper, in its slot.
+struct Http<'a> {
+    builder: hyper::server::conn::http1::Builder,
+    keep_alive: bool,
+    slot: &'a Slot,
+    max_age: Duration,
+}
+
+impl Http<'_> {
+    /// Serve `io` (TCP, or TLS over it) with `service` until the client
+    /// goes, or the slot asks it to close (for a new client, at shutdown,
+    /// or past the maximum age).
+    async fn serve<I, S, B>(mut self, io: I, service: S)
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+        S: hyper::service::HttpService<hyper::body::Incoming, ResBody = B, Error = Infallible>,
+        B: hyper::body::Body + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let conn = self
+            .builder
+            .keep_alive(self.keep_alive)
+            .serve_connection(TokioIo::new(io), service);
+        let mut conn = std::pin::pin!(conn);
+        // Errors are clients going away mid-request; nothing to do.
+        let asked = tokio::select! {
+            _ = conn.as_mut() => false,
+            () = self.slot.close_requested() => true,
+            () = tokio::time::sleep(self.max_age) => {
+                self.slot.close();
+                true
+            }
+        };
+        if asked {
+            // Closes an idle connection at once; one with a request in
+            // progress after its reply.
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+    }
 }
 
 /// The next connection, with a slot: taken at once if one is free, else

@@ -7,8 +7,10 @@
 //! one line per endpoint), the connection cap fitted to the open-file
 //! limit, the delivery queue and its relay workers, the metrics, Google's
 //! keys, the replay memory, the request path ([`Hooks`]), what records each
-//! hook ([`Recorder`]), and the reload task. [`Service::serve`] then serves
-//! a bound listener until shutdown, and drains. `commands/serve.rs` and the
+//! hook ([`Recorder`]), the TLS pair if served ([`crate::tls`]), and the
+//! reload task (which reloads the pair too). [`Service::serve`] then serves
+//! a bound listener until shutdown, and drains; [`Service::serve_on`] with
+//! an admin listener beside it (`--metrics-listen`). `commands/serve.rs` and the
 //! end-to-end tests call the same two functions, so the tests drive what
 //! runs in production, reload task included.
 //!
@@ -118,6 +120,9 @@ pub enum StartError {
     /// A relay worker thread could not be started.
     #[error("cannot start the relay worker threads: {0}")]
     RelayWorkers(#[source] std::io::Error),
+    /// The TLS certificate and key cannot be served.
+    #[error("cannot serve TLS: {0}")]
+    Tls(#[from] crate::tls::TlsError),
     /// The listen address cannot be bound (in use, or a privileged port).
     #[error("cannot listen on {address}: {source}")]
     Listen {
@@ -148,6 +153,8 @@ pub struct Service {
     reloader: Reloader,
     /// The connection cap the open-file limit allows.
     connections: ConnectionCap,
+    /// TLS on the public port, if served; the reload task reloads its pair.
+    tls: Option<Arc<crate::tls::Tls>>,
     /// Set when shutdown begins, so `/ready` answers 503 and load
     /// balancers stop sending new requests while those in flight finish.
     stopping: Arc<AtomicBool>,
@@ -182,10 +189,21 @@ impl Service {
         };
         let table = load_table(&config_file, api.as_deref(), &log)?;
         crate::logging::log_endpoints(&log, &table);
+        let tls = match &options.tls {
+            Some(files) => Some(crate::tls::Tls::load(
+                files.clone(),
+                options.tls_handshake_timeout,
+            )?),
+            None => None,
+        };
         let connections = ConnectionCap::fit(&options);
         let queue =
             Queue::start(options.delivery(), log.new(o!())).map_err(StartError::RelayWorkers)?;
-        let metrics = Arc::new(Metrics::new(&table, vec![queue.collector()]));
+        let mut metrics = Metrics::new(&table, vec![queue.collector()]);
+        if let Some(tls) = &tls {
+            metrics.serve_tls(tls.not_after());
+        }
+        let metrics = Arc::new(metrics);
         let google_keys = Jwks::new(
             options.google_jwks_url.clone(),
             options.google_jwks_min_refresh,
@@ -208,8 +226,14 @@ impl Service {
             options.refusal_logs_per_second,
             options.hook_logs_per_second,
         );
+        let tls = tls.map(|tls| {
+            Arc::new(tls.serve(metrics.clone(), recorder.refusal_logs(), log.new(o!())))
+        });
+        let companion = tls
+            .clone()
+            .map(|tls| tls as Arc<dyn crate::reload::Companion>);
         let reloader = Reloader::new(
-            table.clone(),
+            (table.clone(), companion),
             metrics.clone(),
             options.reload_timing(),
             hangups,
@@ -224,31 +248,50 @@ impl Service {
             metrics,
             reloader,
             connections,
+            tls,
             stopping: Arc::new(AtomicBool::new(false)),
             log,
         })
     }
 
-    /// Serve on `listener` until `shutdown` resolves; then drain: `/ready`
-    /// answers 503, requests in flight get up to `--drain-timeout` to
-    /// finish, and the changes still pending are delivered until that same
-    /// deadline (what is left is logged). Starts the reload task first.
+    /// Serve every route on `listener` until `shutdown` resolves; then
+    /// drain: `/ready` answers 503, requests in flight get up to
+    /// `--drain-timeout` to finish, and the changes still pending are
+    /// delivered until that same deadline (what is left is logged). Starts
+    /// the reload task first.
     pub async fn serve(&self, listener: TcpListener, shutdown: impl Future<Output = ()>) {
-        let address = match listener.local_addr() {
+        self.serve_on(listener, None, shutdown).await;
+    }
+
+    /// Serve as [`Service::serve`] does, and with `admin` (bound at
+    /// `--metrics-listen`) split the routes: `/hook/` only on `listener`,
+    /// `/health`, `/ready` and `/metrics` in plain HTTP on `admin`.
+    pub async fn serve_on(
+        &self,
+        listener: TcpListener,
+        admin: Option<TcpListener>,
+        shutdown: impl Future<Output = ()>,
+    ) {
+        let address = |l: &TcpListener| match l.local_addr() {
             Ok(address) => address.to_string(),
             Err(e) => format!("unknown ({e})"),
         };
-        info!(self.log, #KEEP, "listening"; "address" => address,
+        info!(self.log, #KEEP, "listening"; "address" => address(&listener),
+              "tls" => self.tls.is_some(),
               "api" => %self.table.load().default_target(),
               "dry_run" => self.options.dry_run);
+        if let Some(admin) = &admin {
+            info!(self.log, #KEEP, "serving /metrics, /health and /ready apart, in plain HTTP; the address above serves only /hook/";
+                  "admin_address" => address(admin));
+        }
         self.connections
             .say(self.options.max_connections, &self.log);
         self.reloader.start();
         let stopping = self.stopping.clone();
-        let shutdown = async move {
+        let shutdown = futures_util::FutureExt::shared(Box::pin(async move {
             shutdown.await;
             stopping.store(true, Ordering::Relaxed);
-        };
+        }));
         let settings = crate::server::Settings {
             slots: crate::slots::Limits {
                 max_connections: self.connections.fits,
@@ -256,9 +299,34 @@ impl Service {
             },
             header_timeout: self.options.header_timeout,
             drain_timeout: self.options.drain_timeout,
+            tls: self.tls.clone(),
         };
-        let deadline =
-            crate::server::run(listener, self.routes(), settings, &self.log, shutdown).await;
+        let serve = match admin {
+            Some(_) => crate::routes::Serve::HooksOnly,
+            None => crate::routes::Serve::All,
+        };
+        let public = crate::server::run(
+            listener,
+            self.routes_serving(serve),
+            settings.clone(),
+            &self.log,
+            shutdown.clone(),
+        );
+        let admin = async {
+            let Some(admin) = admin else { return };
+            let settings = crate::server::Settings {
+                slots: crate::slots::Limits {
+                    max_connections: crate::options::ADMIN_CONNECTIONS,
+                    ..settings.slots
+                },
+                tls: None,
+                ..settings
+            };
+            let routes = crate::routes::admin(self.metrics.clone(), self.stopping.clone());
+            let log = self.log.new(o!("listener" => "admin"));
+            crate::server::run(admin, routes, settings, &log, shutdown).await;
+        };
+        let (deadline, ()) = tokio::join!(public, admin);
         deliver_pending(self.hooks.queue(), deadline, &self.log).await;
         info!(self.log, #KEEP, "stopped");
     }
@@ -272,11 +340,23 @@ impl Service {
            + Send
            + Sync
            + 'static {
+        self.routes_serving(crate::routes::Serve::All)
+    }
+
+    /// The public port's routes, as `serve` says.
+    fn routes_serving(
+        &self,
+        serve: crate::routes::Serve,
+    ) -> impl warp::Filter<Extract = (warp::reply::Response,), Error = Infallible>
+           + Clone
+           + Send
+           + Sync
+           + 'static {
         crate::routes::routes(
             self.hooks.clone(),
             self.recorder.clone(),
-            self.metrics.clone(),
-            self.stopping.clone(),
+            (self.metrics.clone(), self.stopping.clone()),
+            serve,
         )
     }
 

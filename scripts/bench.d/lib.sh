@@ -60,20 +60,26 @@ done
 
 # ---------------------------------------------------------------- servers
 
-# nginx: the ceiling on $nginx_port, the Flux API stand-in on $fluxd_port,
-# the relay ceiling on $proxy_port.
+# The test pair the TLS floods are served with (loopback only).
+tls_dir=$here/../attack.d/tls
+
+# nginx: the ceiling on $nginx_port (over TLS on $nginx_tls_port), the Flux
+# API stand-in on $fluxd_port, the relay ceiling on $proxy_port.
 start_nginx() {
     nginx_port=$(free_port)
+    nginx_tls_port=$(free_port)
     fluxd_port=$(free_port)
     proxy_port=$(free_port)
     mkdir -p "$tmp/nginx/logs"
     sed -e "s|@PREFIX@|$tmp/nginx|g" -e "s|@PORT@|$nginx_port|g" -e "s|@FLUXD_PORT@|$fluxd_port|g" \
-        -e "s|@PROXY_PORT@|$proxy_port|g" "$here/nginx.conf" >"$tmp/nginx/nginx.conf"
+        -e "s|@PROXY_PORT@|$proxy_port|g" -e "s|@TLS_PORT@|$nginx_tls_port|g" \
+        -e "s|@TLS_DIR@|$tls_dir|g" "$here/nginx.conf" >"$tmp/nginx/nginx.conf"
     nginx -p "$tmp/nginx" -c "$tmp/nginx/nginx.conf" -g 'daemon off;' 2>"$tmp/nginx/logs/stderr" &
     pids+=($!)
     wait_listening "$nginx_port" "$tmp/nginx/logs"
     wait_listening "$fluxd_port" "$tmp/nginx/logs"
     wait_listening "$proxy_port" "$tmp/nginx/logs"
+    wait_listening "$nginx_tls_port" "$tmp/nginx/logs"
 }
 
 start_webhook() {
@@ -113,6 +119,26 @@ $(tail -5 "$tmp/flux-recv.log")"
     recv_ready_us=${EPOCHREALTIME/[.,]/}
 }
 
+# A second flux-recv serving HTTPS on $recv_tls_port (the same config and
+# keys), its /health on a plain-HTTP admin address; logs apart, so the plain
+# one's relay counts are its own. Sets recv_tls_pid.
+start_recv_tls() {
+    recv_tls_port=$(free_port)
+    local admin_port started_us
+    admin_port=$(free_port)
+    started_us=${EPOCHREALTIME/[.,]/}
+    "$bin" --config "$tmp/config/fluxrecv.yaml" --listen "127.0.0.1:$recv_tls_port" \
+        --tls-cert "$tls_dir/cert.pem" --tls-key "$tls_dir/key.pem" \
+        --metrics-listen "127.0.0.1:$admin_port" 2>>"$tmp/flux-recv-tls.log" &
+    recv_tls_pid=$!
+    pids+=("$recv_tls_pid")
+    until health_ok "$admin_port"; do
+        kill -0 "$recv_tls_pid" 2>/dev/null || die "flux-recv (TLS) exited; see its log:
+$(tail -5 "$tmp/flux-recv-tls.log")"
+        ((${EPOCHREALTIME/[.,]/} - started_us < 10000000)) || die "flux-recv (TLS) did not answer /health in 10 s"
+    done
+}
+
 # ---------------------------------------------------------------- floods
 
 declare -A R # R[target.case.field]
@@ -120,10 +146,12 @@ declare -A R # R[target.case.field]
 # flood TARGET CASE URL [SIGNATURE]: one wrk run, results into R. Without
 # a signature, the 64 distinct signed pushes are cycled through; a
 # signature starting `v1,` goes in webhook-signature (Standard Webhooks).
+# A CASE ending in `-new` opens a new connection for every request.
 flood() {
     local out line kv inputs=(BENCH_BODIES="$tmp/bodies" BENCH_COUNT=64)
     (($# > 3)) && inputs=(BENCH_BODY="$body" BENCH_SIG="$4")
     [[ ${4:-} == v1,* ]] && inputs=(BENCH_BODY="$body" BENCH_SWH_SIG="$4")
+    [[ $2 == *-new ]] && inputs+=(BENCH_CLOSE=1)
     out=$(env "${inputs[@]}" wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --timeout 2s \
         -s "$here/post.lua" "$3") || die "wrk failed against $3: $out"
     line=$(grep '^RESULT ' <<<"$out") || die "no RESULT from wrk: $out"

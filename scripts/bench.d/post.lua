@@ -12,12 +12,18 @@
 --                           and this webhook-signature;
 --   BENCH_BODIES, BENCH_COUNT  instead, a folder with 1.json, 1.sig, ...
 --                           COUNT.json, COUNT.sig: requests cycle through
---                           them, so hooks in flight together all differ.
+--                           them, so hooks in flight together all differ;
+--   BENCH_CLOSE             set: every request says `Connection: close`, so
+--                           each is a new connection (over TLS, a new
+--                           handshake).
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["User-Agent"] = "GitHub-Hookshot/bench"
 wrk.headers["X-GitHub-Event"] = "push"
 wrk.headers["X-GitHub-Delivery"] = "72d3162e-cc78-11e3-81ab-4c9367dc0958"
+if os.getenv("BENCH_CLOSE") then
+   wrk.headers["Connection"] = "close"
+end
 
 local function slurp(path)
    local f = assert(io.open(path, "rb"))

@@ -1,6 +1,7 @@
 //! Serving hooks: the default command. The flags become the service's
-//! [`Config`]; the service starts, binds `--listen` and serves until
-//! SIGTERM or SIGINT (see [`crate::service`]).
+//! [`Config`]; the service starts, binds `--listen` (and
+//! `--metrics-listen`, if given) and serves until SIGTERM or SIGINT (see
+//! [`crate::service`]).
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -37,7 +38,8 @@ fn run(args: &ServeArgs, log: &Logger) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let code = match runtime.block_on(serve(config, args.listen, log.clone())) {
+    let listen = (args.listen, args.metrics_listen);
+    let code = match runtime.block_on(serve(config, listen, log.clone())) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => cannot_start(log, &e),
     };
@@ -47,11 +49,22 @@ fn run(args: &ServeArgs, log: &Logger) -> ExitCode {
     code
 }
 
-/// Start the service, bind `listen`, serve until SIGTERM or SIGINT.
-async fn serve(config: Config, listen: SocketAddr, log: Logger) -> Result<(), StartError> {
+/// Start the service, bind `listen` and `admin` (if given), serve until
+/// SIGTERM or SIGINT.
+async fn serve(
+    config: Config,
+    (listen, admin): (SocketAddr, Option<SocketAddr>),
+    log: Logger,
+) -> Result<(), StartError> {
     let service = Service::start(config, log.clone()).await?;
     let listener = crate::service::listen(listen).await?;
-    service.serve(listener, crate::signals::shutdown(log)).await;
+    let admin = match admin {
+        Some(admin) => Some(crate::service::listen(admin).await?),
+        None => None,
+    };
+    service
+        .serve_on(listener, admin, crate::signals::shutdown(log))
+        .await;
     Ok(())
 }
 

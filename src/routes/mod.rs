@@ -7,6 +7,9 @@
 //! (liveness: 200 while the process serves), `GET /ready` (readiness: 200
 //! while an endpoint table is served and shutdown has not begun),
 //! `GET /metrics` (see [`crate::metrics`]), and 404 for everything else.
+//! With an admin address (`--metrics-listen`), [`Serve::HooksOnly`] on the
+//! public port and [`admin`] on the admin one split them: `/hook/` on one,
+//! `/health`, `/ready` and `/metrics` on the other.
 //!
 //! [`crate::server`] runs each request to its end in a task of its own, so
 //! a hook is recorded (log line, metric, late-delivery line) even when its
@@ -43,7 +46,16 @@ pub fn reply(verdict: Verdict) -> warp::reply::Response {
     response
 }
 
-/// Every route flux-recv serves.
+/// Which routes the public port serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Serve {
+    /// Every route (no admin address).
+    All,
+    /// `/hook/` only: the others are on the admin address (404 here).
+    HooksOnly,
+}
+
+/// The routes of the public port, as `serve` says.
 ///
 /// A hook is handled by `hooks`, and recorded by `recorder` before its
 /// reply is made; `/metrics` shows `metrics`; `/ready` answers 503 once
@@ -51,8 +63,8 @@ pub fn reply(verdict: Verdict) -> warp::reply::Response {
 pub fn routes(
     hooks: Arc<Hooks>,
     recorder: Arc<Recorder>,
-    metrics: Arc<Metrics>,
-    stopping: Arc<AtomicBool>,
+    (metrics, stopping): (Arc<Metrics>, Arc<AtomicBool>),
+    serve: Serve,
 ) -> impl Filter<Extract = (warp::reply::Response,), Error = Infallible> + Clone + Send + Sync + 'static
 {
     let with_hooks = warp::any().map(move || (hooks.clone(), recorder.clone()));
@@ -95,6 +107,44 @@ pub fn routes(
         response
     });
 
+    let admin_here = warp::any()
+        .and_then(move || async move {
+            match serve {
+                Serve::All => Ok(()),
+                Serve::HooksOnly => Err(warp::reject::not_found()),
+            }
+        })
+        .untuple_one()
+        .and(admin_routes(metrics, stopping));
+
+    hook.or(hook_other_method)
+        .unify()
+        .or(admin_here)
+        .unify()
+        .or(not_found())
+        .unify()
+}
+
+/// The routes of the admin address: `/health`, `/ready`, `/metrics`, and
+/// 404 for everything else.
+pub fn admin(
+    metrics: Arc<Metrics>,
+    stopping: Arc<AtomicBool>,
+) -> impl Filter<Extract = (warp::reply::Response,), Error = Infallible> + Clone + Send + Sync + 'static
+{
+    admin_routes(metrics, stopping).or(not_found()).unify()
+}
+
+/// 404, for what no route serves.
+fn not_found() -> impl Filter<Extract = (warp::reply::Response,), Error = Infallible> + Clone {
+    warp::any().map(|| text(StatusCode::NOT_FOUND, "not found"))
+}
+
+/// `/health`, `/ready` and `/metrics`.
+fn admin_routes(
+    metrics: Arc<Metrics>,
+    stopping: Arc<AtomicBool>,
+) -> impl Filter<Extract = (warp::reply::Response,), Error = warp::Rejection> + Clone {
     let health = warp::path!("health")
         .and(warp::get())
         .map(|| text(StatusCode::OK, "OK"));
@@ -126,18 +176,7 @@ pub fn routes(
             .into_response()
         });
 
-    let not_found = warp::any().map(|| text(StatusCode::NOT_FOUND, "not found"));
-
-    hook.or(hook_other_method)
-        .unify()
-        .or(health)
-        .unify()
-        .or(ready)
-        .unify()
-        .or(metrics)
-        .unify()
-        .or(not_found)
-        .unify()
+    health.or(ready).unify().or(metrics).unify()
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@ mod flags;
 mod keygen;
 mod send;
 mod serve;
+mod tls;
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};

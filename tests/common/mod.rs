@@ -7,6 +7,7 @@
 pub mod gcr_token;
 pub mod kubelet;
 pub mod process;
+pub mod tls;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -199,6 +200,8 @@ pub fn dead_addr() -> SocketAddr {
 /// A flux-recv served from the library on 127.0.0.1:0.
 pub struct Recv {
     pub addr: SocketAddr,
+    /// The admin address (`--metrics-listen`), when started with one.
+    pub admin: Option<SocketAddr>,
     pub service: Arc<Service>,
     pub logs: Captured,
     stop: Option<oneshot::Sender<()>>,
@@ -222,6 +225,16 @@ impl Recv {
     /// Start the service as the binary does (without SIGHUP: tests share
     /// one process), logging at debug into [`Recv::logs`], and serve it.
     pub async fn start_config(config: Config) -> Recv {
+        Recv::start_serving(config, false).await
+    }
+
+    /// As [`Recv::start_config`], with an admin address on 127.0.0.1:0
+    /// (`--metrics-listen`).
+    pub async fn start_with_admin(config: Config) -> Recv {
+        Recv::start_serving(config, true).await
+    }
+
+    async fn start_serving(config: Config, with_admin: bool) -> Recv {
         let logs = Captured::default();
         let log = logs.logger(slog::Level::Debug);
         let service = match Service::start(config, log).await {
@@ -230,17 +243,23 @@ impl Recv {
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        let admin = match with_admin {
+            true => Some(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap()),
+            false => None,
+        };
+        let admin_addr = admin.as_ref().map(|l| l.local_addr().unwrap());
         let (stop, stopped) = oneshot::channel::<()>();
         let serving = service.clone();
         let done = tokio::spawn(async move {
             serving
-                .serve(listener, async {
+                .serve_on(listener, admin, async {
                     let _ = stopped.await;
                 })
                 .await
         });
         Recv {
             addr,
+            admin: admin_addr,
             service,
             logs,
             stop: Some(stop),

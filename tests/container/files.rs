@@ -10,7 +10,7 @@ use crate::{at, read_docs, str_list, yaml_files};
 #[test]
 fn every_yaml_file_parses() {
     let files = yaml_files();
-    // Three Components, the shared network objects, two examples and the
+    // Four Components, the shared network objects, two examples and the
     // Helm route, with their parts.
     assert!(files.len() >= 15, "{:#?}", files.keys());
     for (path, docs) in &files {
@@ -32,9 +32,9 @@ fn kustomizations_name_files_that_exist_and_nothing_remote() {
         .filter(|(p, _)| p.file_name().unwrap() == "kustomization.yaml")
         .map(|(p, docs)| (p, &docs[0]))
         .collect();
-    // flux-recv, two-secrets, podmonitor and monitoring (Components);
+    // flux-recv, two-secrets, podmonitor, monitoring and tls (Components);
     // network, the two examples and helm.
-    assert_eq!(kustomizations.len(), 8, "{kustomizations:#?}");
+    assert_eq!(kustomizations.len(), 9, "{kustomizations:#?}");
     let kind_of = |dir: &Path| -> String {
         let doc = &read_docs(&dir.join("kustomization.yaml"))[0];
         doc["kind"].as_str().unwrap().to_string()

@@ -286,3 +286,70 @@ fn the_monitoring_component_adds_the_alerts_and_the_dashboard() {
     assert_eq!(served, written);
     assert_eq!(served["uid"], "flux-recv");
 }
+
+#[test]
+fn the_tls_component_mounts_the_tls_secret_and_moves_probes_to_the_admin_port() {
+    if !can_render("the_tls_component_mounts_the_tls_secret_and_moves_probes_to_the_admin_port") {
+        return;
+    }
+    let ws = Workspace::new();
+    let dir = ws.path("kubernetes/with-tls");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(
+        dir.join("kustomization.yaml"),
+        "resources: [../flux]\ncomponents: [../flux-recv, ../podmonitor, ../tls]\n",
+    )
+    .unwrap();
+    let rendered = by_id(ws.render("kubernetes/with-tls"));
+    let flux = get(&rendered, "Deployment", "flux", "flux");
+    let c = sidecar(flux);
+    // Its arguments as ../flux-recv sets them; TLS comes by environment.
+    assert_eq!(
+        str_list(&c["args"]),
+        ["--config=/etc/fluxrecv/fluxrecv.yaml", "--listen=:8080"]
+    );
+    let env = |name: &str| {
+        named(&c["env"], name)["value"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(env("FLUXRECV_TLS_CERT"), "/etc/fluxrecv-tls/tls.crt");
+    assert_eq!(env("FLUXRECV_TLS_KEY"), "/etc/fluxrecv-tls/tls.key");
+    assert_eq!(env("FLUXRECV_METRICS_LISTEN"), ":9090");
+    // Both ports; the probes on the admin one, paths kept.
+    assert_eq!(named(&c["ports"], "flux-recv")["containerPort"], 8080);
+    assert_eq!(named(&c["ports"], "flux-recv-admin")["containerPort"], 9090);
+    for (probe, path) in [("readinessProbe", "/ready"), ("livenessProbe", "/health")] {
+        assert_eq!(at(c, &[probe, "httpGet", "port"]), 9090, "{probe}");
+        assert_eq!(at(c, &[probe, "httpGet", "path"]), path, "{probe}");
+    }
+    // The Secret mounted whole (no subPath: renewals must be seen),
+    // read-only, readable by the non-root user; the config's still there.
+    let volumes = at(pod(flux), &["spec", "volumes"]);
+    let mount = named(&c["volumeMounts"], "fluxrecv-tls");
+    assert_eq!(mount["mountPath"], "/etc/fluxrecv-tls");
+    assert_eq!(mount["readOnly"], true);
+    assert!(mount["subPath"].is_null());
+    let volume = named(volumes, "fluxrecv-tls");
+    assert_eq!(at(volume, &["secret", "secretName"]), "fluxrecv-tls");
+    assert_eq!(at(volume, &["secret", "defaultMode"]), 0o444);
+    assert_eq!(
+        named(&c["volumeMounts"], "fluxrecv")["mountPath"],
+        "/etc/fluxrecv"
+    );
+    // The PodMonitor scrapes the admin port.
+    let monitor = get(&rendered, "PodMonitor", "flux", "flux-recv");
+    let endpoint = &seq(at(monitor, &["spec", "podMetricsEndpoints"]))[0];
+    assert_eq!(endpoint["port"], "flux-recv-admin");
+    assert_eq!(endpoint["path"], "/metrics");
+
+    // The cert-manager example makes the Secret the Component mounts.
+    let certificate = read_docs(&ws.path("kubernetes/tls/certificate.yaml"));
+    assert_eq!(certificate.len(), 1);
+    let certificate = &certificate[0];
+    assert_eq!(certificate["apiVersion"], "cert-manager.io/v1");
+    assert_eq!(certificate["kind"], "Certificate");
+    assert_eq!(certificate["metadata"]["namespace"], "flux");
+    assert_eq!(at(certificate, &["spec", "secretName"]), "fluxrecv-tls");
+}

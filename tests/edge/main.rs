@@ -17,3 +17,4 @@ mod amplification;
 mod connection_slots;
 mod hostile_connections;
 mod limits;
+mod tls;

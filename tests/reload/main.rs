@@ -17,6 +17,7 @@
 mod common;
 mod hostile;
 mod tables;
+mod tls;
 mod triggers;
 
 use std::path::{Path, PathBuf};
