@@ -23,6 +23,7 @@ pub use crate::gcr_auth::GcrAuth;
 
 mod unknown;
 use crate::filter::FilterConfig;
+use crate::targets::flux_receiver::ReceiverConfig;
 use crate::targets::fluxd::{ApiConfig, DEFAULT_API};
 
 /// The file as written.
@@ -54,6 +55,9 @@ pub struct EndpointConfig {
     /// The fluxd API (or APIs) this endpoint's changes go to, instead of
     /// the top-level `api`.
     pub api: Option<ApiConfig>,
+    /// Flux v2 notification-controller Receivers this endpoint's hooks go
+    /// to, besides `api`'s fluxd (see [`crate::targets::flux_receiver`]).
+    pub flux_receivers: Option<Vec<ReceiverConfig>>,
     /// Which changes are sent; all without one.
     pub filter: Option<FilterConfig>,
     /// GoogleContainerRegistry only: verify the Google-signed token on each
@@ -234,6 +238,9 @@ const FIELDS: &[&str] = &[
     "branch",
     "image",
     "requireSignature",
+    "fluxReceivers",
+    "tokenPath",
+    "caPath",
 ];
 
 /// serde_yaml's error as a problem that repeats nothing read from the file.
