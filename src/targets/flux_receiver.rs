@@ -220,7 +220,14 @@ pub struct ReceiverConfig {
 /// user name, password or fragment. The message shows the URL with its
 /// digest cut short.
 pub fn check_url(url: &str) -> Result<(), String> {
-    let shown = super::label(NAME, &crate::printable(url));
+    // A user name or password is never repeated, nor the digest whole.
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let unnamed = match rest[..end].rsplit_once('@') {
+        Some((_, host)) => format!("{scheme}://***@{host}{}", &rest[end..]),
+        None => url.to_string(),
+    };
+    let shown = super::label(NAME, &crate::printable(&unnamed));
     let shown = &shown[NAME.len() + 1..];
     let example = "e.g. http://notification-controller.flux-system.svc.cluster.local/hook/<digest>";
     let uri: http::Uri = url
@@ -299,4 +306,103 @@ pub fn configured(dir: &Path, field: &str, receivers: &[ReceiverConfig]) -> Conf
         }
     }
     found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const URL: &str = "http://nc.flux-system.svc/hook/0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn the_signature_is_openssls_hmac_sha256() {
+        // printf 'hello, receiver' | openssl dgst -sha256 -hmac 'token-123'
+        assert_eq!(
+            signature(b"token-123", b"hello, receiver"),
+            "sha256=17d8d891c4b4686d1a280f0816a896f73511bbacbc600f0c5e9ac7102490d45c"
+        );
+    }
+
+    fn read(status: u16) -> Answer {
+        let receiver = FluxReceiver::new(URL, None, None);
+        receiver.read(StatusCode::from_u16(status).unwrap(), &HeaderMap::new())
+    }
+
+    #[test]
+    fn the_controllers_statuses_are_classified() {
+        assert_eq!(read(200), Answer::Accepted);
+        for n in [408, 429, 500, 503] {
+            assert!(matches!(read(n), Answer::Retry { .. }), "{n}");
+        }
+        for (n, says) in [
+            (400, "generic-hmac"),
+            (404, ".status.webhookPath"),
+            (413, "limit"),
+            (401, "401"),
+            (302, "does not follow"),
+        ] {
+            let Answer::Refused(why) = read(n) else {
+                panic!("{n} is refused");
+            };
+            assert!(why.contains(says), "{n}: {why}");
+        }
+    }
+
+    #[test]
+    fn urls_are_checked_and_shown_without_their_digest() {
+        assert_eq!(check_url(URL), Ok(()));
+        assert_eq!(check_url("https://nc.example.com/hook/x"), Ok(()));
+        for bad in [
+            "ftp://nc/hook/x",
+            "nc/hook/x",
+            "http://user:pw@nc/hook/0123456789abcdef0123",
+            "http://nc",
+            "http://nc/hook/x#y",
+        ] {
+            let e = check_url(bad).unwrap_err();
+            assert!(!e.contains("0123456789abcdef0") && !e.contains("pw@"), "{e}");
+        }
+        let receiver = FluxReceiver::new(URL, None, None);
+        assert_eq!(receiver.shown(), "http://nc.flux-system.svc/hook/01234567…");
+        assert!(receiver.warnings().is_empty());
+        let elsewhere = FluxReceiver::new("http://nc/webhook/x", None, None);
+        assert_eq!(elsewhere.warnings().len(), 1);
+    }
+
+    #[test]
+    fn configured_receivers_read_their_files_and_name_each_problem() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("t"), "tok").unwrap();
+        let config = |yaml: &str| -> Vec<ReceiverConfig> { serde_yaml::from_str(yaml).unwrap() };
+        let ok = configured(
+            dir.path(),
+            "endpoints[1]",
+            &config(&format!("[{{url: {URL}, tokenPath: t}}]")),
+        );
+        assert!(ok.problems.is_empty(), "{:?}", ok.problems);
+        let (field, target) = &ok.targets[0];
+        assert_eq!(field, "endpoints[1].fluxReceivers[0]");
+        assert_eq!(target.files(), [dir.path().join("t").as_path()]);
+        assert!(!format!("{target:?}").contains("tok\""));
+        let bad = configured(
+            dir.path(),
+            "endpoints[1]",
+            &config(&format!(
+                "[{{url: {URL}, tokenPath: missing}}, {{url: {URL}}}, {{url: 'ftp://x/y'}}]"
+            )),
+        );
+        assert!(bad.targets.is_empty() || bad.targets.len() == 1);
+        let fields: Vec<&str> = bad.problems.iter().map(|p| p.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "endpoints[1].fluxReceivers[0].tokenPath",
+                "endpoints[1].fluxReceivers[2].url"
+            ]
+        );
+        assert!(bad.problems[0].absent);
+        assert_eq!(bad.problems[0].file, Some(dir.path().join("missing")));
+        let empty = configured(dir.path(), "endpoints[0]", &[]);
+        assert_eq!(empty.problems[0].field, "endpoints[0].fluxReceivers");
+    }
 }
