@@ -50,3 +50,52 @@ fn check_reads_token_files_and_endpoints_lists_receivers_without_their_digest() 
         "{out}"
     );
 }
+
+#[test]
+fn send_dry_run_shows_what_each_target_would_be_sent_and_posts_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.key"), "0123456789abcdef0123").unwrap();
+    std::fs::write(dir.path().join("receiver.token"), "s3cr3t-receiver-token").unwrap();
+    // Nothing listens on either: a dry run posts nothing.
+    let endpoints = format!(
+        "- source: GitHub\n  keyPath: a.key\n  api: http://127.0.0.1:9/api/flux\n  \
+         fluxReceivers:\n  - url: http://127.0.0.1:9/hook/{DIGEST}\n    \
+         tokenPath: receiver.token\n"
+    );
+    let config = write_config(dir.path(), "http://localhost:3030/api/flux", &endpoints);
+    let o = run(&[
+        "send",
+        "--config",
+        path_str(&config),
+        "--endpoint",
+        "1",
+        "--dry-run",
+    ]);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines[0].starts_with("endpoint 1 (GitHub): a push"), "{out}");
+    assert!(
+        lines[0].ends_with("not sent; flux-recv would send:"),
+        "{out}"
+    );
+    assert!(
+        lines[1]
+            .starts_with("  fluxd http://127.0.0.1:9/api/flux/v11/notify: POST {\"Kind\":\"git\""),
+        "{out}"
+    );
+    assert!(
+        lines[2].starts_with("  flux-receiver http://127.0.0.1:9/hook/01234567…: POST "),
+        "{out}"
+    );
+    assert!(
+        lines[2].contains("bytes (application/json); POST of the delivery's body"),
+        "{out}"
+    );
+    assert!(lines[2].contains("X-Signature"), "{out}");
+    assert_eq!(lines.len(), 3, "{out}");
+    assert!(
+        !out.contains(&DIGEST[..12]) && !out.contains("s3cr3t"),
+        "{out}"
+    );
+}
