@@ -31,8 +31,8 @@ use serde_json::json;
 
 use super::sample::{SampleRequest, AFTER, BEFORE, BRANCH, MESSAGE, OWNER, TIME};
 use super::{
-    git_changes, header, json, required, verify, SampleHook, HookError, HookResult, Kinds, Outcome,
-    Proof, Provider, Settings,
+    git_changes, header, json, required, verify, HookError, HookResult, Kinds, Outcome, Proof,
+    Provider, SampleHook, Settings,
 };
 use crate::notification::{distinct_repositories, is_deletion, split_url};
 

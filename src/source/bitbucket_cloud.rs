@@ -24,8 +24,8 @@ use serde_json::json;
 use super::sample::{self, SampleRequest, AFTER, BEFORE, BRANCH, MESSAGE, OWNER, TIME};
 use super::verify::{self, sign, Algorithm};
 use super::{
-    git_changes, header, json, required, SampleHook, Extra, HookError, HookResult, Kinds, Outcome,
-    Proof, Provider, Settings,
+    git_changes, header, json, required, Extra, HookError, HookResult, Kinds, Outcome, Proof,
+    Provider, SampleHook, Settings,
 };
 
 const SIGNATURE: &str = "X-Hub-Signature";

@@ -20,8 +20,8 @@ use serde_json::json;
 use super::sample::{SampleRequest, AFTER, BEFORE, BRANCH, OWNER};
 use super::verify::{sign, Algorithm};
 use super::{
-    git_changes, header, json, required, verify, SampleHook, HookError, HookResult, Kinds, Outcome,
-    Proof, Provider, Settings,
+    git_changes, header, json, required, verify, HookError, HookResult, Kinds, Outcome, Proof,
+    Provider, SampleHook, Settings,
 };
 
 const SIGNATURE: &str = "X-Hub-Signature";

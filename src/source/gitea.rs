@@ -30,8 +30,8 @@ use serde_json::json;
 use super::sample::{self, SampleRequest, AFTER, BEFORE, BRANCH, MESSAGE, OWNER, TAG, TIME};
 use super::verify::{self, sign_hex, Algorithm};
 use super::{
-    header, json, json_or_form, required, SampleHook, HookError, HookResult, Kinds, Outcome, Proof,
-    Provider, Settings,
+    header, json, json_or_form, required, HookError, HookResult, Kinds, Outcome, Proof, Provider,
+    SampleHook, Settings,
 };
 use crate::notification::{distinct_repositories, is_deletion, Change};
 

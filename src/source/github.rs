@@ -28,8 +28,8 @@ use super::sample::{
 };
 use super::verify::{sign, Algorithm};
 use super::{
-    header, json, json_or_form, required, verify, SampleHook, HookError, HookResult, Kinds, Outcome,
-    Proof, Provider, Settings,
+    header, json, json_or_form, required, verify, HookError, HookResult, Kinds, Outcome, Proof,
+    Provider, SampleHook, Settings,
 };
 use crate::notification::Change;
 

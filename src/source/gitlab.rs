@@ -26,8 +26,8 @@ use serde_json::json;
 use super::sample::{self, SampleRequest, AFTER, BEFORE, BRANCH, MESSAGE, OWNER, TIME};
 use super::stamped::{self, Stamp};
 use super::{
-    header, json, required, verify, SampleHook, HookError, HookResult, Kinds, Outcome, Proof,
-    Provider, Settings,
+    header, json, required, verify, HookError, HookResult, Kinds, Outcome, Proof, Provider,
+    SampleHook, Settings,
 };
 use crate::notification::Change;
 
