@@ -389,8 +389,19 @@ pub struct SendArgs {
 
     /// Where to POST: a full hook URL (`…/hook/<fingerprint>`), or a base URL
     /// such as `http://127.0.0.1:8080`, to which `/hook/<fingerprint>` is added.
-    #[arg(long, env = "FLUXRECV_SEND_URL", value_parser = parse_base_url)]
-    pub url: String,
+    #[arg(
+        long,
+        env = "FLUXRECV_SEND_URL",
+        value_parser = parse_base_url,
+        required_unless_present = "dry_run"
+    )]
+    pub url: Option<String>,
+
+    /// Post nothing: print what the endpoint's targets would be sent for
+    /// the sample (each fluxd notification; a Receiver's body size and
+    /// headers), worked out from the config as the server would.
+    #[arg(long)]
+    pub dry_run: bool,
 
     /// Which event to send: `push` for every source; others where the
     /// provider has them (`ping`, `package`, `create`, `delete`, `pull`, …;
@@ -776,7 +787,7 @@ mod tests {
         let Some(Command::Send(send)) = cli.command else {
             panic!("send");
         };
-        assert_eq!(send.url, "http://127.0.0.1:8080");
+        assert_eq!(send.url.as_deref(), Some("http://127.0.0.1:8080"));
         assert_eq!(send.event, "push");
 
         // A serve flag before a command is a mistake, not a silent no-op.

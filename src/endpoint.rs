@@ -18,7 +18,7 @@ use crate::files::ReadErrorKind;
 use crate::filter::Filter;
 use crate::notification::Change;
 use crate::source::{Extra, Proof, Secret, Settings, Source};
-use crate::targets::{fluxd, Configured, Target};
+use crate::targets::{flux_receiver, fluxd, Configured, Target};
 
 /// Keys shorter than this are easy to guess; `check` and start-up warn.
 pub const SHORT_KEY: usize = 16;
@@ -245,7 +245,9 @@ pub fn targets_named(dir: &Path, field: &str, ep: &EndpointConfig) -> Configured
     if let Some(api) = &ep.api {
         named.extend(fluxd::configured(field, api));
     }
-    let _ = dir;
+    if let Some(receivers) = &ep.flux_receivers {
+        named.extend(flux_receiver::configured(dir, field, receivers));
+    }
     named
 }
 

@@ -120,12 +120,13 @@ pub fn verdict(handled: &Handled) -> Verdict {
         Handled::Delivered {
             changes,
             filtered,
+            targets,
             answer: DeliveryState::DryRun,
-            ..
         } => {
             let n = changes.len();
             let text = format!(
-                "ok: dry run, fluxd would be notified of {n} change(s){}",
+                "ok: dry run, {} would be notified of {n} change(s){}",
+                crate::targets::kinds(targets),
                 and_filtered(*filtered)
             );
             answer(S::OK, text, HookOutcome::Relayed, Level::Info)
@@ -409,6 +410,16 @@ impl Recorder {
                       "api" => &apis);
             } else {
                 debug!(self.log, "change"; "change" => %c);
+            }
+        }
+        // A target that is sent the hook's body, not its changes: one line.
+        let (true, Handled::Delivered { targets, .. }) = (dry_run, &handled) else {
+            return;
+        };
+        for target in targets.iter().filter(|t| t.needs_body()) {
+            if self.hook_logs.admit(&self.log) {
+                info!(self.log, "dry run: not sent"; "target" => &**target.label(),
+                      "request" => target.dry_run());
             }
         }
     }

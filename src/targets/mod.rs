@@ -72,6 +72,12 @@ pub trait TargetKind: fmt::Debug + Send + Sync {
     fn headers(&self, body: &Body) -> Headers;
     /// What the answer `status` with `headers` means for the request.
     fn read(&self, status: StatusCode, headers: &HeaderMap) -> Answer;
+    /// What a dry run says it would have been sent, for a kind whose
+    /// requests are made from the hook's body (fluxd's are one line per
+    /// change): no secret, only which headers.
+    fn dry_run(&self) -> String {
+        String::new()
+    }
     /// What `check` says of it: legal, but probably not what was meant.
     fn warnings(&self) -> Vec<String> {
         Vec::new()
@@ -301,6 +307,11 @@ impl Target {
         self.kind().warnings()
     }
 
+    /// See [`TargetKind::dry_run`].
+    pub fn dry_run(&self) -> String {
+        self.kind().dry_run()
+    }
+
     /// See [`TargetKind::files`].
     pub fn files(&self) -> Vec<&Path> {
         self.kind().files()
@@ -419,6 +430,18 @@ pub fn label(kind: &str, url: &str) -> Arc<str> {
     Arc::from(format!("{kind} {shown}"))
 }
 
+/// The kinds of `targets`, each once, in order, joined by ` and `: what a
+/// dry run's reply says would be notified (`fluxd`).
+pub fn kinds(targets: &[Target]) -> String {
+    let mut names: Vec<&str> = Vec::new();
+    for target in targets {
+        if !names.contains(&target.name()) {
+            names.push(target.name());
+        }
+    }
+    names.join(" and ")
+}
+
 /// `targets` as the config names them, separated by spaces: how log lines
 /// list an endpoint's targets.
 pub fn names(targets: &[Target]) -> String {
@@ -466,6 +489,7 @@ macro_rules! targets {
 
 targets![
     Fluxd: fluxd,
+    FluxReceiver: flux_receiver,
 ];
 
 #[cfg(test)]

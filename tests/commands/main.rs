@@ -15,6 +15,7 @@ mod check;
 mod common;
 mod endpoints;
 mod flags;
+mod flux_receivers;
 mod keygen;
 mod send;
 mod serve;

@@ -33,8 +33,9 @@ fn kustomizations_name_files_that_exist_and_nothing_remote() {
         .map(|(p, docs)| (p, &docs[0]))
         .collect();
     // flux-recv, two-secrets, podmonitor, monitoring and tls (Components);
-    // network, the two examples and helm.
-    assert_eq!(kustomizations.len(), 9, "{kustomizations:#?}");
+    // network, the two examples and helm; the standalone base and its
+    // example (Flux v2).
+    assert_eq!(kustomizations.len(), 11, "{kustomizations:#?}");
     let kind_of = |dir: &Path| -> String {
         let doc = &read_docs(&dir.join("kustomization.yaml"))[0];
         doc["kind"].as_str().unwrap().to_string()
@@ -63,8 +64,15 @@ fn kustomizations_name_files_that_exist_and_nothing_remote() {
                 // `name=path` names the key in the Secret differently.
                 entries.push(file.rsplit('=').next().unwrap().to_string());
             }
-            // Flux's namespace, whatever the kubectl context's is.
-            assert_eq!(generator["namespace"], "flux", "{here}");
+            // Flux's namespace, whatever the kubectl context's is: Flux
+            // v1's, or for the standalone example Flux v2's, set for the
+            // whole kustomization.
+            let namespace = generator["namespace"].as_str().or(k["namespace"].as_str());
+            let flux = match dir.ends_with("standalone-example") {
+                true => "flux-system",
+                false => "flux",
+            };
+            assert_eq!(namespace, Some(flux), "{here}");
         }
         for patch in k["patches"].as_sequence().into_iter().flatten() {
             entries.push(patch["path"].as_str().unwrap().to_string());

@@ -19,6 +19,8 @@
 //! - `objects`: the rendered objects, and what flux-recv must add to them;
 //! - `kustomize`: the examples rendered and checked;
 //! - `helm`: the Helm route, against Flux v1's chart as helm renders it;
+//! - `standalone`: the standalone base for Flux v2, with its example
+//!   Receiver;
 //! - `checkout`: `check` and `endpoints` on each example's config;
 //! - `image`: the Dockerfile and the smoke image.
 
@@ -28,6 +30,7 @@ mod helm;
 mod image;
 mod kustomize;
 mod objects;
+mod standalone;
 mod workspace;
 
 use std::collections::BTreeMap;

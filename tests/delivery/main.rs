@@ -10,6 +10,8 @@
 //! - `workers`: APIs served independently and fairly, and the drain at
 //!   shutdown;
 //! - `metrics`: the per-API figures a scrape shows;
+//! - `flux_receivers`: Flux v2 Receivers as targets, before a stand-in
+//!   notification-controller (`common::controller`);
 //! - `routing`: per-endpoint APIs, fan-out, filters, `--api` and their
 //!   reload, through a running flux-recv in front of stand-in fluxds.
 
@@ -20,6 +22,7 @@ mod answers;
 mod backoff;
 mod coalescing;
 mod fairness;
+mod flux_receivers;
 mod fluxd;
 mod metrics;
 mod routing;

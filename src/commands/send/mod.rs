@@ -20,6 +20,8 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
 
+mod dry_run;
+
 use crate::cli::SendArgs;
 use crate::endpoint::Endpoint;
 use crate::source::{SampleHook, SampleRequest};
@@ -130,8 +132,8 @@ fn post(url: &str, delivery: &SampleHook, timeout: Duration) -> anyhow::Result<R
 pub fn run(args: SendArgs) -> anyhow::Result<ExitCode> {
     let table = super::load(&args.config, None)?;
     let endpoint = select(&table, &args.endpoint)?;
-    let url = hook_url(&args.url, &endpoint.fingerprint);
-    if !url.contains(&endpoint.url_path()) {
+    let url = hook_url(args.url.as_deref().unwrap_or(""), &endpoint.fingerprint);
+    if !args.dry_run && !url.contains(&endpoint.url_path()) {
         eprintln!(
             "warning: {url} is not endpoint {}'s hook URL (that ends in {}); sending anyway",
             endpoint.position,
@@ -150,6 +152,16 @@ pub fn run(args: SendArgs) -> anyhow::Result<ExitCode> {
         .source
         .sample(&request)
         .with_context(|| format!("endpoint {}", endpoint.position))?;
+    if args.dry_run {
+        println!(
+            "endpoint {} ({}): {}, not sent; flux-recv would send:",
+            endpoint.position, endpoint.source, delivery.summary
+        );
+        for line in dry_run::lines(&table, endpoint, &delivery) {
+            println!("  {line}");
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     if endpoint.gcr.is_some() {
         eprintln!(
             "note: endpoint {} verifies the token Google signs each Pub/Sub push with, and only \
