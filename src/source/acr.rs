@@ -22,7 +22,7 @@ use serde_json::{json, Value};
 
 use super::sample::{self, SampleRequest, DIGEST, OWNER, TAG, TIME};
 use super::{
-    json, required, verify, SampleHook, HookError, HookResult, Kinds, Outcome, Proof, Provider,
+    json, required, verify, HookError, HookResult, Kinds, Outcome, Proof, Provider, SampleHook,
     Settings,
 };
 use crate::image;

@@ -30,8 +30,8 @@ use serde_json::{json, Value};
 
 use super::sample::{SampleRequest, DIGEST, OWNER, TAG, TIME};
 use super::{
-    essence, json, required, verify, SampleHook, HookError, HookResult, Kinds, Outcome, Proof,
-    Provider, Settings,
+    essence, json, required, verify, HookError, HookResult, Kinds, Outcome, Proof, Provider,
+    SampleHook, Settings,
 };
 use crate::image;
 use crate::notification::{split_url, Change};

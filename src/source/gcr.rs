@@ -26,7 +26,7 @@ use serde_json::json;
 
 use super::sample::{self, SampleRequest, DIGEST, OWNER, TAG, TIME};
 use super::{
-    json, required, SampleHook, Extra, HookError, HookResult, Kinds, Outcome, Proof, Provider,
+    json, required, Extra, HookError, HookResult, Kinds, Outcome, Proof, Provider, SampleHook,
     Settings,
 };
 use crate::image;

@@ -14,7 +14,7 @@ use http::HeaderMap;
 use serde_json::json;
 
 use super::sample::{self, SampleRequest, AFTER, BRANCH, OWNER, TIME};
-use super::{SampleHook, Extra, HookResult, Kinds, Outcome, Proof, Provider, Settings};
+use super::{Extra, HookResult, Kinds, Outcome, Proof, Provider, SampleHook, Settings};
 
 /// A request id many senders and ingress controllers set.
 const REQUEST_ID: &str = "X-Request-Id";

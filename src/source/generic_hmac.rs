@@ -20,7 +20,7 @@ use serde_json::json;
 
 use super::sample::{self, SampleRequest, AFTER, BRANCH, OWNER, TIME};
 use super::verify::{self, Algorithm};
-use super::{SampleHook, Extra, HookResult, Kinds, Outcome, Proof, Provider, Settings};
+use super::{Extra, HookResult, Kinds, Outcome, Proof, Provider, SampleHook, Settings};
 
 const SIGNATURE: &str = "X-Signature";
 /// A request id many senders set.

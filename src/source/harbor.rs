@@ -17,7 +17,7 @@ use serde_json::json;
 
 use super::sample::{self, SampleRequest, DIGEST, EPOCH, TAG};
 use super::{
-    json, required, verify, SampleHook, HookError, HookResult, Kinds, Outcome, Proof, Provider,
+    json, required, verify, HookError, HookResult, Kinds, Outcome, Proof, Provider, SampleHook,
     Settings,
 };
 use crate::image;

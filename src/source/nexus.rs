@@ -22,7 +22,7 @@ use serde_json::json;
 use super::sample::{SampleRequest, OWNER, TAG};
 use super::verify::{self, sign_hex, Algorithm};
 use super::{
-    header, json, required, SampleHook, HookError, HookResult, Kinds, Outcome, Proof, Provider,
+    header, json, required, HookError, HookResult, Kinds, Outcome, Proof, Provider, SampleHook,
     Settings,
 };
 use crate::image;

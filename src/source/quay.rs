@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::sample::{self, SampleRequest, OWNER, TAG};
-use super::{json, required, SampleHook, HookResult, Kinds, Outcome, Proof, Provider, Settings};
+use super::{json, required, HookResult, Kinds, Outcome, Proof, Provider, SampleHook, Settings};
 use crate::image;
 use crate::notification::Change;
 

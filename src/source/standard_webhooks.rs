@@ -22,7 +22,7 @@ use serde_json::json;
 
 use super::sample::{self, SampleRequest, AFTER, BRANCH, OWNER, TIME};
 use super::stamped::{self, Stamp};
-use super::{SampleHook, Extra, HookResult, Kinds, Outcome, Proof, Provider, Settings};
+use super::{Extra, HookResult, Kinds, Outcome, Proof, Provider, SampleHook, Settings};
 
 /// StandardWebhooks, as the config names it.
 pub const PROVIDER: Provider = Provider {
