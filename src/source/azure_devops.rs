@@ -31,10 +31,11 @@ use serde_json::json;
 
 use super::sample::{SampleRequest, AFTER, BEFORE, BRANCH, MESSAGE, OWNER, TIME};
 use super::{
-    git_changes, header, json, required, verify, SampleHook, HookError, HookResult, Kinds, Outcome,
-    Proof, Provider, Settings,
+    header, json, lenient, required, told_changes, verify, HookError, HookResult, Kinds, Outcome,
+    Proof, Provider, SampleHook, Settings,
 };
 use crate::notification::{distinct_repositories, is_deletion, split_url};
+use crate::push as told;
 
 const AUTHORIZATION: &str = "Authorization";
 
@@ -82,12 +83,15 @@ struct Event {
 struct Resource {
     #[serde(rename = "refUpdates")]
     ref_updates: Option<Vec<RefUpdate>>,
-    repository: Option<Repository>,
+    repository: Option<Described>,
 }
 
 #[derive(Deserialize)]
 struct RefUpdate {
     name: Option<String>,
+    #[serde(rename = "oldObjectId")]
+    #[serde(default, deserialize_with = "lenient")]
+    old_object_id: Option<String>,
     #[serde(rename = "newObjectId")]
     new_object_id: Option<String>,
 }
@@ -98,6 +102,17 @@ struct Repository {
     remote_url: Option<String>,
     #[serde(rename = "sshUrl")]
     ssh_url: Option<String>,
+}
+
+/// The repository, with what only other targets than fluxd read.
+#[derive(Deserialize)]
+struct Described {
+    #[serde(flatten)]
+    urls: Repository,
+    /// `refs/heads/<branch>`.
+    #[serde(rename = "defaultBranch")]
+    #[serde(default, deserialize_with = "lenient")]
+    default_branch: Option<String>,
 }
 
 /// Verify and parse one Azure DevOps delivery.
@@ -124,15 +139,43 @@ pub fn handle(headers: &HeaderMap, body: &[u8], settings: &Settings) -> HookResu
         let deleted = update.new_object_id.as_deref().is_some_and(is_deletion);
         let branch = name.strip_prefix("refs/heads/").unwrap_or("");
         if !branch.is_empty() && !deleted {
-            branches.push(name);
+            let push = told::Push {
+                before: update.old_object_id,
+                after: update.new_object_id,
+                ..told::Push::of_ref(&name)
+            };
+            branches.push((name, push));
         }
     }
     if branches.is_empty() {
         return Ok(Outcome::Ignore("no branch was updated".into()));
     }
 
-    let urls = repository_urls(resource.repository)?;
-    let changes = git_changes(&urls, branches.iter().map(String::as_str))?;
+    let (repository, default_branch) = match resource.repository {
+        Some(r) => (Some(r.urls), r.default_branch),
+        None => (None, None),
+    };
+    let (remote, ssh) = match &repository {
+        Some(r) => (r.remote_url.clone(), r.ssh_url.clone()),
+        None => (None, None),
+    };
+    let default_branch = default_branch.map(|b| match b.strip_prefix("refs/heads/") {
+        Some(branch) => branch.to_string(),
+        None => b,
+    });
+    let urls = repository_urls(repository)?;
+    let told = |(name, push): (String, told::Push)| {
+        let push = told::Push {
+            default_branch: default_branch.clone(),
+            ..push
+        };
+        (
+            name,
+            push.with_clone_url(remote.as_deref())
+                .with_clone_url(ssh.as_deref()),
+        )
+    };
+    let changes = told_changes(&urls, branches.into_iter().map(told).collect())?;
     Ok(Outcome::Notify(changes))
 }
 

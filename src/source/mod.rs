@@ -34,10 +34,12 @@
 //! `rustfmt --edition 2021 src/source/*.rs` (CI checks it).
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use http::HeaderMap;
 
 use crate::notification::Change;
+use crate::push::Push;
 
 mod outcome;
 mod payload;
@@ -46,7 +48,7 @@ pub mod stamped;
 pub mod verify;
 
 pub use outcome::{HookError, HookResult, Outcome};
-pub use payload::{essence, header, json, json_or_form, media_type, required};
+pub use payload::{essence, header, json, json_or_form, lenient, media_type, required, Commit};
 pub use sample::{SampleError, SampleHook, SampleRequest};
 pub use stamped::Stamp;
 
@@ -468,6 +470,33 @@ pub fn git_changes<'a>(
         changes.extend(urls.iter().map(|url| Change::git(url.as_str(), git_ref)));
     }
     Ok(changes)
+}
+
+/// [`git_changes`] for pushes that each told more ([`Push`]): `pushes`
+/// pairs the ref as fluxd is given it (as [`git_changes`] takes it) with
+/// the push. The changes of each ref, in order, each with the first push
+/// of its ref.
+pub fn told_changes(
+    urls: &[String],
+    pushes: Vec<(String, Push)>,
+) -> Result<Vec<Change>, HookError> {
+    let changes = git_changes(urls, pushes.iter().map(|(r, _)| r.as_str()))?;
+    let branch = |r: &str| r.strip_prefix("refs/heads/").unwrap_or(r).to_string();
+    let pushes: Vec<(String, Arc<Push>)> = pushes
+        .into_iter()
+        .map(|(r, p)| (branch(&r), Arc::new(p)))
+        .collect();
+    let told = |change: Change| {
+        let first = match &change {
+            Change::Git(g) => pushes.iter().find(|(b, _)| *b == g.branch),
+            Change::Image(_) => None,
+        };
+        match first {
+            Some((_, push)) => change.told(push),
+            None => change,
+        }
+    };
+    Ok(changes.into_iter().map(told).collect())
 }
 
 fn check_lengths(change: &Change) -> Result<(), HookError> {

@@ -5,6 +5,7 @@
 use std::borrow::Cow;
 
 use http::HeaderMap;
+use serde::Deserialize;
 
 use super::outcome::HookError;
 
@@ -55,6 +56,39 @@ pub fn required(value: Option<String>, field: &str) -> Result<String, HookError>
     match value {
         Some(v) if !v.is_empty() => Ok(v),
         _ => Err(HookError::BadPayload(format!("{field} is missing"))),
+    }
+}
+
+/// A field read only for what a push tells other targets ([`crate::push`]),
+/// as `#[serde(default, deserialize_with = "lenient")]`: `None` when it is
+/// absent or not of its type, so that it never refuses a delivery that
+/// fluxd's fields make good.
+pub fn lenient<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::de::DeserializeOwned,
+{
+    let value = serde_json::Value::deserialize(deserializer)?;
+    Ok(serde_json::from_value(value).ok())
+}
+
+/// A commit as GitHub, GitLab and the Gitea family list them in a push,
+/// for the files it changed (each list may be absent or null).
+#[derive(Deserialize)]
+pub struct Commit {
+    #[serde(default, deserialize_with = "lenient")]
+    added: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "lenient")]
+    modified: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "lenient")]
+    removed: Option<Vec<String>>,
+}
+
+impl Commit {
+    /// Its files: added, modified, removed.
+    pub fn files(self) -> (Vec<String>, Vec<String>, Vec<String>) {
+        let list = |l: Option<Vec<String>>| l.unwrap_or_default();
+        (list(self.added), list(self.modified), list(self.removed))
     }
 }
 

@@ -342,6 +342,7 @@ macro_rules! targets {
 
 targets![
     Fluxd: fluxd,
+    ArgoCd: argocd,
 ];
 
 #[cfg(test)]
