@@ -23,6 +23,7 @@ pub use crate::gcr_auth::GcrAuth;
 
 mod unknown;
 use crate::filter::FilterConfig;
+use crate::targets::argocd::ArgoCdConfig;
 use crate::targets::fluxd::{ApiConfig, DEFAULT_API};
 
 /// The file as written.
@@ -54,6 +55,8 @@ pub struct EndpointConfig {
     /// The fluxd API (or APIs) this endpoint's changes go to, instead of
     /// the top-level `api`.
     pub api: Option<ApiConfig>,
+    /// The Argo CD webhooks this endpoint's git changes go to, as pushes.
+    pub argocd: Option<Vec<ArgoCdConfig>>,
     /// Which changes are sent; all without one.
     pub filter: Option<FilterConfig>,
     /// GoogleContainerRegistry only: verify the Google-signed token on each

@@ -18,7 +18,7 @@ use crate::files::ReadErrorKind;
 use crate::filter::Filter;
 use crate::notification::Change;
 use crate::source::{Extra, Proof, Secret, Settings, Source};
-use crate::targets::{fluxd, Configured, Target};
+use crate::targets::{argocd, fluxd, Configured, Target};
 
 /// Keys shorter than this are easy to guess; `check` and start-up warn.
 pub const SHORT_KEY: usize = 16;
@@ -77,7 +77,7 @@ impl Endpoint {
             Some(notify) => notify_changes(config_path, &field, notify, &mut problems),
             None => Vec::new(),
         };
-        let (named, found) = targets_named(&field, ep);
+        let (named, found) = targets_named(config_path, &field, ep);
         problems.extend(found.into_iter().map(|(at, m)| error(&at, m)));
         let targets: Vec<Target> = named.into_iter().map(|(_, target)| target).collect();
         let targets = (!targets.is_empty()).then(|| Arc::from(targets));
@@ -225,8 +225,9 @@ pub fn key_path(config_path: &Path, ep: &EndpointConfig) -> PathBuf {
 /// The targets an endpoint's config names, of every kind, each with the
 /// field that names it (under `field`, the endpoint's: `endpoints[3]`);
 /// and what is wrong with them, by field. The one place that knows which
-/// config field holds which kind's settings.
-pub fn targets_named(field: &str, ep: &EndpointConfig) -> Configured {
+/// config field holds which kind's settings. Secret files are read here,
+/// relative to `config_path`'s directory.
+pub fn targets_named(config_path: &Path, field: &str, ep: &EndpointConfig) -> Configured {
     let mut named = Configured::default();
     let mut add = |(targets, problems): Configured| {
         named.0.extend(targets);
@@ -235,7 +236,41 @@ pub fn targets_named(field: &str, ep: &EndpointConfig) -> Configured {
     if let Some(api) = &ep.api {
         add(fluxd::configured(field, api));
     }
+    if let Some(list) = &ep.argocd {
+        let source = Source::from_name(&ep.source);
+        if source.is_some_and(|s| !s.provider().changes.git()) {
+            let message = format!(
+                "{} sends image changes only, and Argo CD takes git pushes; remove argocd, or \
+                 move it to an endpoint of a git provider",
+                ep.source
+            );
+            add((Vec::new(), vec![(format!("{field}.argocd"), message)]));
+        } else {
+            let github = source.is_some_and(|s| s.name() == "GitHub");
+            let secret = |path: &str| {
+                let path = secret_path(config_path, path);
+                read_secret(&path).map(|secret| (path, secret))
+            };
+            add(argocd::configured(field, list, github, &["http"], secret));
+        }
+    }
     named
+}
+
+fn secret_path(config_path: &Path, path: &str) -> PathBuf {
+    config_path.parent().unwrap_or(Path::new("")).join(path)
+}
+
+/// A target's secret file (a `secretPath`), read as a key is (a small regular file, its
+/// bytes as they are); what is wrong names the file, never its content.
+fn read_secret(path: &Path) -> Result<Secret, String> {
+    match crate::files::read_regular(path, crate::files::KEY) {
+        Ok(bytes) if bytes.is_empty() => {
+            Err(format!("the secret file {} is empty", path.display()))
+        }
+        Ok(bytes) => Ok(Secret::new(bytes)),
+        Err(e) => Err(format!("cannot read secret file {e}")),
+    }
 }
 
 /// What is wrong with the settings only some sources take: one a source
@@ -404,6 +439,37 @@ mod tests {
 
     fn config(yaml: &str) -> EndpointConfig {
         serde_yaml::from_str(yaml).unwrap()
+    }
+
+    #[test]
+    fn argo_cd_takes_git_changes_only() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.key"), "0123456789abcdef").unwrap();
+        std::fs::write(dir.path().join("argocd.secret"), "argocd-secret-value").unwrap();
+        let path = dir.path().join("fluxrecv.yaml");
+        let argocd = "argocd: [{url: http://argocd/api/webhook, secretPath: argocd.secret}]";
+        let ep = config(&format!("source: DockerHub\nkeyPath: a.key\n{argocd}\n"));
+        let (endpoint, problems) = Endpoint::build(&path, 1, &ep);
+        assert!(endpoint.is_none());
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].field, "endpoints[1].argocd");
+        assert!(
+            problems[0].message.contains("image changes only"),
+            "{problems:?}"
+        );
+        // A git source takes it, and its secret file is read, never shown.
+        let ep = config(&format!("source: GitLab\nkeyPath: a.key\n{argocd}\n"));
+        let (endpoint, problems) = Endpoint::build(&path, 1, &ep);
+        assert!(problems.is_empty(), "{problems:?}");
+        let targets = endpoint.unwrap().targets.unwrap();
+        assert_eq!(targets[0].to_string(), "http://argocd/api/webhook");
+        assert_eq!(targets[0].files(), [dir.path().join("argocd.secret")]);
+        assert!(!format!("{targets:?}").contains("argocd-secret-value"));
+        // A secret file that is not there is an error naming its field.
+        std::fs::remove_file(dir.path().join("argocd.secret")).unwrap();
+        let (endpoint, problems) = Endpoint::build(&path, 1, &ep);
+        assert!(endpoint.is_none());
+        assert_eq!(problems[0].field, "endpoints[1].argocd[0].secretPath");
     }
 
     #[test]

@@ -105,6 +105,7 @@ impl Table {
         let ok = !problems.iter().any(|p| p.severity == Severity::Error);
         let files = std::iter::once(config_path.to_path_buf())
             .chain(config.endpoints.iter().map(|ep| key_path(config_path, ep)))
+            .chain(endpoints.iter().flat_map(|e| target_files(e)))
             .collect();
         Loaded {
             table: ok.then(|| Table {
@@ -142,11 +143,12 @@ impl Table {
         endpoint.targets.as_ref().unwrap_or(&self.default_targets)
     }
 
-    /// The files this table was built from: the config and every key.
+    /// The files this table was built from: the config, every key, and
+    /// every file a target reads (a secret).
     pub fn files(&self) -> BTreeSet<PathBuf> {
-        std::iter::once(&self.config_path)
-            .chain(self.endpoints.iter().map(|e| &e.key_path))
-            .cloned()
+        std::iter::once(self.config_path.clone())
+            .chain(self.endpoints.iter().map(|e| e.key_path.clone()))
+            .chain(self.endpoints.iter().flat_map(|e| target_files(e)))
             .collect()
     }
 
@@ -162,6 +164,14 @@ impl Table {
 /// checked), else in the same pod.
 pub fn default_target(config: &ConfigFile, api_flag: Option<&str>) -> Target {
     Target::from(Fluxd::new(api_flag.unwrap_or(&config.api())))
+}
+
+/// The files `endpoint`'s targets read (a secret).
+fn target_files(endpoint: &Endpoint) -> Vec<PathBuf> {
+    let targets = endpoint.targets.iter().flat_map(|t| t.iter());
+    targets
+        .flat_map(|t| t.files().into_iter().map(Path::to_path_buf))
+        .collect()
 }
 
 /// The directory a file is in; `.` for a bare file name.

@@ -41,6 +41,7 @@
 //! an event it does not know) never will; 503 (its queue is full), 408,
 //! 429 and other 5xx may succeed later; a redirect is not followed.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -84,6 +85,8 @@ pub struct ArgoCd {
     label: Arc<str>,
     /// Argo CD's `webhook.github.secret`, as read from the secret file.
     secret: Secret,
+    /// That file, resolved: watched by reload.
+    secret_path: PathBuf,
     /// Whether the endpoint's source is GitHub, whose deliveries Argo CD
     /// reads as they are: the body is sent on, re-signed.
     sends_body: bool,
@@ -91,12 +94,14 @@ pub struct ArgoCd {
 
 impl ArgoCd {
     /// The webhook at `url` (already [checked](check_url)), signing with
-    /// `secret`; `sends_body` for a GitHub endpoint.
-    pub fn new(url: &str, secret: Secret, sends_body: bool) -> ArgoCd {
+    /// `secret`, read from `secret_path`; `sends_body` for a GitHub
+    /// endpoint.
+    pub fn new(url: &str, (secret_path, secret): (PathBuf, Secret), sends_body: bool) -> ArgoCd {
         ArgoCd {
             key: Key::new(NAME, Arc::from(url)),
             label: Arc::from(format!("{NAME} {url}")),
             secret,
+            secret_path,
             sends_body,
         }
     }
@@ -121,6 +126,10 @@ impl TargetKind for ArgoCd {
 
     fn needs_body(&self) -> bool {
         self.sends_body
+    }
+
+    fn files(&self) -> Vec<&Path> {
+        vec![&self.secret_path]
     }
 
     fn items(&self, hook: &VerifiedHook) -> Vec<Outgoing> {
@@ -361,15 +370,15 @@ pub fn check_url(url: &str, schemes: &[&str]) -> Result<String, String> {
 
 /// The Argo CD webhooks an endpoint's `argocd:` names, each checked, with
 /// the field that names it (under `field`, the endpoint's: `endpoints[3]`),
-/// and what is wrong, by field. `secret` reads a `secretPath` (or says
-/// what is wrong with it); `sends_body` for a GitHub endpoint; `schemes`
+/// and what is wrong, by field. `secret` reads a `secretPath` (the file,
+/// resolved, and its bytes; or what is wrong with it); `sends_body` for a GitHub endpoint; `schemes`
 /// those the relay can speak.
 pub fn configured(
     field: &str,
     list: &[ArgoCdConfig],
     sends_body: bool,
     schemes: &[&str],
-    mut secret: impl FnMut(&str) -> Result<Secret, String>,
+    mut secret: impl FnMut(&str) -> Result<(PathBuf, Secret), String>,
 ) -> Configured {
     let mut targets: Vec<(String, Target)> = Vec::new();
     let mut problems = Vec::new();
@@ -400,8 +409,12 @@ mod tests {
 
     const URL: &str = "http://argocd-server.argocd/api/webhook";
 
+    fn secret(bytes: &[u8]) -> (PathBuf, Secret) {
+        (PathBuf::from("argocd.secret"), Secret::new(bytes.to_vec()))
+    }
+
     fn argocd(sends_body: bool) -> Target {
-        Target::from(ArgoCd::new(URL, Secret::new(b"s3cret".to_vec()), sends_body))
+        Target::from(ArgoCd::new(URL, secret(b"s3cret"), sends_body))
     }
 
     fn push() -> Push {
@@ -581,7 +594,7 @@ mod tests {
                 })
                 .collect()
         };
-        let read = |_: &str| Ok(Secret::new(b"k".to_vec()));
+        let read = |_: &str| Ok(secret(b"k"));
         let (targets, problems) =
             configured("endpoints[0]", &list(&[URL, URL]), false, &["http"], read);
         assert_eq!(targets.len(), 1);
@@ -605,9 +618,10 @@ mod tests {
         assert_eq!(problems[0].0, "e.argocd[0].secretPath");
         let (_, problems) = configured("e", &[], false, &["http"], read);
         assert_eq!(problems[0].0, "e.argocd");
-        let ui = Target::from(ArgoCd::new("http://argocd/", Secret::default(), false));
+        let ui = Target::from(ArgoCd::new("http://argocd/", secret(b""), false));
         assert_eq!(ui.warnings().len(), 1);
         assert!(argocd(false).warnings().is_empty());
         assert_eq!(argocd(false).label().as_ref(), format!("argocd {URL}"));
+        assert_eq!(argocd(false).files(), [Path::new("argocd.secret")]);
     }
 }

@@ -30,6 +30,7 @@
 //! the enum dispatches to.
 
 use std::fmt;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -72,6 +73,12 @@ pub trait TargetKind: fmt::Debug + Send + Sync {
     fn read(&self, status: StatusCode, headers: &HeaderMap) -> Answer;
     /// What `check` says of it: legal, but probably not what was meant.
     fn warnings(&self) -> Vec<String> {
+        Vec::new()
+    }
+    /// The files it was made from besides the config (a secret), resolved:
+    /// reload watches their directories, and a change in one builds a new
+    /// table with the new content.
+    fn files(&self) -> Vec<&Path> {
         Vec::new()
     }
 }
@@ -280,6 +287,11 @@ impl Target {
     /// See [`TargetKind::warnings`].
     pub fn warnings(&self) -> Vec<String> {
         self.kind().warnings()
+    }
+
+    /// See [`TargetKind::files`].
+    pub fn files(&self) -> Vec<&Path> {
+        self.kind().files()
     }
 }
 

@@ -36,7 +36,7 @@ fn pushes(source: &str, fixture: &str) -> Vec<ArgoPush> {
     let is_github = source == Source::named("GitHub");
     let target = Target::from(ArgoCd::new(
         "http://argocd/api/webhook",
-        Secret::new(SECRET.to_vec()),
+        ("argocd.secret".into(), Secret::new(SECRET.to_vec())),
         is_github,
     ));
     let body = Body {
@@ -231,7 +231,10 @@ fn azure_devops_sends_each_updated_branch() {
 fn the_stand_in_refuses_a_push_signed_otherwise() {
     let target = Target::from(ArgoCd::new(
         "http://argocd/api/webhook",
-        Secret::new(b"another secret".to_vec()),
+        (
+            "argocd.secret".into(),
+            Secret::new(b"another secret".to_vec()),
+        ),
         false,
     ));
     let changes = [flux_recv::notification::Change::git(
