@@ -40,10 +40,9 @@ use tokio::sync::mpsc;
 use tokio::time::MissedTickBehavior;
 
 use crate::config::{Problem, Severity};
-use crate::endpoint::Endpoint;
 use crate::logging::{log_endpoint, log_problem};
 use crate::metrics::{self, Metrics};
-use crate::table::{Table, TableHandle};
+use crate::table::{EndpointChanges, Table, TableHandle};
 use crate::watch::{Debounce, DirWatcher};
 
 /// What asked for a reload; logged with each reload as `trigger`.
@@ -155,15 +154,18 @@ fn rebuild(served: &TableHandle, log: &Logger) -> ReloadResult {
     for problem in &loaded.problems {
         log_problem(log, problem);
     }
-    let removed = missing_from(&current, &table);
-    let added = missing_from(&table, &current);
+    let EndpointChanges {
+        added,
+        removed,
+        changed,
+    } = table.changes_from(&current);
     for e in &removed {
         log_endpoint(log, "endpoint removed", e);
     }
     for e in &added {
         log_endpoint(log, "endpoint added", e);
     }
-    for e in changed_settings(&current, &table) {
+    for e in changed {
         log_endpoint(log, "endpoint settings changed", e);
     }
     info!(log, "reloaded";
@@ -177,42 +179,6 @@ fn rebuild(served: &TableHandle, log: &Logger) -> ReloadResult {
         added: added.len(),
         removed: removed.len(),
     }
-}
-
-/// The same endpoint in both tables: same URL, same source, same key file.
-/// Anything else is a removal and an addition, which is what an operator
-/// needs to hear about (a rotated key is a new URL).
-fn same_endpoint(a: &Endpoint, b: &Endpoint) -> bool {
-    a.fingerprint == b.fingerprint && a.source == b.source && a.key_path == b.key_path
-}
-
-/// Endpoints of `table` that `other` does not have.
-fn missing_from<'a>(table: &'a Table, other: &Table) -> Vec<&'a Endpoint> {
-    table
-        .endpoints()
-        .iter()
-        .filter(|e| {
-            !other
-                .get(&e.fingerprint)
-                .is_some_and(|o| same_endpoint(e, o))
-        })
-        .map(|e| &**e)
-        .collect()
-}
-
-/// Endpoints in both tables whose other settings (e.g. a `gcr:` block)
-/// changed, as they are now.
-fn changed_settings<'a>(before: &Table, after: &'a Table) -> Vec<&'a Endpoint> {
-    after
-        .endpoints()
-        .iter()
-        .filter(|e| {
-            before
-                .get(&e.fingerprint)
-                .is_some_and(|b| same_endpoint(e, b) && !b.same_settings(e))
-        })
-        .map(|e| &**e)
-        .collect()
 }
 
 /// When the reload task reloads: each field is named after the flag that
@@ -645,7 +611,7 @@ mod tests {
             "fluxRecvVersion: 1\nendpoints:\n- source: Quay\n  keyPath: c.key\n- source: GitHub\n  keyPath: a.key\n- source: DockerHub\n  keyPath: b.key\n",
             keys,
         );
-        let names = |v: Vec<&Endpoint>| -> Vec<String> {
+        let names = |v: Vec<&crate::endpoint::Endpoint>| -> Vec<String> {
             v.iter()
                 .map(|e| {
                     format!(
@@ -656,12 +622,10 @@ mod tests {
                 })
                 .collect()
         };
-        assert_eq!(names(missing_from(&before, &after)), ["GitLab b.key"]);
-        assert_eq!(
-            names(missing_from(&after, &before)),
-            ["Quay c.key", "DockerHub b.key"]
-        );
-        assert!(changed_settings(&before, &after).is_empty());
+        let changes = after.changes_from(&before);
+        assert_eq!(names(changes.removed), ["GitLab b.key"]);
+        assert_eq!(names(changes.added), ["Quay c.key", "DockerHub b.key"]);
+        assert!(changes.changed.is_empty());
     }
 
     #[test]

@@ -197,6 +197,66 @@ pub fn read_config(config_path: &Path) -> Result<ConfigFile, Vec<Problem>> {
     ConfigFile::parse_all(config_path, &text)
 }
 
+/// How a table's endpoints differ from those of the table it replaces, as
+/// reload logs it.
+#[derive(Debug)]
+pub struct EndpointChanges<'a> {
+    /// Endpoints the old table did not have.
+    pub added: Vec<&'a Endpoint>,
+    /// Endpoints of the old table this one does not have.
+    pub removed: Vec<&'a Endpoint>,
+    /// Endpoints in both whose other settings (a `gcr:` block, say)
+    /// changed, as they are now.
+    pub changed: Vec<&'a Endpoint>,
+}
+
+impl Table {
+    /// What changed from `before` to this table.
+    pub fn changes_from<'a>(&'a self, before: &'a Table) -> EndpointChanges<'a> {
+        EndpointChanges {
+            added: missing_from(self, before),
+            removed: missing_from(before, self),
+            changed: changed_settings(before, self),
+        }
+    }
+}
+
+/// The same endpoint in both tables: same URL, same source, same key file.
+/// Anything else is a removal and an addition, which is what an operator
+/// needs to hear about (a rotated key is a new URL).
+fn same_endpoint(a: &Endpoint, b: &Endpoint) -> bool {
+    a.fingerprint == b.fingerprint && a.source == b.source && a.key_path == b.key_path
+}
+
+/// Endpoints of `table` that `other` does not have.
+fn missing_from<'a>(table: &'a Table, other: &Table) -> Vec<&'a Endpoint> {
+    table
+        .endpoints()
+        .iter()
+        .filter(|e| {
+            !other
+                .get(&e.fingerprint)
+                .is_some_and(|o| same_endpoint(e, o))
+        })
+        .map(|e| &**e)
+        .collect()
+}
+
+/// Endpoints in both tables whose other settings (e.g. a `gcr:` block)
+/// changed, as they are now.
+fn changed_settings<'a>(before: &Table, after: &'a Table) -> Vec<&'a Endpoint> {
+    after
+        .endpoints()
+        .iter()
+        .filter(|e| {
+            before
+                .get(&e.fingerprint)
+                .is_some_and(|b| same_endpoint(e, b) && !b.same_settings(e))
+        })
+        .map(|e| &**e)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
