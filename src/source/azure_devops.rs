@@ -23,6 +23,9 @@
 //!   visualstudio.com organisation, `ORG@vs-ssh.visualstudio.com:v3/…`.
 //!   URLs fluxd takes for one repository are sent once. A push that updated
 //!   no branch is acknowledged and ignored.
+//! - What each updated branch tells other targets (Argo CD, `crate::push`):
+//!   its ref, `oldObjectId`/`newObjectId`, `remoteUrl` and `sshUrl`, and
+//!   the repository's `defaultBranch`. Azure lists no files.
 
 use base64::prelude::{Engine, BASE64_STANDARD};
 use http::HeaderMap;

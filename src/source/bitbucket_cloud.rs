@@ -16,6 +16,10 @@
 //!   `git@bitbucket.org:<repository.full_name>.git`. A change whose `new` is
 //!   null (a deleted branch or tag) is skipped; a push that only deleted
 //!   refs is acknowledged and ignored.
+//! - What each change tells other targets (Argo CD, `crate::push`):
+//!   `refs/heads/` or `refs/tags/` (from `new.type`) and the name,
+//!   `repository.links.html.href`, `old.target.hash`/`new.target.hash`.
+//!   No default branch and no files.
 
 use http::HeaderMap;
 use serde::Deserialize;

@@ -12,6 +12,9 @@
 //!   name (the id without `refs/heads/`) and the URL from the entry named
 //!   `ssh` in `repository.links.clone`. Tag changes are not relayed; a
 //!   delivery that changed no branch is acknowledged and ignored.
+//! - What each change tells other targets (Argo CD, `crate::push`): the
+//!   ref id, the `http` and `ssh` clone links (the https path is under
+//!   `/scm/`), `fromHash`/`toHash`. No default branch and no files.
 
 use http::HeaderMap;
 use serde::Deserialize;

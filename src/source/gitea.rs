@@ -22,6 +22,10 @@
 //!   sub-path: see [`crate::notification::same_repository`]). A tag push
 //!   (`ref` under `refs/tags/`) and a deleted branch (`after` all zeros)
 //!   are acknowledged and ignored.
+//! - What the push tells other targets (Argo CD, `crate::push`): the full
+//!   `ref`, `clone_url` and `ssh_url`, `html_url`, `default_branch`,
+//!   `before`/`after`, and the files of `commits[]` when they are all
+//!   listed (`total_commits`, where the forge sends it).
 
 use std::sync::Arc;
 

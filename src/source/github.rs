@@ -18,6 +18,9 @@
 //!   GitHub's registry, `ghcr.io/<package.owner.login>/<package.name>`,
 //!   lowercased as the registry names it. Other actions (`updated`) and
 //!   package types (npm, maven, …) are acknowledged and ignored.
+//! - What the push tells other targets (Argo CD, `crate::push`): the full
+//!   `ref`, `clone_url` and `ssh_url`, `html_url`, `default_branch`,
+//!   `before`/`after`, and the files of `commits[]`.
 
 use std::sync::Arc;
 

@@ -18,6 +18,10 @@
 //! - Body: JSON.
 //! - Notification: git, `project.git_ssh_url`, `ref` without `refs/heads/`
 //!   (tags keep their full `refs/tags/…`).
+//! - What the push tells other targets (Argo CD, `crate::push`): the full
+//!   `ref`, `project.git_http_url` and `git_ssh_url`, `web_url`,
+//!   `default_branch`, `before`/`after`, and the files of `commits[]` when
+//!   they are all listed (`total_commits_count`; GitLab lists 20 at most).
 
 use std::sync::Arc;
 

@@ -168,7 +168,9 @@ fn bitbucket_server_is_matched_by_its_scm_clone_path() {
 
 #[test]
 fn gitea_forgejo_and_gogs() {
-    let cases: [(&str, &str, &str, &str, &str, &[&str]); 3] = [
+    /// Source, fixture, https and ssh clone URLs, revision, files.
+    type Case<'a> = (&'a str, &'a str, &'a str, &'a str, &'a str, &'a [&'a str]);
+    let cases: [Case; 3] = [
         (
             "Gitea",
             "gitea/push.json",
