@@ -237,6 +237,8 @@ const FIELDS: &[&str] = &[
     "branch",
     "image",
     "requireSignature",
+    "argocd",
+    "secretPath",
 ];
 
 /// serde_yaml's error as a problem that repeats nothing read from the file.

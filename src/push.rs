@@ -19,14 +19,9 @@ use std::sync::Arc;
 pub struct Push {
     /// The full ref: `refs/heads/<branch>` or `refs/tags/<tag>`.
     pub git_ref: String,
-    /// The clone URLs the payload names, https first where it names one.
-    pub clone_urls: Vec<String>,
-    /// The repository's web page, where the payload names one that is the
-    /// repository's address (GitHub's `html_url`, GitLab's `web_url`), not
-    /// a page within it (Bitbucket Server's browse page).
-    pub web_url: Option<String>,
-    /// The repository's default branch, without `refs/heads/`.
-    pub default_branch: Option<String>,
+    /// The repository, shared by the pushes of one delivery: a payload
+    /// listing many refs holds its URLs once.
+    pub repository: Arc<Repository>,
     /// The commit the ref pointed to before the push.
     pub before: Option<String>,
     /// The commit it points to after.
@@ -37,16 +32,17 @@ pub struct Push {
     pub files: Option<Files>,
 }
 
-/// Files changed by a push's commits, each list in the order the commits
-/// name them.
+/// The repository a push went to.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Files {
-    /// Added.
-    pub added: Vec<String>,
-    /// Modified.
-    pub modified: Vec<String>,
-    /// Removed.
-    pub removed: Vec<String>,
+pub struct Repository {
+    /// The clone URLs the payload names, https first where it names one.
+    pub clone_urls: Vec<String>,
+    /// The repository's web page, where the payload names one that is the
+    /// repository's address (GitHub's `html_url`, GitLab's `web_url`), not
+    /// a page within it (Bitbucket Server's browse page).
+    pub web_url: Option<String>,
+    /// The repository's default branch, without `refs/heads/`.
+    pub default_branch: Option<String>,
 }
 
 impl Push {
@@ -64,14 +60,24 @@ impl Push {
         }
     }
 
+    /// This push, to `repository`.
+    pub fn to(self, repository: &Arc<Repository>) -> Push {
+        Push {
+            repository: repository.clone(),
+            ..self
+        }
+    }
+
     /// Whether it is a tag's ref.
     pub fn is_tag(&self) -> bool {
         self.git_ref.starts_with("refs/tags/")
     }
+}
 
+impl Repository {
     /// `url`, or nothing for an empty one, added to the clone URLs: first
     /// if it is an http(s) URL, so that https leads.
-    pub fn with_clone_url(mut self, url: Option<&str>) -> Push {
+    pub fn with_clone_url(mut self, url: Option<&str>) -> Repository {
         match url {
             Some(u) if u.is_empty() || self.clone_urls.iter().any(|c| c == u) => {}
             Some(u) if u.starts_with("http://") || u.starts_with("https://") => {
@@ -89,10 +95,30 @@ impl Push {
     }
 }
 
+/// Most bytes of file names a push keeps. Argo CD reads them to skip
+/// Applications none of whose files changed; without them it refreshes
+/// every Application of the repository, which is never wrong. A longer
+/// list is left out, so that what the queue holds per push stays small
+/// whatever the payload listed.
+pub const MAX_FILES_BYTES: usize = 16 * 1024;
+
+/// Files changed by a push's commits, each list in the order the commits
+/// name them.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Files {
+    /// Added.
+    pub added: Vec<String>,
+    /// Modified.
+    pub modified: Vec<String>,
+    /// Removed.
+    pub removed: Vec<String>,
+}
+
 impl Files {
     /// The files of `commits`, each as `(added, modified, removed)`;
-    /// `None` when there are no commits, or when `total` says there were
-    /// more than the payload lists.
+    /// `None` when there are no commits, when `total` says there were
+    /// more than the payload lists, or when their names are more than
+    /// [`MAX_FILES_BYTES`].
     pub fn of_commits<I>(commits: I, total: Option<u64>) -> Option<Files>
     where
         I: IntoIterator<Item = (Vec<String>, Vec<String>, Vec<String>)>,
@@ -108,7 +134,8 @@ impl Files {
         if listed == 0 || total.is_some_and(|total| total > listed) {
             return None;
         }
-        Some(files)
+        let bytes: usize = files.all().map(str::len).sum();
+        (bytes <= MAX_FILES_BYTES).then_some(files)
     }
 
     /// Every file, added, modified then removed: what Argo CD reads.
@@ -163,7 +190,7 @@ mod tests {
 
     #[test]
     fn https_clone_urls_lead() {
-        let push = Push::of_ref("main")
+        let push = Repository::default()
             .with_clone_url(Some("git@h:a/b.git"))
             .with_clone_url(Some("https://h/a/b.git"))
             .with_clone_url(Some(""))
@@ -181,6 +208,12 @@ mod tests {
         assert_eq!(Files::of_commits(two(), Some(2)), Some(files));
         assert_eq!(Files::of_commits(two(), Some(3)), None);
         assert_eq!(Files::of_commits([], None), None);
+        // Too many names to keep: none are.
+        let half = "f".repeat(MAX_FILES_BYTES / 2);
+        let at_cap = [commit(&half), commit(&half)];
+        assert!(Files::of_commits(at_cap, None).is_some());
+        let over = [commit(&half), commit(&half), commit("x")];
+        assert_eq!(Files::of_commits(over, None), None);
     }
 
     #[test]

@@ -70,6 +70,7 @@ impl Shape {
                 "keyPath",
                 "registryHost",
                 "api",
+                "argocd",
                 "filter",
                 "gcr",
                 "notify",

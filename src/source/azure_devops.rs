@@ -27,6 +27,8 @@
 //!   its ref, `oldObjectId`/`newObjectId`, `remoteUrl` and `sshUrl`, and
 //!   the repository's `defaultBranch`. Azure lists no files.
 
+use std::sync::Arc;
+
 use base64::prelude::{Engine, BASE64_STANDARD};
 use http::HeaderMap;
 use serde::Deserialize;
@@ -34,8 +36,8 @@ use serde_json::json;
 
 use super::sample::{SampleRequest, AFTER, BEFORE, BRANCH, MESSAGE, OWNER, TIME};
 use super::{
-    header, json, lenient, required, told_changes, verify, HookError, HookResult, Kinds, Outcome,
-    Proof, Provider, SampleHook, Settings,
+    header, json, lenient, required, told_changes, verify, FirstRefs, HookError, HookResult, Kinds,
+    Outcome, Proof, Provider, SampleHook, Settings,
 };
 use crate::notification::{distinct_repositories, is_deletion, split_url};
 use crate::push as told;
@@ -136,12 +138,13 @@ pub fn handle(headers: &HeaderMap, body: &[u8], settings: &Settings) -> HookResu
     let updates = resource
         .ref_updates
         .ok_or_else(|| HookError::BadPayload("resource.refUpdates is missing".into()))?;
+    let mut first = FirstRefs::default();
     let mut branches = Vec::new();
     for (i, update) in updates.into_iter().enumerate() {
         let name = required(update.name, &format!("resource.refUpdates[{i}].name"))?;
         let deleted = update.new_object_id.as_deref().is_some_and(is_deletion);
         let branch = name.strip_prefix("refs/heads/").unwrap_or("");
-        if !branch.is_empty() && !deleted {
+        if !branch.is_empty() && !deleted && first.first(&name)? {
             let push = told::Push {
                 before: update.old_object_id,
                 after: update.new_object_id,
@@ -158,27 +161,26 @@ pub fn handle(headers: &HeaderMap, body: &[u8], settings: &Settings) -> HookResu
         Some(r) => (Some(r.urls), r.default_branch),
         None => (None, None),
     };
-    let (remote, ssh) = match &repository {
-        Some(r) => (r.remote_url.clone(), r.ssh_url.clone()),
-        None => (None, None),
+    let described = told::Repository {
+        default_branch: default_branch.map(|b| match b.strip_prefix("refs/heads/") {
+            Some(branch) => branch.to_string(),
+            None => b,
+        }),
+        ..told::Repository::default()
     };
-    let default_branch = default_branch.map(|b| match b.strip_prefix("refs/heads/") {
-        Some(branch) => branch.to_string(),
-        None => b,
-    });
+    let described = match &repository {
+        Some(r) => described
+            .with_clone_url(r.remote_url.as_deref())
+            .with_clone_url(r.ssh_url.as_deref()),
+        None => described,
+    };
     let urls = repository_urls(repository)?;
-    let told = |(name, push): (String, told::Push)| {
-        let push = told::Push {
-            default_branch: default_branch.clone(),
-            ..push
-        };
-        (
-            name,
-            push.with_clone_url(remote.as_deref())
-                .with_clone_url(ssh.as_deref()),
-        )
-    };
-    let changes = told_changes(&urls, branches.into_iter().map(told).collect())?;
+    let described = Arc::new(described);
+    let branches = branches
+        .into_iter()
+        .map(|(name, push)| (name, push.to(&described)))
+        .collect();
+    let changes = told_changes(&urls, branches)?;
     Ok(Outcome::Notify(changes))
 }
 

@@ -21,6 +21,8 @@
 //!   `repository.links.html.href`, `old.target.hash`/`new.target.hash`.
 //!   No default branch and no files.
 
+use std::sync::Arc;
+
 use http::HeaderMap;
 use serde::Deserialize;
 use serde_json::json;
@@ -28,8 +30,8 @@ use serde_json::json;
 use super::sample::{self, SampleRequest, AFTER, BEFORE, BRANCH, MESSAGE, OWNER, TIME};
 use super::verify::{self, sign, Algorithm};
 use super::{
-    header, json, lenient, required, told_changes, Extra, HookError, HookResult, Kinds, Outcome,
-    Proof, Provider, SampleHook, Settings,
+    check_url, header, json, lenient, required, told_changes, Extra, FirstRefs, HookError,
+    HookResult, Kinds, Outcome, Proof, Provider, SampleHook, Settings,
 };
 use crate::push as told;
 
@@ -151,22 +153,32 @@ pub fn handle(headers: &HeaderMap, body: &[u8], settings: &Settings) -> HookResu
         .ok_or_else(|| HookError::BadPayload("push.changes is missing".into()))?;
 
     let url = format!("git@bitbucket.org:{full_name}.git");
+    check_url(&url)?;
+    let repository = Arc::new(
+        told::Repository {
+            web_url,
+            ..told::Repository::default()
+        }
+        .with_clone_url(Some(&url)),
+    );
+    let mut first = FirstRefs::default();
     let mut refs = Vec::new();
     for (i, change) in changes.into_iter().enumerate() {
         let Some(new) = change.new else { continue };
         let name = required(new.name, &format!("push.changes[{i}].new.name"))?;
-        let kind = if new.kind.as_deref() == Some("tag") {
-            "tags"
-        } else {
-            "heads"
+        if !first.first(&name)? {
+            continue;
+        }
+        let kind = match new.kind.as_deref() {
+            Some("tag") => "tags",
+            _ => "heads",
         };
         let push = told::Push {
-            web_url: web_url.clone(),
             before: change.old.and_then(|o| o.target).and_then(|t| t.hash),
             after: new.target.and_then(|t| t.hash),
             ..told::Push::of_ref(&format!("refs/{kind}/{name}"))
         }
-        .with_clone_url(Some(&url));
+        .to(&repository);
         refs.push((name, push));
     }
     let notify = told_changes(&[url], refs)?;

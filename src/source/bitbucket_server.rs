@@ -16,6 +16,8 @@
 //!   ref id, the `http` and `ssh` clone links (the https path is under
 //!   `/scm/`), `fromHash`/`toHash`. No default branch and no files.
 
+use std::sync::Arc;
+
 use http::HeaderMap;
 use serde::Deserialize;
 use serde_json::json;
@@ -23,8 +25,8 @@ use serde_json::json;
 use super::sample::{SampleRequest, AFTER, BEFORE, BRANCH, OWNER};
 use super::verify::{sign, Algorithm};
 use super::{
-    header, json, lenient, required, told_changes, verify, HookError, HookResult, Kinds, Outcome,
-    Proof, Provider, SampleHook, Settings,
+    check_url, header, json, lenient, required, told_changes, verify, FirstRefs, HookError,
+    HookResult, Kinds, Outcome, Proof, Provider, SampleHook, Settings,
 };
 use crate::push as told;
 
@@ -127,6 +129,13 @@ pub fn handle(headers: &HeaderMap, body: &[u8], settings: &Settings) -> HookResu
         .changes
         .ok_or_else(|| HookError::BadPayload("changes is missing".into()))?;
 
+    check_url(&url)?;
+    let repository = Arc::new(
+        told::Repository::default()
+            .with_clone_url(http.as_deref())
+            .with_clone_url(Some(&url)),
+    );
+    let mut first = FirstRefs::default();
     let mut refs = Vec::new();
     for (i, change) in changes.into_iter().enumerate() {
         let Some(changed) = change.changed else {
@@ -136,13 +145,15 @@ pub fn handle(headers: &HeaderMap, body: &[u8], settings: &Settings) -> HookResu
             continue;
         }
         let id = required(changed.id, &format!("changes[{i}].ref.id"))?;
+        if !first.first(&id)? {
+            continue;
+        }
         let push = told::Push {
             before: change.from_hash,
             after: change.to_hash,
             ..told::Push::of_ref(&id)
         }
-        .with_clone_url(http.as_deref())
-        .with_clone_url(Some(&url));
+        .to(&repository);
         refs.push((id, push));
     }
     let branches = told_changes(&[url], refs)?;

@@ -177,9 +177,14 @@ fn push(payload: &[u8]) -> HookResult {
     let repository = push
         .repository
         .ok_or_else(|| HookError::BadPayload("repository is missing".into()))?;
-    let told = told::Push {
+    let described = told::Repository {
         web_url: repository.html_url,
         default_branch: repository.default_branch,
+        ..told::Repository::default()
+    }
+    .with_clone_url(repository.clone_url.as_deref())
+    .with_clone_url(repository.ssh_url.as_deref());
+    let told = told::Push {
         before: push.before,
         after: push.after,
         files: Files::of_commits(
@@ -188,8 +193,7 @@ fn push(payload: &[u8]) -> HookResult {
         ),
         ..told::Push::of_ref(&git_ref)
     }
-    .with_clone_url(repository.clone_url.as_deref())
-    .with_clone_url(repository.ssh_url.as_deref());
+    .to(&Arc::new(described));
     let urls = distinct_repositories(repository.ssh_url.into_iter().chain(repository.clone_url));
     if urls.is_empty() {
         return Err(HookError::BadPayload(

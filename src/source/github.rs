@@ -137,16 +137,20 @@ fn push(json_payload: &[u8]) -> HookResult {
     )?;
     let git_ref = required(push.git_ref, "ref")?;
     let repository = repository.expect("it has an ssh_url");
-    let told = told::Push {
+    let repository = told::Repository {
         web_url: repository.html_url,
         default_branch: repository.default_branch,
+        ..told::Repository::default()
+    }
+    .with_clone_url(repository.clone_url.as_deref())
+    .with_clone_url(Some(&url));
+    let told = told::Push {
         before: push.before,
         after: push.after,
         files: Files::of_commits(push.commits.into_iter().flatten().map(Commit::files), None),
         ..told::Push::of_ref(&git_ref)
     }
-    .with_clone_url(repository.clone_url.as_deref())
-    .with_clone_url(Some(&url));
+    .to(&Arc::new(repository));
     let change = Change::git(url, &git_ref).told(&Arc::new(told));
     Ok(Outcome::Notify(vec![change]))
 }

@@ -115,16 +115,20 @@ pub fn handle(headers: &HeaderMap, body: &[u8], settings: &Settings) -> HookResu
     let git_ref = required(push.git_ref, "ref")?;
     let project = project.expect("it has a git_ssh_url");
     let commits = push.commits.into_iter().flatten().map(Commit::files);
-    let told = told::Push {
+    let repository = told::Repository {
         web_url: project.web_url,
         default_branch: project.default_branch,
+        ..told::Repository::default()
+    }
+    .with_clone_url(project.git_http_url.as_deref())
+    .with_clone_url(Some(&url));
+    let told = told::Push {
         before: push.before,
         after: push.after,
         files: Files::of_commits(commits, push.total_commits_count),
         ..told::Push::of_ref(&git_ref)
     }
-    .with_clone_url(project.git_http_url.as_deref())
-    .with_clone_url(Some(&url));
+    .to(&Arc::new(repository));
     let change = Change::git(url, &git_ref).told(&Arc::new(told));
     Ok(Outcome::Notify(vec![change]))
 }

@@ -34,12 +34,10 @@
 //! `rustfmt --edition 2021 src/source/*.rs` (CI checks it).
 
 use std::collections::HashSet;
-use std::sync::Arc;
 
 use http::HeaderMap;
 
 use crate::notification::Change;
-use crate::push::Push;
 
 mod outcome;
 mod payload;
@@ -48,7 +46,10 @@ pub mod stamped;
 pub mod verify;
 
 pub use outcome::{HookError, HookResult, Outcome};
-pub use payload::{essence, header, json, json_or_form, lenient, media_type, required, Commit};
+pub use payload::{
+    essence, header, json, json_or_form, lenient, media_type, required, told_changes, Commit,
+    FirstRefs,
+};
 pub use sample::{SampleError, SampleHook, SampleRequest};
 pub use stamped::Stamp;
 
@@ -456,7 +457,7 @@ pub fn git_changes<'a>(
     refs: impl IntoIterator<Item = &'a str>,
 ) -> Result<Vec<Change>, HookError> {
     for url in urls {
-        check_field("repository URL", url)?;
+        check_url(url)?;
     }
     let mut seen = HashSet::new();
     let mut changes = Vec::new();
@@ -472,31 +473,10 @@ pub fn git_changes<'a>(
     Ok(changes)
 }
 
-/// [`git_changes`] for pushes that each told more ([`Push`]): `pushes`
-/// pairs the ref as fluxd is given it (as [`git_changes`] takes it) with
-/// the push. The changes of each ref, in order, each with the first push
-/// of its ref.
-pub fn told_changes(
-    urls: &[String],
-    pushes: Vec<(String, Push)>,
-) -> Result<Vec<Change>, HookError> {
-    let changes = git_changes(urls, pushes.iter().map(|(r, _)| r.as_str()))?;
-    let branch = |r: &str| r.strip_prefix("refs/heads/").unwrap_or(r).to_string();
-    let pushes: Vec<(String, Arc<Push>)> = pushes
-        .into_iter()
-        .map(|(r, p)| (branch(&r), Arc::new(p)))
-        .collect();
-    let told = |change: Change| {
-        let first = match &change {
-            Change::Git(g) => pushes.iter().find(|(b, _)| *b == g.branch),
-            Change::Image(_) => None,
-        };
-        match first {
-            Some((_, push)) => change.told(push),
-            None => change,
-        }
-    };
-    Ok(changes.into_iter().map(told).collect())
+/// Refuse a repository URL longer than [`MAX_FIELD`]: before anything is
+/// built with a copy of it.
+pub fn check_url(url: &str) -> Result<(), HookError> {
+    check_field("repository URL", url)
 }
 
 fn check_lengths(change: &Change) -> Result<(), HookError> {

@@ -21,8 +21,9 @@
 //! `commits[].added/modified/removed` is under those paths (or where none
 //! is listed). It moves its manifest cache from `before` to `after`.
 //!
-//! From a GitHub delivery, the delivery's own body is sent, re-signed; from
-//! any other source, a push built from what the source read
+//! From a GitHub delivery, the delivery's own body is sent, re-signed (up
+//! to [`MAX_SENT_AS_RECEIVED`]; a larger one as a built push); from any
+//! other source, a push built from what the source read
 //! ([`crate::push::Push`]): `ref`, `before` and `after`, the repository's
 //! `html_url` (its https clone URL without `.git`, so that Bitbucket
 //! Server's `/scm/` path is kept; else its web page; else its ssh URL's
@@ -55,12 +56,19 @@ use super::{
     Answer, Body, Changes, Configured, Headers, Key, Outgoing, Target, TargetKind, VerifiedHook,
 };
 use crate::notification::{split_url, Change};
-use crate::push::Push;
+use crate::push::{Push, Repository};
 use crate::source::verify::{sign, Algorithm};
 use crate::source::Secret;
 
 /// The kind's name.
 const NAME: &str = "argocd";
+
+/// Largest GitHub delivery sent on as received: a larger one is sent as
+/// the push built from what was read (the same ref, URLs, SHAs and files),
+/// so that what the queue holds per push stays small whatever the
+/// provider sent (a built push is at most about 17 KiB, its files
+/// included: [`crate::push::MAX_FILES_BYTES`]).
+pub const MAX_SENT_AS_RECEIVED: usize = 64 * 1024;
 
 /// Where Argo CD's API server takes webhooks.
 const WEBHOOK_PATH: &str = "/api/webhook";
@@ -141,7 +149,10 @@ impl TargetKind for ArgoCd {
         if git.is_empty() {
             return Vec::new();
         }
-        if let Some(body) = hook.body.filter(|b| self.sends_body && is_json(b)) {
+        let as_received = |b: &&Body| {
+            self.sends_body && is_json(b) && b.bytes.len() <= MAX_SENT_AS_RECEIVED
+        };
+        if let Some(body) = hook.body.filter(as_received) {
             let changes: Vec<Change> = git.into_iter().cloned().collect();
             return vec![Outgoing {
                 body: Body {
@@ -245,7 +256,10 @@ fn told(change: &Change) -> Push {
     match change {
         Change::Git(g) => match g.told.get() {
             Some(push) => Push::clone(push),
-            None => Push::of_ref(&g.branch).with_clone_url(Some(&g.url)),
+            None => {
+                let repository = Repository::default().with_clone_url(Some(&g.url));
+                Push::of_ref(&g.branch).to(&Arc::new(repository))
+            }
         },
         Change::Image(_) => Push::default(),
     }
@@ -257,7 +271,7 @@ pub fn github_push(push: &Push) -> Vec<u8> {
     if let Some(url) = html_url(push) {
         repository.insert("html_url".into(), url.into());
     }
-    if let Some(branch) = &push.default_branch {
+    if let Some(branch) = &push.repository.default_branch {
         repository.insert("default_branch".into(), branch.as_str().into());
     }
     let mut body = Map::new();
@@ -286,6 +300,7 @@ pub fn github_push(push: &Push) -> Vec<u8> {
 /// clone URL without `.git` and user, else the web page, else the first
 /// clone URL's host and path, as `https://host/path`.
 pub fn html_url(push: &Push) -> Option<String> {
+    let repository = &push.repository;
     let web = |url: &str| {
         let (host, path) = host_and_path(url)?;
         let host = host.rsplit_once(':').map_or(host, |(h, port)| {
@@ -299,15 +314,15 @@ pub fn html_url(push: &Push) -> Option<String> {
         let path = path.strip_suffix(".git").unwrap_or(path);
         Some((host.to_string(), path.to_string()))
     };
-    let https = push.clone_urls.iter().find(|u| u.starts_with("http"));
+    let https = repository.clone_urls.iter().find(|u| u.starts_with("http"));
     if let Some((host, path)) = https.and_then(|u| web(u)) {
         let scheme = https.and_then(|u| u.split_once("://")).map_or("https", |(s, _)| s);
         return Some(format!("{scheme}://{host}/{path}"));
     }
-    if let Some(url) = &push.web_url {
+    if let Some(url) = &repository.web_url {
         return Some(url.clone());
     }
-    let (host, path) = push.clone_urls.first().and_then(|u| web(u))?;
+    let (host, path) = repository.clone_urls.first().and_then(|u| web(u))?;
     Some(format!("https://{host}/{path}"))
 }
 
@@ -418,9 +433,14 @@ mod tests {
     }
 
     fn push() -> Push {
-        Push {
+        let repository = Repository {
             web_url: Some("https://git.example.org/team/app".into()),
             default_branch: Some("main".into()),
+            ..Repository::default()
+        }
+        .with_clone_url(Some("ssh://git@git.example.org:2222/team/app.git"))
+        .with_clone_url(Some("https://user@git.example.org:8443/team/app.git"));
+        Push {
             before: Some("b".repeat(40)),
             after: Some("a".repeat(40)),
             files: Some(Files {
@@ -430,8 +450,7 @@ mod tests {
             }),
             ..Push::of_ref("refs/heads/main")
         }
-        .with_clone_url(Some("ssh://git@git.example.org:2222/team/app.git"))
-        .with_clone_url(Some("https://user@git.example.org:8443/team/app.git"))
+        .to(&Arc::new(repository))
     }
 
     #[test]
@@ -455,7 +474,8 @@ mod tests {
                 }],
             })
         );
-        let bare = Push::of_ref("dev").with_clone_url(Some("git@host:org/app.git"));
+        let repository = Repository::default().with_clone_url(Some("git@host:org/app.git"));
+        let bare = Push::of_ref("dev").to(&Arc::new(repository));
         let body: Value = serde_json::from_slice(&github_push(&bare)).unwrap();
         assert_eq!(
             body,
@@ -466,12 +486,12 @@ mod tests {
     #[test]
     fn the_html_url_is_the_https_clone_url_else_the_web_page_else_the_ssh_host_and_path() {
         let of = |urls: &[&str], web: Option<&str>| {
-            let mut push = Push::of_ref("main");
+            let mut repository = Repository::default();
             for url in urls {
-                push = push.with_clone_url(Some(url));
+                repository = repository.with_clone_url(Some(url));
             }
-            push.web_url = web.map(String::from);
-            html_url(&push)
+            repository.web_url = web.map(String::from);
+            html_url(&Push::of_ref("main").to(&Arc::new(repository)))
         };
         let bb = "https://bitbucket.example.com/scm/proj/repo.git";
         let browse = "https://bitbucket.example.com/projects/PROJ/repos/repo/browse";
@@ -552,6 +572,16 @@ mod tests {
         };
         let items = target.items(&VerifiedHook {
             body: Some(&form),
+            ..hook
+        });
+        assert_eq!(&items[0].body.bytes[..], &github_push(&push())[..]);
+        // As a larger delivery is.
+        let large = Body {
+            bytes: Bytes::from(vec![b' '; MAX_SENT_AS_RECEIVED + 1]),
+            ..json_body.clone()
+        };
+        let items = target.items(&VerifiedHook {
+            body: Some(&large),
             ..hook
         });
         assert_eq!(&items[0].body.bytes[..], &github_push(&push())[..]);
