@@ -239,6 +239,7 @@ const FIELDS: &[&str] = &[
     "requireSignature",
     "argocd",
     "secretPath",
+    "caPath",
 ];
 
 /// serde_yaml's error as a problem that repeats nothing read from the file.

@@ -17,19 +17,21 @@
 //!   a header block larger than it gets `431 Request Header Fields Too
 //!   Large`.
 //!
-//! [`Guarded`] also keeps what its reads tell ([`Reads`]), so that
+//! Its [`Socket`] also keeps what its reads tell ([`Reads`]), so that
 //! [`crate::slots`] can tell a connection that is idle, waiting for a
 //! client that sends nothing, from one with a request arriving or not yet
-//! read.
+//! read: [`Reads::silent_since`] also peeks at the socket, for bytes that
+//! have come and that nobody has read yet.
 //!
 //! There is no per-address cap: behind an ingress every client has the
 //! ingress's address.
 
 use std::future::Future;
 use std::io;
+use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -100,6 +102,8 @@ pub struct Reads {
     /// Whether the last read found nothing to read: everything the client
     /// sent has been read, and it is silent.
     waiting: AtomicBool,
+    /// The connection's socket, while the connection holds it.
+    socket: OnceLock<Weak<Mutex<TcpStream>>>,
 }
 
 impl Reads {
@@ -120,25 +124,128 @@ impl Reads {
         }
         self.waiting.store(!bytes, Relaxed);
     }
+
+    /// Whether the client has been silent since `count` reads had brought
+    /// bytes: the last read found nothing, no read has brought bytes since,
+    /// and no byte waits unread in the socket's receive buffer. The last
+    /// is what the reads cannot tell: a next request that arrived after
+    /// the last read, before the connection's task has run again (under
+    /// load, a while). A non-blocking `MSG_PEEK` of one byte can.
+    ///
+    /// The peek and the second look at the reads are made under the
+    /// socket's lock, which a read holds until it has recorded what it
+    /// found ([`Socket`]): a read that has just taken a request's bytes
+    /// from the socket cannot pass for silence. The end of the stream or
+    /// an error is silence; so is a socket closed or never given.
+    pub fn silent_since(&self, count: u64) -> bool {
+        let silent = || self.waiting() && self.count() == count;
+        if !silent() {
+            return false;
+        }
+        let Some(socket) = self.socket.get().and_then(Weak::upgrade) else {
+            return true;
+        };
+        let socket = lock(&socket);
+        let mut byte = [MaybeUninit::uninit()];
+        let peeked = socket2::SockRef::from(&*socket)
+            .recv_with_flags(&mut byte, libc::MSG_PEEK | libc::MSG_DONTWAIT);
+        !matches!(peeked, Ok(n) if n > 0) && silent()
+    }
+}
+
+/// A client's socket, shared between the connection, which reads and writes
+/// it and records what its reads find in its [`Reads`], and those
+/// [`Reads`], which peek at it ([`Reads::silent_since`]) without owning it:
+/// once the connection drops it, it is closed, and no peek can reach
+/// another socket given the same descriptor. The lock is held for one poll,
+/// never across an `.await`; only a peek ever waits for it.
+#[derive(Debug)]
+pub struct Socket {
+    stream: Arc<Mutex<TcpStream>>,
+    reads: Arc<Reads>,
+}
+
+impl Socket {
+    fn lock(&self) -> MutexGuard<'_, TcpStream> {
+        lock(&self.stream)
+    }
+}
+
+/// A socket's lock; a thread that panicked holding it left nothing half
+/// done (a poll is one system call).
+fn lock(socket: &Mutex<TcpStream>) -> MutexGuard<'_, TcpStream> {
+    socket.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl AsyncRead for Socket {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let mut stream = self.lock();
+        let before = buf.filled().len();
+        let result = Pin::new(&mut *stream).poll_read(cx, buf);
+        // Recorded before the lock is let go: see Reads::silent_since.
+        match &result {
+            Poll::Ready(Ok(())) if buf.filled().len() > before => self.reads.read(true),
+            Poll::Pending => self.reads.read(false),
+            Poll::Ready(_) => {}
+        }
+        drop(stream);
+        result
+    }
+}
+
+impl AsyncWrite for Socket {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut *self.lock()).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut *self.lock()).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.lock().is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut *self.lock()).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut *self.lock()).poll_shutdown(cx)
+    }
 }
 
 /// Prepare an accepted connection: no Nagle delay on replies, the small
 /// send buffer, and the write-progress timeout; its reads are kept in
 /// `reads`. Socket options that cannot be set are left as they are; the
-/// timeout still bounds the connection.
-pub fn guard(stream: TcpStream, limits: &Limits, reads: Arc<Reads>) -> Guarded<TcpStream> {
+/// timeout still bounds the connection. `reads` may peek at the socket
+/// while the connection holds it.
+pub fn guard(stream: TcpStream, limits: &Limits, reads: Arc<Reads>) -> Guarded<Socket> {
     let _ = stream.set_nodelay(true);
     let _ = socket2::SockRef::from(&stream).set_send_buffer_size(limits.send_buffer);
-    let mut guarded = Guarded::new(stream, limits.write_timeout);
-    guarded.reads = Some(reads);
-    guarded
+    let stream = Arc::new(Mutex::new(stream));
+    // A Reads is made for one connection, so it is never set twice.
+    let _ = reads.socket.set(Arc::downgrade(&stream));
+    Guarded::new(Socket { stream, reads }, limits.write_timeout)
 }
 
 /// An IO stream whose writes fail with [`io::ErrorKind::TimedOut`] once they
 /// have made no progress for `write_timeout`: from the first write (or
 /// flush, or shutdown) that could not proceed, until some byte is written.
-/// Reads pass through (hyper's header timeout covers them), kept in
-/// [`Reads`].
+/// Reads pass through (hyper's header timeout covers them); a [`Socket`]
+/// keeps what they find in its [`Reads`].
 #[derive(Debug)]
 pub struct Guarded<T> {
     inner: T,
@@ -148,8 +255,6 @@ pub struct Guarded<T> {
     stalled: Option<Pin<Box<Sleep>>>,
     /// Whether `stalled` is armed.
     armed: bool,
-    /// What the reads tell.
-    reads: Option<Arc<Reads>>,
 }
 
 impl<T> Guarded<T> {
@@ -160,7 +265,6 @@ impl<T> Guarded<T> {
             write_timeout,
             stalled: None,
             armed: false,
-            reads: None,
         }
     }
 
@@ -227,16 +331,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for Guarded<T> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        let result = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if let Some(reads) = &self.reads {
-            match &result {
-                Poll::Ready(Ok(())) if buf.filled().len() > before => reads.read(true),
-                Poll::Pending => reads.read(false),
-                Poll::Ready(_) => {}
-            }
-        }
-        result
+        Pin::new(&mut self.inner).poll_read(cx, buf)
     }
 }
 

@@ -77,9 +77,19 @@ impl Endpoint {
             Some(notify) => notify_changes(config_path, &field, notify, &mut problems),
             None => Vec::new(),
         };
-        let (named, found) = targets_named(config_path, &field, ep);
-        problems.extend(found.into_iter().map(|(at, m)| error(&at, m)));
-        let targets: Vec<Target> = named.into_iter().map(|(_, target)| target).collect();
+        let named = targets_named(config_dir(config_path), &field, ep);
+        problems.extend(named.problems.into_iter().map(|found| {
+            let problem = Problem::error(
+                found.file.as_deref().unwrap_or(config_path),
+                found.field,
+                found.message,
+            );
+            match (found.absent, &found.file) {
+                (true, Some(file)) => problem.absent(file),
+                _ => problem,
+            }
+        }));
+        let targets: Vec<Target> = named.targets.into_iter().map(|(_, t)| t).collect();
         let targets = (!targets.is_empty()).then(|| Arc::from(targets));
         let kinds = source.provider().changes;
         let filter = match &ep.filter {
@@ -216,25 +226,24 @@ fn looks_like_a_key(value: &str) -> bool {
 
 /// An endpoint's key file, resolved against the config file's directory.
 pub fn key_path(config_path: &Path, ep: &EndpointConfig) -> PathBuf {
-    config_path
-        .parent()
-        .unwrap_or(Path::new(""))
-        .join(&ep.key_path)
+    config_dir(config_path).join(&ep.key_path)
+}
+
+/// The directory the files a config names are resolved against: the
+/// config file's.
+pub fn config_dir(config_path: &Path) -> &Path {
+    config_path.parent().unwrap_or(Path::new(""))
 }
 
 /// The targets an endpoint's config names, of every kind, each with the
 /// field that names it (under `field`, the endpoint's: `endpoints[3]`);
-/// and what is wrong with them, by field. The one place that knows which
-/// config field holds which kind's settings. Secret files are read here,
-/// relative to `config_path`'s directory.
-pub fn targets_named(config_path: &Path, field: &str, ep: &EndpointConfig) -> Configured {
+/// and what is wrong with them, by field; the files they name (a token)
+/// are read from `dir`, the config file's directory. The one place that
+/// knows which config field holds which kind's settings.
+pub fn targets_named(dir: &Path, field: &str, ep: &EndpointConfig) -> Configured {
     let mut named = Configured::default();
-    let mut add = |(targets, problems): Configured| {
-        named.0.extend(targets);
-        named.1.extend(problems);
-    };
     if let Some(api) = &ep.api {
-        add(fluxd::configured(field, api));
+        named.extend(fluxd::configured(field, api));
     }
     if let Some(list) = &ep.argocd {
         let source = Source::from_name(&ep.source);
@@ -244,33 +253,13 @@ pub fn targets_named(config_path: &Path, field: &str, ep: &EndpointConfig) -> Co
                  move it to an endpoint of a git provider",
                 ep.source
             );
-            add((Vec::new(), vec![(format!("{field}.argocd"), message)]));
+            named.problem(format!("{field}.argocd"), message);
         } else {
             let github = source.is_some_and(|s| s.name() == "GitHub");
-            let secret = |path: &str| {
-                let path = secret_path(config_path, path);
-                read_secret(&path).map(|secret| (path, secret))
-            };
-            add(argocd::configured(field, list, github, &["http"], secret));
+            named.extend(argocd::configured(dir, field, list, github));
         }
     }
     named
-}
-
-fn secret_path(config_path: &Path, path: &str) -> PathBuf {
-    config_path.parent().unwrap_or(Path::new("")).join(path)
-}
-
-/// A target's secret file (a `secretPath`), read as a key is (a small regular file, its
-/// bytes as they are); what is wrong names the file, never its content.
-fn read_secret(path: &Path) -> Result<Secret, String> {
-    match crate::files::read_regular(path, crate::files::KEY) {
-        Ok(bytes) if bytes.is_empty() => {
-            Err(format!("the secret file {} is empty", path.display()))
-        }
-        Ok(bytes) => Ok(Secret::new(bytes)),
-        Err(e) => Err(format!("cannot read secret file {e}")),
-    }
 }
 
 /// What is wrong with the settings only some sources take: one a source

@@ -342,14 +342,25 @@ impl Hooks {
             body: kept.as_ref(),
         };
         let mut outgoing = Vec::new();
+        // A request over its target's body limit is never queued; the
+        // others are, and the reply says it was not sent.
+        let mut too_large = None;
         for target in targets.iter() {
-            let made = target.items(&hook);
+            let mut made = target.items(&hook);
+            made.retain(|o| match target.too_large(&o.body) {
+                Some(reason) => {
+                    too_large.get_or_insert((target.label().clone(), reason));
+                    false
+                }
+                None => true,
+            });
             if outgoing.len() + made.len() > most {
                 return never_fits;
             }
             outgoing.extend(made.into_iter().map(|o| (target.clone(), o)));
         }
         drop(kept);
+        let refused = |(target, reason)| DeliveryState::Refused { target, reason };
         let replayed = Handled::Replayed {
             within: self.limits.signature_tolerance,
         };
@@ -371,7 +382,16 @@ impl Hooks {
                 changes,
                 filtered,
                 targets,
-                answer: DeliveryState::DryRun,
+                answer: too_large.map_or(DeliveryState::DryRun, refused),
+            };
+        }
+        if let (true, Some(too_large)) = (outgoing.is_empty(), too_large.clone()) {
+            let answer = refused(too_large);
+            return Handled::Delivered {
+                changes,
+                filtered,
+                targets,
+                answer,
             };
         }
         // Each target is delivered to on its own.
@@ -415,10 +435,19 @@ impl Hooks {
             }
             Err(Full::Closed) => return Handled::Refused(Refusal::ShuttingDown),
         };
-        let answer = match ticket.wait(self.limits.reply_budget).await {
-            delivery::Acceptance::Accepted => DeliveryState::Accepted,
-            delivery::Acceptance::Pending { retry_for } => DeliveryState::Pending { retry_for },
-            delivery::Acceptance::Refused { target, reason } => {
+        // The reply is a refusal anyway when a request was too large: the
+        // others are not waited for.
+        let budget = match too_large {
+            Some(_) => Duration::ZERO,
+            None => self.limits.reply_budget,
+        };
+        let answer = match (too_large, ticket.wait(budget).await) {
+            (Some(too_large), _) => refused(too_large),
+            (None, delivery::Acceptance::Accepted) => DeliveryState::Accepted,
+            (None, delivery::Acceptance::Pending { retry_for }) => {
+                DeliveryState::Pending { retry_for }
+            }
+            (None, delivery::Acceptance::Refused { target, reason }) => {
                 DeliveryState::Refused { target, reason }
             }
         };

@@ -43,6 +43,7 @@ pub(crate) mod signals;
 pub mod slots;
 pub mod source;
 pub mod table;
+pub mod target_files;
 pub mod targets;
 pub mod watch;
 

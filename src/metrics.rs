@@ -8,8 +8,8 @@
 //! counters (the relay) hand in a [`Collector`] that reads them at scrape
 //! time. This module knows the labels, not the request path or the reload.
 //!
-//! Every name starts with `fluxrecv_`; `docs/operations.md` lists them all, with
-//! example alerts.
+//! Every name starts with `fluxrecv_`; `docs/operations.md` lists them all;
+//! `container/monitoring/` has alerts and a dashboard on them.
 
 use std::sync::atomic::AtomicU64;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

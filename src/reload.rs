@@ -227,6 +227,7 @@ impl Reloader {
         metrics: Arc<Metrics>,
         timing: Timing,
         hangups: Option<Signal>,
+        swapped: Swapped,
         log: Logger,
     ) -> Reloader {
         let (requests, incoming) = mpsc::unbounded_channel();
@@ -239,6 +240,7 @@ impl Reloader {
             waiting: BTreeMap::new(),
             grace: timing.reload_grace,
             resync_interval: timing.resync_interval,
+            swapped,
             log,
         };
         let made = Made {
@@ -329,8 +331,13 @@ struct ReloadTask {
     /// How often the periodic re-read comes, and how often an unchanged
     /// failure is logged in full again.
     resync_interval: Duration,
+    /// Told of each table swapped in (the queue refreshes its targets).
+    swapped: Swapped,
     log: Logger,
 }
+
+/// What is told of each table a reload swaps in.
+pub type Swapped = Box<dyn Fn(&Table) + Send + Sync>;
 
 /// A failed reload as last logged in full.
 struct Failure {
@@ -403,6 +410,10 @@ impl ReloadTask {
         let reload_log = log.clone();
         // Reading files blocks: run it on the blocking pool.
         let result = match tokio::task::spawn_blocking(move || rebuild(&table, &reload_log)).await {
+            Ok(result @ ReloadResult::Swapped { .. }) => {
+                (self.swapped)(&self.table.load());
+                result
+            }
             Ok(result) => result,
             Err(e) => {
                 error!(log, "reload crashed; still serving the previous table"; "error" => %e);
@@ -679,6 +690,7 @@ mod tests {
             // Any grace: these tests wait for no file.
             grace: Duration::from_secs(120),
             resync_interval,
+            swapped: Box::new(|_| {}),
             log,
         }
     }

@@ -131,10 +131,13 @@ pub fn verdict(handled: &Handled) -> Verdict {
             answer(S::OK, text, HookOutcome::Relayed, Level::Info)
         }
         Handled::Delivered {
-            answer: DeliveryState::Refused { reason, .. },
+            answer: DeliveryState::Refused { target, reason },
             ..
         } => {
-            let text = format!("fluxd refused the notification: {reason}");
+            let text = format!(
+                "{} refused the notification: {reason}",
+                crate::targets::refuser(target)
+            );
             answer(
                 S::BAD_GATEWAY,
                 text,

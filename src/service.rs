@@ -193,6 +193,8 @@ impl Service {
         );
         let replays = Replays::new(options.signature_tolerance, crate::replay::MAX_IDS);
         let table: TableHandle = Arc::new(ArcSwap::from_pointee(table));
+        let follower = queue.clone();
+        let swapped = Box::new(move |table: &Table| follower.retarget(table.targets()));
         let hooks = Hooks::new(
             table.clone(),
             google_keys,
@@ -211,6 +213,7 @@ impl Service {
             metrics.clone(),
             options.reload_timing(),
             hangups,
+            swapped,
             log.new(o!()),
         );
         Ok(Service {

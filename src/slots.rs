@@ -10,8 +10,8 @@
 //! - when every slot is taken and a new client has been accepted, the
 //!   connection idle longest (its last reply sent, or accepted at least
 //!   [`FIRST_REQUEST`] ago, and its client silent since: everything it
-//!   sent read, no byte of a next request received) is asked to close, and
-//!   its slot goes to the new client.
+//!   sent read, no byte of a next request received, none waiting unread in
+//!   its socket) is asked to close, and its slot goes to the new client.
 //!   hyper's graceful shutdown closes an idle connection at once; one that a
 //!   request reached meanwhile gets its reply first. A connection in the
 //!   middle of a request is never chosen: with none idle, the new client
@@ -110,7 +110,7 @@ struct Conn {
     closing: AtomicBool,
     /// Wakes the connection's task to close it.
     close: Notify,
-    /// What its socket's reads tell ([`crate::conn::Guarded`] keeps it).
+    /// What its socket's reads tell ([`crate::conn::Socket`] keeps it).
     reads: Arc<Reads>,
     /// Requests started.
     requests: AtomicU64,
@@ -261,15 +261,23 @@ impl Book {
     /// sent has been read (a request sent just before is not lost), no
     /// byte of a next request has come since its last reply, and, if it
     /// has not sent a request yet, it has had [`FIRST_REQUEST`] to.
+    ///
+    /// Its socket is peeked at too ([`Reads::silent_since`]): a next
+    /// request may have reached it after the last read found nothing, and
+    /// wait there unread until the connection's task runs (under load,
+    /// tens of milliseconds), or be being read just now. Closing that
+    /// connection would lose the request; it is about to be busy, so the
+    /// next one is taken instead. (With TLS, the peek sees the request's
+    /// records: unread bytes all the same.)
     fn idle_longest(&self) -> Option<u64> {
         let now = Instant::now();
         self.idle.iter().map(|&(_, id)| id).find(|id| {
             let open = &self.open[id];
             let conn = &open.conn;
-            let reads = &conn.reads;
-            reads.waiting()
-                && open.idle.is_some_and(|(_, then)| then == reads.count())
-                && (conn.requests.load(Relaxed) > 0 || now - conn.opened >= FIRST_REQUEST)
+            (conn.requests.load(Relaxed) > 0 || now - conn.opened >= FIRST_REQUEST)
+                && open
+                    .idle
+                    .is_some_and(|(_, then)| conn.reads.silent_since(then))
         })
     }
 
@@ -574,6 +582,63 @@ mod tests {
         assert!(asked(&silent).await);
         drop((_open, silent));
         newcomer.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_connection_whose_next_request_waits_unread_in_its_socket_is_not_asked() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let slots = slots(1);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (socket, _) = listener.accept().await.unwrap();
+        // A request served, and the read after it found nothing.
+        let slot = take_now(&slots).unwrap();
+        let _open = slot.open();
+        let limits = crate::conn::Limits::new(Duration::from_secs(10));
+        // The next request reaches the socket; the connection's task has
+        // not run since (it never does here), so nothing has read it.
+        client
+            .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        socket.readable().await.unwrap();
+        let mut conn = crate::conn::guard(socket, &limits, slot.reads());
+        assert!(slot.reads().waiting());
+        assert!(take_now(&slots).is_none());
+        assert!(!asked(&slot).await, "its request would be lost");
+
+        // Read and answered, and then silent: now it is asked.
+        let mut buf = [0u8; 256];
+        assert!(conn.read(&mut buf).await.unwrap() > 0);
+        drop(slot.request());
+        let silent = tokio::time::timeout(Duration::from_millis(10), conn.read(&mut buf)).await;
+        assert!(silent.is_err() && slot.reads().waiting());
+        assert!(take_now(&slots).is_none());
+        assert!(asked(&slot).await);
+    }
+
+    #[tokio::test]
+    async fn a_connection_whose_client_has_gone_is_asked() {
+        let slots = slots(1);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (socket, _) = listener.accept().await.unwrap();
+        let slot = take_now(&slots).unwrap();
+        let _open = slot.open();
+        // The end of the stream is unread, but it is no request.
+        drop(client);
+        socket.readable().await.unwrap();
+        let _conn = crate::conn::guard(
+            socket,
+            &crate::conn::Limits::new(Duration::from_secs(10)),
+            slot.reads(),
+        );
+        assert!(take_now(&slots).is_none());
+        assert!(asked(&slot).await);
     }
 
     #[tokio::test]

@@ -103,8 +103,11 @@ impl Table {
         }
 
         let ok = !problems.iter().any(|p| p.severity == Severity::Error);
+        // The files a problem is about too (a token file not there yet),
+        // and those of the targets built.
         let files = std::iter::once(config_path.to_path_buf())
             .chain(config.endpoints.iter().map(|ep| key_path(config_path, ep)))
+            .chain(problems.iter().map(|p| p.file.clone()))
             .chain(endpoints.iter().flat_map(|e| target_files(e)))
             .collect();
         Loaded {
@@ -144,12 +147,23 @@ impl Table {
     }
 
     /// The files this table was built from: the config, every key, and
-    /// every file a target reads (a secret).
+    /// every file a target reads (a token).
     pub fn files(&self) -> BTreeSet<PathBuf> {
         std::iter::once(self.config_path.clone())
             .chain(self.endpoints.iter().map(|e| e.key_path.clone()))
             .chain(self.endpoints.iter().flat_map(|e| target_files(e)))
             .collect()
+    }
+
+    /// Every target of the table, the default's and each endpoint's, with
+    /// repeats: what a pending request's target is refreshed from when
+    /// this table is swapped in.
+    pub fn targets(&self) -> impl Iterator<Item = &Target> {
+        self.default_targets.iter().chain(
+            self.endpoints
+                .iter()
+                .flat_map(|e| e.targets.iter().flat_map(|t| t.iter())),
+        )
     }
 
     /// The directories those files are in. Watching these (not the files)
@@ -166,7 +180,7 @@ pub fn default_target(config: &ConfigFile, api_flag: Option<&str>) -> Target {
     Target::from(Fluxd::new(api_flag.unwrap_or(&config.api())))
 }
 
-/// The files `endpoint`'s targets read (a secret).
+/// The files `endpoint`'s targets read.
 fn target_files(endpoint: &Endpoint) -> Vec<PathBuf> {
     let targets = endpoint.targets.iter().flat_map(|t| t.iter());
     targets

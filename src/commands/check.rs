@@ -150,7 +150,8 @@ fn target_warnings(config_path: &Path, config: &ConfigFile, flag: Option<&str>) 
     };
     let mut named = vec![(default.to_string(), default_target(config, flag))];
     for (i, ep) in config.endpoints.iter().enumerate() {
-        named.extend(targets_named(config_path, &format!("endpoints[{i}]"), ep).0);
+        let dir = crate::endpoint::config_dir(config_path);
+        named.extend(targets_named(dir, &format!("endpoints[{i}]"), ep).targets);
     }
     named
         .into_iter()

@@ -24,7 +24,7 @@ use super::room::Room;
 use super::rounds::{Round, Waiter};
 use super::schedule::Schedule;
 use super::{Acceptance, Full, Item, QueueSettings};
-use crate::targets::{Answer, Body, Key};
+use crate::targets::{Answer, Body, Key, Target};
 use entry::Entry;
 
 mod entry;
@@ -158,6 +158,11 @@ impl Shared {
     pub(super) fn stop(&self) {
         self.lock().stopped = true;
         self.work.notify_all();
+    }
+
+    /// See [`Schedule::retarget`](super::schedule::Schedule::retarget).
+    pub(super) fn retarget<'a>(&self, targets: impl Iterator<Item = &'a Target>) {
+        self.lock().schedule.retarget(targets);
     }
 
     /// Whether nothing is pending, as it changes.

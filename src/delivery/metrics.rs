@@ -100,6 +100,15 @@ fn encode(s: &Snapshot, encoder: &mut DescriptorEncoder) -> fmt::Result {
     for t in &s.targets {
         ConstGauge::new(t.pending).encode(pending.encode_family(&[("api", &*t.target)])?)?;
     }
+    // What an alert compares the pending series with: the queue nearly
+    // full, before hooks get 503.
+    let max_pending = ConstGauge::new(s.max_pending as i64);
+    max_pending.encode(encoder.encode_descriptor(
+        "delivery_max_pending",
+        "Most notifications the queue holds (--max-pending); one endpoint may take half of the room the others leave.",
+        None,
+        max_pending.metric_type(),
+    )?)?;
     let oldest = ConstGauge::new(s.oldest_age.as_secs_f64());
     oldest.encode(encoder.encode_descriptor(
         "delivery_oldest_age",
@@ -146,6 +155,7 @@ mod tests {
     fn each_api_has_every_series() {
         let snapshot = Snapshot {
             pending: 2,
+            max_pending: 64,
             sending: 1,
             oldest_age: Duration::from_millis(1500),
             targets: vec![
@@ -176,6 +186,8 @@ mod tests {
             "# TYPE fluxrecv_delivery_pending gauge".to_string(),
             format!("fluxrecv_delivery_pending{a} 0"),
             format!("fluxrecv_delivery_pending{b} 2"),
+            "# TYPE fluxrecv_delivery_max_pending gauge".to_string(),
+            "fluxrecv_delivery_max_pending 64".to_string(),
             "# TYPE fluxrecv_delivery_oldest_age_seconds gauge".to_string(),
             "# UNIT fluxrecv_delivery_oldest_age_seconds seconds".to_string(),
             "fluxrecv_delivery_oldest_age_seconds 1.5".to_string(),
@@ -199,7 +211,7 @@ mod tests {
         assert_eq!(rest, expected, "{text}");
         // One help text a family, ending in one full stop (the registry
         // adds none to a collector's).
-        assert_eq!(help.len(), 9, "{text}");
+        assert_eq!(help.len(), 10, "{text}");
         for h in help {
             assert!(h.ends_with('.') && !h.ends_with(".."), "{h}");
         }

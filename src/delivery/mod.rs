@@ -338,6 +338,14 @@ impl Queue {
         self.workers.shared.snapshot()
     }
 
+    /// Every pending request for one of `targets` (by [`Target::key`]) is
+    /// sent with that value from its next attempt on: the service calls it
+    /// with every target of a table reload swaps in, so that a rotated
+    /// token signs the retries of what was queued before.
+    pub fn retarget<'a>(&self, targets: impl Iterator<Item = &'a Target>) {
+        self.workers.shared.retarget(targets);
+    }
+
     /// Stop accepting: every later submit is [`Full::Closed`]. Pending
     /// notifications are still delivered.
     pub fn close(&self) {

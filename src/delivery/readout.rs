@@ -89,6 +89,8 @@ pub struct Leftover {
 pub struct Snapshot {
     /// Notifications pending (queued, backing off or being sent).
     pub pending: usize,
+    /// Most notifications the queue holds (`--max-pending`).
+    pub max_pending: usize,
     /// Of those, being sent right now.
     pub sending: usize,
     /// Age of the oldest pending notification; zero when none is.

@@ -15,12 +15,14 @@
 //! nothing of what is queued or who waits for it: the queue hands it
 //! [`Job`]s through the [`Jobs`] trait.
 
+use std::collections::HashMap;
 use std::io;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use ureq::tls::{Certificate, RootCerts, TlsConfig};
 use ureq::unversioned::transport::{Connector, DefaultConnector};
 
 use super::resolver::CachingResolver;
@@ -78,11 +80,23 @@ fn work(relay: &Relay, jobs: &dyn Jobs) {
     }
 }
 
+/// Most agents kept for targets that name their own CA (`caPath:`): one
+/// per distinct CA a config names; past this many (configs rotating CAs
+/// for ever) they are all dropped and made again as needed.
+const MOST_CA_AGENTS: usize = 64;
+
+/// Agents that trust one private CA each, by its certificates.
+type CaAgents = HashMap<Arc<[Vec<u8>]>, ureq::Agent>;
+
 /// The HTTP client the workers share: one ureq agent, so one pool of
-/// keep-alive connections and one resolver cache.
+/// keep-alive connections and one resolver cache; and one agent more per
+/// private CA a target names, which trusts that CA only.
 #[derive(Clone)]
 pub(crate) struct Relay {
     agent: ureq::Agent,
+    /// Agents for targets with a `caPath:`, by the CA's certificates.
+    private: Arc<Mutex<CaAgents>>,
+    workers: usize,
     resolver: CachingResolver,
     timeout: Duration,
 }
@@ -95,35 +109,36 @@ impl Relay {
     }
 
     fn with_resolver(workers: usize, timeout: Duration, resolver: CachingResolver) -> Relay {
-        let config = ureq::Agent::config_builder()
-            // Non-2xx statuses are answers to classify, not transport errors.
-            .http_status_as_error(false)
-            // Never follow a redirect: ureq would re-send a 301/302/303 as a
-            // bodiless GET to wherever Location points, and a 2xx there
-            // would look like fluxd's acceptance. A 3xx comes back as a
-            // response instead (checked in the tests).
-            .max_redirects(0)
-            .timeout_global(Some(timeout))
-            // One idle connection per worker: each keeps its own alive.
-            .max_idle_connections(workers)
-            .max_idle_connections_per_host(workers)
-            .user_agent(concat!("flux-recv/", env!("CARGO_PKG_VERSION")))
-            // fluxd's answers and our notifications are a few hundred
-            // bytes: ureq's 128 KiB buffers per connection cost each worker
-            // some 200 KiB of RSS for nothing. A larger body is sent in
-            // pieces of this size.
-            .input_buffer_size(16 * 1024)
-            .output_buffer_size(16 * 1024)
-            .max_response_header_size(16 * 1024)
-            .build();
-        // Each POST in one write; see wire.rs.
-        let connector = DefaultConnector::new().chain(OneWrite);
-        let agent = ureq::Agent::with_parts(config, connector, resolver.clone());
         Relay {
-            agent,
+            agent: agent(workers, timeout, &resolver, system_roots().clone()),
+            private: Arc::default(),
+            workers,
             resolver,
             timeout,
         }
+    }
+
+    /// The agent for `target`: the shared one, or the one that trusts only
+    /// the CA it names.
+    fn agent_for(&self, target: &Target) -> ureq::Agent {
+        let Some(ca) = target.ca() else {
+            return self.agent.clone();
+        };
+        // No I/O under the lock: std's Mutex is right.
+        let mut private = self.private.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(agent) = private.get(&ca.certs) {
+            return agent.clone();
+        }
+        if private.len() >= MOST_CA_AGENTS {
+            private.clear();
+        }
+        let certs = ca
+            .certs
+            .iter()
+            .map(|der| Certificate::from_der(der).to_owned());
+        let agent = agent(self.workers, self.timeout, &self.resolver, certs.into());
+        private.insert(ca.certs.clone(), agent.clone());
+        agent
     }
 
     /// One POST of `body` to `target`, with the headers it makes for it;
@@ -131,7 +146,7 @@ impl Relay {
     /// it.
     pub(crate) fn send(&self, target: &Target, body: &Body) -> Answer {
         let url = &**target.url();
-        let mut request = self.agent.post(url);
+        let mut request = self.agent_for(target).post(url);
         for (name, value) in target.headers(body) {
             request = request.header(name, value);
         }
@@ -173,6 +188,56 @@ impl Relay {
             other => Answer::retry(format!("{name} is unreachable: {other}")),
         }
     }
+}
+
+/// An agent for `workers` threads, each POST bounded by `timeout`, that
+/// checks an `https://` target's certificate against `roots`.
+fn agent(
+    workers: usize,
+    timeout: Duration,
+    resolver: &CachingResolver,
+    roots: RootCerts,
+) -> ureq::Agent {
+    let config = ureq::Agent::config_builder()
+        // Non-2xx statuses are answers to classify, not transport errors.
+        .http_status_as_error(false)
+        // Never follow a redirect: ureq would re-send a 301/302/303 as a
+        // bodiless GET to wherever Location points, and a 2xx there
+        // would look like fluxd's acceptance. A 3xx comes back as a
+        // response instead (checked in the tests).
+        .max_redirects(0)
+        .timeout_global(Some(timeout))
+        // One idle connection per worker: each keeps its own alive.
+        .max_idle_connections(workers)
+        .max_idle_connections_per_host(workers)
+        .user_agent(concat!("flux-recv/", env!("CARGO_PKG_VERSION")))
+        // fluxd's answers and our notifications are a few hundred
+        // bytes: ureq's 128 KiB buffers per connection cost each worker
+        // some 200 KiB of RSS for nothing. A larger body is sent in
+        // pieces of this size.
+        .input_buffer_size(16 * 1024)
+        .output_buffer_size(16 * 1024)
+        .max_response_header_size(16 * 1024)
+        .tls_config(TlsConfig::builder().root_certs(roots).build())
+        .build();
+    // Each POST in one write; see wire.rs.
+    let connector = DefaultConnector::new().chain(OneWrite);
+    ureq::Agent::with_parts(config, connector, resolver.clone())
+}
+
+/// The system's CA certificates (`SSL_CERT_FILE`, `SSL_CERT_DIR`, else the
+/// distribution's bundle), read once; Mozilla's, compiled in, if it has
+/// none (a container without a bundle).
+fn system_roots() -> &'static RootCerts {
+    static ROOTS: OnceLock<RootCerts> = OnceLock::new();
+    ROOTS.get_or_init(|| {
+        let found = rustls_native_certs::load_native_certs();
+        if found.certs.is_empty() {
+            return RootCerts::WebPki;
+        }
+        let certs = found.certs.iter();
+        certs.map(|c| Certificate::from_der(c).to_owned()).into()
+    })
 }
 
 impl std::fmt::Debug for Relay {

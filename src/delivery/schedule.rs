@@ -186,6 +186,16 @@ impl Schedule {
         self.by_key.get_mut(key).expect("just entered")
     }
 
+    /// Each of `targets` the queue knows by its key is its newest value
+    /// from now on (a reload swapped in a table with a rotated token).
+    pub(super) fn retarget<'a>(&mut self, targets: impl Iterator<Item = &'a Target>) {
+        for target in targets {
+            if let Some(known) = self.by_key.get_mut(target.key()) {
+                known.target = target.clone();
+            }
+        }
+    }
+
     /// The state of the target of `key`, which has had entries.
     pub(super) fn get(&mut self, key: &Key) -> &mut PerTarget {
         self.by_key

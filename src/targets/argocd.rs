@@ -7,8 +7,9 @@
 //! - source: GitLab
 //!   keyPath: gitlab.key
 //!   argocd:
-//!   - url: http://argocd-server.argocd.svc.cluster.local/api/webhook
+//!   - url: https://argocd-server.argocd.svc.cluster.local/api/webhook
 //!     secretPath: argocd-webhook.secret    # Argo CD's webhook.github.secret
+//!     caPath: argocd-ca.pem                # optional, for https
 //! ```
 //!
 //! Argo CD refreshes the Applications whose `repoURL` its regex built from
@@ -42,7 +43,7 @@
 //! an event it does not know) never will; 503 (its queue is full), 408,
 //! 429 and other 5xx may succeed later; a redirect is not followed.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -58,7 +59,7 @@ use super::{
 use crate::notification::{split_url, Change};
 use crate::push::{Push, Repository};
 use crate::source::verify::{sign, Algorithm};
-use crate::source::Secret;
+use crate::target_files::{self, CaFile, SecretFile};
 
 /// The kind's name.
 const NAME: &str = "argocd";
@@ -82,6 +83,10 @@ pub struct ArgoCdConfig {
     /// The file holding Argo CD's `webhook.github.secret`, relative to the
     /// config file's directory or absolute.
     pub secret_path: String,
+    /// For an `https://` URL: the PEM file of the CA that signed Argo CD's
+    /// certificate, if not one the system trusts (Argo CD's own,
+    /// self-signed `argocd-secret` certificate).
+    pub ca_path: Option<String>,
 }
 
 /// One Argo CD webhook, as a table holds it.
@@ -92,9 +97,10 @@ pub struct ArgoCd {
     /// `argocd <url>`: its metric label and log name.
     label: Arc<str>,
     /// Argo CD's `webhook.github.secret`, as read from the secret file.
-    secret: Secret,
-    /// That file, resolved: watched by reload.
-    secret_path: PathBuf,
+    secret: SecretFile,
+    /// The only CAs its certificate is checked against, if `caPath` names
+    /// some.
+    ca: Option<CaFile>,
     /// Whether the endpoint's source is GitHub, whose deliveries Argo CD
     /// reads as they are: the body is sent on, re-signed.
     sends_body: bool,
@@ -102,14 +108,14 @@ pub struct ArgoCd {
 
 impl ArgoCd {
     /// The webhook at `url` (already [checked](check_url)), signing with
-    /// `secret`, read from `secret_path`; `sends_body` for a GitHub
-    /// endpoint.
-    pub fn new(url: &str, (secret_path, secret): (PathBuf, Secret), sends_body: bool) -> ArgoCd {
+    /// `secret`, its certificate checked against `ca` if given;
+    /// `sends_body` for a GitHub endpoint.
+    pub fn new(url: &str, secret: SecretFile, ca: Option<CaFile>, sends_body: bool) -> ArgoCd {
         ArgoCd {
             key: Key::new(NAME, Arc::from(url)),
-            label: Arc::from(format!("{NAME} {url}")),
+            label: super::label(NAME, url),
             secret,
-            secret_path,
+            ca,
             sends_body,
         }
     }
@@ -137,7 +143,12 @@ impl TargetKind for ArgoCd {
     }
 
     fn files(&self) -> Vec<&Path> {
-        vec![&self.secret_path]
+        let ca = self.ca.iter().map(|ca| ca.path.as_path());
+        std::iter::once(self.secret.path.as_path()).chain(ca).collect()
+    }
+
+    fn ca(&self) -> Option<&CaFile> {
+        self.ca.as_ref()
     }
 
     fn items(&self, hook: &VerifiedHook) -> Vec<Outgoing> {
@@ -183,7 +194,7 @@ impl TargetKind for ArgoCd {
     }
 
     fn headers(&self, body: &Body) -> Headers {
-        let key = self.secret.expose();
+        let key = self.secret.secret.expose();
         let value = |v: String| HeaderValue::try_from(v).expect("hex and ASCII");
         let mut headers: Headers = body
             .content_type
@@ -351,10 +362,11 @@ fn delivery_id(body: &[u8]) -> String {
     )
 }
 
-/// Check a webhook URL and return it as given: `http://` or `https://`,
-/// with a host, and without credentials or a query string, which Argo CD's
+/// Check a webhook URL and return it as given: `http://` or `https://`
+/// (checked against the system's roots, or the CAs of `caPath`), with a
+/// host, and without credentials or a query string, which Argo CD's
 /// webhook does not take.
-pub fn check_url(url: &str, schemes: &[&str]) -> Result<String, String> {
+pub fn check_url(url: &str) -> Result<String, String> {
     let example = format!("e.g. http://argocd-server.argocd.svc.cluster.local{WEBHOOK_PATH}");
     let uri: http::Uri = url.parse().map_err(|e| {
         let shown = crate::printable(url);
@@ -370,9 +382,8 @@ pub fn check_url(url: &str, schemes: &[&str]) -> Result<String, String> {
         ));
     }
     let shown = crate::printable(url);
-    if !uri.scheme_str().is_some_and(|s| schemes.contains(&s)) {
-        let schemes = schemes.join(" or ");
-        return Err(format!("{shown:?} is not a {schemes} URL, {example}"));
+    if !matches!(uri.scheme_str(), Some("http" | "https")) {
+        return Err(format!("{shown:?} is not an http:// or https:// URL, {example}"));
     }
     if authority.host().is_empty() {
         return Err(format!("{shown:?} has no host, {example}"));
@@ -385,36 +396,51 @@ pub fn check_url(url: &str, schemes: &[&str]) -> Result<String, String> {
 
 /// The Argo CD webhooks an endpoint's `argocd:` names, each checked, with
 /// the field that names it (under `field`, the endpoint's: `endpoints[3]`),
-/// and what is wrong, by field. `secret` reads a `secretPath` (the file,
-/// resolved, and its bytes; or what is wrong with it); `sends_body` for a GitHub endpoint; `schemes`
-/// those the relay can speak.
-pub fn configured(
-    field: &str,
-    list: &[ArgoCdConfig],
-    sends_body: bool,
-    schemes: &[&str],
-    mut secret: impl FnMut(&str) -> Result<(PathBuf, Secret), String>,
-) -> Configured {
-    let mut targets: Vec<(String, Target)> = Vec::new();
-    let mut problems = Vec::new();
+/// and what is wrong; their files (`secretPath`, `caPath`) read from `dir`,
+/// the config file's directory. `sends_body` for a GitHub endpoint.
+pub fn configured(dir: &Path, field: &str, list: &[ArgoCdConfig], sends_body: bool) -> Configured {
+    let mut found = Configured::default();
     if list.is_empty() {
         let message = "is an empty list; name at least one Argo CD webhook, or remove it";
-        problems.push((format!("{field}.argocd"), message.to_string()));
+        found.problem(format!("{field}.argocd"), message.to_string());
     }
     for (i, config) in list.iter().enumerate() {
         let at = format!("{field}.argocd[{i}]");
-        match check_url(&config.url, schemes) {
-            Ok(url) if targets.iter().any(|(_, t)| t.to_string() == url) => {
-                problems.push((format!("{at}.url"), "is listed twice".to_string()))
+        let url = match check_url(&config.url) {
+            Ok(url) if found.targets.iter().any(|(_, t)| t.to_string() == url) => {
+                found.problem(format!("{at}.url"), "is listed twice".to_string());
+                continue;
             }
-            Ok(url) => match secret(&config.secret_path) {
-                Ok(key) => targets.push((at, Target::from(ArgoCd::new(&url, key, sends_body)))),
-                Err(message) => problems.push((format!("{at}.secretPath"), message)),
+            Ok(url) => url,
+            Err(message) => {
+                found.problem(format!("{at}.url"), message);
+                continue;
+            }
+        };
+        let ca = match &config.ca_path {
+            Some(_) if !url.starts_with("https://") => {
+                let message = "is for an https:// url; remove it, or give the https URL";
+                found.problem(format!("{at}.caPath"), message.to_string());
+                continue;
+            }
+            Some(path) => match target_files::ca(dir, path) {
+                Ok(ca) => Some(ca),
+                Err(problem) => {
+                    found.file_problem(format!("{at}.caPath"), problem);
+                    continue;
+                }
             },
-            Err(message) => problems.push((format!("{at}.url"), message)),
+            None => None,
+        };
+        match target_files::secret(dir, &config.secret_path) {
+            Ok(secret) => {
+                let target = ArgoCd::new(&url, secret, ca, sends_body);
+                found.targets.push((at, Target::from(target)));
+            }
+            Err(problem) => found.file_problem(format!("{at}.secretPath"), problem),
         }
     }
-    (targets, problems)
+    found
 }
 
 #[cfg(test)]
@@ -424,12 +450,15 @@ mod tests {
 
     const URL: &str = "http://argocd-server.argocd/api/webhook";
 
-    fn secret(bytes: &[u8]) -> (PathBuf, Secret) {
-        (PathBuf::from("argocd.secret"), Secret::new(bytes.to_vec()))
+    fn secret(bytes: &[u8]) -> SecretFile {
+        SecretFile {
+            path: "argocd.secret".into(),
+            secret: crate::source::Secret::new(bytes.to_vec()),
+        }
     }
 
     fn argocd(sends_body: bool) -> Target {
-        Target::from(ArgoCd::new(URL, secret(b"s3cret"), sends_body))
+        Target::from(ArgoCd::new(URL, secret(b"s3cret"), None, sends_body))
     }
 
     fn push() -> Push {
@@ -616,39 +645,47 @@ mod tests {
 
     #[test]
     fn urls_are_checked_and_named_by_field() {
-        let list = |urls: &[&str]| -> Vec<ArgoCdConfig> {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("s"), "k").unwrap();
+        let list = |urls: &[&str], secret: &str| -> Vec<ArgoCdConfig> {
             urls.iter()
                 .map(|u| ArgoCdConfig {
                     url: u.to_string(),
-                    secret_path: "s".into(),
+                    secret_path: secret.into(),
+                    ca_path: None,
                 })
                 .collect()
         };
-        let read = |_: &str| Ok(secret(b"k"));
-        let (targets, problems) =
-            configured("endpoints[0]", &list(&[URL, URL]), false, &["http"], read);
-        assert_eq!(targets.len(), 1);
-        assert_eq!(targets[0].0, "endpoints[0].argocd[0]");
-        assert_eq!(
-            problems,
-            [("endpoints[0].argocd[1].url".to_string(), "is listed twice".to_string())]
-        );
+        let fields = |found: &Configured| -> Vec<String> {
+            found.problems.iter().map(|p| p.field.clone()).collect()
+        };
+        let https = "https://argocd.example/api/webhook";
+        let found = configured(dir.path(), "endpoints[0]", &list(&[URL, URL, https], "s"), false);
+        let named: Vec<&str> = found.targets.iter().map(|(at, _)| at.as_str()).collect();
+        assert_eq!(named, ["endpoints[0].argocd[0]", "endpoints[0].argocd[2]"]);
+        assert_eq!(fields(&found), ["endpoints[0].argocd[1].url"]);
+        assert_eq!(found.problems[0].message, "is listed twice");
         for bad in [
             "argocd/api/webhook",
             "ftp://argocd/api/webhook",
             "http://user:pw@argocd/api/webhook",
             "http://argocd/api/webhook?x=1",
         ] {
-            let (targets, problems) = configured("e", &list(&[bad]), false, &["http"], read);
-            assert!(targets.is_empty(), "{bad}");
-            assert!(!problems[0].1.contains("pw"), "{:?}", problems);
+            let found = configured(dir.path(), "e", &list(&[bad], "s"), false);
+            assert!(found.targets.is_empty(), "{bad}");
+            assert!(!found.problems[0].message.contains("pw"), "{:?}", found.problems);
         }
-        let missing = |_: &str| Err("cannot read".to_string());
-        let (_, problems) = configured("e", &list(&[URL]), false, &["http"], missing);
-        assert_eq!(problems[0].0, "e.argocd[0].secretPath");
-        let (_, problems) = configured("e", &[], false, &["http"], read);
-        assert_eq!(problems[0].0, "e.argocd");
-        let ui = Target::from(ArgoCd::new("http://argocd/", secret(b""), false));
+        let found = configured(dir.path(), "e", &list(&[URL], "missing"), false);
+        assert_eq!(fields(&found), ["e.argocd[0].secretPath"]);
+        assert!(found.problems[0].absent);
+        let found = configured(dir.path(), "e", &[], false);
+        assert_eq!(fields(&found), ["e.argocd"]);
+        // A CA is for https.
+        let mut with_ca = list(&[URL], "s");
+        with_ca[0].ca_path = Some("ca.pem".into());
+        let found = configured(dir.path(), "e", &with_ca, false);
+        assert_eq!(fields(&found), ["e.argocd[0].caPath"]);
+        let ui = Target::from(ArgoCd::new("http://argocd/", secret(b""), None, false));
         assert_eq!(ui.warnings().len(), 1);
         assert!(argocd(false).warnings().is_empty());
         assert_eq!(argocd(false).label().as_ref(), format!("argocd {URL}"));

@@ -36,7 +36,7 @@ use crate::notification::Change;
 pub const DEFAULT_API: &str = "http://localhost:3030/api/flux";
 
 /// The kind's name.
-const NAME: &str = "fluxd";
+pub const NAME: &str = "fluxd";
 
 /// One fluxd API, as a table holds it: worked out once per table build, so
 /// a request only shares these strings and never formats a URL.
@@ -218,23 +218,22 @@ pub fn looks_like_fluxd(api: &str) -> bool {
 /// and what is wrong, by field. An empty list is wrong: without `api:` the
 /// endpoint's changes go to the table's default.
 pub fn configured(field: &str, api: &ApiConfig) -> Configured {
-    let mut targets: Vec<(String, Target)> = Vec::new();
-    let mut problems = Vec::new();
+    let mut found = Configured::default();
     if api.urls().is_empty() {
         let message = "is an empty list; name at least one fluxd API, or remove it to use the \
                        top-level api";
-        problems.push((format!("{field}.api"), message.to_string()));
+        found.problem(format!("{field}.api"), message.to_string());
     }
     for (at, url) in api.fields(field) {
         match check_api(url) {
-            Ok(url) if targets.iter().any(|(_, t)| t.to_string() == url) => {
-                problems.push((at, "is listed twice".to_string()))
+            Ok(url) if found.targets.iter().any(|(_, t)| t.to_string() == url) => {
+                found.problem(at, "is listed twice".to_string())
             }
-            Ok(url) => targets.push((at, Target::from(Fluxd::new(&url)))),
-            Err(message) => problems.push((at, message)),
+            Ok(url) => found.targets.push((at, Target::from(Fluxd::new(&url)))),
+            Err(message) => found.problem(at, message),
         }
     }
-    (targets, problems)
+    found
 }
 
 #[cfg(test)]

@@ -30,7 +30,7 @@
 //! the enum dispatches to.
 
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -39,6 +39,7 @@ use http::header::{HeaderName, HeaderValue, LOCATION, RETRY_AFTER};
 use http::{HeaderMap, StatusCode};
 
 use crate::notification::Change;
+use crate::target_files::{CaFile, FileProblem};
 
 /// What every kind of target does. Each kind's file implements it for its
 /// value; [`Target`] dispatches to it.
@@ -75,11 +76,22 @@ pub trait TargetKind: fmt::Debug + Send + Sync {
     fn warnings(&self) -> Vec<String> {
         Vec::new()
     }
-    /// The files it was made from besides the config (a secret), resolved:
-    /// reload watches their directories, and a change in one builds a new
-    /// table with the new content.
+    /// The files it was made from besides the config (a token, a CA),
+    /// resolved: reload watches their directories, and a change in one
+    /// builds a new table with the new content.
     fn files(&self) -> Vec<&Path> {
         Vec::new()
+    }
+    /// The largest body it takes, if it has a limit: a request over it is
+    /// never queued, and the hook is answered that it was not sent.
+    fn max_body(&self) -> Option<usize> {
+        None
+    }
+    /// The only CA certificates an `https://` URL's certificate is checked
+    /// against, if the config names some (`caPath:`); otherwise the system's
+    /// roots.
+    fn ca(&self) -> Option<&CaFile> {
+        None
     }
 }
 
@@ -293,6 +305,29 @@ impl Target {
     pub fn files(&self) -> Vec<&Path> {
         self.kind().files()
     }
+
+    /// See [`TargetKind::max_body`].
+    pub fn max_body(&self) -> Option<usize> {
+        self.kind().max_body()
+    }
+
+    /// See [`TargetKind::ca`].
+    pub fn ca(&self) -> Option<&CaFile> {
+        self.kind().ca()
+    }
+
+    /// Why `body` is never sent to it, if it is over its
+    /// [limit](TargetKind::max_body): what the waiting hook is answered.
+    pub fn too_large(&self, body: &Body) -> Option<String> {
+        let max = self.max_body()?;
+        (body.bytes.len() > max).then(|| {
+            format!(
+                "the body is {} bytes, over the {max} bytes {} takes; it was not sent",
+                body.bytes.len(),
+                self.name()
+            )
+        })
+    }
 }
 
 /// As the config names it ([`TargetKind::shown`]).
@@ -303,9 +338,86 @@ impl fmt::Display for Target {
 }
 
 /// Targets a config names, each with the field that names it (e.g.
-/// `endpoints[3].api[1]`), and what is wrong with them, by field: what a
-/// kind's `configured` returns.
-pub type Configured = (Vec<(String, Target)>, Vec<(String, String)>);
+/// `endpoints[3].api[1]`), and what is wrong with them: what a kind's
+/// `configured` returns.
+#[derive(Debug, Default)]
+pub struct Configured {
+    /// Each target that could be made, with its field.
+    pub targets: Vec<(String, Target)>,
+    /// What is wrong, each an error.
+    pub problems: Vec<Found>,
+}
+
+impl Configured {
+    /// Add what `other` found.
+    pub fn extend(&mut self, other: Configured) {
+        self.targets.extend(other.targets);
+        self.problems.extend(other.problems);
+    }
+
+    /// A problem with the setting at `field`, in the config.
+    pub fn problem(&mut self, field: String, message: String) {
+        self.problems.push(Found {
+            field,
+            message,
+            file: None,
+            absent: false,
+        });
+    }
+
+    /// A problem with the file the setting at `field` names.
+    pub fn file_problem(&mut self, field: String, problem: FileProblem) {
+        self.problems.push(Found {
+            field,
+            message: problem.message,
+            file: Some(problem.file),
+            absent: problem.absent,
+        });
+    }
+}
+
+/// One thing wrong with a target's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found {
+    /// The field, e.g. `endpoints[3].fluxReceivers[0].tokenPath`.
+    pub field: String,
+    /// What is wrong and what to do, never a secret.
+    pub message: String,
+    /// The file it is about, when not the config (a token file).
+    pub file: Option<PathBuf>,
+    /// That file is not there.
+    pub absent: bool,
+}
+
+/// How a reply names the target whose label is `label` when it refused a
+/// request: `fluxd` for fluxd (whose label is its notify URL, as
+/// dashboards know it); a kind's label otherwise, which starts with the
+/// kind's name ([`label`]).
+pub fn refuser(label: &str) -> &str {
+    match label.starts_with("http://") || label.starts_with("https://") {
+        true => fluxd::NAME,
+        false => label,
+    }
+}
+
+/// A label for a target of kind `kind` (not fluxd) that posts to `url`:
+/// the kind's name, a space, and the URL with its last path segment cut to
+/// its first 8 characters and `…` when longer than 12 (a Receiver's digest,
+/// a token in a path: a label is in every metric and log line, so it never
+/// holds one in full). A query string is left out.
+pub fn label(kind: &str, url: &str) -> Arc<str> {
+    let url = url.split(['?', '#']).next().unwrap_or_default();
+    let (head, last) = match url.rsplit_once('/') {
+        Some((head, last)) if head.contains("://") && !head.ends_with('/') => (head, last),
+        _ => (url, ""),
+    };
+    let shown = match last.chars().count() > 12 {
+        true => format!("{head}/{}…", last.chars().take(8).collect::<String>()),
+        false if last.is_empty() => head.to_string(),
+        false => format!("{head}/{last}"),
+    };
+    Arc::from(format!("{kind} {shown}"))
+}
 
 /// `targets` as the config names them, separated by spaces: how log lines
 /// list an endpoint's targets.
@@ -377,6 +489,25 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn labels_tell_kinds_apart_and_never_hold_a_digest_whole() {
+        let digest = "a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f90";
+        let url = format!("http://nc.flux-system.svc/hook/{digest}");
+        let l = label("flux-receiver", &url);
+        assert_eq!(
+            &*l,
+            "flux-receiver http://nc.flux-system.svc/hook/a1b2c3d4…"
+        );
+        assert!(!l.contains(&digest[..12]));
+        assert_eq!(refuser(&l), &*l);
+        assert_eq!(refuser("http://fluxd:3030/api/flux/v11/notify"), "fluxd");
+        assert_eq!(
+            &*label("argocd", "https://argocd.example/api/webhook?x=secret"),
+            "argocd https://argocd.example/api/webhook"
+        );
+        assert_eq!(&*label("k", "https://host"), "k https://host");
     }
 
     #[test]

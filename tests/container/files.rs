@@ -32,9 +32,9 @@ fn kustomizations_name_files_that_exist_and_nothing_remote() {
         .filter(|(p, _)| p.file_name().unwrap() == "kustomization.yaml")
         .map(|(p, docs)| (p, &docs[0]))
         .collect();
-    // flux-recv, two-secrets and podmonitor (Components); network, the two
-    // examples and helm.
-    assert_eq!(kustomizations.len(), 7, "{kustomizations:#?}");
+    // flux-recv, two-secrets, podmonitor and monitoring (Components);
+    // network, the two examples and helm.
+    assert_eq!(kustomizations.len(), 8, "{kustomizations:#?}");
     let kind_of = |dir: &Path| -> String {
         let doc = &read_docs(&dir.join("kustomization.yaml"))[0];
         doc["kind"].as_str().unwrap().to_string()
@@ -55,7 +55,10 @@ fn kustomizations_name_files_that_exist_and_nothing_remote() {
             other => panic!("{here}: kind {other:?}"),
         }
         let mut entries = str_list(&k["resources"]);
-        for generator in k["secretGenerator"].as_sequence().into_iter().flatten() {
+        let generators = ["secretGenerator", "configMapGenerator"]
+            .iter()
+            .flat_map(|g| k[*g].as_sequence().into_iter().flatten());
+        for generator in generators {
             for file in str_list(&generator["files"]) {
                 // `name=path` names the key in the Secret differently.
                 entries.push(file.rsplit('=').next().unwrap().to_string());
@@ -98,6 +101,13 @@ fn kustomizations_name_files_that_exist_and_nothing_remote() {
                 at(generator, &["options", "disableNameSuffixHash"]),
                 &Value::Bool(true),
                 "{here}: the Secrets must keep their names for hot reload"
+            );
+        }
+        for generator in k["configMapGenerator"].as_sequence().into_iter().flatten() {
+            assert_eq!(
+                at(generator, &["options", "disableNameSuffixHash"]),
+                &Value::Bool(true),
+                "{here}: a dashboard's ConfigMap keeps its name, so that an update replaces it"
             );
         }
     }

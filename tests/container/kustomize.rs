@@ -239,3 +239,50 @@ fn the_pod_monitor_scrapes_flux_recv() {
     assert_eq!(named(&sidecar(flux)["ports"], port)["containerPort"], 8080);
     assert_eq!(endpoints[0]["path"], "/metrics");
 }
+
+#[test]
+fn the_monitoring_component_adds_the_alerts_and_the_dashboard() {
+    if !can_render("the_monitoring_component_adds_the_alerts_and_the_dashboard") {
+        return;
+    }
+    let ws = Workspace::new();
+    let dir = ws.path("kubernetes/with-monitoring");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(
+        dir.join("kustomization.yaml"),
+        "resources: [../example]\ncomponents: [../../monitoring]\n",
+    )
+    .unwrap();
+    let rendered = by_id(ws.render("kubernetes/with-monitoring"));
+    let mut added = ADDED.to_vec();
+    added.extend([
+        ("PrometheusRule", "flux-recv"),
+        ("ConfigMap", "flux-recv-dashboard"),
+    ]);
+    let base = by_id(ws.render("kubernetes/flux"));
+    assert_only_flux_recv_added(&base, &rendered, &added);
+
+    let monitoring = container().join("monitoring");
+    let rule = get(&rendered, "PrometheusRule", "flux", "flux-recv");
+    assert_eq!(rule["apiVersion"], "monitoring.coreos.com/v1");
+    // The rules as written (and as promtool tests them: rules.yaml is the
+    // same, see tests/observability/monitoring.rs).
+    assert_eq!(
+        rule["spec"],
+        read_docs(&monitoring.join("prometheusrule.yaml"))[0]["spec"]
+    );
+    assert!(!seq(at(rule, &["spec", "groups"])).is_empty());
+
+    let dashboard = get(&rendered, "ConfigMap", "flux", "flux-recv-dashboard");
+    assert_eq!(
+        at(dashboard, &["metadata", "labels", "grafana_dashboard"]),
+        "1"
+    );
+    let json = at(dashboard, &["data", "flux-recv.json"]).as_str().unwrap();
+    let served: serde_json::Value = serde_json::from_str(json).unwrap();
+    let written: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(monitoring.join("dashboard.json")).unwrap())
+            .unwrap();
+    assert_eq!(served, written);
+    assert_eq!(served["uid"], "flux-recv");
+}

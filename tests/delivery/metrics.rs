@@ -23,14 +23,23 @@ async fn metrics_count_per_api_from_the_first_notification() {
     let fluxd = Fluxd::holding_image("held").await;
     // One worker, so that while it waits on the held POST, b's entry is
     // pending and never tried.
-    let (queue, _) = start(with_workers(1));
+    let settings = with_workers(1);
+    let max_pending = format!("fluxrecv_delivery_max_pending {}", settings.max_pending);
+    let (queue, _) = start(settings);
     let a = fluxd.url();
     let b: Arc<str> = format!("http://{}/b/api/flux/v11/notify", fluxd.addr).into();
     let got = scrape(&queue);
     assert!(got.contains(&"fluxrecv_delivery_oldest_age_seconds 0.0".to_string()));
+    // The queue's room, from the start: what an alert compares the pending
+    // series with.
+    assert!(got.contains(&max_pending), "{got:?}");
     let samples = |got: &[String]| -> Vec<String> {
         got.iter()
-            .filter(|l| !l.starts_with('#') && !l.starts_with("fluxrecv_delivery_oldest_age"))
+            .filter(|l| {
+                !l.starts_with('#')
+                    && !l.starts_with("fluxrecv_delivery_oldest_age")
+                    && !l.starts_with("fluxrecv_delivery_max_pending")
+            })
             .cloned()
             .collect()
     };

@@ -6,6 +6,7 @@
 //! No server runs here; `tests/delivery/argocd.rs` sends them for real.
 
 use flux_recv::source::{Outcome, SampleRequest, Secret, Settings, Source};
+use flux_recv::target_files::SecretFile;
 use flux_recv::targets::argocd::ArgoCd;
 use flux_recv::targets::{Body, Target, VerifiedHook};
 
@@ -36,7 +37,11 @@ fn pushes(source: &str, fixture: &str) -> Vec<ArgoPush> {
     let is_github = source == Source::named("GitHub");
     let target = Target::from(ArgoCd::new(
         "http://argocd/api/webhook",
-        ("argocd.secret".into(), Secret::new(SECRET.to_vec())),
+        SecretFile {
+            path: "argocd.secret".into(),
+            secret: Secret::new(SECRET.to_vec()),
+        },
+        None,
         is_github,
     ));
     let body = Body {
@@ -233,10 +238,11 @@ fn azure_devops_sends_each_updated_branch() {
 fn the_stand_in_refuses_a_push_signed_otherwise() {
     let target = Target::from(ArgoCd::new(
         "http://argocd/api/webhook",
-        (
-            "argocd.secret".into(),
-            Secret::new(b"another secret".to_vec()),
-        ),
+        SecretFile {
+            path: "argocd.secret".into(),
+            secret: Secret::new(b"another secret".to_vec()),
+        },
+        None,
         false,
     ));
     let changes = [flux_recv::notification::Change::git(

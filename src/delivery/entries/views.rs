@@ -63,6 +63,7 @@ impl Shared {
             .collect();
         let mut snapshot = Snapshot {
             pending: st.entries.len(),
+            max_pending: self.settings.max_pending,
             ..Snapshot::default()
         };
         for e in st.entries.values() {
