@@ -24,6 +24,7 @@ pub use crate::gcr_auth::GcrAuth;
 mod unknown;
 mod yaml_errors;
 use crate::filter::FilterConfig;
+use crate::targets::argocd::ArgoCdConfig;
 use crate::targets::flux_receiver::ReceiverConfig;
 use crate::targets::fluxd::{ApiConfig, DEFAULT_API};
 use yaml_errors::yaml_problem;
@@ -60,6 +61,8 @@ pub struct EndpointConfig {
     /// Flux v2 notification-controller Receivers this endpoint's hooks go
     /// to, besides `api`'s fluxd (see [`crate::targets::flux_receiver`]).
     pub flux_receivers: Option<Vec<ReceiverConfig>>,
+    /// The Argo CD webhooks this endpoint's git changes go to, as pushes.
+    pub argocd: Option<Vec<ArgoCdConfig>>,
     /// Which changes are sent; all without one.
     pub filter: Option<FilterConfig>,
     /// GoogleContainerRegistry only: verify the Google-signed token on each

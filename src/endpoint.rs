@@ -18,7 +18,7 @@ use crate::files::ReadErrorKind;
 use crate::filter::Filter;
 use crate::notification::Change;
 use crate::source::{Extra, Proof, Secret, Settings, Source};
-use crate::targets::{flux_receiver, fluxd, Configured, Target};
+use crate::targets::{argocd, flux_receiver, fluxd, Configured, Target};
 
 /// Keys shorter than this are easy to guess; `check` and start-up warn.
 pub const SHORT_KEY: usize = 16;
@@ -248,6 +248,20 @@ pub fn targets_named(dir: &Path, field: &str, ep: &EndpointConfig) -> Configured
     if let Some(receivers) = &ep.flux_receivers {
         named.extend(flux_receiver::configured(dir, field, receivers));
     }
+    if let Some(list) = &ep.argocd {
+        let source = Source::from_name(&ep.source);
+        if source.is_some_and(|s| !s.provider().changes.git()) {
+            let message = format!(
+                "{} sends image changes only, and Argo CD takes git pushes; remove argocd, or \
+                 move it to an endpoint of a git provider",
+                ep.source
+            );
+            named.problem(format!("{field}.argocd"), message);
+        } else {
+            let github = source.is_some_and(|s| s.name() == "GitHub");
+            named.extend(argocd::configured(dir, field, list, github));
+        }
+    }
     named
 }
 
@@ -417,6 +431,37 @@ mod tests {
 
     fn config(yaml: &str) -> EndpointConfig {
         serde_yaml::from_str(yaml).unwrap()
+    }
+
+    #[test]
+    fn argo_cd_takes_git_changes_only() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.key"), "0123456789abcdef").unwrap();
+        std::fs::write(dir.path().join("argocd.secret"), "argocd-secret-value").unwrap();
+        let path = dir.path().join("fluxrecv.yaml");
+        let argocd = "argocd: [{url: http://argocd/api/webhook, secretPath: argocd.secret}]";
+        let ep = config(&format!("source: DockerHub\nkeyPath: a.key\n{argocd}\n"));
+        let (endpoint, problems) = Endpoint::build(&path, 1, &ep);
+        assert!(endpoint.is_none());
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].field, "endpoints[1].argocd");
+        assert!(
+            problems[0].message.contains("image changes only"),
+            "{problems:?}"
+        );
+        // A git source takes it, and its secret file is read, never shown.
+        let ep = config(&format!("source: GitLab\nkeyPath: a.key\n{argocd}\n"));
+        let (endpoint, problems) = Endpoint::build(&path, 1, &ep);
+        assert!(problems.is_empty(), "{problems:?}");
+        let targets = endpoint.unwrap().targets.unwrap();
+        assert_eq!(targets[0].to_string(), "http://argocd/api/webhook");
+        assert_eq!(targets[0].files(), [dir.path().join("argocd.secret")]);
+        assert!(!format!("{targets:?}").contains("argocd-secret-value"));
+        // A secret file that is not there is an error naming its field.
+        std::fs::remove_file(dir.path().join("argocd.secret")).unwrap();
+        let (endpoint, problems) = Endpoint::build(&path, 1, &ep);
+        assert!(endpoint.is_none());
+        assert_eq!(problems[0].field, "endpoints[1].argocd[0].secretPath");
     }
 
     #[test]

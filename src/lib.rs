@@ -32,6 +32,7 @@ pub mod logging;
 pub mod metrics;
 pub mod notification;
 pub mod options;
+pub mod push;
 pub mod reload;
 pub mod replay;
 pub mod reply;

@@ -5,7 +5,11 @@
 //! JSON shape (field names, their order and the `Kind` tag) is fluxd's
 //! `v9.Change`; it must stay byte-for-byte what the Go flux-recv sent.
 
+use std::sync::Arc;
+
 use serde::Serialize;
+
+use crate::push::{Push, Told};
 
 /// One thing fluxd should look at again.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
@@ -28,6 +32,11 @@ pub struct GitUpdate {
     /// The branch without `refs/heads/`; other refs (tags) are kept whole.
     #[serde(rename = "Branch")]
     pub branch: String,
+    /// What the push told beyond these two fields, for other targets
+    /// (see [`crate::push`]): never sent to fluxd, and not part of the
+    /// change's identity.
+    #[serde(skip)]
+    pub told: Told,
 }
 
 /// `{"Name": {"Domain": …, "Image": …}}`
@@ -58,7 +67,19 @@ impl Change {
                 .strip_prefix("refs/heads/")
                 .unwrap_or(git_ref)
                 .to_string(),
+            told: Told::default(),
         })
+    }
+
+    /// This change with what its push told; an image change as it is.
+    pub fn told(self, push: &Arc<Push>) -> Change {
+        match self {
+            Change::Git(g) => Change::Git(GitUpdate {
+                told: Told::push(push.clone()),
+                ..g
+            }),
+            image => image,
+        }
     }
 
     /// An image change.
@@ -86,6 +107,7 @@ impl Change {
             Change::Git(g) => Change::Git(GitUpdate {
                 url: shown(&g.url),
                 branch: shown(&g.branch),
+                told: g.told.clone(),
             }),
             Change::Image(i) => Change::image(ImageName {
                 domain: shown(&i.name.domain),
@@ -199,7 +221,8 @@ mod tests {
             c,
             Change::Git(GitUpdate {
                 url: "u".into(),
-                branch: "refs/tags/v1".into()
+                branch: "refs/tags/v1".into(),
+                told: Told::default(),
             })
         );
     }

@@ -92,12 +92,13 @@ pub fn verdict(handled: &Handled) -> Verdict {
         Handled::Delivered {
             changes,
             filtered,
+            targets,
             answer: DeliveryState::Accepted,
-            ..
         } => {
             let n = changes.len();
             let text = format!(
-                "ok: notified fluxd of {n} change(s){}",
+                "ok: notified {} of {n} change(s){}",
+                crate::targets::kinds(targets),
                 and_filtered(*filtered)
             );
             answer(S::OK, text, HookOutcome::Relayed, Level::Info)
@@ -105,12 +106,18 @@ pub fn verdict(handled: &Handled) -> Verdict {
         Handled::Delivered {
             changes,
             filtered,
+            targets,
             answer: DeliveryState::Pending { retry_for },
-            ..
         } => {
             let n = changes.len();
+            let kinds = crate::targets::kinds(targets);
+            let has = if kinds.contains(" and ") {
+                "have"
+            } else {
+                "has"
+            };
             let text = format!(
-                "accepted: fluxd has not confirmed {n} change(s) yet; flux-recv keeps \
+                "accepted: {kinds} {has} not confirmed {n} change(s) yet; flux-recv keeps \
                  delivering them for up to {}{}",
                 for_people(*retry_for),
                 and_filtered(*filtered)
@@ -454,6 +461,43 @@ mod tests {
             targets: Arc::from(vec![Target::from(Fluxd::new("http://fluxd:3030/api/flux"))]),
             answer,
         }
+    }
+
+    #[test]
+    fn the_reply_names_every_kind_of_target_it_went_to() {
+        use crate::targets::flux_receiver::FluxReceiver;
+        let both = |answer| match delivered(1, 0, answer) {
+            Handled::Delivered {
+                changes,
+                filtered,
+                answer,
+                ..
+            } => Handled::Delivered {
+                changes,
+                filtered,
+                targets: Arc::from(vec![
+                    Target::from(Fluxd::new("http://fluxd:3030/api/flux")),
+                    Target::from(FluxReceiver::new("http://nc/hook/abc", None, None)),
+                ]),
+                answer,
+            },
+            _ => unreachable!(),
+        };
+        let ok = verdict(&both(DeliveryState::Accepted));
+        assert_eq!(
+            ok.text,
+            "ok: notified fluxd and flux-receiver of 1 change(s)"
+        );
+        let pending = verdict(&both(DeliveryState::Pending {
+            retry_for: Duration::from_secs(900),
+        }));
+        assert!(
+            pending.text.starts_with(
+                "accepted: fluxd and flux-receiver have not confirmed 1 change(s) yet"
+            ),
+            "{}",
+            pending.text
+        );
     }
 
     /// How a hook was handled; the status, text, `Retry-After`, metric

@@ -71,6 +71,7 @@ impl Shape {
                 "registryHost",
                 "api",
                 "fluxReceivers",
+                "argocd",
                 "filter",
                 "gcr",
                 "notify",

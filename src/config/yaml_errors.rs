@@ -34,6 +34,8 @@ const FIELDS: &[&str] = &[
     "fluxReceivers",
     "tokenPath",
     "caPath",
+    "argocd",
+    "secretPath",
 ];
 
 /// serde_yaml's error as a problem that repeats nothing read from the file.

@@ -23,6 +23,11 @@
 //!   visualstudio.com organisation, `ORG@vs-ssh.visualstudio.com:v3/…`.
 //!   URLs fluxd takes for one repository are sent once. A push that updated
 //!   no branch is acknowledged and ignored.
+//! - What each updated branch tells other targets (Argo CD, `crate::push`):
+//!   its ref, `oldObjectId`/`newObjectId`, `remoteUrl` and `sshUrl`, and
+//!   the repository's `defaultBranch`. Azure lists no files.
+
+use std::sync::Arc;
 
 use base64::prelude::{Engine, BASE64_STANDARD};
 use http::HeaderMap;
@@ -31,10 +36,11 @@ use serde_json::json;
 
 use super::sample::{SampleRequest, AFTER, BEFORE, BRANCH, MESSAGE, OWNER, TIME};
 use super::{
-    git_changes, header, json, required, verify, HookError, HookResult, Kinds, Outcome, Proof,
-    Provider, SampleHook, Settings,
+    header, json, lenient, required, told_changes, verify, FirstRefs, HookError, HookResult, Kinds,
+    Outcome, Proof, Provider, SampleHook, Settings,
 };
 use crate::notification::{distinct_repositories, is_deletion, split_url};
+use crate::push as told;
 
 const AUTHORIZATION: &str = "Authorization";
 
@@ -82,12 +88,15 @@ struct Event {
 struct Resource {
     #[serde(rename = "refUpdates")]
     ref_updates: Option<Vec<RefUpdate>>,
-    repository: Option<Repository>,
+    repository: Option<Described>,
 }
 
 #[derive(Deserialize)]
 struct RefUpdate {
     name: Option<String>,
+    #[serde(rename = "oldObjectId")]
+    #[serde(default, deserialize_with = "lenient")]
+    old_object_id: Option<String>,
     #[serde(rename = "newObjectId")]
     new_object_id: Option<String>,
 }
@@ -98,6 +107,17 @@ struct Repository {
     remote_url: Option<String>,
     #[serde(rename = "sshUrl")]
     ssh_url: Option<String>,
+}
+
+/// The repository, with what only other targets than fluxd read.
+#[derive(Deserialize)]
+struct Described {
+    #[serde(flatten)]
+    urls: Repository,
+    /// `refs/heads/<branch>`.
+    #[serde(rename = "defaultBranch")]
+    #[serde(default, deserialize_with = "lenient")]
+    default_branch: Option<String>,
 }
 
 /// Verify and parse one Azure DevOps delivery.
@@ -118,21 +138,49 @@ pub fn handle(headers: &HeaderMap, body: &[u8], settings: &Settings) -> HookResu
     let updates = resource
         .ref_updates
         .ok_or_else(|| HookError::BadPayload("resource.refUpdates is missing".into()))?;
+    let mut first = FirstRefs::default();
     let mut branches = Vec::new();
     for (i, update) in updates.into_iter().enumerate() {
         let name = required(update.name, &format!("resource.refUpdates[{i}].name"))?;
         let deleted = update.new_object_id.as_deref().is_some_and(is_deletion);
         let branch = name.strip_prefix("refs/heads/").unwrap_or("");
-        if !branch.is_empty() && !deleted {
-            branches.push(name);
+        if !branch.is_empty() && !deleted && first.first(&name)? {
+            let push = told::Push {
+                before: update.old_object_id,
+                after: update.new_object_id,
+                ..told::Push::of_ref(&name)
+            };
+            branches.push((name, push));
         }
     }
     if branches.is_empty() {
         return Ok(Outcome::Ignore("no branch was updated".into()));
     }
 
-    let urls = repository_urls(resource.repository)?;
-    let changes = git_changes(&urls, branches.iter().map(String::as_str))?;
+    let (repository, default_branch) = match resource.repository {
+        Some(r) => (Some(r.urls), r.default_branch),
+        None => (None, None),
+    };
+    let described = told::Repository {
+        default_branch: default_branch.map(|b| match b.strip_prefix("refs/heads/") {
+            Some(branch) => branch.to_string(),
+            None => b,
+        }),
+        ..told::Repository::default()
+    };
+    let described = match &repository {
+        Some(r) => described
+            .with_clone_url(r.remote_url.as_deref())
+            .with_clone_url(r.ssh_url.as_deref()),
+        None => described,
+    };
+    let urls = repository_urls(repository)?;
+    let described = Arc::new(described);
+    let branches = branches
+        .into_iter()
+        .map(|(name, push)| (name, push.to(&described)))
+        .collect();
+    let changes = told_changes(&urls, branches)?;
     Ok(Outcome::Notify(changes))
 }
 

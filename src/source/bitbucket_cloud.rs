@@ -16,6 +16,12 @@
 //!   `git@bitbucket.org:<repository.full_name>.git`. A change whose `new` is
 //!   null (a deleted branch or tag) is skipped; a push that only deleted
 //!   refs is acknowledged and ignored.
+//! - What each change tells other targets (Argo CD, `crate::push`):
+//!   `refs/heads/` or `refs/tags/` (from `new.type`) and the name,
+//!   `repository.links.html.href`, `old.target.hash`/`new.target.hash`.
+//!   No default branch and no files.
+
+use std::sync::Arc;
 
 use http::HeaderMap;
 use serde::Deserialize;
@@ -24,9 +30,10 @@ use serde_json::json;
 use super::sample::{self, SampleRequest, AFTER, BEFORE, BRANCH, MESSAGE, OWNER, TIME};
 use super::verify::{self, sign, Algorithm};
 use super::{
-    git_changes, header, json, required, Extra, HookError, HookResult, Kinds, Outcome, Proof,
-    Provider, SampleHook, Settings,
+    check_url, header, json, lenient, required, told_changes, Extra, FirstRefs, HookError,
+    HookResult, Kinds, Outcome, Proof, Provider, SampleHook, Settings,
 };
+use crate::push as told;
 
 const SIGNATURE: &str = "X-Hub-Signature";
 const EVENT: &str = "X-Event-Key";
@@ -57,6 +64,20 @@ struct Payload {
 #[derive(Deserialize)]
 struct Repository {
     full_name: Option<String>,
+    #[serde(default, deserialize_with = "lenient")]
+    links: Option<Links>,
+}
+
+#[derive(Deserialize)]
+struct Links {
+    #[serde(default, deserialize_with = "lenient")]
+    html: Option<Link>,
+}
+
+#[derive(Deserialize)]
+struct Link {
+    #[serde(default, deserialize_with = "lenient")]
+    href: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -68,11 +89,32 @@ struct Push {
 struct RefChange {
     /// The ref after the push; null when the push deleted it.
     new: Option<NewRef>,
+    /// The ref before; null when the push created it.
+    #[serde(default, deserialize_with = "lenient")]
+    old: Option<OldRef>,
 }
 
 #[derive(Deserialize)]
 struct NewRef {
     name: Option<String>,
+    /// `branch` or `tag`.
+    #[serde(rename = "type")]
+    #[serde(default, deserialize_with = "lenient")]
+    kind: Option<String>,
+    #[serde(default, deserialize_with = "lenient")]
+    target: Option<Target>,
+}
+
+#[derive(Deserialize)]
+struct OldRef {
+    #[serde(default, deserialize_with = "lenient")]
+    target: Option<Target>,
+}
+
+#[derive(Deserialize)]
+struct Target {
+    #[serde(default, deserialize_with = "lenient")]
+    hash: Option<String>,
 }
 
 /// Verify (where signed, or required to be) and parse one Bitbucket Cloud
@@ -96,22 +138,50 @@ pub fn handle(headers: &HeaderMap, body: &[u8], settings: &Settings) -> HookResu
     }
 
     let payload: Payload = json(body)?;
+    let repository = payload.repository;
     let full_name = required(
-        payload.repository.and_then(|r| r.full_name),
+        repository.as_ref().and_then(|r| r.full_name.clone()),
         "repository.full_name",
     )?;
+    let web_url = repository
+        .and_then(|r| r.links)
+        .and_then(|l| l.html)
+        .and_then(|h| h.href);
     let changes = payload
         .push
         .and_then(|p| p.changes)
         .ok_or_else(|| HookError::BadPayload("push.changes is missing".into()))?;
 
+    let url = format!("git@bitbucket.org:{full_name}.git");
+    check_url(&url)?;
+    let repository = Arc::new(
+        told::Repository {
+            web_url,
+            ..told::Repository::default()
+        }
+        .with_clone_url(Some(&url)),
+    );
+    let mut first = FirstRefs::default();
     let mut refs = Vec::new();
     for (i, change) in changes.into_iter().enumerate() {
         let Some(new) = change.new else { continue };
-        refs.push(required(new.name, &format!("push.changes[{i}].new.name"))?);
+        let name = required(new.name, &format!("push.changes[{i}].new.name"))?;
+        if !first.first(&name)? {
+            continue;
+        }
+        let kind = match new.kind.as_deref() {
+            Some("tag") => "tags",
+            _ => "heads",
+        };
+        let push = told::Push {
+            before: change.old.and_then(|o| o.target).and_then(|t| t.hash),
+            after: new.target.and_then(|t| t.hash),
+            ..told::Push::of_ref(&format!("refs/{kind}/{name}"))
+        }
+        .to(&repository);
+        refs.push((name, push));
     }
-    let url = format!("git@bitbucket.org:{full_name}.git");
-    let notify = git_changes(&[url], refs.iter().map(String::as_str))?;
+    let notify = told_changes(&[url], refs)?;
     if notify.is_empty() {
         return Ok(Outcome::Ignore("no branch or tag was updated".into()));
     }

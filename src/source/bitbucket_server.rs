@@ -12,6 +12,11 @@
 //!   name (the id without `refs/heads/`) and the URL from the entry named
 //!   `ssh` in `repository.links.clone`. Tag changes are not relayed; a
 //!   delivery that changed no branch is acknowledged and ignored.
+//! - What each change tells other targets (Argo CD, `crate::push`): the
+//!   ref id, the `http` and `ssh` clone links (the https path is under
+//!   `/scm/`), `fromHash`/`toHash`. No default branch and no files.
+
+use std::sync::Arc;
 
 use http::HeaderMap;
 use serde::Deserialize;
@@ -20,9 +25,10 @@ use serde_json::json;
 use super::sample::{SampleRequest, AFTER, BEFORE, BRANCH, OWNER};
 use super::verify::{sign, Algorithm};
 use super::{
-    git_changes, header, json, required, verify, HookError, HookResult, Kinds, Outcome, Proof,
-    Provider, SampleHook, Settings,
+    check_url, header, json, lenient, required, told_changes, verify, FirstRefs, HookError,
+    HookResult, Kinds, Outcome, Proof, Provider, SampleHook, Settings,
 };
+use crate::push as told;
 
 const SIGNATURE: &str = "X-Hub-Signature";
 const EVENT: &str = "X-Event-Key";
@@ -70,6 +76,12 @@ struct Link {
 struct RefChange {
     #[serde(rename = "ref")]
     changed: Option<Ref>,
+    #[serde(rename = "fromHash")]
+    #[serde(default, deserialize_with = "lenient")]
+    from_hash: Option<String>,
+    #[serde(rename = "toHash")]
+    #[serde(default, deserialize_with = "lenient")]
+    to_hash: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -97,20 +109,33 @@ pub fn handle(headers: &HeaderMap, body: &[u8], settings: &Settings) -> HookResu
     }
 
     let payload: Payload = json(body)?;
-    let url = payload
+    let links = payload
         .repository
         .and_then(|r| r.links)
         .and_then(|l| l.clone)
-        .unwrap_or_default()
-        .into_iter()
-        .find(|link| link.name.as_deref() == Some("ssh"))
-        .and_then(|link| link.href)
-        .filter(|href| !href.is_empty())
+        .unwrap_or_default();
+    let href = |name: &str| {
+        links
+            .iter()
+            .find(|link| link.name.as_deref() == Some(name))
+            .and_then(|link| link.href.clone())
+            .filter(|href| !href.is_empty())
+    };
+    let url = href("ssh")
         .ok_or_else(|| HookError::BadPayload("repository.links.clone has no ssh link".into()))?;
+    // The https clone URL is under /scm/, which the ssh path is not.
+    let http = href("http");
     let changes = payload
         .changes
         .ok_or_else(|| HookError::BadPayload("changes is missing".into()))?;
 
+    check_url(&url)?;
+    let repository = Arc::new(
+        told::Repository::default()
+            .with_clone_url(http.as_deref())
+            .with_clone_url(Some(&url)),
+    );
+    let mut first = FirstRefs::default();
     let mut refs = Vec::new();
     for (i, change) in changes.into_iter().enumerate() {
         let Some(changed) = change.changed else {
@@ -119,9 +144,19 @@ pub fn handle(headers: &HeaderMap, body: &[u8], settings: &Settings) -> HookResu
         if changed.kind.as_deref() != Some("BRANCH") {
             continue;
         }
-        refs.push(required(changed.id, &format!("changes[{i}].ref.id"))?);
+        let id = required(changed.id, &format!("changes[{i}].ref.id"))?;
+        if !first.first(&id)? {
+            continue;
+        }
+        let push = told::Push {
+            before: change.from_hash,
+            after: change.to_hash,
+            ..told::Push::of_ref(&id)
+        }
+        .to(&repository);
+        refs.push((id, push));
     }
-    let branches = git_changes(&[url], refs.iter().map(String::as_str))?;
+    let branches = told_changes(&[url], refs)?;
     if branches.is_empty() {
         return Ok(Outcome::Ignore("no branch was changed".into()));
     }

@@ -22,6 +22,12 @@
 //!   sub-path: see [`crate::notification::same_repository`]). A tag push
 //!   (`ref` under `refs/tags/`) and a deleted branch (`after` all zeros)
 //!   are acknowledged and ignored.
+//! - What the push tells other targets (Argo CD, `crate::push`): the full
+//!   `ref`, `clone_url` and `ssh_url`, `html_url`, `default_branch`,
+//!   `before`/`after`, and the files of `commits[]` when they are all
+//!   listed (`total_commits`, where the forge sends it).
+
+use std::sync::Arc;
 
 use http::HeaderMap;
 use serde::Deserialize;
@@ -30,10 +36,11 @@ use serde_json::json;
 use super::sample::{self, SampleRequest, AFTER, BEFORE, BRANCH, MESSAGE, OWNER, TAG, TIME};
 use super::verify::{self, sign_hex, Algorithm};
 use super::{
-    header, json, json_or_form, required, HookError, HookResult, Kinds, Outcome, Proof, Provider,
-    SampleHook, Settings,
+    header, json, json_or_form, lenient, required, Commit, HookError, HookResult, Kinds, Outcome,
+    Proof, Provider, SampleHook, Settings,
 };
 use crate::notification::{distinct_repositories, is_deletion, Change};
+use crate::push::{self as told, Files};
 
 /// A forge of the Gitea family, declared in its own file.
 pub(super) trait Forge {
@@ -103,7 +110,14 @@ pub(super) const fn provider<F: Forge>() -> Provider {
 struct Push {
     #[serde(rename = "ref")]
     git_ref: Option<String>,
+    #[serde(default, deserialize_with = "lenient")]
+    before: Option<String>,
     after: Option<String>,
+    #[serde(default, deserialize_with = "lenient")]
+    commits: Option<Vec<Commit>>,
+    /// All the push's commits, where `commits` lists only some (Gitea).
+    #[serde(default, deserialize_with = "lenient")]
+    total_commits: Option<u64>,
     repository: Option<Repository>,
 }
 
@@ -111,6 +125,10 @@ struct Push {
 struct Repository {
     ssh_url: Option<String>,
     clone_url: Option<String>,
+    #[serde(default, deserialize_with = "lenient")]
+    html_url: Option<String>,
+    #[serde(default, deserialize_with = "lenient")]
+    default_branch: Option<String>,
 }
 
 /// Verify and parse one delivery from forge `F`.
@@ -159,13 +177,33 @@ fn push(payload: &[u8]) -> HookResult {
     let repository = push
         .repository
         .ok_or_else(|| HookError::BadPayload("repository is missing".into()))?;
+    let described = told::Repository {
+        web_url: repository.html_url,
+        default_branch: repository.default_branch,
+        ..told::Repository::default()
+    }
+    .with_clone_url(repository.clone_url.as_deref())
+    .with_clone_url(repository.ssh_url.as_deref());
+    let told = told::Push {
+        before: push.before,
+        after: push.after,
+        files: Files::of_commits(
+            push.commits.into_iter().flatten().map(Commit::files),
+            push.total_commits,
+        ),
+        ..told::Push::of_ref(&git_ref)
+    }
+    .to(&Arc::new(described));
     let urls = distinct_repositories(repository.ssh_url.into_iter().chain(repository.clone_url));
     if urls.is_empty() {
         return Err(HookError::BadPayload(
             "repository.ssh_url and repository.clone_url are missing".into(),
         ));
     }
-    let changes = urls.into_iter().map(|url| Change::git(url, branch));
+    let told = Arc::new(told);
+    let changes = urls
+        .into_iter()
+        .map(|url| Change::git(url, branch).told(&told));
     Ok(Outcome::Notify(changes.collect()))
 }
 

@@ -18,6 +18,11 @@
 //!   GitHub's registry, `ghcr.io/<package.owner.login>/<package.name>`,
 //!   lowercased as the registry names it. Other actions (`updated`) and
 //!   package types (npm, maven, …) are acknowledged and ignored.
+//! - What the push tells other targets (Argo CD, `crate::push`): the full
+//!   `ref`, `clone_url` and `ssh_url`, `html_url`, `default_branch`,
+//!   `before`/`after`, and the files of `commits[]`.
+
+use std::sync::Arc;
 
 use http::HeaderMap;
 use serde::Deserialize;
@@ -28,10 +33,11 @@ use super::sample::{
 };
 use super::verify::{sign, Algorithm};
 use super::{
-    header, json, json_or_form, required, verify, HookError, HookResult, Kinds, Outcome, Proof,
-    Provider, SampleHook, Settings,
+    header, json, json_or_form, lenient, required, verify, Commit, HookError, HookResult, Kinds,
+    Outcome, Proof, Provider, SampleHook, Settings,
 };
 use crate::notification::Change;
+use crate::push::{self as told, Files};
 
 const SIGNATURE_256: &str = "X-Hub-Signature-256";
 const SIGNATURE: &str = "X-Hub-Signature";
@@ -58,12 +64,24 @@ pub const PROVIDER: Provider = Provider {
 struct Push {
     #[serde(rename = "ref")]
     git_ref: Option<String>,
+    #[serde(default, deserialize_with = "lenient")]
+    before: Option<String>,
+    #[serde(default, deserialize_with = "lenient")]
+    after: Option<String>,
+    #[serde(default, deserialize_with = "lenient")]
+    commits: Option<Vec<Commit>>,
     repository: Option<Repository>,
 }
 
 #[derive(Deserialize)]
 struct Repository {
     ssh_url: Option<String>,
+    #[serde(default, deserialize_with = "lenient")]
+    clone_url: Option<String>,
+    #[serde(default, deserialize_with = "lenient")]
+    html_url: Option<String>,
+    #[serde(default, deserialize_with = "lenient")]
+    default_branch: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -112,12 +130,29 @@ pub fn handle(headers: &HeaderMap, body: &[u8], settings: &Settings) -> HookResu
 
 fn push(json_payload: &[u8]) -> HookResult {
     let push: Push = json(json_payload)?;
+    let repository = push.repository;
     let url = required(
-        push.repository.and_then(|r| r.ssh_url),
+        repository.as_ref().and_then(|r| r.ssh_url.clone()),
         "repository.ssh_url",
     )?;
     let git_ref = required(push.git_ref, "ref")?;
-    Ok(Outcome::Notify(vec![Change::git(url, &git_ref)]))
+    let repository = repository.expect("it has an ssh_url");
+    let repository = told::Repository {
+        web_url: repository.html_url,
+        default_branch: repository.default_branch,
+        ..told::Repository::default()
+    }
+    .with_clone_url(repository.clone_url.as_deref())
+    .with_clone_url(Some(&url));
+    let told = told::Push {
+        before: push.before,
+        after: push.after,
+        files: Files::of_commits(push.commits.into_iter().flatten().map(Commit::files), None),
+        ..told::Push::of_ref(&git_ref)
+    }
+    .to(&Arc::new(repository));
+    let change = Change::git(url, &git_ref).told(&Arc::new(told));
+    Ok(Outcome::Notify(vec![change]))
 }
 
 /// A `package` or `registry_package` event.

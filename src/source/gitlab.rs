@@ -18,6 +18,12 @@
 //! - Body: JSON.
 //! - Notification: git, `project.git_ssh_url`, `ref` without `refs/heads/`
 //!   (tags keep their full `refs/tags/…`).
+//! - What the push tells other targets (Argo CD, `crate::push`): the full
+//!   `ref`, `project.git_http_url` and `git_ssh_url`, `web_url`,
+//!   `default_branch`, `before`/`after`, and the files of `commits[]` when
+//!   they are all listed (`total_commits_count`; GitLab lists 20 at most).
+
+use std::sync::Arc;
 
 use http::HeaderMap;
 use serde::Deserialize;
@@ -26,10 +32,11 @@ use serde_json::json;
 use super::sample::{self, SampleRequest, AFTER, BEFORE, BRANCH, MESSAGE, OWNER, TIME};
 use super::stamped::{self, Stamp};
 use super::{
-    header, json, required, verify, HookError, HookResult, Kinds, Outcome, Proof, Provider,
-    SampleHook, Settings,
+    header, json, lenient, required, verify, Commit, HookError, HookResult, Kinds, Outcome, Proof,
+    Provider, SampleHook, Settings,
 };
 use crate::notification::Change;
+use crate::push::{self as told, Files};
 
 const TOKEN: &str = "X-Gitlab-Token";
 const EVENT: &str = "X-Gitlab-Event";
@@ -62,12 +69,27 @@ fn check_token(headers: &HeaderMap, key: &[u8]) -> Result<(), HookError> {
 struct Push {
     #[serde(rename = "ref")]
     git_ref: Option<String>,
+    #[serde(default, deserialize_with = "lenient")]
+    before: Option<String>,
+    #[serde(default, deserialize_with = "lenient")]
+    after: Option<String>,
+    #[serde(default, deserialize_with = "lenient")]
+    commits: Option<Vec<Commit>>,
+    /// All the push's commits; `commits` lists at most 20.
+    #[serde(default, deserialize_with = "lenient")]
+    total_commits_count: Option<u64>,
     project: Option<Project>,
 }
 
 #[derive(Deserialize)]
 struct Project {
     git_ssh_url: Option<String>,
+    #[serde(default, deserialize_with = "lenient")]
+    git_http_url: Option<String>,
+    #[serde(default, deserialize_with = "lenient")]
+    web_url: Option<String>,
+    #[serde(default, deserialize_with = "lenient")]
+    default_branch: Option<String>,
 }
 
 /// Verify and parse one GitLab delivery.
@@ -85,12 +107,30 @@ pub fn handle(headers: &HeaderMap, body: &[u8], settings: &Settings) -> HookResu
     }
 
     let push: Push = json(body)?;
+    let project = push.project;
     let url = required(
-        push.project.and_then(|p| p.git_ssh_url),
+        project.as_ref().and_then(|p| p.git_ssh_url.clone()),
         "project.git_ssh_url",
     )?;
     let git_ref = required(push.git_ref, "ref")?;
-    Ok(Outcome::Notify(vec![Change::git(url, &git_ref)]))
+    let project = project.expect("it has a git_ssh_url");
+    let commits = push.commits.into_iter().flatten().map(Commit::files);
+    let repository = told::Repository {
+        web_url: project.web_url,
+        default_branch: project.default_branch,
+        ..told::Repository::default()
+    }
+    .with_clone_url(project.git_http_url.as_deref())
+    .with_clone_url(Some(&url));
+    let told = told::Push {
+        before: push.before,
+        after: push.after,
+        files: Files::of_commits(commits, push.total_commits_count),
+        ..told::Push::of_ref(&git_ref)
+    }
+    .to(&Arc::new(repository));
+    let change = Change::git(url, &git_ref).told(&Arc::new(told));
+    Ok(Outcome::Notify(vec![change]))
 }
 
 /// A push hook, with the secret token as GitLab sends it, or signed, when

@@ -46,7 +46,10 @@ pub mod stamped;
 pub mod verify;
 
 pub use outcome::{HookError, HookResult, Outcome};
-pub use payload::{essence, header, json, json_or_form, media_type, required};
+pub use payload::{
+    essence, header, json, json_or_form, lenient, media_type, required, told_changes, Commit,
+    FirstRefs,
+};
 pub use sample::{SampleError, SampleHook, SampleRequest};
 pub use stamped::Stamp;
 
@@ -454,7 +457,7 @@ pub fn git_changes<'a>(
     refs: impl IntoIterator<Item = &'a str>,
 ) -> Result<Vec<Change>, HookError> {
     for url in urls {
-        check_field("repository URL", url)?;
+        check_url(url)?;
     }
     let mut seen = HashSet::new();
     let mut changes = Vec::new();
@@ -468,6 +471,12 @@ pub fn git_changes<'a>(
         changes.extend(urls.iter().map(|url| Change::git(url.as_str(), git_ref)));
     }
     Ok(changes)
+}
+
+/// Refuse a repository URL longer than [`MAX_FIELD`]: before anything is
+/// built with a copy of it.
+pub fn check_url(url: &str) -> Result<(), HookError> {
+    check_field("repository URL", url)
 }
 
 fn check_lengths(change: &Change) -> Result<(), HookError> {

@@ -3,10 +3,16 @@
 //! [`HookError::BadPayload`] (a 400) that names it.
 
 use std::borrow::Cow;
+use std::collections::HashSet;
+use std::sync::Arc;
 
 use http::HeaderMap;
+use serde::Deserialize;
 
+use super::git_changes;
 use super::outcome::HookError;
+use crate::notification::Change;
+use crate::push::Push;
 
 /// A header's value as text, if it is present and valid UTF-8.
 pub fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -56,6 +62,87 @@ pub fn required(value: Option<String>, field: &str) -> Result<String, HookError>
         Some(v) if !v.is_empty() => Ok(v),
         _ => Err(HookError::BadPayload(format!("{field} is missing"))),
     }
+}
+
+/// The distinct refs of a delivery that lists several, counted as they
+/// are read, so that what a push tells other targets ([`crate::push`]) is
+/// built once per ref, and for no more than [`super::MAX_CHANGES`] refs
+/// whatever the payload lists.
+#[derive(Debug, Default)]
+pub struct FirstRefs(HashSet<String>);
+
+impl FirstRefs {
+    /// Whether `name` is read for the first time; refused once more than
+    /// [`super::MAX_CHANGES`] distinct refs are.
+    pub fn first(&mut self, name: &str) -> Result<bool, HookError> {
+        if self.0.contains(name) {
+            return Ok(false);
+        }
+        if self.0.len() >= super::MAX_CHANGES {
+            return Err(HookError::TooManyChanges(super::MAX_CHANGES));
+        }
+        Ok(self.0.insert(name.to_string()))
+    }
+}
+
+/// A field read only for what a push tells other targets ([`crate::push`]),
+/// as `#[serde(default, deserialize_with = "lenient")]`: `None` when it is
+/// absent or not of its type, so that it never refuses a delivery that
+/// fluxd's fields make good.
+pub fn lenient<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::de::DeserializeOwned,
+{
+    let value = serde_json::Value::deserialize(deserializer)?;
+    Ok(serde_json::from_value(value).ok())
+}
+
+/// A commit as GitHub, GitLab and the Gitea family list them in a push,
+/// for the files it changed (each list may be absent or null).
+#[derive(Deserialize)]
+pub struct Commit {
+    #[serde(default, deserialize_with = "lenient")]
+    added: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "lenient")]
+    modified: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "lenient")]
+    removed: Option<Vec<String>>,
+}
+
+impl Commit {
+    /// Its files: added, modified, removed.
+    pub fn files(self) -> (Vec<String>, Vec<String>, Vec<String>) {
+        let list = |l: Option<Vec<String>>| l.unwrap_or_default();
+        (list(self.added), list(self.modified), list(self.removed))
+    }
+}
+
+/// [`git_changes`] for pushes that each told more ([`Push`]): `pushes`
+/// pairs the ref as fluxd is given it (as [`git_changes`] takes it) with
+/// the push. The changes of each ref, in order, each with the first push
+/// of its ref.
+pub fn told_changes(
+    urls: &[String],
+    pushes: Vec<(String, Push)>,
+) -> Result<Vec<Change>, HookError> {
+    let changes = git_changes(urls, pushes.iter().map(|(r, _)| r.as_str()))?;
+    let branch = |r: &str| r.strip_prefix("refs/heads/").unwrap_or(r).to_string();
+    let pushes: Vec<(String, Arc<Push>)> = pushes
+        .into_iter()
+        .map(|(r, p)| (branch(&r), Arc::new(p)))
+        .collect();
+    let told = |change: Change| {
+        let first = match &change {
+            Change::Git(g) => pushes.iter().find(|(b, _)| *b == g.branch),
+            Change::Image(_) => None,
+        };
+        match first {
+            Some((_, push)) => change.told(push),
+            None => change,
+        }
+    };
+    Ok(changes.into_iter().map(told).collect())
 }
 
 #[cfg(test)]

@@ -490,6 +490,7 @@ macro_rules! targets {
 targets![
     Fluxd: fluxd,
     FluxReceiver: flux_receiver,
+    ArgoCd: argocd,
 ];
 
 #[cfg(test)]

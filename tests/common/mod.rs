@@ -4,6 +4,7 @@
 //! `process`), and small clients.
 #![allow(dead_code)]
 
+pub mod argocd;
 pub mod controller;
 pub mod gcr_token;
 pub mod kubelet;

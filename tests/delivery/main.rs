@@ -2,6 +2,8 @@
 //! reply is told, what reaches fluxd (and how often), and what happens when
 //! fluxd is down, flapping, refusing, redirecting, slow or gone for good.
 //!
+//! - `argocd`: Argo CD as a target: each git provider's push as Argo CD
+//!   reads it, its answers, a rotated secret;
 //! - `fluxd`: the stand-in fluxd, scripted per request;
 //! - `answers`: what each of fluxd's answers (or its silence) leads to;
 //! - `backoff`: backoff per API, probes, and fluxd's `Retry-After`;
@@ -19,6 +21,7 @@
 mod common;
 
 mod answers;
+mod argocd;
 mod backoff;
 mod coalescing;
 mod fairness;

@@ -7,6 +7,8 @@
 //! - `registry`: the registry providers and the generic hooks;
 //! - `standard_webhooks`: signatures that cover a delivery's id and time,
 //!   and replays;
+//! - `argocd`: each git provider's payload made into the pushes Argo CD
+//!   reads, read by a stand-in Argo CD;
 //! - `bad_input`: every mutation of a valid delivery, for every source,
 //!   gets its 4xx and nothing reaches fluxd.
 //!
@@ -15,6 +17,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod argocd;
 mod bad_input;
 mod conformance;
 mod git;
