@@ -153,6 +153,15 @@ pub struct ServeArgs {
           value_parser = RangedU64ValueParser::<usize>::new().range(1..=1_000_000))]
     pub max_pending: usize,
 
+    /// Most bytes of request bodies waiting for the targets at once (a Flux
+    /// v2 Receiver's request carries the provider's whole body); shared
+    /// between endpoints as --max-pending is. A hook whose requests do not
+    /// fit gets 503 with Retry-After.
+    #[arg(long, env = "FLUXRECV_MAX_PENDING_BYTES",
+          default_value_t = Options::default().max_pending_bytes,
+          value_parser = RangedU64ValueParser::<usize>::new().range(1..=(1 << 40)))]
+    pub max_pending_bytes: usize,
+
     /// Longest one POST to fluxd may take (e.g. 5s, 500ms); a timeout is
     /// retried.
     #[arg(long, env = "FLUXRECV_RELAY_TIMEOUT", default_value_t = Span(Options::default().relay_timeout))]
@@ -261,6 +270,7 @@ impl ServeArgs {
             reply_budget: self.reply_budget.0,
             delivery_max_age: self.delivery_max_age.0,
             max_pending: self.max_pending,
+            max_pending_bytes: self.max_pending_bytes,
             relay_timeout: self.relay_timeout.0,
             drain_timeout: self.drain_timeout.0,
             dry_run: self.dry_run,
