@@ -109,15 +109,20 @@ pub const DEFAULT_WORKERS: usize = 8;
 /// hold half of the queue: 4,096 give an endpoint with a fluxd and a Flux
 /// v2 Receiver 1,024 pushes of room (a minute of outage at 17 pushes a
 /// second). Bodies are bounded in bytes apart (`--max-pending-bytes`), so
-/// an entry beyond its body costs only its bookkeeping, well under a KiB.
+/// an entry beyond its body costs only its bookkeeping (a few small
+/// allocations: its index, round and turn).
 pub const DEFAULT_MAX_PENDING: usize = 4096;
 
 /// Most bytes of request bodies pending when `--max-pending-bytes` is not
 /// given. A Receiver's request carries the provider's whole body (up to
-/// `--max-body`, 3 MiB), one endpoint may hold half: 32 MiB, ten bodies of
-/// the largest size a sender may choose, or thousands of the 5–30 KiB a
-/// real push is, while as much again stays free for the other endpoints.
-pub const DEFAULT_MAX_PENDING_BYTES: usize = 64 * 1024 * 1024;
+/// `--max-body`, 3 MiB). As much as `--body-budget` (16 MiB): bodies being
+/// read and bodies queued together hold at most 32 MiB, which leaves the
+/// rest of the shipped 64 MiB container limit to the process and its
+/// connections. One endpoint alone may hold half, 8 MiB: two bodies of the
+/// largest size a sender may choose, or hundreds of real pushes (GitHub's
+/// are typically a few KiB to a few tens of KiB), while as much again
+/// stays free for the other endpoints.
+pub const DEFAULT_MAX_PENDING_BYTES: usize = 16 * 1024 * 1024;
 
 /// How long a notification is retried when `--delivery-max-age` is not
 /// given.
