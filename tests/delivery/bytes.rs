@@ -25,7 +25,7 @@ fn big(endpoint: &str, url: &Arc<str>, name: &str, size: usize) -> Item {
                 bytes: Bytes::from(bytes),
                 content_type: None,
             },
-            changes: Changes::of(&[change.clone()]),
+            changes: Changes::of(std::slice::from_ref(&change)),
         },
         ..from(endpoint, url, &change, "")
     }
