@@ -530,7 +530,13 @@ mod tests {
                 .map_err(|e| e.to_string())
         };
         assert_eq!(parse(&["flux-recv"]), Ok(()));
-        let big = ["flux-recv", "--max-body", "16MiB", "--max-pending-bytes", "32MiB"];
+        let big = [
+            "flux-recv",
+            "--max-body",
+            "16MiB",
+            "--max-pending-bytes",
+            "32MiB",
+        ];
         assert_eq!(parse(&big), Ok(()));
         let e = parse(&["flux-recv", "--max-body", "4MiB", "--body-budget", "3MiB"]).unwrap_err();
         assert!(
