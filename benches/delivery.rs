@@ -91,6 +91,8 @@ fn run(
             max_relays: workers,
             // One endpoint may hold half of the queue.
             max_pending: 2 * n,
+            // Bytes are not what this measures.
+            max_pending_bytes: usize::MAX / 2,
             ..QueueSettings::default()
         },
         log,

@@ -146,12 +146,22 @@ pub struct ServeArgs {
           default_value_t = Span(Options::default().delivery_max_age))]
     pub delivery_max_age: Span,
 
-    /// Most distinct notifications waiting for fluxd at once; one endpoint
-    /// may have half of the room the others leave. A hook whose changes do
+    /// Most distinct requests waiting for their targets at once (a push
+    /// makes one per target); one endpoint may have half of the room the
+    /// others leave. A hook whose changes do
     /// not fit whole gets 503 with Retry-After; one whose never can, 400.
     #[arg(long, env = "FLUXRECV_MAX_PENDING", default_value_t = Options::default().max_pending,
           value_parser = RangedU64ValueParser::<usize>::new().range(1..=1_000_000))]
     pub max_pending: usize,
+
+    /// Most bytes of request bodies waiting for the targets at once (a Flux
+    /// v2 Receiver's request carries the provider's whole body); shared
+    /// between endpoints as --max-pending is. A hook whose requests do not
+    /// fit gets 503 with Retry-After. At least twice --max-body, so that an
+    /// endpoint's share holds the largest body.
+    #[arg(long, env = "FLUXRECV_MAX_PENDING_BYTES",
+          default_value_t = Size(Options::default().max_pending_bytes))]
+    pub max_pending_bytes: Size,
 
     /// Longest one POST to fluxd may take (e.g. 5s, 500ms); a timeout is
     /// retried.
@@ -261,6 +271,7 @@ impl ServeArgs {
             reply_budget: self.reply_budget.0,
             delivery_max_age: self.delivery_max_age.0,
             max_pending: self.max_pending,
+            max_pending_bytes: self.max_pending_bytes.0,
             relay_timeout: self.relay_timeout.0,
             drain_timeout: self.drain_timeout.0,
             dry_run: self.dry_run,

@@ -178,6 +178,16 @@ pub enum Refusal {
         /// The most that may be.
         max: usize,
     },
+    /// The bodies of the requests these changes make do not fit the
+    /// endpoint's share of the queue's bytes now; none was queued.
+    QueueBytesFull {
+        /// Bytes pending from this endpoint.
+        held: usize,
+        /// Bytes pending.
+        pending: usize,
+        /// The most that may be.
+        max: usize,
+    },
     /// More notifications (changes times APIs) than one endpoint may ever
     /// have pending: retrying cannot help. Nothing was built or queued.
     TooManyNotifications {
@@ -426,6 +436,9 @@ impl Hooks {
             Err(Full::NoRoom {
                 held, pending, max, ..
             }) => return Handled::Refused(Refusal::QueueFull { held, pending, max }),
+            Err(Full::NoBytes {
+                held, pending, max, ..
+            }) => return Handled::Refused(Refusal::QueueBytesFull { held, pending, max }),
             Err(Full::NeverFits { most, .. }) => {
                 return Handled::Refused(Refusal::TooManyNotifications {
                     changes: changes.len(),

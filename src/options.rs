@@ -41,6 +41,8 @@ pub struct Options {
     pub delivery_max_age: Duration,
     /// Most distinct notifications pending at once.
     pub max_pending: usize,
+    /// Most bytes of request bodies pending at once.
+    pub max_pending_bytes: u64,
     /// Longest one POST to fluxd may take, connecting included.
     pub relay_timeout: Duration,
     /// How long shutdown waits for requests in flight.
@@ -112,6 +114,7 @@ impl Default for Options {
             reply_budget: Duration::from_secs(2),
             delivery_max_age: crate::delivery::DEFAULT_MAX_AGE,
             max_pending: crate::delivery::DEFAULT_MAX_PENDING,
+            max_pending_bytes: crate::delivery::DEFAULT_MAX_PENDING_BYTES as u64,
             relay_timeout: crate::delivery::DEFAULT_ATTEMPT_TIMEOUT,
             drain_timeout: Duration::from_secs(10),
             dry_run: false,
@@ -169,6 +172,7 @@ impl Options {
         crate::delivery::QueueSettings {
             max_relays: self.max_relays,
             max_pending: self.max_pending,
+            max_pending_bytes: usize::try_from(self.max_pending_bytes).unwrap_or(usize::MAX),
             delivery_max_age: self.delivery_max_age,
             relay_timeout: self.relay_timeout,
             backoff: crate::delivery::Backoff::default(),

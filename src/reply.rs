@@ -246,6 +246,14 @@ pub fn verdict(handled: &Handled) -> Verdict {
                 ),
                 5,
             ),
+            Refusal::QueueBytesFull { held, pending, max } => busy(
+                format!(
+                    "too many bytes of requests are waiting for the targets ({pending} of at \
+                     most {max}, {held} of them from this endpoint); nothing of this delivery \
+                     was queued, retry later"
+                ),
+                5,
+            ),
             // Retrying cannot help, so not a 503: the endpoint's APIs times
             // the hook's changes exceed what one endpoint may queue.
             Refusal::TooManyNotifications {
@@ -661,6 +669,19 @@ mod tests {
                 refused(Refusal::OverBodyBudget),
                 503,
                 "too many request bodies are being read at once; retry later",
+                Some(5),
+                O::Busy,
+                L::Busy,
+            ),
+            (
+                refused(Refusal::QueueBytesFull {
+                    held: 300,
+                    pending: 500,
+                    max: 1000,
+                }),
+                503,
+                "too many bytes of requests are waiting for the targets (500 of at most 1000, 300 \
+                 of them from this endpoint); nothing of this delivery was queued, retry later",
                 Some(5),
                 O::Busy,
                 L::Busy,

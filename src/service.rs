@@ -72,6 +72,12 @@ impl Config {
                 max_body: Size(options.max_body),
             });
         }
+        if options.max_pending_bytes / 2 < options.max_body {
+            return Err(StartError::PendingBytesBelowTwiceMaxBody {
+                max_pending_bytes: Size(options.max_pending_bytes),
+                max_body: Size(options.max_body),
+            });
+        }
         Ok(Config {
             config_file: args.config.clone(),
             api: args.fluxd.api.clone(),
@@ -105,6 +111,19 @@ pub enum StartError {
     BodyBudgetBelowMaxBody {
         /// `--body-budget`.
         body_budget: Size,
+        /// `--max-body`.
+        max_body: Size,
+    },
+    /// Flags that cannot work together: one endpoint's share of the
+    /// queue's bytes (half) could not hold the largest body, so such a
+    /// delivery to a target that carries the body would get 503 for ever.
+    #[error(
+        "--max-pending-bytes ({max_pending_bytes}) is less than twice --max-body ({max_body}): \
+         one endpoint may hold half of it, and the largest body would never fit"
+    )]
+    PendingBytesBelowTwiceMaxBody {
+        /// `--max-pending-bytes`.
+        max_pending_bytes: Size,
         /// `--max-body`.
         max_body: Size,
     },
@@ -511,11 +530,25 @@ mod tests {
                 .map_err(|e| e.to_string())
         };
         assert_eq!(parse(&["flux-recv"]), Ok(()));
-        assert_eq!(parse(&["flux-recv", "--max-body", "16MiB"]), Ok(()));
+        let big = [
+            "flux-recv",
+            "--max-body",
+            "16MiB",
+            "--max-pending-bytes",
+            "32MiB",
+        ];
+        assert_eq!(parse(&big), Ok(()));
         let e = parse(&["flux-recv", "--max-body", "4MiB", "--body-budget", "3MiB"]).unwrap_err();
         assert!(
             e.contains("--body-budget (3MiB) is smaller than --max-body (4MiB)"),
             "{e}"
         );
+        let e = parse(&["flux-recv", "--max-pending-bytes", "5MiB"]).unwrap_err();
+        assert!(
+            e.contains("--max-pending-bytes (5MiB) is less than twice --max-body (3MiB)"),
+            "{e}"
+        );
+        let six = ["flux-recv", "--max-pending-bytes", "6MiB"];
+        assert_eq!(parse(&six), Ok(()));
     }
 }

@@ -20,7 +20,7 @@ use tokio::sync::watch;
 
 use super::notes::{self, Budget, Named, Note};
 use super::relay::{Job, Jobs};
-use super::room::Room;
+use super::room::{Bounds, Room};
 use super::rounds::{Round, Waiter};
 use super::schedule::Schedule;
 use super::{Acceptance, Full, Item, QueueSettings};
@@ -124,7 +124,7 @@ impl Ledger {
                 self.index.remove(&entry.key);
             }
         }
-        self.room.release(&entry.endpoint);
+        self.room.release(&entry.endpoint, entry.body.bytes.len());
     }
 }
 
@@ -181,7 +181,10 @@ impl Shared {
             return Err(Full::NeverFits { needed, most });
         }
         let waiter = Arc::new(Waiter::new(items.len()));
-        let max = self.settings.max_pending;
+        let max = Bounds {
+            entries: self.settings.max_pending,
+            bytes: self.settings.max_pending_bytes,
+        };
         let now = Instant::now();
         let mut st = self.lock();
         if st.closed {
@@ -192,9 +195,8 @@ impl Shared {
             .iter()
             .zip(&found)
             .filter(|(_, id)| id.is_none())
-            .map(|(item, _)| &item.endpoint);
-        let pending = st.entries.len();
-        st.room.admits(new, pending, max)?;
+            .map(|(item, _)| (&item.endpoint, item.outgoing.body.bytes.len()));
+        st.room.admits(new, st.entries.len(), max)?;
 
         let mut ids = Vec::with_capacity(items.len());
         let mut wake = false;
@@ -223,7 +225,7 @@ impl Shared {
                         .entry(key.clone())
                         .or_default()
                         .insert(item.outgoing.body.clone(), id);
-                    st.room.hold(&item.endpoint);
+                    st.room.hold(&item.endpoint, item.outgoing.body.bytes.len());
                     st.schedule.ready(&key, &item.endpoint, id, false);
                     wake |= st.schedule.may_send(&key, now);
                     st.entries.insert(id, Entry::new(item, round));

@@ -109,6 +109,21 @@ fn encode(s: &Snapshot, encoder: &mut DescriptorEncoder) -> fmt::Result {
         None,
         max_pending.metric_type(),
     )?)?;
+    // The same pair in bytes: what a large body costs, apart from how many.
+    let pending_bytes = ConstGauge::new(s.pending_bytes as i64);
+    pending_bytes.encode(encoder.encode_descriptor(
+        "delivery_pending",
+        "Bytes of the request bodies waiting or being sent.",
+        Some(&Unit::Bytes),
+        pending_bytes.metric_type(),
+    )?)?;
+    let max_pending_bytes = ConstGauge::new(s.max_pending_bytes as i64);
+    max_pending_bytes.encode(encoder.encode_descriptor(
+        "delivery_max_pending",
+        "Most bytes of request bodies the queue holds (--max-pending-bytes); one endpoint may take half of the room the others leave.",
+        Some(&Unit::Bytes),
+        max_pending_bytes.metric_type(),
+    )?)?;
     let oldest = ConstGauge::new(s.oldest_age.as_secs_f64());
     oldest.encode(encoder.encode_descriptor(
         "delivery_oldest_age",
@@ -156,6 +171,8 @@ mod tests {
         let snapshot = Snapshot {
             pending: 2,
             max_pending: 64,
+            pending_bytes: 3000,
+            max_pending_bytes: 65536,
             sending: 1,
             oldest_age: Duration::from_millis(1500),
             targets: vec![
@@ -188,6 +205,12 @@ mod tests {
             format!("fluxrecv_delivery_pending{b} 2"),
             "# TYPE fluxrecv_delivery_max_pending gauge".to_string(),
             "fluxrecv_delivery_max_pending 64".to_string(),
+            "# TYPE fluxrecv_delivery_pending_bytes gauge".to_string(),
+            "# UNIT fluxrecv_delivery_pending_bytes bytes".to_string(),
+            "fluxrecv_delivery_pending_bytes 3000".to_string(),
+            "# TYPE fluxrecv_delivery_max_pending_bytes gauge".to_string(),
+            "# UNIT fluxrecv_delivery_max_pending_bytes bytes".to_string(),
+            "fluxrecv_delivery_max_pending_bytes 65536".to_string(),
             "# TYPE fluxrecv_delivery_oldest_age_seconds gauge".to_string(),
             "# UNIT fluxrecv_delivery_oldest_age_seconds seconds".to_string(),
             "fluxrecv_delivery_oldest_age_seconds 1.5".to_string(),
@@ -211,7 +234,7 @@ mod tests {
         assert_eq!(rest, expected, "{text}");
         // One help text a family, ending in one full stop (the registry
         // adds none to a collector's).
-        assert_eq!(help.len(), 10, "{text}");
+        assert_eq!(help.len(), 12, "{text}");
         for h in help {
             assert!(h.ends_with('.') && !h.ends_with(".."), "{h}");
         }

@@ -40,10 +40,11 @@
 //! is made with the newest value of its target that a submit brought (the
 //! newest table's).
 //!
-//! **Room.** The queue holds at most `max_pending` entries, and each
-//! endpoint (an item's [`Item::endpoint`]) at most half of the room the
-//! other endpoints leave (`room.rs`). A submit whose new entries do not
-//! all fit is refused whole ([`Full::NoRoom`]): nothing of it is queued,
+//! **Room.** The queue holds at most `max_pending` entries whose bodies
+//! add up to at most `max_pending_bytes`, and each endpoint (an item's
+//! [`Item::endpoint`]) at most half of the room the other endpoints leave,
+//! in each (`room.rs`). A submit whose new entries do not all fit is
+//! refused whole ([`Full::NoRoom`], [`Full::NoBytes`]): nothing of it is queued,
 //! so the provider's retry starts clean. One that could not fit even in an
 //! empty queue (more than [`Queue::most_per_endpoint`] items for one
 //! endpoint) is [`Full::NeverFits`]: retrying cannot help.
@@ -104,7 +105,24 @@ use rounds::Waiter;
 pub const DEFAULT_WORKERS: usize = 8;
 
 /// Most distinct notifications pending when `--max-pending` is not given.
-pub const DEFAULT_MAX_PENDING: usize = 1024;
+/// A push makes one entry per target of its endpoint, and one endpoint may
+/// hold half of the queue: 4,096 give an endpoint with a fluxd and a Flux
+/// v2 Receiver 1,024 pushes of room (a minute of outage at 17 pushes a
+/// second). Bodies are bounded in bytes apart (`--max-pending-bytes`), so
+/// an entry beyond its body costs only its bookkeeping (a few small
+/// allocations: its index, round and turn).
+pub const DEFAULT_MAX_PENDING: usize = 4096;
+
+/// Most bytes of request bodies pending when `--max-pending-bytes` is not
+/// given. A Receiver's request carries the provider's whole body (up to
+/// `--max-body`, 3 MiB). As much as `--body-budget` (16 MiB): bodies being
+/// read and bodies queued together hold at most 32 MiB, which leaves the
+/// rest of the shipped 64 MiB container limit to the process and its
+/// connections. One endpoint alone may hold half, 8 MiB: two bodies of the
+/// largest size a sender may choose, or hundreds of real pushes (GitHub's
+/// are typically a few KiB to a few tens of KiB), while as much again
+/// stays free for the other endpoints.
+pub const DEFAULT_MAX_PENDING_BYTES: usize = 16 * 1024 * 1024;
 
 /// How long a notification is retried when `--delivery-max-age` is not
 /// given.
@@ -126,6 +144,9 @@ pub struct QueueSettings {
     /// Most distinct notifications pending at once (`--max-pending`); one
     /// endpoint may hold half of the room the others leave.
     pub max_pending: usize,
+    /// Most bytes of request bodies pending at once
+    /// (`--max-pending-bytes`), shared between endpoints as entries are.
+    pub max_pending_bytes: usize,
     /// How long a notification is retried before it is dropped
     /// (`--delivery-max-age`), counted from when it was last queued: an
     /// identical change that joins it starts the count again.
@@ -146,6 +167,7 @@ impl Default for QueueSettings {
         QueueSettings {
             max_relays: DEFAULT_WORKERS,
             max_pending: DEFAULT_MAX_PENDING,
+            max_pending_bytes: DEFAULT_MAX_PENDING_BYTES,
             delivery_max_age: DEFAULT_MAX_AGE,
             relay_timeout: DEFAULT_ATTEMPT_TIMEOUT,
             backoff: Backoff::default(),
@@ -206,8 +228,8 @@ pub struct Item {
     pub endpoint: Arc<str>,
 }
 
-/// A submit that was not queued; nothing of it was. [`Full::NoRoom`] and
-/// [`Full::Closed`] mean "retry later"; [`Full::NeverFits`] means retrying
+/// A submit that was not queued; nothing of it was. [`Full::NoRoom`],
+/// [`Full::NoBytes`] and [`Full::Closed`] mean "retry later"; [`Full::NeverFits`] means retrying
 /// cannot help.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Full {
@@ -224,6 +246,22 @@ pub enum Full {
         /// Notifications pending.
         pending: usize,
         /// `max_pending`.
+        max: usize,
+    },
+    /// Its new requests' bodies do not fit its endpoint's share of
+    /// `max_pending_bytes` now.
+    #[error(
+        "{needed} more bytes of requests do not fit: {pending} of at most {max} are pending, \
+         {held} of them from this endpoint"
+    )]
+    NoBytes {
+        /// Bytes of the bodies the submit would have added.
+        needed: usize,
+        /// Bytes pending from the endpoint that was refused.
+        held: usize,
+        /// Bytes pending.
+        pending: usize,
+        /// `max_pending_bytes`.
         max: usize,
     },
     /// More notifications for one endpoint than fit its share even of an
@@ -392,6 +430,7 @@ mod tests {
         QueueSettings {
             max_relays: 2,
             max_pending: 64,
+            max_pending_bytes: 1 << 20,
             delivery_max_age: Duration::from_secs(60),
             relay_timeout: Duration::from_secs(5),
             backoff: Backoff {

@@ -91,6 +91,10 @@ pub struct Snapshot {
     pub pending: usize,
     /// Most notifications the queue holds (`--max-pending`).
     pub max_pending: usize,
+    /// Bytes of the pending requests' bodies.
+    pub pending_bytes: usize,
+    /// Most bytes of bodies the queue holds (`--max-pending-bytes`).
+    pub max_pending_bytes: usize,
     /// Of those, being sent right now.
     pub sending: usize,
     /// Age of the oldest pending notification; zero when none is.

@@ -9,6 +9,7 @@
 //! - `backoff`: backoff per API, probes, and fluxd's `Retry-After`;
 //! - `coalescing`: room in the queue, and identical changes sent once;
 //! - `fairness`: room and turns shared per endpoint, workers per API;
+//! - `bytes`: room in bytes of request bodies, shared per endpoint;
 //! - `workers`: APIs served independently and fairly, and the drain at
 //!   shutdown;
 //! - `metrics`: the per-API figures a scrape shows;
@@ -23,6 +24,7 @@ mod common;
 mod answers;
 mod argocd;
 mod backoff;
+mod bytes;
 mod coalescing;
 mod fairness;
 mod flux_receivers;
@@ -79,6 +81,7 @@ fn options() -> QueueSettings {
     QueueSettings {
         max_relays: 2,
         max_pending: 64,
+        max_pending_bytes: 1 << 20,
         delivery_max_age: Duration::from_secs(60),
         relay_timeout: Duration::from_secs(5),
         backoff: Backoff {

@@ -33,12 +33,14 @@ async fn metrics_count_per_api_from_the_first_notification() {
     // The queue's room, from the start: what an alert compares the pending
     // series with.
     assert!(got.contains(&max_pending), "{got:?}");
+    assert!(got.contains(&"fluxrecv_delivery_pending_bytes 0".to_string()));
     let samples = |got: &[String]| -> Vec<String> {
         got.iter()
             .filter(|l| {
                 !l.starts_with('#')
                     && !l.starts_with("fluxrecv_delivery_oldest_age")
                     && !l.starts_with("fluxrecv_delivery_max_pending")
+                    && !l.starts_with("fluxrecv_delivery_pending_bytes")
             })
             .cloned()
             .collect()

@@ -64,6 +64,8 @@ impl Shared {
         let mut snapshot = Snapshot {
             pending: st.entries.len(),
             max_pending: self.settings.max_pending,
+            pending_bytes: st.room.bytes(),
+            max_pending_bytes: self.settings.max_pending_bytes,
             ..Snapshot::default()
         };
         for e in st.entries.values() {
