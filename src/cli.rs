@@ -763,7 +763,6 @@ mod tests {
         assert_eq!(cap(&[]), (MAX_CONNECTIONS, CapSource::Default));
         assert_eq!(MAX_CONNECTIONS, 1024);
         assert_eq!(cap(&tls), (TLS_MAX_CONNECTIONS, CapSource::TlsDefault));
-        assert!(TLS_MAX_CONNECTIONS < MAX_CONNECTIONS);
         let flag = ["--max-connections", "2000"];
         assert_eq!(
             cap(&[&tls[..], &flag[..]].concat()),
