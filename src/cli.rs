@@ -190,10 +190,12 @@ pub struct ServeArgs {
 
     /// Most client connections open at once. Past it, a new client takes
     /// the slot of the connection idle longest (which is closed), or waits
-    /// while every connection is in the middle of a request.
-    #[arg(long, env = "FLUXRECV_MAX_CONNECTIONS", default_value_t = Options::default().max_connections,
+    /// while every connection is in the middle of a request. Default: 1024,
+    /// or 384 when serving TLS (a TLS connection under attack holds ~90 KiB;
+    /// 384 keep the process under 48 MiB).
+    #[arg(long, env = "FLUXRECV_MAX_CONNECTIONS",
           value_parser = RangedU64ValueParser::<usize>::new().range(1..=65536))]
-    pub max_connections: usize,
+    pub max_connections: Option<usize>,
 
     /// A client connection is closed this long after it was opened, once
     /// the reply in progress is sent (the client reconnects).
@@ -754,6 +756,36 @@ mod tests {
         for bad in ["0", "500ms", "1500ms", "soon"] {
             assert!(parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn the_connection_cap_defaults_lower_when_serving_tls_and_the_flag_wins() {
+        use crate::options::{CapSource, MAX_CONNECTIONS, TLS_MAX_CONNECTIONS};
+        let cap = |args: &[&str]| {
+            let mut all = vec!["flux-recv"];
+            all.extend_from_slice(args);
+            Cli::try_parse_from(all)
+                .unwrap()
+                .serve
+                .options()
+                .max_connections()
+        };
+        let tls = ["--tls-cert", "tls.crt", "--tls-key", "tls.key"];
+        assert_eq!(cap(&[]), (MAX_CONNECTIONS, CapSource::Default));
+        assert_eq!(MAX_CONNECTIONS, 1024);
+        assert_eq!(cap(&tls), (TLS_MAX_CONNECTIONS, CapSource::TlsDefault));
+        let flag = ["--max-connections", "2000"];
+        assert_eq!(
+            cap(&[&tls[..], &flag[..]].concat()),
+            (2000, CapSource::Flag)
+        );
+        assert_eq!(cap(&flag), (2000, CapSource::Flag));
+        // The figure the slots are given is the one resolved.
+        let cli = Cli::try_parse_from(["flux-recv", "--tls-cert", "c", "--tls-key", "k"]).unwrap();
+        assert_eq!(
+            cli.serve.options().slots().max_connections,
+            TLS_MAX_CONNECTIONS
+        );
     }
 
     #[test]

@@ -21,6 +21,22 @@ pub const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
 /// public port cannot starve them.
 pub const ADMIN_CONNECTIONS: usize = 64;
 
+/// Most connections served at once when `--max-connections` is not given,
+/// in plain HTTP.
+pub const MAX_CONNECTIONS: usize = 1024;
+
+/// Most connections served at once when `--max-connections` is not given
+/// and the public port serves TLS. A TLS client picks its record size, up
+/// to 16 KiB: rustls holds a record whole (~18 KiB) and its decrypted copy
+/// (16 KiB) while hyper has stopped reading (its write queue full), beside
+/// hyper's buffers (~25 KiB) and rustls' state; no buffer setting removes
+/// it. Measured worst case (`scripts/attack --tls --kinds pipeline`): 93
+/// MiB RSS at 1024 connections, 40.9 MiB at 384 from 7.2 MiB idle, ~90 KiB
+/// a connection: 384 × 90 KiB ≈ 34 MiB + 7 MiB idle ≈ 41 MiB, under the
+/// 48 MiB the process keeps to under attack with room for noise (464
+/// would reach it). An explicit `--max-connections` wins.
+pub const TLS_MAX_CONNECTIONS: usize = 384;
+
 /// Everything the server is started with besides the config file and the
 /// listen addresses.
 #[derive(Debug, Clone)]
@@ -60,7 +76,9 @@ pub struct Options {
     /// Most connections open at once. Past it, a new client takes the slot
     /// of the connection idle longest (closed for it), or waits in the
     /// kernel's accept queue while none is idle (see [`crate::slots`]).
-    pub max_connections: usize,
+    /// `None`: the default for how the public port serves
+    /// ([`Options::max_connections`]).
+    pub max_connections: Option<usize>,
     /// A connection closes this long after it was accepted, once the reply
     /// in progress is sent.
     pub max_connection_age: Duration,
@@ -121,7 +139,7 @@ impl Default for Options {
             google_jwks_url: crate::gcr_auth::GOOGLE_JWKS_URL.to_string(),
             google_jwks_min_refresh: crate::gcr_auth::MIN_REFRESH,
             max_relays: crate::delivery::DEFAULT_WORKERS,
-            max_connections: 1024,
+            max_connections: None,
             // nginx's keepalive_time and keepalive_requests: a client
             // (an ingress, say) reconnects now and then, unnoticed.
             max_connection_age: Duration::from_secs(3600),
@@ -143,7 +161,41 @@ impl Default for Options {
     }
 }
 
+/// Where the connection cap came from, as the start-up line says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CapSource {
+    /// `--max-connections` (or its variable).
+    Flag,
+    /// [`MAX_CONNECTIONS`]: plain HTTP.
+    Default,
+    /// [`TLS_MAX_CONNECTIONS`]: TLS served.
+    TlsDefault,
+}
+
+impl CapSource {
+    /// As the start-up line says it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CapSource::Flag => "--max-connections",
+            CapSource::Default => "default",
+            CapSource::TlsDefault => "TLS default",
+        }
+    }
+}
+
 impl Options {
+    /// Most connections to serve at once, as asked (before the open-file
+    /// limit is applied), and where that figure came from: the flag if
+    /// given, else [`TLS_MAX_CONNECTIONS`] when TLS is served, else
+    /// [`MAX_CONNECTIONS`].
+    pub fn max_connections(&self) -> (usize, CapSource) {
+        match (self.max_connections, &self.tls) {
+            (Some(n), _) => (n, CapSource::Flag),
+            (None, Some(_)) => (TLS_MAX_CONNECTIONS, CapSource::TlsDefault),
+            (None, None) => (MAX_CONNECTIONS, CapSource::Default),
+        }
+    }
+
     /// The request path's part.
     pub fn request_limits(&self) -> crate::hook::RequestLimits {
         crate::hook::RequestLimits {
@@ -161,7 +213,7 @@ impl Options {
     /// may serve fewer connections: see [`crate::fd_limit`]).
     pub fn slots(&self) -> crate::slots::Limits {
         crate::slots::Limits {
-            max_connections: self.max_connections,
+            max_connections: self.max_connections().0,
             max_connection_age: self.max_connection_age,
             max_connection_requests: self.max_connection_requests,
         }

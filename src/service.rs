@@ -297,6 +297,8 @@ impl Service {
         };
         info!(self.log, #KEEP, "listening"; "address" => address(&listener),
               "tls" => self.tls.is_some(),
+              "max_connections" => self.connections.fits,
+              "max_connections_from" => self.options.max_connections().1.as_str(),
               "api" => %self.table.load().default_target(),
               "dry_run" => self.options.dry_run);
         if let Some(admin) = &admin {
@@ -304,7 +306,7 @@ impl Service {
                   "admin_address" => address(admin));
         }
         self.connections
-            .say(self.options.max_connections, &self.log);
+            .say(self.options.max_connections().0, &self.log);
         self.reloader.start();
         let stopping = self.stopping.clone();
         let shutdown = futures_util::FutureExt::shared(Box::pin(async move {
@@ -409,7 +411,8 @@ impl Service {
         &self.options
     }
 
-    /// Most connections served at once: `--max-connections`, or fewer when
+    /// Most connections served at once: `--max-connections` or its default
+    /// ([`Options::max_connections`]: lower when serving TLS), or fewer when
     /// that many do not fit in the open-file limit.
     pub fn max_connections(&self) -> usize {
         self.connections.fits
@@ -470,7 +473,8 @@ impl ConnectionCap {
             Err(e) => (fd_limit::current(), Some(e)),
         };
         let margin = fd_limit::margin(options.max_relays);
-        let fits = fd_limit::effective_connections(options.max_connections, limits.soft, margin);
+        let fits =
+            fd_limit::effective_connections(options.max_connections().0, limits.soft, margin);
         ConnectionCap {
             fits,
             limits,

@@ -23,7 +23,7 @@ const HEADER_TIMEOUT: Duration = Duration::from_secs(20);
 fn options(max_connections: usize) -> Options {
     Options {
         header_timeout: HEADER_TIMEOUT,
-        max_connections,
+        max_connections: Some(max_connections),
         ..Options::default()
     }
 }

@@ -19,7 +19,7 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(1);
 fn options(max_connections: usize) -> Options {
     Options {
         header_timeout: WRITE_TIMEOUT,
-        max_connections,
+        max_connections: Some(max_connections),
         ..Options::default()
     }
 }

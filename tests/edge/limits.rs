@@ -58,7 +58,7 @@ fn options(header_timeout: Duration, max_connections: usize) -> Options {
     Options {
         header_timeout,
         body_timeout: Duration::from_secs(1),
-        max_connections,
+        max_connections: Some(max_connections),
         ..Options::default()
     }
 }

@@ -178,7 +178,7 @@ async fn unfinished_handshakes_hold_connection_slots() {
     // client's handshake waits until the first is closed (here at the
     // handshake timeout: it sent a byte, so it is not idle).
     let options = Options {
-        max_connections: 1,
+        max_connections: Some(1),
         tls_handshake_timeout: Duration::from_secs(2),
         ..Options::default()
     };
@@ -244,4 +244,22 @@ fn tls_1_1_client_hello() -> Vec<u8> {
     record.extend_from_slice(&(handshake.len() as u16).to_be_bytes());
     record.extend_from_slice(&handshake);
     record
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serving_tls_caps_connections_at_the_tls_default_unless_the_flag_is_given() {
+    // A TLS connection under attack holds several times what a plain one
+    // does, so without --max-connections the cap is the TLS default.
+    let s = serve_tls(Options::default(), false).await;
+    assert_eq!(
+        s.recv.service.max_connections(),
+        flux_recv::options::TLS_MAX_CONNECTIONS
+    );
+    // The operator's figure wins.
+    let options = Options {
+        max_connections: Some(700),
+        ..Options::default()
+    };
+    let s = serve_tls(options, false).await;
+    assert_eq!(s.recv.service.max_connections(), 700);
 }
