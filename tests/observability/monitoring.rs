@@ -15,16 +15,10 @@ use common::*;
 use flux_recv::options::Options;
 use serde_yaml::Value;
 
-/// The TLS metrics, served only while flux-recv serves TLS, which the
-/// running flux-recv of these tests does not: the names the TLS work of
-/// issue 26 adds, as it announced them. Until that work is merged; then a
-/// scrape of a flux-recv serving TLS replaces this list (and checks their
-/// labels, `result` and `reason`, too).
-const ONLY_WITH_TLS: [&str; 3] = [
-    "fluxrecv_tls_certificate_expiry_timestamp_seconds",
-    "fluxrecv_tls_reloads_total",
-    "fluxrecv_tls_handshakes_refused_total",
-];
+/// The scrape's HTTP client (the test's `client` is the TLS one).
+fn client_for_scrape() -> ureq::Agent {
+    client(None)
+}
 
 fn monitoring() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("container/monitoring")
@@ -317,18 +311,33 @@ async fn every_metric_and_label_the_alerts_and_the_dashboard_use_is_served() {
         assert!(names.contains(needed), "{needed} is not queried");
     }
 
-    // A running flux-recv that has relayed a hook, so that the per-API
-    // series exist.
+    // A running flux-recv serving TLS, with its admin address (the TLS
+    // metrics exist only then), that has relayed a hook over TLS, so that
+    // the per-API series exist; scraped on the admin address.
     let fluxd = FakeFluxd::start().await;
     let dir = tempfile::tempdir().unwrap();
     let (config, hook) = github_config(dir.path(), &fluxd.api());
-    let recv = Recv::start(&config, Options::default()).await;
+    let ca = common::tls::Authority::new();
+    let leaf = ca.leaf(common::tls::now() + 30 * 86_400);
+    std::fs::write(dir.path().join("tls.crt"), &leaf.chain_pem).unwrap();
+    std::fs::write(dir.path().join("tls.key"), &leaf.key_pem).unwrap();
+    let options = Options {
+        tls: Some(flux_recv::tls::PairFiles {
+            cert: dir.path().join("tls.crt"),
+            key: dir.path().join("tls.key"),
+        }),
+        ..Options::default()
+    };
+    let recv = Recv::start_with_admin(flux_recv::service::Config::new(config, options)).await;
+    let client = common::tls::client(ca.root(), &[]);
+    let mut stream = common::tls::connect(recv.addr, &client).await.unwrap();
     let body = github_body("org/app", "main");
-    let reply = post(recv.url(&hook), github_push(&body), body).await;
-    assert_eq!(reply.status, 200);
-    let url = recv.url("/metrics");
+    let (status, _) =
+        common::tls::request(&mut stream, "POST", &hook, &github_push(&body), &body).await;
+    assert_eq!(status, 200);
+    let url = format!("http://{}/metrics", recv.admin.unwrap());
     let text = tokio::task::spawn_blocking(move || {
-        client(None)
+        client_for_scrape()
             .get(&url)
             // As Prometheus asks.
             .header("Accept", "application/openmetrics-text; version=1.0.0")
@@ -343,28 +352,14 @@ async fn every_metric_and_label_the_alerts_and_the_dashboard_use_is_served() {
     let all = series(&text);
     let served: BTreeSet<String> = all.iter().map(|(name, _)| name.clone()).collect();
 
-    let missing: Vec<&String> = names
-        .iter()
-        .filter(|n| !served.contains(*n) && !ONLY_WITH_TLS.contains(&n.as_str()))
-        .collect();
+    let missing: Vec<&String> = names.iter().filter(|n| !served.contains(*n)).collect();
     assert!(
         missing.is_empty(),
         "queried, and not in the scrape: {missing:?}\n{text}"
     );
-    // The list of TLS metrics names only what is queried, so that it goes
-    // with them.
-    for tls in ONLY_WITH_TLS {
-        assert!(names.contains(tls), "{tls} is not queried");
-    }
-
     for query in &queries {
         let mut used = BTreeSet::new();
         metric_names(&query.expr, &mut used);
-        // The TLS metrics' labels (result, reason) as the TLS work names
-        // them, until a TLS scrape can show them.
-        if used.iter().all(|n| ONLY_WITH_TLS.contains(&n.as_str())) {
-            continue;
-        }
         assert_labels_served(query, &used, &all);
     }
 }
