@@ -62,6 +62,15 @@ async fn push(recv: &Recv, branch: &str, pad: usize) -> (Reply, Vec<u8>) {
     )
 }
 
+/// A Receiver that checks `X-Signature` with [`TOKEN`], as a
+/// `generic-hmac` Receiver whose Secret holds it.
+fn signed_receiver() -> Receiver {
+    Receiver {
+        token: Some(TOKEN.into()),
+        ..Receiver::default()
+    }
+}
+
 fn quick() -> Options {
     Options {
         reply_budget: Duration::from_millis(500),
@@ -73,13 +82,7 @@ fn quick() -> Options {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_body_as_received_is_signed_and_posted_to_the_exact_path_beside_fluxd() {
     let (fluxd, controller) = (FakeFluxd::start().await, Controller::start());
-    controller.add(
-        DIGEST,
-        Receiver {
-            token: Some(TOKEN.into()),
-            ..Receiver::default()
-        },
-    );
+    controller.add(DIGEST, signed_receiver());
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), &fluxd.api(), &signed(&controller.url(DIGEST)));
     let recv = Recv::start(&cfg, quick()).await;
@@ -191,13 +194,7 @@ async fn a_wrong_token_no_such_receiver_and_413_end_the_entry_with_502_naming_it
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_body_over_3_mib_is_not_sent_to_the_receiver_and_fluxd_still_gets_its_change() {
     let (fluxd, controller) = (FakeFluxd::start().await, Controller::start());
-    controller.add(
-        DIGEST,
-        Receiver {
-            token: Some(TOKEN.into()),
-            ..Receiver::default()
-        },
-    );
+    controller.add(DIGEST, signed_receiver());
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), &fluxd.api(), &signed(&controller.url(DIGEST)));
     let options = Options {
@@ -266,13 +263,7 @@ async fn a_suspended_receiver_or_a_down_controller_is_retried_until_it_takes_it(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_controller_gets_202_then_the_push_and_a_500_is_retried() {
     let (fluxd, controller) = (FakeFluxd::start().await, Controller::start());
-    controller.add(
-        DIGEST,
-        Receiver {
-            token: Some(TOKEN.into()),
-            ..Receiver::default()
-        },
-    );
+    controller.add(DIGEST, signed_receiver());
     controller.delay(Duration::from_millis(1500));
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), &fluxd.api(), &signed(&controller.url(DIGEST)));
@@ -342,13 +333,7 @@ async fn a_rotated_token_signs_the_next_attempt_of_what_was_pending() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn https_is_checked_against_the_ca_a_receiver_names() {
     let (fluxd, controller) = (FakeFluxd::start().await, Controller::start_tls());
-    controller.add(
-        DIGEST,
-        Receiver {
-            token: Some(TOKEN.into()),
-            ..Receiver::default()
-        },
-    );
+    controller.add(DIGEST, signed_receiver());
     let dir = tempfile::tempdir().unwrap();
     std::fs::copy(testdata().join("tls/ca.pem"), dir.path().join("ca.pem")).unwrap();
     let url = controller.url(DIGEST);
@@ -373,13 +358,7 @@ async fn https_is_checked_against_the_ca_a_receiver_names() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dry_run_says_what_would_go_to_each_target() {
     let (fluxd, controller) = (FakeFluxd::start().await, Controller::start());
-    controller.add(
-        DIGEST,
-        Receiver {
-            token: Some(TOKEN.into()),
-            ..Receiver::default()
-        },
-    );
+    controller.add(DIGEST, signed_receiver());
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), &fluxd.api(), &signed(&controller.url(DIGEST)));
     let options = Options {
